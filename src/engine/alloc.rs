@@ -1,0 +1,167 @@
+//! The allocator: every volume's free slots plus the placement policy,
+//! behind one short-held mutex. Reserving a slot is a memory operation; the
+//! database learns of the slot only when the sector is committed.
+
+use std::collections::BTreeMap;
+
+use super::placement::{Candidate, Placement, choose};
+use super::slots::SlotMap;
+
+#[derive(Debug)]
+pub struct Allocator {
+    policy: Placement,
+    volumes: BTreeMap<u32, VolumeSlots>,
+    last: Option<u32>,
+}
+
+#[derive(Debug)]
+struct VolumeSlots {
+    map: SlotMap,
+    /// Takes new sectors: not read-only, ready, not being shrunk away.
+    writable: bool,
+}
+
+impl Allocator {
+    pub fn new(policy: Placement) -> Allocator {
+        Allocator {
+            policy,
+            volumes: BTreeMap::new(),
+            last: None,
+        }
+    }
+
+    pub fn policy(&self) -> Placement {
+        self.policy
+    }
+
+    pub fn add_volume(&mut self, id: u32, map: SlotMap, writable: bool) {
+        self.volumes.insert(id, VolumeSlots { map, writable });
+    }
+
+    pub fn remove_volume(&mut self, id: u32) {
+        self.volumes.remove(&id);
+    }
+
+    pub fn set_writable(&mut self, id: u32, writable: bool) {
+        if let Some(v) = self.volumes.get_mut(&id) {
+            v.writable = writable;
+        }
+    }
+
+    /// Reserves a free slot in the volume the policy picks, skipping
+    /// `exclude` (volumes that just failed a write).
+    pub fn reserve(&mut self, exclude: &[u32]) -> Option<(u32, u64)> {
+        let candidates: Vec<Candidate> = self
+            .volumes
+            .iter()
+            .filter(|(id, v)| v.writable && v.map.free() > 0 && !exclude.contains(id))
+            .map(|(id, v)| Candidate {
+                id: *id,
+                total: v.map.total(),
+                free: v.map.free(),
+            })
+            .collect();
+        let id = choose(self.policy, &candidates, self.last, |n| {
+            rand::random_range(0..n.max(1))
+        })?;
+        self.last = Some(id);
+        let slot = self.volumes.get_mut(&id)?.map.take()?;
+        Some((id, slot))
+    }
+
+    pub fn release(&mut self, volume: u32, slot: u64) {
+        if let Some(v) = self.volumes.get_mut(&volume) {
+            v.map.release(slot);
+        }
+    }
+
+    /// Marks a slot occupied (used at open); false if it already was.
+    pub fn mark(&mut self, volume: u32, slot: u64) -> bool {
+        self.volumes
+            .get_mut(&volume)
+            .is_some_and(|v| v.map.mark(slot))
+    }
+
+    pub fn is_used(&self, volume: u32, slot: u64) -> bool {
+        self.volumes
+            .get(&volume)
+            .is_some_and(|v| v.map.is_used(slot))
+    }
+
+    /// (total, used) slots of one volume.
+    pub fn usage(&self, volume: u32) -> Option<(u64, u64)> {
+        self.volumes
+            .get(&volume)
+            .map(|v| (v.map.total(), v.map.used()))
+    }
+
+    /// Free slots in volumes that take new sectors.
+    pub fn writable_free(&self) -> u64 {
+        self.volumes
+            .values()
+            .filter(|v| v.writable)
+            .map(|v| v.map.free())
+            .sum()
+    }
+
+    pub fn resize(&mut self, volume: u32, total: u64) {
+        if let Some(v) = self.volumes.get_mut(&volume) {
+            v.map.resize(total);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc(policy: Placement, vols: &[(u32, u64, u64, bool)]) -> Allocator {
+        let mut a = Allocator::new(policy);
+        for &(id, total, used, writable) in vols {
+            let mut m = SlotMap::new(total);
+            for s in 0..used {
+                m.mark(s);
+            }
+            a.add_volume(id, m, writable);
+        }
+        a
+    }
+
+    #[test]
+    fn skips_full_and_read_only_volumes() {
+        // 1 is full, 2 is read-only, 3 has room
+        let vols = [(1, 4, 4, true), (2, 8, 0, false), (3, 8, 6, true)];
+        for (_, policy) in super::super::placement::POLICIES {
+            let mut a = alloc(*policy, &vols);
+            assert_eq!(a.reserve(&[]), Some((3, 6)), "{policy}");
+            assert_eq!(a.reserve(&[]), Some((3, 7)), "{policy}");
+            assert_eq!(a.reserve(&[]), None, "{policy}: no space left");
+        }
+    }
+
+    #[test]
+    fn round_robin_and_most_free_spread_sectors() {
+        let vols = [(1, 8, 0, true), (2, 8, 0, true), (3, 8, 0, true)];
+        let mut a = alloc(Placement::RoundRobin, &vols);
+        let picks: Vec<u32> = (0..6).map(|_| a.reserve(&[]).unwrap().0).collect();
+        assert_eq!(picks, [1, 2, 3, 1, 2, 3]);
+
+        let mut a = alloc(Placement::MostFree, &[(1, 8, 0, true), (2, 4, 0, true)]);
+        let picks: Vec<u32> = (0..6).map(|_| a.reserve(&[]).unwrap().0).collect();
+        assert_eq!(picks, [1, 1, 1, 1, 1, 2]);
+
+        let mut a = alloc(Placement::FillFirst, &vols);
+        assert_eq!(a.reserve(&[1]).unwrap().0, 2, "an excluded volume is skipped");
+    }
+
+    #[test]
+    fn weighted_random_never_picks_a_full_volume() {
+        let mut a = alloc(
+            Placement::WeightedRandom,
+            &[(1, 100, 100, true), (2, 100, 0, true), (3, 10, 0, true)],
+        );
+        for _ in 0..100 {
+            assert_ne!(a.reserve(&[]).unwrap().0, 1);
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The storage engine: placement, references, jobs and alerts over the
+//! metadata (`meta`) and the volume files (`volume`). Knows nothing of FUSE.
+
+mod alerts;
+mod alloc;
+mod lock;
+pub mod placement;
+mod refs;
+mod sectors;
+mod slots;
+mod status;
+mod volumes;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+pub use alerts::{Alert, Alerts, Progress, Severity};
+pub use placement::Placement;
+pub use status::Capacity;
+pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
+
+pub use crate::meta::{ContractEdit, Freed, RefCounts, Reference, SectorRow};
+
+use crate::error::{IoContext, Result};
+use crate::meta::Meta;
+use alloc::Allocator;
+use lock::DataDirLock;
+use slots::SlotMap;
+
+/// Settings chosen when the store is opened.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub placement: Placement,
+    /// Verify every sector read from disk against its root.
+    pub verify_reads: bool,
+    /// Slots of the volume created on first start when there is none (0: none).
+    pub default_volume_slots: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            placement: Placement::default(),
+            verify_reads: false,
+            default_volume_slots: 256,
+        }
+    }
+}
+
+/// Called with every sector freed, so caches of its bytes can be dropped.
+pub type FreeListener = Box<dyn Fn(&Freed) + Send + Sync>;
+
+pub struct Engine {
+    data_dir: PathBuf,
+    meta: Meta,
+    volumes: RwLock<BTreeMap<u32, Arc<Volume>>>,
+    alloc: Mutex<Allocator>,
+    alerts: Alerts,
+    options: Options,
+    free_listener: RwLock<Option<FreeListener>>,
+    _lock: DataDirLock,
+}
+
+impl Engine {
+    /// Opens the store in `data_dir`, creating it on first use. Refuses a
+    /// data dir another process holds.
+    pub fn open(data_dir: &Path, options: Options) -> Result<Engine> {
+        std::fs::create_dir_all(data_dir)
+            .io_ctx(|| format!("cannot create the data dir {}", data_dir.display()))?;
+        let lock = DataDirLock::acquire(data_dir)?;
+        let meta = Meta::open(&data_dir.join("sectorfs.db"))?;
+        let engine = Engine {
+            data_dir: data_dir.to_path_buf(),
+            meta,
+            volumes: RwLock::new(BTreeMap::new()),
+            alloc: Mutex::new(Allocator::new(options.placement)),
+            alerts: Alerts::default(),
+            options,
+            free_listener: RwLock::new(None),
+            _lock: lock,
+        };
+        engine.load_volumes()?;
+        engine.finish_punches()?;
+        if engine.volumes.read().is_empty() && engine.options.default_volume_slots > 0 {
+            let dir = data_dir.join("volumes");
+            std::fs::create_dir_all(&dir)
+                .io_ctx(|| format!("cannot create {}", dir.display()))?;
+            let path = std::path::absolute(dir.join("default.vol"))
+                .io_ctx(|| "cannot resolve the default volume path".into())?;
+            engine.add_volume(&path, engine.options.default_volume_slots)?;
+        }
+        engine.space_changed();
+        Ok(engine)
+    }
+
+    /// Opens every known volume file and derives free slots from the
+    /// occupied ones. A volume whose file cannot be opened is unavailable.
+    fn load_volumes(&self) -> Result<()> {
+        let rows = self.meta.volumes()?;
+        let mut alloc = self.alloc.lock();
+        let mut volumes = self.volumes.write();
+        let mut maps: BTreeMap<u32, SlotMap> = BTreeMap::new();
+        for row in rows {
+            let file = match crate::volume::VolumeFile::open(&row.path, row.slots) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    let reason = format!("cannot open {}: {e}", row.path.display());
+                    tracing::error!(volume = row.id, "{reason}");
+                    self.alerts.raise(
+                        &format!("volume-unavailable-{}", row.id),
+                        Severity::Error,
+                        format!("volume {} is unavailable: {reason}", row.id),
+                        serde_json::json!({"volume": row.id, "path": row.path, "reason": e.to_string()}),
+                    );
+                    None
+                }
+            };
+            let v = Volume::new(row.id, row.uuid, row.path, file, row.readonly);
+            maps.insert(row.id, SlotMap::new(row.slots));
+            volumes.insert(row.id, Arc::new(v));
+        }
+        self.meta.for_each_occupied(|vol, slot| {
+            if let Some(m) = maps.get_mut(&vol) {
+                m.mark(slot);
+            }
+        })?;
+        for (id, map) in maps {
+            alloc.add_volume(id, map, volumes[&id].writable());
+        }
+        Ok(())
+    }
+
+    /// Punches slots freed by transactions that committed before the last
+    /// process could punch them.
+    fn finish_punches(&self) -> Result<()> {
+        let pending = self.meta.pending_punches()?;
+        let mut done = Vec::new();
+        for (vol, slot) in pending {
+            let occupied = self.alloc.lock().is_used(vol, slot);
+            let punched = occupied
+                || self
+                    .volume(vol)
+                    .and_then(|v| v.file())
+                    .is_ok_and(|f| f.punch(slot).is_ok());
+            // a volume gone or unavailable keeps its row for a later open
+            if punched || self.volume(vol).is_err() {
+                done.push((vol, slot));
+            }
+        }
+        self.meta.clear_punches(&done)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn alerts(&self) -> &Alerts {
+        &self.alerts
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// Registers the callback told of every freed sector.
+    pub fn set_free_listener(&self, listener: FreeListener) {
+        *self.free_listener.write() = Some(listener);
+    }
+}
+
+/// Unix seconds now.
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

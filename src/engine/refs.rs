@@ -1,0 +1,139 @@
+//! Reference changes. The transactional rules live in `meta`; here each
+//! freed sector's bytes are punched out and its slot handed back.
+
+use super::{ContractEdit, Engine, Freed, Reference};
+use crate::error::{Error, Result};
+use crate::merkle::Root;
+
+impl Engine {
+    /// Drops a sector's pin (`rm /sectors/<root>`).
+    pub fn unpin(&self, root: &Root) -> Result<()> {
+        let freed = self.meta.unpin(root)?;
+        self.release(freed);
+        Ok(())
+    }
+
+    /// Adds a reference to a sector already stored (`ln`).
+    pub fn add_reference(&self, root: &Root, reference: Reference) -> Result<()> {
+        self.meta.add_reference(root, reference).map(|_| ())
+    }
+
+    /// Applies a contract revision: all of it, or nothing.
+    pub fn revise_contract(&self, name: &str, roots: &[Root], edit: ContractEdit) -> Result<()> {
+        check_contract_name(name)?;
+        let freed = self.meta.revise_contract(name, roots, edit)?;
+        self.release(freed);
+        Ok(())
+    }
+
+    pub fn rename_contract(&self, from: &str, to: &str) -> Result<()> {
+        check_contract_name(to)?;
+        let freed = self.meta.rename_contract(from, to)?;
+        self.release(freed);
+        Ok(())
+    }
+
+    pub fn delete_contract(&self, name: &str) -> Result<()> {
+        let freed = self.meta.delete_contract(name)?;
+        self.release(freed);
+        Ok(())
+    }
+
+    pub fn contract_roots(&self, name: &str) -> Result<Option<Vec<Root>>> {
+        self.meta.contract_roots(name)
+    }
+
+    pub fn list_contracts(&self) -> Result<Vec<(String, u64)>> {
+        self.meta.list_contracts()
+    }
+
+    pub fn contracts_of(&self, sector_id: i64) -> Result<Vec<String>> {
+        self.meta.contracts_of(sector_id)
+    }
+
+    pub fn remove_temp(&self, expiration: u64, root: &Root) -> Result<()> {
+        let freed = self.meta.remove_temp(expiration, root)?;
+        self.release(freed);
+        Ok(())
+    }
+
+    pub fn temp_heights(&self) -> Result<Vec<u64>> {
+        self.meta.temp_heights()
+    }
+
+    pub fn temp_roots(&self, expiration: u64) -> Result<Vec<Root>> {
+        self.meta.temp_roots(expiration)
+    }
+
+    pub fn height(&self) -> Result<u64> {
+        self.meta.height()
+    }
+
+    /// Sets the chain height; expired temp entries go in the same transaction.
+    pub fn set_height(&self, height: u64) -> Result<()> {
+        let freed = self.meta.set_height(height)?;
+        tracing::info!(height, freed = freed.len(), "height set");
+        self.release(freed);
+        Ok(())
+    }
+
+    /// Punches out the bytes of freed sectors, then hands their slots back.
+    /// The punch comes first so a new sector never shares a slot with a
+    /// pending punch.
+    fn release(&self, freed: Vec<Freed>) {
+        if freed.is_empty() {
+            return;
+        }
+        let mut punched = Vec::with_capacity(freed.len());
+        for f in &freed {
+            let ok = match self.volume(f.volume_id).and_then(|v| v.file()) {
+                Ok(file) => match file.punch(f.slot) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(
+                            volume = f.volume_id,
+                            slot = f.slot,
+                            "cannot punch out a freed slot, it will be retried at the next \
+                             start: {e}"
+                        );
+                        false
+                    }
+                },
+                Err(_) => false,
+            };
+            if ok {
+                punched.push((f.volume_id, f.slot));
+            }
+            if let Some(listener) = self.free_listener.read().as_ref() {
+                listener(f);
+            }
+        }
+        if let Err(e) = self.meta.clear_punches(&punched) {
+            tracing::warn!("cannot record punched slots (retried at the next start): {e}");
+        }
+        let mut alloc = self.alloc.lock();
+        for (vol, slot) in punched {
+            alloc.release(vol, slot);
+        }
+        drop(alloc);
+        self.space_changed();
+    }
+}
+
+/// `[A-Za-z0-9_.-]`, 1 to 128 characters; not `.` or `..`.
+pub fn check_contract_name(name: &str) -> Result<()> {
+    let ok = (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+        && name != "."
+        && name != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "contract id {:?} must be 1-128 characters of A-Z a-z 0-9 _ . -",
+            name.chars().take(140).collect::<String>()
+        )))
+    }
+}

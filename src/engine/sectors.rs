@@ -1,0 +1,276 @@
+//! The write path and the read path of sectors.
+//!
+//! Write: verify the root (no lock held) → if stored, add the reference →
+//! else reserve a slot in memory, write and sync the data, then one short
+//! transaction inserts the sector and its reference. A crash before the
+//! commit leaves the slot free (it never had a row); after it, the sector.
+
+use std::sync::Arc;
+
+use super::volumes::bump;
+use super::{Engine, Reference, SectorRow, Severity, now_secs};
+use crate::error::{Error, Result};
+use crate::merkle::{self, Root, SECTOR_SIZE};
+use crate::meta::Inserted;
+use crate::volume::SECTOR_BYTES;
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub sector_id: i64,
+    /// False when the root was already stored and only a reference was added.
+    pub new: bool,
+}
+
+impl Engine {
+    /// Stores a sector under `root` with `reference`, after checking that the
+    /// data is one whole sector that hashes to `root`.
+    pub fn write_sector(&self, root: &Root, data: &[u8], reference: Reference) -> Result<Stored> {
+        check_length(data.len())?;
+        let actual = merkle::sector_root(data);
+        if actual != *root {
+            return Err(Error::BadDigest(format!(
+                "the data hashes to {actual}, not to the name {root}"
+            )));
+        }
+        self.write_verified(root, data, reference)
+    }
+
+    /// As [`write_sector`](Self::write_sector) for data the caller has
+    /// already hashed to `root`.
+    pub fn write_verified(&self, root: &Root, data: &[u8], reference: Reference) -> Result<Stored> {
+        check_length(data.len())?;
+        if self.meta.lookup(root)?.is_some() {
+            match self.meta.add_reference(root, reference) {
+                Ok(id) => {
+                    return Ok(Stored {
+                        sector_id: id,
+                        new: false,
+                    });
+                }
+                // freed since the lookup: store it anew
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Reference::Temp(expiration) = reference {
+            let height = self.meta.height()?;
+            if expiration <= height {
+                return Err(Error::Invalid(format!(
+                    "temp entries must expire above the current height {height}, not at \
+                     {expiration}"
+                )));
+            }
+        }
+        let mut failed = Vec::new();
+        loop {
+            let (vol_id, slot) = self.reserve(&failed)?;
+            let volume = self.volume(vol_id)?;
+            match self.write_slot(&volume, slot, data) {
+                Ok(()) => {}
+                Err(e) => {
+                    // the slot never had a row: return it and try elsewhere
+                    self.alloc.lock().release(vol_id, slot);
+                    failed.push(vol_id);
+                    tracing::error!(volume = vol_id, slot, "write failed: {e}");
+                    self.note_write_error(&volume, &e);
+                    continue;
+                }
+            }
+            let inserted = self
+                .meta
+                .insert_sector(root, vol_id, slot, now_secs(), reference);
+            return match inserted {
+                Ok(Inserted::New(id)) => {
+                    bump(&volume.stats.writes);
+                    Ok(Stored {
+                        sector_id: id,
+                        new: true,
+                    })
+                }
+                Ok(Inserted::AlreadyStored(id)) => {
+                    self.discard_slot(&volume, slot);
+                    Ok(Stored {
+                        sector_id: id,
+                        new: false,
+                    })
+                }
+                Err(e) => {
+                    self.discard_slot(&volume, slot);
+                    Err(e)
+                }
+            };
+        }
+    }
+
+    fn reserve(&self, failed: &[u32]) -> Result<(u32, u64)> {
+        let reserved = self.alloc.lock().reserve(failed);
+        match reserved {
+            Some(r) => Ok(r),
+            None => {
+                self.space_changed();
+                Err(Error::NoSpace(if failed.is_empty() {
+                    "no writable volume has a free slot".into()
+                } else {
+                    format!(
+                        "no writable volume has a free slot (writes to volume(s) {failed:?} failed)"
+                    )
+                }))
+            }
+        }
+    }
+
+    fn write_slot(&self, volume: &super::Volume, slot: u64, data: &[u8]) -> Result<()> {
+        let file = volume.file()?;
+        file.write_sector(slot, data)
+            .and_then(|()| file.sync())
+            .map_err(|e| {
+                Error::io(
+                    format!("writing slot {slot} of volume {} failed", volume.id),
+                    e,
+                )
+            })
+    }
+
+    /// Gives back a slot whose data was written but never committed.
+    fn discard_slot(&self, volume: &super::Volume, slot: u64) {
+        if let Ok(f) = volume.file() {
+            let _ = f.punch(slot);
+        }
+        self.alloc.lock().release(volume.id, slot);
+    }
+
+    fn note_write_error(&self, volume: &super::Volume, e: &Error) {
+        bump(&volume.stats.write_errors);
+        self.alerts.raise(
+            &format!("volume-write-errors-{}", volume.id),
+            Severity::Warning,
+            format!(
+                "volume {} ({}) had write errors ({} so far); last: {e}",
+                volume.id,
+                volume.path.display(),
+                volume.stats.snapshot().write_errors
+            ),
+            serde_json::json!({"volume": volume.id}),
+        );
+    }
+
+    pub fn lookup(&self, root: &Root) -> Result<Option<SectorRow>> {
+        self.meta.lookup(root)
+    }
+
+    pub fn sector_by_id(&self, id: i64) -> Result<Option<SectorRow>> {
+        self.meta.sector_by_id(id)
+    }
+
+    /// One page of stored sectors after `after_id`, in id order.
+    pub fn list_sectors(&self, after_id: i64, limit: usize) -> Result<Vec<SectorRow>> {
+        self.meta.list_sectors(after_id, limit)
+    }
+
+    pub fn ref_counts(&self, sector_id: i64) -> Result<super::RefCounts> {
+        self.meta.ref_counts(sector_id)
+    }
+
+    /// Reads `buf.len()` bytes of the sector `root` from `offset`.
+    ///
+    /// The location is looked up again after the read: if the sector moved
+    /// or was freed meanwhile, the bytes read may belong to another sector,
+    /// so they are never returned.
+    pub fn read_sector(&self, root: &Root, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if offset + buf.len() as u64 > SECTOR_BYTES {
+            return Err(Error::Invalid(format!(
+                "a read of {} bytes at {offset} runs past the end of a sector",
+                buf.len()
+            )));
+        }
+        let not_stored = || Error::NotFound(format!("sector {root} is not stored"));
+        let mut at = self.meta.lookup(root)?.ok_or_else(not_stored)?;
+        for _ in 0..8 {
+            let volume = self.volume(at.volume_id)?;
+            self.read_slot(&volume, &at, offset, buf)?;
+            let now = self.meta.lookup(root)?.ok_or_else(not_stored)?;
+            if (now.volume_id, now.slot) == (at.volume_id, at.slot) {
+                bump(&volume.stats.reads);
+                return Ok(());
+            }
+            at = now;
+        }
+        Err(Error::Busy(format!(
+            "sector {root} kept moving while it was read"
+        )))
+    }
+
+    fn read_slot(
+        &self,
+        volume: &Arc<super::Volume>,
+        at: &SectorRow,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        let file = volume.file()?;
+        if !self.options.verify_reads {
+            return file.read(at.slot, offset, buf).map_err(|e| {
+                self.note_read_error(volume, at, &e.to_string());
+                Error::io(
+                    format!("reading sector {} from volume {} failed", at.root, volume.id),
+                    e,
+                )
+            });
+        }
+        let mut whole = vec![0u8; SECTOR_SIZE];
+        file.read(at.slot, 0, &mut whole).map_err(|e| {
+            self.note_read_error(volume, at, &e.to_string());
+            Error::io(
+                format!("reading sector {} from volume {} failed", at.root, volume.id),
+                e,
+            )
+        })?;
+        if merkle::sector_root(&whole) != at.root {
+            bump(&volume.stats.corrupt);
+            self.alerts.raise(
+                &format!("corrupt-{}", at.root),
+                Severity::Error,
+                format!(
+                    "sector {} in volume {} slot {} is corrupt: its data no longer hashes to \
+                     its root",
+                    at.root, volume.id, at.slot
+                ),
+                serde_json::json!({"root": at.root.to_string(), "volume": volume.id, "slot": at.slot}),
+            );
+            return Err(Error::Corrupt(format!(
+                "sector {} in volume {} slot {} is corrupt",
+                at.root, volume.id, at.slot
+            )));
+        }
+        let start = offset as usize;
+        buf.copy_from_slice(&whole[start..start + buf.len()]);
+        Ok(())
+    }
+
+    fn note_read_error(&self, volume: &super::Volume, at: &SectorRow, what: &str) {
+        bump(&volume.stats.read_errors);
+        self.alerts.raise(
+            &format!("volume-read-errors-{}", volume.id),
+            Severity::Warning,
+            format!(
+                "volume {} ({}) had read errors ({} so far); last: sector {} at slot {}: {what}",
+                volume.id,
+                volume.path.display(),
+                volume.stats.snapshot().read_errors,
+                at.root,
+                at.slot
+            ),
+            serde_json::json!({"volume": volume.id, "root": at.root.to_string(), "slot": at.slot}),
+        );
+    }
+}
+
+fn check_length(len: usize) -> Result<()> {
+    if len != SECTOR_SIZE {
+        return Err(Error::Invalid(format!(
+            "a sector is exactly {SECTOR_SIZE} bytes, not {len}"
+        )));
+    }
+    Ok(())
+}

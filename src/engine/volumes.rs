@@ -1,0 +1,266 @@
+//! Volumes as the engine sees them: the open file, state, counters, and
+//! adding one or setting it read-only.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+use serde::Serialize;
+
+use super::Engine;
+use super::alerts::Severity;
+use super::slots::SlotMap;
+use crate::error::{Error, Result};
+use crate::volume::{SECTOR_BYTES, VolumeFile};
+
+/// The most slots one volume may have: keeps every byte offset in an i64.
+pub const MAX_SLOTS: u64 = (i64::MAX as u64) / SECTOR_BYTES;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeState {
+    Ready,
+    Resizing,
+    Removing,
+    Checking,
+    Unavailable,
+}
+
+impl std::fmt::Display for VolumeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VolumeState::Ready => "ready",
+            VolumeState::Resizing => "resizing",
+            VolumeState::Removing => "removing",
+            VolumeState::Checking => "checking",
+            VolumeState::Unavailable => "unavailable",
+        })
+    }
+}
+
+/// Per-volume counters, kept in memory since the mount started.
+#[derive(Debug, Default)]
+pub struct VolumeStats {
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+    pub read_errors: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub corrupt: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub reads: u64,
+    pub writes: u64,
+    pub read_errors: u64,
+    pub write_errors: u64,
+    pub corrupt: u64,
+}
+
+impl VolumeStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            reads: get(&self.reads),
+            writes: get(&self.writes),
+            read_errors: get(&self.read_errors),
+            write_errors: get(&self.write_errors),
+            corrupt: get(&self.corrupt),
+        }
+    }
+}
+
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+#[derive(Debug)]
+pub struct Volume {
+    pub id: u32,
+    pub uuid: String,
+    pub path: PathBuf,
+    /// `None` while the volume is unavailable.
+    file: RwLock<Option<Arc<VolumeFile>>>,
+    readonly: AtomicBool,
+    state: RwLock<VolumeState>,
+    pub stats: VolumeStats,
+}
+
+impl Volume {
+    pub(crate) fn new(
+        id: u32,
+        uuid: String,
+        path: PathBuf,
+        file: Option<VolumeFile>,
+        readonly: bool,
+    ) -> Volume {
+        let state = if file.is_some() {
+            VolumeState::Ready
+        } else {
+            VolumeState::Unavailable
+        };
+        Volume {
+            id,
+            uuid,
+            path,
+            file: RwLock::new(file.map(Arc::new)),
+            readonly: AtomicBool::new(readonly),
+            state: RwLock::new(state),
+            stats: VolumeStats::default(),
+        }
+    }
+
+    /// The open file, or `EIO` with the reason when the volume is unavailable.
+    pub fn file(&self) -> Result<Arc<VolumeFile>> {
+        self.file.read().clone().ok_or_else(|| {
+            Error::Unavailable(format!(
+                "volume {} ({}) is unavailable",
+                self.id,
+                self.path.display()
+            ))
+        })
+    }
+
+    pub fn readonly(&self) -> bool {
+        self.readonly.load(Ordering::Relaxed)
+    }
+
+    pub fn state(&self) -> VolumeState {
+        *self.state.read()
+    }
+
+    /// Takes new sectors: not read-only and ready.
+    pub fn writable(&self) -> bool {
+        !self.readonly() && self.state() == VolumeState::Ready
+    }
+}
+
+/// A volume's row plus its live numbers, for listings and control files.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeInfo {
+    pub id: u32,
+    pub uuid: String,
+    pub path: PathBuf,
+    pub slots: u64,
+    pub used: u64,
+    pub readonly: bool,
+    pub state: VolumeState,
+    pub stats: StatsSnapshot,
+}
+
+impl Engine {
+    pub fn volume(&self, id: u32) -> Result<Arc<Volume>> {
+        self.volumes
+            .read()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("there is no volume {id}")))
+    }
+
+    pub fn volume_ids(&self) -> Vec<u32> {
+        self.volumes.read().keys().copied().collect()
+    }
+
+    pub fn volume_info(&self, id: u32) -> Result<VolumeInfo> {
+        let v = self.volume(id)?;
+        let (slots, used) = self.alloc.lock().usage(id).unwrap_or((0, 0));
+        Ok(VolumeInfo {
+            id,
+            uuid: v.uuid.clone(),
+            path: v.path.clone(),
+            slots,
+            used,
+            readonly: v.readonly(),
+            state: v.state(),
+            stats: v.stats.snapshot(),
+        })
+    }
+
+    pub fn volume_infos(&self) -> Vec<VolumeInfo> {
+        self.volume_ids()
+            .into_iter()
+            .filter_map(|id| self.volume_info(id).ok())
+            .collect()
+    }
+
+    /// Creates a sparse volume file at `path` of `slots` slots and makes it
+    /// writable at once. The path must be absolute, must not exist (nor be a
+    /// symlink), and its directory must exist.
+    pub fn add_volume(&self, path: &Path, slots: u64) -> Result<u32> {
+        if !path.is_absolute() {
+            return Err(Error::Invalid(format!(
+                "volume path {} must be absolute",
+                path.display()
+            )));
+        }
+        if slots == 0 || slots > MAX_SLOTS {
+            return Err(Error::Invalid(format!(
+                "a volume needs between 1 and {MAX_SLOTS} slots, not {slots}"
+            )));
+        }
+        if path.symlink_metadata().is_ok() {
+            return Err(Error::Exists(format!(
+                "{} already exists; a new volume needs a new file",
+                path.display()
+            )));
+        }
+        match path.parent().map(|d| d.is_dir()) {
+            Some(true) => {}
+            _ => {
+                return Err(Error::NotFound(format!(
+                    "the directory of {} does not exist",
+                    path.display()
+                )));
+            }
+        }
+        let file = VolumeFile::create(path, slots).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                Error::Exists(format!("{} already exists", path.display()))
+            }
+            _ => Error::io(format!("cannot create volume file {}", path.display()), e),
+        })?;
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let id = match self.meta.insert_volume(&uuid, path, slots) {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
+        };
+        let volume = Arc::new(Volume::new(id, uuid, path.to_path_buf(), Some(file), false));
+        self.alloc.lock().add_volume(id, SlotMap::new(slots), true);
+        self.volumes.write().insert(id, volume);
+        tracing::info!(volume = id, slots, "added volume {}", path.display());
+        self.space_changed();
+        Ok(id)
+    }
+
+    /// Sets a volume read-only (no new sectors; reads go on) or writable.
+    pub fn set_readonly(&self, id: u32, readonly: bool) -> Result<()> {
+        let v = self.volume(id)?;
+        self.meta.set_readonly(id, readonly)?;
+        v.readonly.store(readonly, Ordering::Relaxed);
+        self.alloc.lock().set_writable(id, v.writable());
+        tracing::info!(volume = id, readonly, "volume read-only flag changed");
+        self.space_changed();
+        Ok(())
+    }
+
+    pub(crate) fn mark_unavailable(&self, v: &Volume, reason: &str) {
+        *v.file.write() = None;
+        *v.state.write() = VolumeState::Unavailable;
+        self.alloc.lock().set_writable(v.id, false);
+        self.alerts.raise(
+            &format!("volume-unavailable-{}", v.id),
+            Severity::Error,
+            format!(
+                "volume {} ({}) is unavailable: {reason}",
+                v.id,
+                v.path.display()
+            ),
+            serde_json::json!({"volume": v.id, "path": v.path, "reason": reason}),
+        );
+        self.space_changed();
+    }
+}

@@ -1,0 +1,118 @@
+//! The one error type of the engine. Every case knows its errno, so the FUSE
+//! layer maps errors instead of guessing, and every case carries a sentence a
+//! host operator can act on.
+
+use std::io;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input: a malformed name, line, number or size.
+    #[error("{0}")]
+    Invalid(String),
+    /// Something named does not exist (a root, a volume, a contract, a path).
+    #[error("{0}")]
+    NotFound(String),
+    /// Something to be created already exists.
+    #[error("{0}")]
+    Exists(String),
+    /// The target is in use: a sector still referenced, a volume with a job.
+    #[error("{0}")]
+    Busy(String),
+    /// No writable volume has a free slot.
+    #[error("{0}")]
+    NoSpace(String),
+    /// Data does not hash to the root it was written under.
+    #[error("{0}")]
+    BadDigest(String),
+    /// A write past the end of a sector.
+    #[error("{0}")]
+    TooBig(String),
+    /// An operation that is not allowed on this object.
+    #[error("{0}")]
+    NotPermitted(String),
+    /// The volume holding the data cannot be used right now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Stored data that no longer matches its root.
+    #[error("{0}")]
+    Corrupt(String),
+    /// Another process holds the data dir.
+    #[error("{0}")]
+    Locked(String),
+    /// A failed system call on a volume or the data dir.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The metadata database failed.
+    #[error("metadata database error while {context}: {source}")]
+    Db {
+        context: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl Error {
+    /// The errno a file system call reports for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::Invalid(_) => libc::EINVAL,
+            Error::NotFound(_) => libc::ENOENT,
+            Error::Exists(_) => libc::EEXIST,
+            Error::Busy(_) => libc::EBUSY,
+            Error::NoSpace(_) => libc::ENOSPC,
+            Error::BadDigest(_) => libc::EBADMSG,
+            Error::TooBig(_) => libc::EFBIG,
+            Error::NotPermitted(_) => libc::EPERM,
+            Error::Unavailable(_) | Error::Corrupt(_) => libc::EIO,
+            Error::Locked(_) => libc::EWOULDBLOCK,
+            Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            Error::Db { source, .. } => match source.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DiskFull) => libc::ENOSPC,
+                Some(rusqlite::ErrorCode::ReadOnly) => libc::EROFS,
+                _ => libc::EIO,
+            },
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn db(context: impl Into<String>, source: rusqlite::Error) -> Self {
+        Error::Db {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Attach a sentence to a database result.
+pub trait DbContext<T> {
+    fn ctx(self, context: &str) -> Result<T>;
+}
+
+impl<T> DbContext<T> for std::result::Result<T, rusqlite::Error> {
+    fn ctx(self, context: &str) -> Result<T> {
+        self.map_err(|e| Error::db(context, e))
+    }
+}
+
+/// Attach a sentence to an I/O result.
+pub trait IoContext<T> {
+    fn io_ctx(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn io_ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::io(context(), e))
+    }
+}

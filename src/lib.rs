@@ -1,0 +1,10 @@
+//! sectorfs: a storage host's sector store, mounted as a FUSE file system.
+//!
+//! Layers, one way: `fs` (FUSE adapter) → `engine` (placement, references,
+//! jobs, alerts) → `meta` (SQLite) and `volume` (positioned file I/O).
+
+pub mod engine;
+pub mod error;
+pub mod merkle;
+pub mod meta;
+pub mod volume;

@@ -1,0 +1,367 @@
+//! References that keep sectors alive: pins, contract entries, temp entries
+//! and the height. Every change that can drop a last reference frees the
+//! sector in the same transaction, by asking what references remain.
+
+use std::collections::HashSet;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::sectors::{lookup_in, ref_counts_in};
+use super::{Freed, Meta, root_of};
+use crate::error::{DbContext, Error, Result};
+use crate::merkle::Root;
+
+/// How a contract revision changes the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContractEdit {
+    Replace,
+    Append,
+}
+
+impl Meta {
+    /// Drops a sector's pin. `EBUSY` if it has no pin but other references.
+    pub fn unpin(&self, root: &Root) -> Result<Vec<Freed>> {
+        self.write(|tx| {
+            let sector = lookup_in(tx, root)?
+                .ok_or_else(|| Error::NotFound(format!("sector {root} is not stored")))?;
+            let removed = tx
+                .prepare_cached("DELETE FROM pins WHERE sector_id = ?1")
+                .and_then(|mut s| s.execute([sector.id]))
+                .ctx("unpinning a sector")?;
+            if removed == 0 {
+                let refs = ref_counts_in(tx, sector.id)?;
+                return Err(Error::Busy(format!(
+                    "sector {root} is not pinned but is still held by {} contract entries and \
+                     {} temp entries",
+                    refs.contracts, refs.temp
+                )));
+            }
+            free_unreferenced(tx, &[sector.id])
+        })
+    }
+
+    /// Applies a contract revision atomically: every root must be stored,
+    /// otherwise nothing changes. Creates the contract if it is new.
+    pub fn revise_contract(
+        &self,
+        name: &str,
+        roots: &[Root],
+        edit: ContractEdit,
+    ) -> Result<Vec<Freed>> {
+        self.write(|tx| {
+            let mut ids = Vec::with_capacity(roots.len());
+            for root in roots {
+                let sector = lookup_in(tx, root)?.ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "contract {name} names sector {root}, which is not stored"
+                    ))
+                })?;
+                ids.push(sector.id);
+            }
+            let contract = ensure_contract(tx, name)?;
+            let (old, start) = match edit {
+                ContractEdit::Replace => {
+                    let old = contract_sector_ids(tx, contract)?;
+                    delete_entries(tx, contract)?;
+                    (old, 0)
+                }
+                ContractEdit::Append => {
+                    let next: i64 = tx
+                        .prepare_cached(
+                            "SELECT coalesce(max(idx) + 1, 0) FROM contract_entries \
+                             WHERE contract_id = ?1",
+                        )
+                        .and_then(|mut s| s.query_row([contract], |r| r.get(0)))
+                        .ctx("finding a contract's end")?;
+                    (Vec::new(), next)
+                }
+            };
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO contract_entries (contract_id, idx, sector_id) VALUES (?1, ?2, ?3)",
+                )
+                .ctx("adding contract entries")?;
+            for (i, id) in ids.iter().enumerate() {
+                insert
+                    .execute(params![contract, start + i as i64, id])
+                    .ctx("adding contract entries")?;
+            }
+            free_unreferenced(tx, &old)
+        })
+    }
+
+    /// Moves `from`'s list onto `to` (replacing `to`'s), and `from` is gone.
+    pub fn rename_contract(&self, from: &str, to: &str) -> Result<Vec<Freed>> {
+        self.write(|tx| {
+            let src = contract_id(tx, from)?
+                .ok_or_else(|| Error::NotFound(format!("contract {from} does not exist")))?;
+            if from == to {
+                return Ok(Vec::new());
+            }
+            let mut old = Vec::new();
+            if let Some(dst) = contract_id(tx, to)? {
+                old = contract_sector_ids(tx, dst)?;
+                delete_entries(tx, dst)?;
+                tx.execute("DELETE FROM contracts WHERE id = ?1", [dst])
+                    .ctx("replacing a contract")?;
+            }
+            tx.execute("UPDATE contracts SET name = ?1 WHERE id = ?2", params![to, src])
+                .ctx("renaming a contract")?;
+            free_unreferenced(tx, &old)
+        })
+    }
+
+    /// Drops a contract and all its entries.
+    pub fn delete_contract(&self, name: &str) -> Result<Vec<Freed>> {
+        self.write(|tx| {
+            let id = contract_id(tx, name)?
+                .ok_or_else(|| Error::NotFound(format!("contract {name} does not exist")))?;
+            let old = contract_sector_ids(tx, id)?;
+            delete_entries(tx, id)?;
+            tx.execute("DELETE FROM contracts WHERE id = ?1", [id])
+                .ctx("deleting a contract")?;
+            free_unreferenced(tx, &old)
+        })
+    }
+
+    /// A contract's roots in order; `None` if there is no such contract.
+    pub fn contract_roots(&self, name: &str) -> Result<Option<Vec<Root>>> {
+        self.read(|c| {
+            let Some(id) = contract_id(c, name)? else {
+                return Ok(None);
+            };
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT s.root FROM contract_entries e JOIN sectors s ON s.id = e.sector_id \
+                     WHERE e.contract_id = ?1 ORDER BY e.idx",
+                )
+                .ctx("reading a contract")?;
+            let roots = stmt
+                .query_map([id], |r| root_of(r, 0))
+                .ctx("reading a contract")?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .ctx("reading a contract")?;
+            Ok(Some(roots))
+        })
+    }
+
+    /// Every contract's name and number of entries.
+    pub fn list_contracts(&self) -> Result<Vec<(String, u64)>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT c.name, (SELECT count(*) FROM contract_entries e \
+                     WHERE e.contract_id = c.id) FROM contracts c ORDER BY c.name",
+                )
+                .ctx("listing contracts")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+                .ctx("listing contracts")?
+                .collect::<rusqlite::Result<_>>()
+                .ctx("listing contracts")
+        })
+    }
+
+    /// Names of the contracts holding a sector (for alerts about lost data).
+    pub fn contracts_of(&self, sector_id: i64) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT DISTINCT c.name FROM contract_entries e \
+                     JOIN contracts c ON c.id = e.contract_id WHERE e.sector_id = ?1 ORDER BY 1",
+                )
+                .ctx("finding a sector's contracts")?;
+            stmt.query_map([sector_id], |r| r.get(0))
+                .ctx("finding a sector's contracts")?
+                .collect::<rusqlite::Result<_>>()
+                .ctx("finding a sector's contracts")
+        })
+    }
+
+    /// Drops one temp entry.
+    pub fn remove_temp(&self, expiration: u64, root: &Root) -> Result<Vec<Freed>> {
+        self.write(|tx| {
+            let sector = lookup_in(tx, root)?
+                .ok_or_else(|| Error::NotFound(format!("sector {root} is not stored")))?;
+            let n = tx
+                .prepare_cached("DELETE FROM temp_entries WHERE expiration = ?1 AND sector_id = ?2")
+                .and_then(|mut s| s.execute(params![expiration as i64, sector.id]))
+                .ctx("removing a temp entry")?;
+            if n == 0 {
+                return Err(Error::NotFound(format!(
+                    "sector {root} has no temp entry at height {expiration}"
+                )));
+            }
+            free_unreferenced(tx, &[sector.id])
+        })
+    }
+
+    /// Heights that have temp entries, ascending.
+    pub fn temp_heights(&self) -> Result<Vec<u64>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT DISTINCT expiration FROM temp_entries ORDER BY 1")
+                .ctx("listing temp heights")?;
+            stmt.query_map([], |r| r.get::<_, i64>(0).map(|h| h as u64))
+                .ctx("listing temp heights")?
+                .collect::<rusqlite::Result<_>>()
+                .ctx("listing temp heights")
+        })
+    }
+
+    /// Roots with a temp entry expiring at `expiration`.
+    pub fn temp_roots(&self, expiration: u64) -> Result<Vec<Root>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT s.root FROM temp_entries t JOIN sectors s ON s.id = t.sector_id \
+                     WHERE t.expiration = ?1 ORDER BY s.id",
+                )
+                .ctx("listing temp entries")?;
+            stmt.query_map([expiration as i64], |r| root_of(r, 0))
+                .ctx("listing temp entries")?
+                .collect::<rusqlite::Result<_>>()
+                .ctx("listing temp entries")
+        })
+    }
+
+    pub fn height(&self) -> Result<u64> {
+        self.read(height_in)
+    }
+
+    /// Sets the chain height and drops every temp entry at or below it.
+    /// Heights never go back.
+    pub fn set_height(&self, height: u64) -> Result<Vec<Freed>> {
+        if height > i64::MAX as u64 {
+            return Err(Error::Invalid(format!("height {height} is too large")));
+        }
+        self.write(|tx| {
+            let current = height_in(tx)?;
+            if height < current {
+                return Err(Error::Invalid(format!(
+                    "the height cannot go back from {current} to {height}"
+                )));
+            }
+            tx.execute(
+                "UPDATE settings SET value = ?1 WHERE key = 'height'",
+                [height as i64],
+            )
+            .ctx("setting the height")?;
+            let expired: Vec<i64> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "DELETE FROM temp_entries WHERE expiration <= ?1 RETURNING sector_id",
+                    )
+                    .ctx("dropping expired temp entries")?;
+                stmt.query_map([height as i64], |r| r.get(0))
+                    .ctx("dropping expired temp entries")?
+                    .collect::<rusqlite::Result<_>>()
+                    .ctx("dropping expired temp entries")?
+            };
+            free_unreferenced(tx, &expired)
+        })
+    }
+
+    /// Slots freed in committed transactions whose bytes may not be punched yet.
+    pub fn pending_punches(&self) -> Result<Vec<(u32, u64)>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT volume_id, slot FROM pending_punches")
+                .ctx("reading pending punches")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+                .ctx("reading pending punches")?
+                .collect::<rusqlite::Result<_>>()
+                .ctx("reading pending punches")
+        })
+    }
+
+    /// Forgets slots whose bytes are now punched out.
+    pub fn clear_punches(&self, slots: &[(u32, u64)]) -> Result<()> {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut stmt = tx
+                .prepare_cached("DELETE FROM pending_punches WHERE volume_id = ?1 AND slot = ?2")
+                .ctx("clearing punched slots")?;
+            for (vol, slot) in slots {
+                stmt.execute(params![vol, *slot as i64])
+                    .ctx("clearing punched slots")?;
+            }
+            Ok(())
+        })
+    }
+}
+
+pub(super) fn height_in(c: &Connection) -> Result<u64> {
+    c.prepare_cached("SELECT value FROM settings WHERE key = 'height'")
+        .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+        .map(|h| h as u64)
+        .ctx("reading the height")
+}
+
+fn contract_id(c: &Connection, name: &str) -> Result<Option<i64>> {
+    c.prepare_cached("SELECT id FROM contracts WHERE name = ?1")
+        .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
+        .ctx("looking up a contract")
+}
+
+fn ensure_contract(tx: &Transaction, name: &str) -> Result<i64> {
+    if let Some(id) = contract_id(tx, name)? {
+        return Ok(id);
+    }
+    tx.execute("INSERT INTO contracts (name) VALUES (?1)", [name])
+        .ctx("creating a contract")?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn contract_sector_ids(c: &Connection, contract: i64) -> Result<Vec<i64>> {
+    let mut stmt = c
+        .prepare_cached("SELECT DISTINCT sector_id FROM contract_entries WHERE contract_id = ?1")
+        .ctx("reading a contract's sectors")?;
+    stmt.query_map([contract], |r| r.get(0))
+        .ctx("reading a contract's sectors")?
+        .collect::<rusqlite::Result<_>>()
+        .ctx("reading a contract's sectors")
+}
+
+fn delete_entries(c: &Connection, contract: i64) -> Result<()> {
+    c.prepare_cached("DELETE FROM contract_entries WHERE contract_id = ?1")
+        .and_then(|mut s| s.execute([contract]))
+        .ctx("deleting contract entries")?;
+    Ok(())
+}
+
+/// Deletes every candidate sector that has no reference left, records its
+/// slot as pending a punch, and returns what was freed.
+pub(super) fn free_unreferenced(c: &Connection, candidates: &[i64]) -> Result<Vec<Freed>> {
+    let mut freed = Vec::new();
+    let mut seen = HashSet::new();
+    for &id in candidates {
+        if !seen.insert(id) || ref_counts_in(c, id)?.total() > 0 {
+            continue;
+        }
+        let row = c
+            .prepare_cached("DELETE FROM sectors WHERE id = ?1 RETURNING root, volume_id, slot")
+            .and_then(|mut s| {
+                s.query_row([id], |r| {
+                    Ok(Freed {
+                        root: root_of(r, 0)?,
+                        sector_id: id,
+                        volume_id: r.get(1)?,
+                        slot: r.get::<_, i64>(2)? as u64,
+                    })
+                })
+                .optional()
+            })
+            .ctx("freeing a sector")?;
+        if let Some(f) = row {
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO pending_punches (volume_id, slot) VALUES (?1, ?2)",
+            )
+            .and_then(|mut s| s.execute(params![f.volume_id, f.slot as i64]))
+            .ctx("recording a freed slot")?;
+            freed.push(f);
+        }
+    }
+    Ok(freed)
+}

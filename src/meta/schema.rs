@@ -1,0 +1,82 @@
+//! Versioned migrations. `PRAGMA user_version` records how many have run;
+//! each runs once, in its own transaction, in order.
+
+use rusqlite::Connection;
+
+use crate::error::{DbContext, Result};
+
+/// Never edit a migration that has shipped: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema. Free slots have no rows: they are derived at open
+    // from the occupied ones, so adding or growing a volume is O(1) here.
+    r#"
+    CREATE TABLE volumes (
+        id        INTEGER PRIMARY KEY,
+        uuid      TEXT NOT NULL UNIQUE,
+        path      TEXT NOT NULL UNIQUE,
+        slots     INTEGER NOT NULL CHECK (slots >= 0),
+        readonly  INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE sectors (
+        id         INTEGER PRIMARY KEY,
+        root       BLOB NOT NULL UNIQUE CHECK (length(root) = 32),
+        volume_id  INTEGER NOT NULL REFERENCES volumes(id),
+        slot       INTEGER NOT NULL,
+        stored_at  INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX sectors_location ON sectors(volume_id, slot);
+    CREATE TABLE pins (
+        sector_id  INTEGER PRIMARY KEY REFERENCES sectors(id)
+    );
+    CREATE TABLE contracts (
+        id    INTEGER PRIMARY KEY,
+        name  TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE contract_entries (
+        contract_id  INTEGER NOT NULL REFERENCES contracts(id),
+        idx          INTEGER NOT NULL,
+        sector_id    INTEGER NOT NULL REFERENCES sectors(id),
+        PRIMARY KEY (contract_id, idx)
+    ) WITHOUT ROWID;
+    CREATE INDEX contract_entries_sector ON contract_entries(sector_id);
+    CREATE TABLE temp_entries (
+        expiration  INTEGER NOT NULL,
+        sector_id   INTEGER NOT NULL REFERENCES sectors(id),
+        PRIMARY KEY (expiration, sector_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX temp_entries_sector ON temp_entries(sector_id);
+    -- Slots freed in a committed transaction whose bytes are not yet
+    -- punched out; punched at the next open if the daemon died first.
+    CREATE TABLE pending_punches (
+        volume_id  INTEGER NOT NULL,
+        slot       INTEGER NOT NULL,
+        PRIMARY KEY (volume_id, slot)
+    ) WITHOUT ROWID;
+    CREATE TABLE settings (
+        key    TEXT PRIMARY KEY,
+        value  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO settings (key, value) VALUES ('height', 0);
+    "#,
+];
+
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .ctx("reading the schema version")?;
+    if version as usize > MIGRATIONS.len() {
+        return Err(crate::error::Error::Invalid(format!(
+            "the database has schema version {version}, newer than this sectorfs knows ({}); \
+             upgrade sectorfs",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().ctx("starting a migration")?;
+        tx.execute_batch(sql).ctx("migrating the schema")?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .ctx("recording the schema version")?;
+        tx.commit().ctx("committing a migration")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Stored sectors: where each lives, and inserting new ones with their
+//! first reference.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Inserted, Meta, RefCounts, Reference, SECTOR_COLUMNS, SectorRow, sector_of};
+use crate::error::{DbContext, Error, Result};
+use crate::merkle::Root;
+
+impl Meta {
+    pub fn lookup(&self, root: &Root) -> Result<Option<SectorRow>> {
+        self.read(|c| lookup_in(c, root))
+    }
+
+    pub fn sector_by_id(&self, id: i64) -> Result<Option<SectorRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {SECTOR_COLUMNS} FROM sectors WHERE id = ?1"))
+                .and_then(|mut s| s.query_row([id], sector_of).optional())
+                .ctx("looking up a sector by id")
+        })
+    }
+
+    /// One page of sectors in id order after `after_id` (keyset paging, so
+    /// listing a million sectors never holds them all).
+    pub fn list_sectors(&self, after_id: i64, limit: usize) -> Result<Vec<SectorRow>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {SECTOR_COLUMNS} FROM sectors WHERE id > ?1 ORDER BY id LIMIT ?2"
+                ))
+                .ctx("listing sectors")?;
+            let rows = stmt
+                .query_map(params![after_id, limit as i64], sector_of)
+                .ctx("listing sectors")?;
+            rows.collect::<rusqlite::Result<_>>().ctx("listing sectors")
+        })
+    }
+
+    /// Every sector of one volume, in slot order, from `from_slot` on.
+    pub fn sectors_in_volume(
+        &self,
+        volume_id: u32,
+        from_slot: u64,
+        limit: usize,
+    ) -> Result<Vec<SectorRow>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {SECTOR_COLUMNS} FROM sectors WHERE volume_id = ?1 AND slot >= ?2 \
+                     ORDER BY slot LIMIT ?3"
+                ))
+                .ctx("listing a volume's sectors")?;
+            let rows = stmt
+                .query_map(
+                    params![volume_id, from_slot as i64, limit as i64],
+                    sector_of,
+                )
+                .ctx("listing a volume's sectors")?;
+            rows.collect::<rusqlite::Result<_>>()
+                .ctx("listing a volume's sectors")
+        })
+    }
+
+    /// Calls `f(volume_id, slot)` for every occupied slot (used at open to
+    /// derive the free slots, which have no rows).
+    pub fn for_each_occupied(&self, mut f: impl FnMut(u32, u64)) -> Result<()> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare("SELECT volume_id, slot FROM sectors")
+                .ctx("reading occupied slots")?;
+            let mut rows = stmt.query([]).ctx("reading occupied slots")?;
+            while let Some(row) = rows.next().ctx("reading occupied slots")? {
+                let vol: u32 = row.get(0).ctx("reading occupied slots")?;
+                let slot: i64 = row.get(1).ctx("reading occupied slots")?;
+                f(vol, slot as u64);
+            }
+            Ok(())
+        })
+    }
+
+    pub fn count_sectors(&self) -> Result<u64> {
+        self.read(|c| {
+            c.query_row("SELECT count(*) FROM sectors", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .ctx("counting sectors")
+        })
+    }
+
+    pub fn ref_counts(&self, sector_id: i64) -> Result<RefCounts> {
+        self.read(|c| ref_counts_in(c, sector_id))
+    }
+
+    /// Records a sector just written and synced to (`volume_id`, `slot`),
+    /// with its first reference, in one transaction. If the root was stored
+    /// meanwhile by another writer, only the reference is added.
+    pub fn insert_sector(
+        &self,
+        root: &Root,
+        volume_id: u32,
+        slot: u64,
+        stored_at: i64,
+        reference: Reference,
+    ) -> Result<Inserted> {
+        self.write(|tx| {
+            if let Some(existing) = lookup_in(tx, root)? {
+                add_reference_in(tx, existing.id, reference)?;
+                return Ok(Inserted::AlreadyStored(existing.id));
+            }
+            check_reference(tx, reference)?;
+            tx.prepare_cached(
+                "INSERT INTO sectors (root, volume_id, slot, stored_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![&root.0[..], volume_id, slot as i64, stored_at]))
+            .ctx("recording a new sector")?;
+            let id = tx.last_insert_rowid();
+            add_reference_in(tx, id, reference)?;
+            Ok(Inserted::New(id))
+        })
+    }
+
+    /// Adds a reference to a stored sector. `NotFound` when it is not stored.
+    pub fn add_reference(&self, root: &Root, reference: Reference) -> Result<i64> {
+        self.write(|tx| {
+            let sector = lookup_in(tx, root)?
+                .ok_or_else(|| Error::NotFound(format!("sector {root} is not stored")))?;
+            add_reference_in(tx, sector.id, reference)?;
+            Ok(sector.id)
+        })
+    }
+}
+
+pub(super) fn lookup_in(c: &Connection, root: &Root) -> Result<Option<SectorRow>> {
+    c.prepare_cached(&format!(
+        "SELECT {SECTOR_COLUMNS} FROM sectors WHERE root = ?1"
+    ))
+    .and_then(|mut s| s.query_row([&root.0[..]], sector_of).optional())
+    .ctx("looking up a sector")
+}
+
+pub(super) fn ref_counts_in(c: &Connection, sector_id: i64) -> Result<RefCounts> {
+    c.prepare_cached(
+        "SELECT (SELECT count(*) FROM pins WHERE sector_id = ?1), \
+                (SELECT count(*) FROM contract_entries WHERE sector_id = ?1), \
+                (SELECT count(*) FROM temp_entries WHERE sector_id = ?1)",
+    )
+    .and_then(|mut s| {
+        s.query_row([sector_id], |r| {
+            Ok(RefCounts {
+                pins: r.get::<_, i64>(0)? as u64,
+                contracts: r.get::<_, i64>(1)? as u64,
+                temp: r.get::<_, i64>(2)? as u64,
+            })
+        })
+    })
+    .ctx("counting a sector's references")
+}
+
+/// Refuses a reference that could never hold (a temp entry that is already
+/// expired) before anything is written.
+fn check_reference(c: &Connection, reference: Reference) -> Result<()> {
+    if let Reference::Temp(expiration) = reference {
+        let height = super::refs::height_in(c)?;
+        if expiration <= height {
+            return Err(Error::Invalid(format!(
+                "temp entries must expire above the current height {height}, not at {expiration}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn add_reference_in(c: &Connection, sector_id: i64, reference: Reference) -> Result<()> {
+    check_reference(c, reference)?;
+    match reference {
+        Reference::Pin => c
+            .prepare_cached("INSERT OR IGNORE INTO pins (sector_id) VALUES (?1)")
+            .and_then(|mut s| s.execute([sector_id]))
+            .ctx("pinning a sector")?,
+        Reference::Temp(expiration) => c
+            .prepare_cached(
+                "INSERT OR IGNORE INTO temp_entries (expiration, sector_id) VALUES (?1, ?2)",
+            )
+            .and_then(|mut s| s.execute(params![expiration as i64, sector_id]))
+            .ctx("adding a temp entry")?,
+    };
+    Ok(())
+}
