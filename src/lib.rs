@@ -7,4 +7,6 @@ pub mod engine;
 pub mod error;
 pub mod merkle;
 pub mod meta;
+pub mod parse;
+pub mod report;
 pub mod volume;

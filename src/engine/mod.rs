@@ -22,7 +22,7 @@ pub use placement::Placement;
 pub use status::Capacity;
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 
-pub use crate::meta::{ContractEdit, Freed, RefCounts, Reference, SectorRow};
+pub use crate::meta::{ContractEdit, ContractRow, Freed, RefCounts, Reference, SectorRow};
 
 use crate::error::{IoContext, Result};
 use crate::meta::Meta;

@@ -1,7 +1,7 @@
 //! Reference changes. The transactional rules live in `meta`; here each
 //! freed sector's bytes are punched out and its slot handed back.
 
-use super::{ContractEdit, Engine, Freed, Reference};
+use super::{ContractEdit, ContractRow, Engine, Freed, Reference, SectorRow};
 use crate::error::{Error, Result};
 use crate::merkle::Root;
 
@@ -43,8 +43,20 @@ impl Engine {
         self.meta.contract_roots(name)
     }
 
-    pub fn list_contracts(&self) -> Result<Vec<(String, u64)>> {
+    pub fn list_contracts(&self) -> Result<Vec<ContractRow>> {
         self.meta.list_contracts()
+    }
+
+    pub fn contract_by_name(&self, name: &str) -> Result<Option<ContractRow>> {
+        self.meta.contract_by_name(name)
+    }
+
+    pub fn contract_by_id(&self, id: i64) -> Result<Option<ContractRow>> {
+        self.meta.contract_by_id(id)
+    }
+
+    pub fn temp_entry(&self, expiration: u64, root: &Root) -> Result<Option<SectorRow>> {
+        self.meta.temp_entry(expiration, root)
     }
 
     pub fn contracts_of(&self, sector_id: i64) -> Result<Vec<String>> {
@@ -61,7 +73,7 @@ impl Engine {
         self.meta.temp_heights()
     }
 
-    pub fn temp_roots(&self, expiration: u64) -> Result<Vec<Root>> {
+    pub fn temp_roots(&self, expiration: u64) -> Result<Vec<(i64, Root)>> {
         self.meta.temp_roots(expiration)
     }
 

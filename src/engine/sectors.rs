@@ -192,6 +192,10 @@ impl Engine {
             let now = self.meta.lookup(root)?.ok_or_else(not_stored)?;
             if (now.volume_id, now.slot) == (at.volume_id, at.slot) {
                 bump(&volume.stats.reads);
+                volume
+                    .stats
+                    .bytes_read
+                    .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 return Ok(());
             }
             at = now;

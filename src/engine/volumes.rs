@@ -43,6 +43,7 @@ impl std::fmt::Display for VolumeState {
 #[derive(Debug, Default)]
 pub struct VolumeStats {
     pub reads: AtomicU64,
+    pub bytes_read: AtomicU64,
     pub writes: AtomicU64,
     pub read_errors: AtomicU64,
     pub write_errors: AtomicU64,
@@ -52,6 +53,7 @@ pub struct VolumeStats {
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct StatsSnapshot {
     pub reads: u64,
+    pub bytes_read: u64,
     pub writes: u64,
     pub read_errors: u64,
     pub write_errors: u64,
@@ -63,6 +65,7 @@ impl VolumeStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
             reads: get(&self.reads),
+            bytes_read: get(&self.bytes_read),
             writes: get(&self.writes),
             read_errors: get(&self.read_errors),
             write_errors: get(&self.write_errors),

@@ -41,6 +41,14 @@ pub struct SectorRow {
     pub stored_at: i64,
 }
 
+/// A contract and the length of its root list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContractRow {
+    pub id: i64,
+    pub name: String,
+    pub entries: u64,
+}
+
 /// A reason to keep a sector that a write can add. Contract entries are
 /// added by revisions instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::sectors::{lookup_in, ref_counts_in};
-use super::{Freed, Meta, root_of};
+use super::{ContractRow, Freed, Meta, SectorRow, root_of};
 use crate::error::{DbContext, Error, Result};
 use crate::merkle::Root;
 
@@ -145,19 +145,51 @@ impl Meta {
         })
     }
 
-    /// Every contract's name and number of entries.
-    pub fn list_contracts(&self) -> Result<Vec<(String, u64)>> {
+    /// Every contract as (id, name, entries), by name.
+    pub fn list_contracts(&self) -> Result<Vec<ContractRow>> {
         self.read(|c| {
             let mut stmt = c
-                .prepare_cached(
-                    "SELECT c.name, (SELECT count(*) FROM contract_entries e \
-                     WHERE e.contract_id = c.id) FROM contracts c ORDER BY c.name",
-                )
+                .prepare_cached(&format!("{CONTRACT_SELECT} ORDER BY c.name"))
                 .ctx("listing contracts")?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            stmt.query_map([], contract_of)
                 .ctx("listing contracts")?
                 .collect::<rusqlite::Result<_>>()
                 .ctx("listing contracts")
+        })
+    }
+
+    pub fn contract_by_name(&self, name: &str) -> Result<Option<ContractRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!("{CONTRACT_SELECT} WHERE c.name = ?1"))
+                .and_then(|mut s| s.query_row([name], contract_of).optional())
+                .ctx("looking up a contract")
+        })
+    }
+
+    pub fn contract_by_id(&self, id: i64) -> Result<Option<ContractRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!("{CONTRACT_SELECT} WHERE c.id = ?1"))
+                .and_then(|mut s| s.query_row([id], contract_of).optional())
+                .ctx("looking up a contract")
+        })
+    }
+
+    /// The sector with a temp entry at `expiration` under `root`, if any.
+    pub fn temp_entry(&self, expiration: u64, root: &Root) -> Result<Option<SectorRow>> {
+        self.read(|c| {
+            let Some(sector) = lookup_in(c, root)? else {
+                return Ok(None);
+            };
+            let found = c
+                .prepare_cached(
+                    "SELECT 1 FROM temp_entries WHERE expiration = ?1 AND sector_id = ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![expiration as i64, sector.id], |_| Ok(()))
+                        .optional()
+                })
+                .ctx("looking up a temp entry")?;
+            Ok(found.map(|()| sector))
         })
     }
 
@@ -208,16 +240,16 @@ impl Meta {
         })
     }
 
-    /// Roots with a temp entry expiring at `expiration`.
-    pub fn temp_roots(&self, expiration: u64) -> Result<Vec<Root>> {
+    /// Sectors (id, root) with a temp entry expiring at `expiration`.
+    pub fn temp_roots(&self, expiration: u64) -> Result<Vec<(i64, Root)>> {
         self.read(|c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT s.root FROM temp_entries t JOIN sectors s ON s.id = t.sector_id \
+                    "SELECT s.id, s.root FROM temp_entries t JOIN sectors s ON s.id = t.sector_id \
                      WHERE t.expiration = ?1 ORDER BY s.id",
                 )
                 .ctx("listing temp entries")?;
-            stmt.query_map([expiration as i64], |r| root_of(r, 0))
+            stmt.query_map([expiration as i64], |r| Ok((r.get(0)?, root_of(r, 1)?)))
                 .ctx("listing temp entries")?
                 .collect::<rusqlite::Result<_>>()
                 .ctx("listing temp entries")
@@ -290,6 +322,17 @@ impl Meta {
             Ok(())
         })
     }
+}
+
+const CONTRACT_SELECT: &str = "SELECT c.id, c.name, (SELECT count(*) FROM contract_entries e \
+     WHERE e.contract_id = c.id) FROM contracts c";
+
+fn contract_of(r: &rusqlite::Row) -> rusqlite::Result<ContractRow> {
+    Ok(ContractRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        entries: r.get::<_, i64>(2)? as u64,
+    })
 }
 
 pub(super) fn height_in(c: &Connection) -> Result<u64> {

@@ -17,8 +17,10 @@ const MIGRATIONS: &[&str] = &[
         slots     INTEGER NOT NULL CHECK (slots >= 0),
         readonly  INTEGER NOT NULL DEFAULT 0
     );
+    -- AUTOINCREMENT: a sector id is never reused, because the mount
+    -- derives inode numbers (and the kernel caches data) from it.
     CREATE TABLE sectors (
-        id         INTEGER PRIMARY KEY,
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
         root       BLOB NOT NULL UNIQUE CHECK (length(root) = 32),
         volume_id  INTEGER NOT NULL REFERENCES volumes(id),
         slot       INTEGER NOT NULL,

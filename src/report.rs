@@ -1,0 +1,199 @@
+//! The generated status files: `/status` for people, `/status.json` for
+//! programs, `/metrics` for Prometheus. Built fresh from the engine on
+//! every open, so a read always shows the current state.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::engine::{Alert, Capacity, Engine, Severity, VolumeInfo};
+use crate::error::Result;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub health: &'static str,
+    pub totals: Totals,
+    pub volumes: Vec<VolumeInfo>,
+    pub alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Totals {
+    pub sectors: u64,
+    pub height: u64,
+    pub placement: String,
+    #[serde(flatten)]
+    pub capacity: Capacity,
+}
+
+pub fn status(engine: &Engine) -> Result<Status> {
+    let alerts = engine.alerts().list();
+    let worst = alerts.iter().map(|a| a.severity).max();
+    let health = match worst {
+        Some(Severity::Error | Severity::Critical) => "error",
+        Some(Severity::Warning) => "warning",
+        _ => "ok",
+    };
+    Ok(Status {
+        health,
+        totals: Totals {
+            sectors: engine.meta().count_sectors()?,
+            height: engine.height()?,
+            placement: engine.options().placement.to_string(),
+            capacity: engine.capacity(),
+        },
+        volumes: engine.volume_infos(),
+        alerts,
+    })
+}
+
+pub fn status_text(engine: &Engine) -> Result<String> {
+    let s = status(engine)?;
+    let c = &s.totals.capacity;
+    let pct = if c.total_slots == 0 {
+        0.0
+    } else {
+        c.used_slots as f64 * 100.0 / c.total_slots as f64
+    };
+    let mut out = format!(
+        "{}: {} volumes, {}/{} slots used ({pct:.0}%), {} free for new sectors, {} sectors, \
+         height {}\n",
+        s.health,
+        s.volumes.len(),
+        c.used_slots,
+        c.total_slots,
+        c.free_writable,
+        s.totals.sectors,
+        s.totals.height
+    );
+    for a in &s.alerts {
+        let _ = write!(out, "{} {} {}", a.severity, a.id, a.message);
+        if let Some(p) = &a.progress {
+            let _ = write!(out, ": {}/{}, {:.0}%", p.done, p.total, p.percent);
+            if let Some(eta) = p.eta_secs {
+                let _ = write!(out, ", ~{} left", human_duration(eta));
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+pub fn status_json(engine: &Engine) -> Result<String> {
+    let s = status(engine)?;
+    let mut text = serde_json::to_string_pretty(&s).unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    Ok(text)
+}
+
+pub fn metrics(engine: &Engine) -> Result<String> {
+    let s = status(engine)?;
+    let c = &s.totals.capacity;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, kind: &str, samples: &[(String, u64)]| {
+        let _ = writeln!(out, "# HELP sectorfs_{name} {help}");
+        let _ = writeln!(out, "# TYPE sectorfs_{name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "sectorfs_{name}{labels} {v}");
+        }
+    };
+    let one = |v: u64| vec![(String::new(), v)];
+    gauge("slots_total", "Slots in all volumes.", "gauge", &one(c.total_slots));
+    gauge("slots_used", "Occupied slots.", "gauge", &one(c.used_slots));
+    gauge(
+        "slots_free_writable",
+        "Free slots in volumes that take new sectors.",
+        "gauge",
+        &one(c.free_writable),
+    );
+    gauge(
+        "capacity_bytes",
+        "Bytes of all volumes.",
+        "gauge",
+        &one(c.total_slots * crate::volume::SECTOR_BYTES),
+    );
+    gauge("sectors", "Stored sectors.", "gauge", &one(s.totals.sectors));
+    gauge("height", "Current chain height.", "gauge", &one(s.totals.height));
+    let per_volume = |f: &dyn Fn(&VolumeInfo) -> u64| -> Vec<(String, u64)> {
+        s.volumes
+            .iter()
+            .map(|v| (format!("{{volume=\"{}\"}}", v.id), f(v)))
+            .collect()
+    };
+    gauge("volume_slots", "Slots per volume.", "gauge", &per_volume(&|v| v.slots));
+    gauge("volume_used", "Occupied slots per volume.", "gauge", &per_volume(&|v| v.used));
+    gauge(
+        "volume_available",
+        "1 if the volume's file is open and usable.",
+        "gauge",
+        &per_volume(&|v| (v.state != crate::engine::VolumeState::Unavailable) as u64),
+    );
+    gauge("reads_total", "Sector reads per volume.", "counter", &per_volume(&|v| v.stats.reads));
+    gauge("writes_total", "Sectors written per volume.", "counter", &per_volume(&|v| v.stats.writes));
+    gauge(
+        "read_bytes_total",
+        "Bytes read per volume.",
+        "counter",
+        &per_volume(&|v| v.stats.bytes_read),
+    );
+    gauge(
+        "written_bytes_total",
+        "Bytes written per volume.",
+        "counter",
+        &per_volume(&|v| v.stats.writes * crate::volume::SECTOR_BYTES),
+    );
+    gauge(
+        "read_errors_total",
+        "Read errors per volume.",
+        "counter",
+        &per_volume(&|v| v.stats.read_errors),
+    );
+    gauge(
+        "write_errors_total",
+        "Write errors per volume.",
+        "counter",
+        &per_volume(&|v| v.stats.write_errors),
+    );
+    gauge(
+        "corrupt_total",
+        "Sectors found corrupt per volume.",
+        "counter",
+        &per_volume(&|v| v.stats.corrupt),
+    );
+    let by_severity: Vec<(String, u64)> = [
+        Severity::Info,
+        Severity::Warning,
+        Severity::Error,
+        Severity::Critical,
+    ]
+    .iter()
+    .map(|sev| {
+        let n = s.alerts.iter().filter(|a| a.severity == *sev).count() as u64;
+        (format!("{{severity=\"{sev}\"}}"), n)
+    })
+    .collect();
+    gauge("alerts", "Active alerts by severity.", "gauge", &by_severity);
+    let jobs: Vec<(String, u64)> = s
+        .alerts
+        .iter()
+        .filter_map(|a| a.progress.as_ref().map(|p| (a, p)))
+        .flat_map(|(a, p)| {
+            [
+                (format!("{{alert=\"{}\",kind=\"done\"}}", a.id), p.done),
+                (format!("{{alert=\"{}\",kind=\"total\"}}", a.id), p.total),
+            ]
+        })
+        .collect();
+    gauge("job_progress", "Items done and total of running jobs.", "gauge", &jobs);
+    Ok(out)
+}
+
+/// `95s` → `~2m`; coarse on purpose, it is an estimate.
+pub fn human_duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", (s + 30) / 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
