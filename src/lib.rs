@@ -4,6 +4,7 @@
 //! jobs, alerts) → `meta` (SQLite) and `volume` (positioned file I/O).
 
 pub mod engine;
+pub mod fs;
 pub mod error;
 pub mod merkle;
 pub mod meta;

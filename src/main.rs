@@ -1,3 +1,7 @@
+//! The `sectorfs` command line.
+
+mod cli;
+
 fn main() {
-    println!("Hello, world!");
+    std::process::exit(cli::main());
 }

@@ -51,7 +51,8 @@ impl VolumeFile {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let len = file.metadata()?.len();
         let want = slots * SECTOR_BYTES;
-        if len != want {
+        // Longer is fine: a grow that crashed before its row was updated.
+        if len < want {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("volume file is {len} bytes, expected {want} ({slots} slots)"),

@@ -19,6 +19,8 @@ use parking_lot::{Mutex, RwLock};
 
 pub use alerts::{Alert, Alerts, Progress, Severity};
 pub use placement::Placement;
+pub use refs::check_contract_name;
+pub use sectors::Stored;
 pub use status::Capacity;
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 

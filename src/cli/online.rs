@@ -1,0 +1,189 @@
+//! Admin commands that work through a running mount's files: they add
+//! convenience (units, tables, progress bars, sentences for errnos), never
+//! powers the files lack.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::VolumeAction;
+use sectorfs::merkle;
+
+/// What an errno from the mount means, in words.
+fn errno_sentence(e: &std::io::Error) -> String {
+    let meaning = match e.raw_os_error() {
+        Some(libc::EINVAL) => "the input is not valid",
+        Some(libc::ENOENT) => "it does not exist",
+        Some(libc::EEXIST) => "it already exists",
+        Some(libc::EBUSY) => "it is busy (still referenced, or a job is running on it)",
+        Some(libc::ENOSPC) => "there is not enough free space in writable volumes",
+        Some(libc::EBADMSG) => "the data does not hash to its name",
+        Some(libc::EFBIG) => "the data is larger than a sector",
+        Some(libc::EPERM) | Some(libc::EACCES) => "the operation is not permitted",
+        Some(libc::EIO) => "an I/O error occurred in the store",
+        Some(libc::EOPNOTSUPP) => "this version of sectorfs cannot do that yet",
+        Some(libc::ENOTCONN) => "the mount's daemon is not running",
+        _ => return e.to_string(),
+    };
+    format!("{meaning} ({e})")
+}
+
+/// The daemon's own reason for refusing a write to `file`, from /status.json.
+fn refusal_reason(mount: &Path, file: &str) -> Option<String> {
+    let text = std::fs::read_to_string(mount.join("status.json")).ok()?;
+    let status: serde_json::Value = serde_json::from_str(&text).ok()?;
+    status["alerts"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|a| a["data"]["path"].as_str() == Some(file))
+        .and_then(|a| a["message"].as_str().map(str::to_string))
+}
+
+/// Writes one line to a control file, explaining a refusal in words.
+fn control_write(mount: &Path, file: &str, line: &str) -> Result<(), String> {
+    let path = mount.join(file.trim_start_matches('/'));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    written.map_err(|e| match refusal_reason(mount, file) {
+        Some(reason) => reason,
+        None => format!("writing {line:?} to {}: {}", path.display(), errno_sentence(&e)),
+    })
+}
+
+fn read(mount: &Path, file: &str) -> Result<String, String> {
+    let path = mount.join(file);
+    std::fs::read_to_string(&path)
+        .map_err(|e| format!("reading {}: {}", path.display(), errno_sentence(&e)))
+}
+
+fn status_json(mount: &Path) -> Result<serde_json::Value, String> {
+    let text = read(mount, "status.json")?;
+    serde_json::from_str(&text).map_err(|e| format!("{}/status.json is not JSON: {e}", mount.display()))
+}
+
+pub fn put(mount: &Path, files: &[PathBuf], temp: Option<u64>) -> Result<(), String> {
+    let dir = match temp {
+        Some(h) => {
+            let d = mount.join("temp").join(h.to_string());
+            if !d.exists() {
+                std::fs::create_dir(&d)
+                    .map_err(|e| format!("cannot make {}: {}", d.display(), errno_sentence(&e)))?;
+            }
+            d
+        }
+        None => mount.join("sectors"),
+    };
+    for f in files {
+        let data = super::read_sector_file(f)?;
+        let root = merkle::sector_root(&data);
+        let target = dir.join(root.to_string());
+        let stored = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&target)
+            .and_then(|mut out| {
+                out.write_all(&data)?;
+                // close reports whether the sector was stored
+                nix::unistd::fsync(&out).map_err(std::io::Error::from)?;
+                let fd = std::os::fd::IntoRawFd::into_raw_fd(out);
+                nix::unistd::close(fd).map_err(std::io::Error::from)
+            });
+        stored.map_err(|e| format!("storing {}: {}", f.display(), errno_sentence(&e)))?;
+        println!("{root}  {}", f.display());
+    }
+    Ok(())
+}
+
+pub fn volume(mount: &Path, action: VolumeAction) -> Result<(), String> {
+    match action {
+        VolumeAction::List => {
+            let status = status_json(mount)?;
+            println!("{:>4}  {:<11}  {:>2}  {:>10}  {:>10}  PATH", "ID", "STATE", "RO", "SLOTS", "USED");
+            for v in status["volumes"].as_array().into_iter().flatten() {
+                println!(
+                    "{:>4}  {:<11}  {:>2}  {:>10}  {:>10}  {}",
+                    v["id"],
+                    v["state"].as_str().unwrap_or("?"),
+                    if v["readonly"].as_bool() == Some(true) { "ro" } else { "rw" },
+                    v["slots"],
+                    v["used"],
+                    v["path"].as_str().unwrap_or("?")
+                );
+            }
+            Ok(())
+        }
+        VolumeAction::Add { path, size } => {
+            let abs = std::path::absolute(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let before = volume_ids(mount)?;
+            control_write(mount, "/volumes/add", &format!("{} {size}", abs.display()))?;
+            let added: Vec<_> = volume_ids(mount)?.into_iter().filter(|i| !before.contains(i)).collect();
+            match added.first() {
+                Some(id) => println!("added volume {id} at {}", abs.display()),
+                None => println!("added volume at {}", abs.display()),
+            }
+            Ok(())
+        }
+        VolumeAction::Resize { id, size } => {
+            control_write(mount, &format!("/volumes/{id}/slots"), &size)?;
+            println!("volume {id}: resize to {size} accepted");
+            Ok(())
+        }
+        VolumeAction::Readonly { id, value } => {
+            let flag = match value.as_str() {
+                "1" | "on" | "true" | "yes" => "1",
+                "0" | "off" | "false" | "no" => "0",
+                other => return Err(format!("read-only is on or off, not {other:?}")),
+            };
+            control_write(mount, &format!("/volumes/{id}/readonly"), flag)
+        }
+        VolumeAction::Remove { id, force } => {
+            control_write(mount, &format!("/volumes/{id}/remove"), if force { "force" } else { "1" })?;
+            println!("volume {id}: removal started; follow it with `sectorfs status --watch`");
+            Ok(())
+        }
+    }
+}
+
+fn volume_ids(mount: &Path) -> Result<Vec<u64>, String> {
+    let status = status_json(mount)?;
+    Ok(status["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["id"].as_u64())
+        .collect())
+}
+
+pub fn status(mount: &Path, json: bool, watch: bool) -> Result<(), String> {
+    if !watch {
+        print!("{}", read(mount, if json { "status.json" } else { "status" })?);
+        return Ok(());
+    }
+    loop {
+        let text = read(mount, "status")?;
+        let status = status_json(mount)?;
+        let mut screen = String::from("\x1b[H\x1b[2J");
+        screen.push_str(&text);
+        for a in status["alerts"].as_array().into_iter().flatten() {
+            let Some(p) = a.get("progress").filter(|p| !p.is_null()) else {
+                continue;
+            };
+            let pct = p["percent"].as_f64().unwrap_or(0.0);
+            let filled = ((pct / 100.0) * 40.0).round().clamp(0.0, 40.0) as usize;
+            screen.push_str(&format!(
+                "\n[{}{}] {pct:5.1}%  {}",
+                "#".repeat(filled),
+                "-".repeat(40 - filled),
+                a["message"].as_str().unwrap_or("")
+            ));
+        }
+        print!("{screen}");
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}

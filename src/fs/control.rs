@@ -1,0 +1,95 @@
+//! The generated files: what reading each one shows, and what writing a
+//! line to a control file does.
+
+use std::path::Path;
+
+use super::inode::{Node, VolFile};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::parse::{self, StatusCommand};
+use crate::report;
+
+/// Current content of a generated (non-sector, non-contract) file.
+pub fn content(engine: &Engine, node: Node) -> Result<Vec<u8>> {
+    let text = match node {
+        Node::Height => format!("{}\n", engine.height()?),
+        Node::VolumesAdd => String::new(),
+        Node::Status => report::status_text(engine)?,
+        Node::StatusJson => report::status_json(engine)?,
+        Node::Metrics => report::metrics(engine)?,
+        Node::Volume(id, f) => volume_file(engine, id, f)?,
+        _ => return Err(Error::Invalid(format!("{node:?} is not a generated file"))),
+    };
+    Ok(text.into_bytes())
+}
+
+fn volume_file(engine: &Engine, id: u32, f: VolFile) -> Result<String> {
+    let v = engine.volume_info(id)?;
+    Ok(match f {
+        VolFile::Path => format!("{}\n", v.path.display()),
+        VolFile::Uuid => format!("{}\n", v.uuid),
+        VolFile::Slots => format!("{}\n", v.slots),
+        VolFile::Used => format!("{}\n", v.used),
+        VolFile::Readonly => format!("{}\n", v.readonly as u8),
+        VolFile::State => format!("{}\n", v.state),
+        VolFile::Stats => {
+            let s = v.stats;
+            format!(
+                "reads {}\nwrites {}\nread_errors {}\nwrite_errors {}\ncorrupt {}\nbytes_read {}\n",
+                s.reads, s.writes, s.read_errors, s.write_errors, s.corrupt, s.bytes_read
+            )
+        }
+        VolFile::Remove | VolFile::Check => String::new(),
+    })
+}
+
+/// Applies one line written to a control file. `mountpoint` guards against
+/// a volume inside the mount itself.
+pub fn apply(engine: &Engine, node: Node, line: &str, mountpoint: &Path) -> Result<()> {
+    match node {
+        Node::VolumesAdd => {
+            let (path, slots) = parse::parse_volume_add(line)?;
+            if path.starts_with(mountpoint) {
+                return Err(Error::Invalid(format!(
+                    "{} is inside the sectorfs mount itself; put volumes on real disks",
+                    path.display()
+                )));
+            }
+            engine.add_volume(&path, slots).map(|_| ())
+        }
+        Node::Height => engine.set_height(parse::parse_height(line)?),
+        Node::Status => match parse::parse_status_command(line)? {
+            StatusCommand::DismissAll => {
+                engine.alerts().dismiss_all();
+                Ok(())
+            }
+            StatusCommand::Dismiss(id) => {
+                if engine.alerts().dismiss(id) {
+                    Ok(())
+                } else {
+                    Err(Error::NotFound(format!("there is no alert {id}")))
+                }
+            }
+        },
+        Node::Volume(id, VolFile::Readonly) => engine.set_readonly(id, parse::parse_flag(line)?),
+        Node::Volume(id, VolFile::Slots) => {
+            let slots = parse::parse_size(line)?;
+            engine.resize_volume(id, slots)
+        }
+        Node::Volume(id, VolFile::Remove) => {
+            engine.volume(id)?;
+            Err(not_yet("removing a volume"))
+        }
+        Node::Volume(id, VolFile::Check) => {
+            engine.volume(id)?;
+            Err(not_yet("checking a volume"))
+        }
+        _ => Err(Error::NotPermitted(format!("{node:?} cannot be written"))),
+    }
+}
+
+fn not_yet(what: &str) -> Error {
+    Error::Unsupported(format!(
+        "{what} is not available in this version of sectorfs; nothing was changed"
+    ))
+}

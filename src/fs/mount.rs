@@ -1,0 +1,104 @@
+//! Mounting: session settings, and a clean unmount on SIGINT/SIGTERM.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use fuser::{Config, MountOption, Session, SessionACL};
+use nix::sys::signal::{SigSet, Signal};
+
+use super::SectorFs;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    /// FUSE worker threads, each with its own cloned /dev/fuse fd.
+    pub threads: usize,
+    /// Let other users see the mount (off by default).
+    pub allow_other: bool,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            threads: 4,
+            allow_other: false,
+        }
+    }
+}
+
+/// Mounts `engine` at `mountpoint` and serves until SIGINT/SIGTERM or an
+/// external unmount.
+pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> Result<()> {
+    // Blocked here, before any thread starts, so every thread inherits the
+    // mask and only the waiter below receives them.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals
+        .thread_block()
+        .map_err(|e| Error::io("cannot block signals", e.into()))?;
+
+    let mountpoint = std::path::absolute(mountpoint)
+        .map_err(|e| Error::io(format!("bad mountpoint {}", mountpoint.display()), e))?;
+    let fs = SectorFs::new(engine.clone(), &mountpoint);
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName("sectorfs".into()),
+        MountOption::Subtype("sectorfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+    ];
+    config.acl = if options.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(options.threads.max(1));
+    config.clone_fd = true;
+
+    let mut session = Session::new(fs, &mountpoint, &config).map_err(|e| {
+        Error::io(format!("cannot mount sectorfs at {}", mountpoint.display()), e)
+    })?;
+    let notifier = session.notifier();
+    // Freed sectors drop out of the kernel's page cache. Done on another
+    // thread: a notification sent from inside the request that freed the
+    // sector could wait on that very request.
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    engine.set_free_listener(Box::new(move |f| {
+        let _ = tx.send(super::Node::Sector(f.sector_id).ino());
+    }));
+    std::thread::Builder::new()
+        .name("invalidate".into())
+        .spawn(move || {
+            for ino in rx {
+                let _ = notifier.inval_inode(fuser::INodeNo(ino), 0, 0);
+            }
+        })
+        .map_err(|e| Error::io("cannot start a thread", e))?;
+
+    let mut unmounter = session.unmount_callable();
+    let shown = mountpoint.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Ok(sig) = signals.wait() {
+                tracing::info!("{sig}: unmounting {}", shown.display());
+                if let Err(e) = unmounter.unmount() {
+                    tracing::error!("cannot unmount {}: {e}", shown.display());
+                }
+            }
+        })
+        .map_err(|e| Error::io("cannot start a thread", e))?;
+
+    tracing::info!(
+        threads = options.threads,
+        "sectorfs mounted at {}",
+        mountpoint.display()
+    );
+    session
+        .run()
+        .map_err(|e| Error::io("the FUSE session failed", e))?;
+    tracing::info!("sectorfs unmounted from {}", mountpoint.display());
+    Ok(())
+}

@@ -1,0 +1,857 @@
+//! The `fuser::Filesystem` implementation: each call decodes its inode,
+//! asks `SectorFs`/the engine, and replies.
+
+use std::ffi::OsStr;
+use std::time::Duration;
+
+use fuser::{
+    Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use parking_lot::Mutex;
+
+use super::handles::{ContractUpload, Handle, SectorUpload};
+use super::inode::{MAX_TEMP_HEIGHT, Node};
+use super::sector_writer::SectorWriter;
+use super::{SectorFs, TTL_NONE, control, parse_temp_height};
+use crate::engine::{ContractEdit, Reference, check_contract_name};
+use crate::error::Error;
+use crate::merkle::{Root, SECTOR_SIZE};
+
+const XATTRS: [&str; 3] = ["user.sectorfs.volume", "user.sectorfs.slot", "user.sectorfs.refs"];
+/// Sectors listed per database query while reading `/sectors`.
+const PAGE: usize = 512;
+
+fn name_str(name: &OsStr) -> Result<&str, Errno> {
+    name.to_str().ok_or(Errno::ENOENT)
+}
+
+fn node_of(ino: INodeNo) -> Result<Node, Errno> {
+    Node::from_ino(ino.0).ok_or(Errno::ENOENT)
+}
+
+impl SectorFs {
+    fn entry(&self, node: Node, reply: ReplyEntry) {
+        match self.attr(node) {
+            Ok((attr, ttl)) => reply.entry(&ttl, &attr, Generation(0)),
+            Err(e) => reply.error(self.refuse("stat", &format_args!("{node:?}"), &e)),
+        }
+    }
+
+    /// Stores a sector being written, once; later flushes repeat the outcome.
+    fn commit_sector(&self, up: &mut SectorUpload) -> Result<(), Errno> {
+        if let Some(done) = up.outcome {
+            return done.map_err(Errno::from_i32);
+        }
+        let root = up.writer.root;
+        let stored = up
+            .writer
+            .finish()
+            .and_then(|data| self.engine.write_verified(&root, data, up.reference));
+        let outcome = match stored {
+            Ok(s) => {
+                tracing::debug!(%root, new = s.new, "sector stored");
+                Ok(())
+            }
+            Err(e) => Err(self.refuse("store sector", &root, &e)),
+        };
+        up.outcome = Some(outcome.map_err(i32::from));
+        outcome
+    }
+
+    fn commit_contract(&self, up: &mut ContractUpload) -> Result<(), Errno> {
+        if let Some(done) = up.outcome {
+            return done.map_err(Errno::from_i32);
+        }
+        let result = match up.edit {
+            None if up.written => Err(Error::Invalid(format!(
+                "contract {} was written without O_TRUNC (replace) or O_APPEND (append); \
+                 its list is unchanged",
+                up.name
+            ))),
+            None => Ok(()),
+            Some(ContractEdit::Append) if !up.written => Ok(()),
+            Some(edit) => crate::parse::parse_root_list(&up.data)
+                .and_then(|roots| self.engine.revise_contract(&up.name, &roots, edit)),
+        };
+        let outcome = result.map_err(|e| self.refuse("revise contract", &up.name, &e));
+        up.outcome = Some(outcome.map_err(i32::from));
+        outcome
+    }
+
+    /// Applies each complete line in `partial`; `all` applies the rest too.
+    fn apply_lines(&self, node: Node, partial: &Mutex<Vec<u8>>, all: bool) -> Result<(), Errno> {
+        let mut buf = partial.lock();
+        loop {
+            let line: Vec<u8> = match buf.iter().position(|b| *b == b'\n') {
+                Some(i) => buf.drain(..=i).collect(),
+                None if all && !buf.is_empty() => std::mem::take(&mut *buf),
+                None => return Ok(()),
+            };
+            let result = std::str::from_utf8(&line)
+                .map_err(|_| Error::Invalid("control input must be text".into()))
+                .and_then(|text| {
+                    if text.trim().is_empty() {
+                        return Ok(());
+                    }
+                    control::apply(&self.engine, node, text, &self.mountpoint)
+                });
+            if let Err(e) = result {
+                buf.clear();
+                return Err(self.refuse_control(node, &e));
+            }
+        }
+    }
+
+    fn open_sector_write(&self, root: Root, reference: Reference) -> u64 {
+        self.handles
+            .insert(Handle::SectorWrite(Mutex::new(SectorUpload {
+                writer: SectorWriter::new(root),
+                reference,
+                outcome: None,
+            })))
+    }
+
+    fn readdir_sectors(&self, offset: u64, mut reply: ReplyDirectory) {
+        // cookies: 1 ".", 2 "..", then sector id + 2 (ids start at 1)
+        if offset < 1 && reply.add(INodeNo(Node::SectorsDir.ino()), 1, FileType::Directory, ".") {
+            return reply.ok();
+        }
+        if offset < 2 && reply.add(INodeNo(Node::Root.ino()), 2, FileType::Directory, "..") {
+            return reply.ok();
+        }
+        let mut after = offset.saturating_sub(2) as i64;
+        loop {
+            let page = match self.engine.list_sectors(after, PAGE) {
+                Ok(p) => p,
+                Err(e) => return reply.error(self.refuse("list", &"/sectors", &e)),
+            };
+            for s in &page {
+                let ino = INodeNo(Node::Sector(s.id).ino());
+                if reply.add(ino, s.id as u64 + 2, FileType::RegularFile, s.root.to_string()) {
+                    return reply.ok();
+                }
+                after = s.id;
+            }
+            if page.len() < PAGE {
+                return reply.ok();
+            }
+        }
+    }
+}
+
+impl Filesystem for SectorFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_background(64);
+        // O_TRUNC arrives with open, so a contract knows replace from append
+        // and a control file is not truncated separately.
+        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC) {
+            tracing::warn!("the kernel lacks {missing:?}");
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let found = node_of(parent)
+            .and_then(|p| Ok((p, name_str(name)?)))
+            .and_then(|(p, n)| self.child(p, n).map_err(|e| self.refuse("look up", &n, &e)));
+        match found {
+            Ok(node) => self.entry(node, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let node = match node_of(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        if let Some(Handle::SectorWrite(up)) = fh.and_then(|f| self.handles.get(f.0)).as_deref() {
+            let mut attr = self.base_attr(node, FileType::RegularFile, 0o644, 0);
+            attr.size = up.lock().writer.len();
+            return reply.attr(&TTL_NONE, &attr);
+        }
+        match self.attr(node) {
+            Ok((attr, ttl)) => reply.attr(&ttl, &attr),
+            Err(e) => reply.error(self.refuse("stat", &format_args!("{node:?}"), &e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<std::time::SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<std::time::SystemTime>,
+        _chgtime: Option<std::time::SystemTime>,
+        _bkuptime: Option<std::time::SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let node = match node_of(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        if mode.is_some() || uid.is_some() || gid.is_some() {
+            tracing::warn!("refused chmod/chown of {node:?}: sectorfs sets its own modes");
+            return reply.error(Errno::EPERM);
+        }
+        if let Some(size) = size {
+            let handle = match node {
+                Node::Pending(n) => self.handles.get(n),
+                _ => fh.and_then(|f| self.handles.get(f.0)),
+            };
+            let result = match (node, handle.as_deref()) {
+                (_, Some(Handle::SectorWrite(up))) => up.lock().writer.set_len(size),
+                (_, Some(Handle::ContractWrite(up))) if size == 0 => {
+                    up.lock().data.clear();
+                    Ok(())
+                }
+                (Node::Contract(id), _) if size == 0 => self
+                    .engine
+                    .contract_by_id(id)
+                    .and_then(|c| c.ok_or_else(|| Error::NotFound("no such contract".into())))
+                    .and_then(|c| self.engine.revise_contract(&c.name, &[], ContractEdit::Replace)),
+                (Node::Sector(_), _) if size == SECTOR_SIZE as u64 => Ok(()),
+                (Node::Sector(_) | Node::Contract(_), _) => Err(Error::NotPermitted(format!(
+                    "stored data cannot be truncated to {size} bytes"
+                ))),
+                // generated files: truncation is meaningless and harmless
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                return reply.error(self.refuse("truncate", &format_args!("{node:?}"), &e));
+            }
+        }
+        self.getattr(_req, ino, fh, reply);
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        if node_of(parent) != Ok(Node::TempDir) {
+            tracing::warn!("refused mkdir {name:?}: only /temp has directories to make");
+            return reply.error(Errno::EPERM);
+        }
+        let made = name_str(name)
+            .map_err(|_| Error::Invalid("a temp directory name must be a height".into()))
+            .and_then(|n| parse_temp_height(n))
+            .and_then(|h| {
+                let current = self.engine.height()?;
+                if h <= current {
+                    return Err(Error::Invalid(format!(
+                        "temp entries must expire above the current height {current}, not at {h}"
+                    )));
+                }
+                if self.temp_dir_exists(h)? {
+                    return Err(Error::Exists(format!("/temp/{h} already exists")));
+                }
+                self.temp_dirs.lock().insert(h);
+                Ok(h)
+            });
+        match made {
+            Ok(h) => self.entry(Node::TempHeight(h), reply),
+            Err(e) => reply.error(self.refuse("mkdir", &format_args!("/temp/{name:?}"), &e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if node_of(parent) != Ok(Node::TempDir) {
+            tracing::warn!("refused rmdir {name:?}: only /temp directories can be removed");
+            return reply.error(Errno::EPERM);
+        }
+        let result = name_str(name)
+            .map_err(|_| Error::NotFound("no such directory".into()))
+            .and_then(|n| parse_temp_height(n).map_err(|_| Error::NotFound(format!("{n}"))))
+            .and_then(|h| {
+                if !self.engine.temp_roots(h)?.is_empty() {
+                    return Err(Error::Busy(format!("/temp/{h} still has entries")));
+                }
+                if !self.temp_dirs.lock().remove(&h) {
+                    return Err(Error::NotFound(format!("/temp/{h} does not exist")));
+                }
+                Ok(())
+            });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(Error::Busy(m)) => {
+                tracing::warn!("refused rmdir: {m}");
+                reply.error(Errno::from_i32(libc::ENOTEMPTY))
+            }
+            Err(e) => reply.error(self.refuse("rmdir", &format_args!("/temp/{name:?}"), &e)),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (parent, name) = match node_of(parent).and_then(|p| Ok((p, name_str(name)?))) {
+            Ok(x) => x,
+            Err(e) => return reply.error(e),
+        };
+        let root = || name.parse::<Root>().map_err(|_| Error::NotFound(format!("{name}")));
+        let result = match parent {
+            Node::SectorsDir => root().and_then(|r| self.engine.unpin(&r)),
+            Node::ContractsDir => self.engine.delete_contract(name),
+            Node::TempHeight(h) => root().and_then(|r| {
+                self.engine.remove_temp(h, &r)?;
+                // the directory stays, as it would on any file system
+                self.temp_dirs.lock().insert(h);
+                Ok(())
+            }),
+            _ => Err(Error::NotPermitted(format!("{name} cannot be removed"))),
+        };
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(self.refuse("remove", &name, &e)),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (from, to) = match (name_str(name), name_str(newname)) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => return reply.error(Errno::ENOENT),
+        };
+        let (p, np) = (node_of(parent), node_of(newparent));
+        let result = if p != np {
+            // mv falls back to copy and remove, which is what moving a
+            // sector between /sectors and /temp means
+            Err(Error::NotPermitted(format!("{from} can only be renamed within its directory")))
+                .map_err(|e| (e, Errno::EXDEV))
+        } else if p != Ok(Node::ContractsDir) {
+            Err((Error::NotPermitted(format!("only contracts can be renamed, not {from}")), Errno::EPERM))
+        } else if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            Err((Error::Invalid("contracts cannot be exchanged".into()), Errno::EINVAL))
+        } else {
+            let exists = self.engine.contract_by_name(to).map(|c| c.is_some());
+            match exists {
+                Ok(true) if flags.contains(RenameFlags::RENAME_NOREPLACE) => Err((
+                    Error::Exists(format!("contract {to} exists")),
+                    Errno::EEXIST,
+                )),
+                Ok(_) => self
+                    .engine
+                    .rename_contract(from, to)
+                    .map_err(|e| {
+                        let errno = Errno::from_i32(e.errno());
+                        (e, errno)
+                    }),
+                Err(e) => {
+                    let errno = Errno::from_i32(e.errno());
+                    Err((e, errno))
+                }
+            }
+        };
+        match result {
+            Ok(()) => reply.ok(),
+            Err((e, errno)) => {
+                self.refuse("rename", &from, &e);
+                reply.error(errno)
+            }
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let (node, parent, name) = match (node_of(ino), node_of(newparent), name_str(newname)) {
+            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+            _ => return reply.error(Errno::ENOENT),
+        };
+        let result = (|| {
+            let Node::Sector(id) = node else {
+                return Err(Error::NotPermitted("only sectors can be linked".into()));
+            };
+            let sector = self
+                .engine
+                .sector_by_id(id)?
+                .ok_or_else(|| Error::NotFound("the sector is no longer stored".into()))?;
+            if name != sector.root.to_string() {
+                return Err(Error::Invalid(format!(
+                    "a link to sector {} must be named by its root, not {name}",
+                    sector.root
+                )));
+            }
+            let reference = match parent {
+                Node::TempHeight(h) => Reference::Temp(h),
+                Node::SectorsDir => Reference::Pin,
+                _ => {
+                    return Err(Error::NotPermitted(
+                        "sectors can be linked into /sectors or /temp/<height> only".into(),
+                    ));
+                }
+            };
+            self.engine.add_reference(&sector.root, reference)
+        })();
+        match result {
+            Ok(()) => self.entry(node, reply),
+            Err(e) => reply.error(self.refuse("link", &name, &e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let node = match node_of(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        let trunc = flags.0 & libc::O_TRUNC != 0;
+        let append = flags.0 & libc::O_APPEND != 0;
+        let direct = FopenFlags::FOPEN_DIRECT_IO;
+        let opened: Result<(Handle, FopenFlags), Error> = (|| match node {
+            Node::Sector(id) => {
+                let s = self
+                    .engine
+                    .sector_by_id(id)?
+                    .ok_or_else(|| Error::NotFound("the sector is no longer stored".into()))?;
+                if !write {
+                    // content never changes for a root: keep the kernel's cache
+                    return Ok((Handle::SectorRead(s.root), FopenFlags::FOPEN_KEEP_CACHE));
+                }
+                if !trunc {
+                    return Err(Error::NotPermitted(format!(
+                        "sector {} is stored and cannot be modified; open it with O_TRUNC to \
+                         write it again",
+                        s.root
+                    )));
+                }
+                let up = SectorUpload {
+                    writer: SectorWriter::new(s.root),
+                    reference: Reference::Pin,
+                    outcome: None,
+                };
+                Ok((Handle::SectorWrite(Mutex::new(up)), direct))
+            }
+            Node::Contract(id) => {
+                let c = self
+                    .engine
+                    .contract_by_id(id)?
+                    .ok_or_else(|| Error::NotFound("the contract no longer exists".into()))?;
+                let snapshot = contract_text(&self.engine.contract_roots(&c.name)?.unwrap_or_default());
+                let edit = if !write {
+                    None
+                } else if append {
+                    Some(ContractEdit::Append)
+                } else if trunc {
+                    Some(ContractEdit::Replace)
+                } else {
+                    None
+                };
+                let up = ContractUpload {
+                    name: c.name,
+                    edit,
+                    snapshot,
+                    data: Vec::new(),
+                    written: false,
+                    outcome: None,
+                };
+                Ok((Handle::ContractWrite(Mutex::new(up)), direct))
+            }
+            Node::Pending(_) => Err(Error::Busy("this sector is still being written".into())),
+            n if n.is_dir() => Err(Error::Invalid("a directory cannot be opened as a file".into())),
+            n => {
+                let writable = matches!(n, Node::Height | Node::VolumesAdd | Node::Status)
+                    || matches!(n, Node::Volume(_, f) if f.writable());
+                if write && !writable {
+                    return Err(Error::NotPermitted(format!("{} is read-only", self.node_path(n))));
+                }
+                let snapshot = if flags.acc_mode() == OpenAccMode::O_WRONLY {
+                    Vec::new()
+                } else {
+                    control::content(&self.engine, n)?
+                };
+                if write {
+                    let partial = Mutex::new(Vec::new());
+                    return Ok((Handle::Control { node: n, snapshot, partial }, direct));
+                }
+                Ok((Handle::Snapshot(snapshot), direct))
+            }
+        })();
+        match opened {
+            Ok((handle, fopen)) => reply.opened(FileHandle(self.handles.insert(handle)), fopen),
+            Err(e) => {
+                let errno = match &e {
+                    Error::NotPermitted(_) if !matches!(node, Node::Sector(_)) => Errno::EACCES,
+                    Error::Invalid(_) if node.is_dir() => Errno::EISDIR,
+                    _ => Errno::from_i32(e.errno()),
+                };
+                self.refuse("open", &format_args!("{node:?}"), &e);
+                reply.error(errno)
+            }
+        }
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (parent, name) = match node_of(parent).and_then(|p| Ok((p, name_str(name)?))) {
+            Ok(x) => x,
+            Err(_) => return reply.error(Errno::EINVAL),
+        };
+        let root = || {
+            name.parse::<Root>().map_err(|_| {
+                Error::Invalid(format!(
+                    "{name:?} is not a sector root (64 lowercase hex characters)"
+                ))
+            })
+        };
+        let created: Result<(Node, u64), Error> = (|| match parent {
+            Node::SectorsDir => {
+                let fh = self.open_sector_write(root()?, Reference::Pin);
+                Ok((Node::Pending(fh), fh))
+            }
+            Node::TempHeight(h) => {
+                let root = root()?;
+                let current = self.engine.height()?;
+                if h <= current || h > MAX_TEMP_HEIGHT {
+                    return Err(Error::Invalid(format!(
+                        "temp entries must expire above the current height {current}, not at {h}"
+                    )));
+                }
+                let fh = self.open_sector_write(root, Reference::Temp(h));
+                Ok((Node::Pending(fh), fh))
+            }
+            Node::ContractsDir => {
+                check_contract_name(name)?;
+                if self.engine.contract_by_name(name)?.is_none() {
+                    self.engine.revise_contract(name, &[], ContractEdit::Replace)?;
+                }
+                let c = self
+                    .engine
+                    .contract_by_name(name)?
+                    .ok_or_else(|| Error::NotFound(format!("contract {name} vanished")))?;
+                let edit = if flags & libc::O_APPEND != 0 {
+                    ContractEdit::Append
+                } else {
+                    ContractEdit::Replace
+                };
+                let up = ContractUpload {
+                    name: c.name,
+                    edit: Some(edit),
+                    snapshot: Vec::new(),
+                    data: Vec::new(),
+                    written: false,
+                    outcome: None,
+                };
+                let fh = self.handles.insert(Handle::ContractWrite(Mutex::new(up)));
+                Ok((Node::Contract(c.id), fh))
+            }
+            _ => Err(Error::NotPermitted(format!(
+                "files can be created in /sectors, /temp/<height> and /contracts only, not {name}"
+            ))),
+        })();
+        let (node, fh) = match created {
+            Ok(x) => x,
+            Err(e) => return reply.error(self.refuse("create", &name, &e)),
+        };
+        match self.attr(node) {
+            Ok((attr, ttl)) => reply.created(
+                &ttl,
+                &attr,
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::FOPEN_DIRECT_IO,
+            ),
+            Err(e) => {
+                self.handles.remove(fh);
+                reply.error(self.refuse("create", &name, &e))
+            }
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let Some(handle) = self.handles.get(fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let slice = |data: &[u8]| -> Vec<u8> {
+            let start = (offset as usize).min(data.len());
+            let end = start.saturating_add(size as usize).min(data.len());
+            data[start..end].to_vec()
+        };
+        match &*handle {
+            Handle::Snapshot(data) | Handle::Control { snapshot: data, .. } => {
+                reply.data(&slice(data))
+            }
+            Handle::ContractWrite(up) => reply.data(&slice(&up.lock().snapshot)),
+            Handle::SectorWrite(_) => reply.error(Errno::EBADF),
+            Handle::SectorRead(root) => {
+                let end = (offset + size as u64).min(SECTOR_SIZE as u64);
+                if offset >= end {
+                    return reply.data(&[]);
+                }
+                let mut buf = vec![0u8; (end - offset) as usize];
+                match self.engine.read_sector(root, offset, &mut buf) {
+                    Ok(()) => reply.data(&buf),
+                    Err(e) => reply.error(self.refuse("read", root, &e)),
+                }
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let Some(handle) = self.handles.get(fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let result = match &*handle {
+            Handle::SectorWrite(up) => {
+                let mut up = up.lock();
+                let root = up.writer.root;
+                up.writer
+                    .write(offset, data)
+                    .map_err(|e| self.refuse("write sector", &root, &e))
+            }
+            Handle::ContractWrite(up) => {
+                let mut up = up.lock();
+                up.written = true;
+                if up.edit == Some(ContractEdit::Append) {
+                    up.data.extend_from_slice(data);
+                    Ok(())
+                } else {
+                    let end = offset as usize + data.len();
+                    if end > 64 << 20 {
+                        Err(Errno::EFBIG)
+                    } else {
+                        if up.data.len() < end {
+                            up.data.resize(end, 0);
+                        }
+                        up.data[offset as usize..end].copy_from_slice(data);
+                        Ok(())
+                    }
+                }
+            }
+            Handle::Control { node, partial, .. } => {
+                {
+                    let mut p = partial.lock();
+                    if p.len() + data.len() > 64 << 10 {
+                        p.clear();
+                        drop(p);
+                        let e = Error::Invalid("control input longer than 64 KiB".into());
+                        return reply.error(self.refuse_control(*node, &e));
+                    }
+                    p.extend_from_slice(data);
+                }
+                self.apply_lines(*node, partial, false)
+            }
+            Handle::Snapshot(_) | Handle::SectorRead(_) => Err(Errno::EBADF),
+        };
+        match result {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let Some(handle) = self.handles.get(fh.0) else {
+            return reply.ok();
+        };
+        let result = match &*handle {
+            Handle::SectorWrite(up) => self.commit_sector(&mut up.lock()),
+            Handle::ContractWrite(up) => self.commit_contract(&mut up.lock()),
+            Handle::Control { node, partial, .. } => self.apply_lines(*node, partial, true),
+            Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),
+        };
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.handles.remove(fh.0);
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
+        // sectors and contracts are durable when close returns
+        reply.ok();
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let node = match node_of(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        if node == Node::SectorsDir {
+            return self.readdir_sectors(offset, reply);
+        }
+        let entries = match self.entries(node) {
+            Ok(e) => e,
+            Err(e) => return reply.error(self.refuse("list", &format_args!("{node:?}"), &e)),
+        };
+        let dots = [(".".to_string(), node), ("..".to_string(), Node::Root)];
+        for (i, (name, child)) in dots.into_iter().chain(entries).enumerate().skip(offset as usize) {
+            let kind = if child.is_dir() { FileType::Directory } else { FileType::RegularFile };
+            if reply.add(INodeNo(child.ino()), i as u64 + 1, kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let cap = self.engine.capacity();
+        let sectors = self.engine.meta().count_sectors().unwrap_or(cap.used_slots);
+        reply.statfs(
+            cap.total_slots,
+            cap.free_writable,
+            cap.free_writable,
+            sectors + cap.free_writable,
+            cap.free_writable,
+            SECTOR_SIZE as u32,
+            255,
+            SECTOR_SIZE as u32,
+        );
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let Ok(Node::Sector(id)) = node_of(ino) else {
+            return reply.error(Errno::from_i32(libc::ENODATA));
+        };
+        let value = (|| {
+            let s = self.engine.sector_by_id(id)?.ok_or_else(|| Error::NotFound("gone".into()))?;
+            Ok::<_, Error>(match name.to_str() {
+                Some("user.sectorfs.volume") => Some(s.volume_id.to_string()),
+                Some("user.sectorfs.slot") => Some(s.slot.to_string()),
+                Some("user.sectorfs.refs") => {
+                    let r = self.engine.ref_counts(id)?;
+                    Some(format!("pin={} contracts={} temp={}", r.pins, r.contracts, r.temp))
+                }
+                _ => None,
+            })
+        })();
+        match value {
+            Ok(Some(v)) => reply_xattr(reply, size, v.as_bytes()),
+            Ok(None) => reply.error(Errno::from_i32(libc::ENODATA)),
+            Err(e) => reply.error(self.refuse("getxattr", &name.to_string_lossy(), &e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let names: Vec<u8> = match node_of(ino) {
+            Ok(Node::Sector(_)) => XATTRS.iter().flat_map(|n| n.bytes().chain([0])).collect(),
+            _ => Vec::new(),
+        };
+        reply_xattr(reply, size, &names);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        tracing::warn!("refused setxattr {name:?}: sectorfs attributes are read-only");
+        reply.error(Errno::from_i32(libc::ENOTSUP));
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        tracing::warn!("refused removexattr {name:?}: sectorfs attributes are read-only");
+        reply.error(Errno::from_i32(libc::ENOTSUP));
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if (size as usize) < value.len() {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(value);
+    }
+}
+
+pub(super) fn contract_text(roots: &[Root]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(roots.len() * 65);
+    for r in roots {
+        out.extend_from_slice(r.to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+#[allow(dead_code)]
+const _: Duration = TTL_NONE;
