@@ -107,11 +107,11 @@ pub fn volume(mount: &Path, action: VolumeAction) -> Result<(), String> {
             for v in status["volumes"].as_array().into_iter().flatten() {
                 println!(
                     "{:>4}  {:<11}  {:>2}  {:>10}  {:>10}  {}",
-                    v["id"],
+                    v["id"].to_string(),
                     v["state"].as_str().unwrap_or("?"),
                     if v["readonly"].as_bool() == Some(true) { "ro" } else { "rw" },
-                    v["slots"],
-                    v["used"],
+                    v["slots"].to_string(),
+                    v["used"].to_string(),
                     v["path"].as_str().unwrap_or("?")
                 );
             }

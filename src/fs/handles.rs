@@ -33,7 +33,8 @@ pub enum Handle {
 pub struct SectorUpload {
     pub writer: SectorWriter,
     pub reference: Reference,
-    /// Set by the first flush: later flushes report the same outcome.
+    /// Set by a flush that stored (or definitely refused) the sector; later
+    /// flushes report the same outcome until the next write.
     pub outcome: Option<Result<(), i32>>,
 }
 
@@ -42,8 +43,12 @@ pub struct ContractUpload {
     /// `None`: opened without O_TRUNC or O_APPEND, so a write is refused.
     pub edit: Option<ContractEdit>,
     pub snapshot: Vec<u8>,
+    /// Replace: the whole new list; append: what to append at next flush.
     pub data: Vec<u8>,
+    /// Something was written since the handle was opened.
     pub written: bool,
+    /// Something was written since the last flush applied it.
+    pub dirty: bool,
     pub outcome: Option<Result<(), i32>>,
 }
 

@@ -2,7 +2,6 @@
 //! asks `SectorFs`/the engine, and replies.
 
 use std::ffi::OsStr;
-use std::time::Duration;
 
 use fuser::{
     Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -40,12 +39,17 @@ impl SectorFs {
         }
     }
 
-    /// Stores a sector being written, once; later flushes repeat the outcome.
+    /// Stores a sector being written. A flush before any data (the shell
+    /// closing a duplicate of the fd) refuses without deciding anything.
     fn commit_sector(&self, up: &mut SectorUpload) -> Result<(), Errno> {
         if let Some(done) = up.outcome {
             return done.map_err(Errno::from_i32);
         }
         let root = up.writer.root;
+        if up.writer.is_untouched() {
+            tracing::debug!(%root, "flush before any data: nothing stored yet");
+            return Err(Errno::EINVAL);
+        }
         let stored = up
             .writer
             .finish()
@@ -61,21 +65,26 @@ impl SectorFs {
         outcome
     }
 
+    /// Applies what was written to a contract since the last flush, in one
+    /// transaction. A replace that wrote nothing is applied at release, so a
+    /// shell closing a duplicate fd early cannot empty the list.
     fn commit_contract(&self, up: &mut ContractUpload) -> Result<(), Errno> {
-        if let Some(done) = up.outcome {
-            return done.map_err(Errno::from_i32);
+        if !up.dirty {
+            return up.outcome.unwrap_or(Ok(())).map_err(Errno::from_i32);
         }
+        up.dirty = false;
         let result = match up.edit {
-            None if up.written => Err(Error::Invalid(format!(
+            None => Err(Error::Invalid(format!(
                 "contract {} was written without O_TRUNC (replace) or O_APPEND (append); \
                  its list is unchanged",
                 up.name
             ))),
-            None => Ok(()),
-            Some(ContractEdit::Append) if !up.written => Ok(()),
             Some(edit) => crate::parse::parse_root_list(&up.data)
                 .and_then(|roots| self.engine.revise_contract(&up.name, &roots, edit)),
         };
+        if up.edit == Some(ContractEdit::Append) {
+            up.data.clear();
+        }
         let outcome = result.map_err(|e| self.refuse("revise contract", &up.name, &e));
         up.outcome = Some(outcome.map_err(i32::from));
         outcome
@@ -472,6 +481,7 @@ impl Filesystem for SectorFs {
                     snapshot,
                     data: Vec::new(),
                     written: false,
+                    dirty: false,
                     outcome: None,
                 };
                 Ok((Handle::ContractWrite(Mutex::new(up)), direct))
@@ -567,6 +577,7 @@ impl Filesystem for SectorFs {
                     snapshot: Vec::new(),
                     data: Vec::new(),
                     written: false,
+                    dirty: false,
                     outcome: None,
                 };
                 let fh = self.handles.insert(Handle::ContractWrite(Mutex::new(up)));
@@ -653,6 +664,7 @@ impl Filesystem for SectorFs {
             Handle::SectorWrite(up) => {
                 let mut up = up.lock();
                 let root = up.writer.root;
+                up.outcome = None;
                 up.writer
                     .write(offset, data)
                     .map_err(|e| self.refuse("write sector", &root, &e))
@@ -660,6 +672,8 @@ impl Filesystem for SectorFs {
             Handle::ContractWrite(up) => {
                 let mut up = up.lock();
                 up.written = true;
+                up.dirty = true;
+                up.outcome = None;
                 if up.edit == Some(ContractEdit::Append) {
                     up.data.extend_from_slice(data);
                     Ok(())
@@ -730,8 +744,31 @@ impl Filesystem for SectorFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        if let Some(Handle::ContractWrite(up)) = self.handles.get(fh.0).as_deref() {
+            let up = up.lock();
+            if up.edit == Some(ContractEdit::Replace) && !up.written {
+                // opened with O_TRUNC and closed without data: the list is emptied
+                if let Err(e) = self.engine.revise_contract(&up.name, &[], ContractEdit::Replace) {
+                    self.refuse("truncate contract", &up.name, &e);
+                }
+            }
+        }
         self.handles.remove(fh.0);
         reply.ok();
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
@@ -853,5 +890,3 @@ pub(super) fn contract_text(roots: &[Root]) -> Vec<u8> {
     out
 }
 
-#[allow(dead_code)]
-const _: Duration = TTL_NONE;

@@ -18,6 +18,8 @@ pub struct SectorWriter {
     chunk_roots: [Option<Root>; CHUNKS],
     /// A write past 4 MiB poisons the file: nothing may be stored from it.
     too_big: bool,
+    /// Nothing was written or truncated yet.
+    untouched: bool,
 }
 
 impl SectorWriter {
@@ -30,6 +32,7 @@ impl SectorWriter {
             contiguous: [0; CHUNKS],
             chunk_roots: [None; CHUNKS],
             too_big: false,
+            untouched: true,
         }
     }
 
@@ -37,7 +40,12 @@ impl SectorWriter {
         self.len as u64
     }
 
+    pub fn is_untouched(&self) -> bool {
+        self.untouched
+    }
+
     pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        self.untouched = false;
         let end = offset.checked_add(data.len() as u64);
         let Some(end) = end.filter(|e| *e <= SECTOR_SIZE as u64) else {
             self.too_big = true;
@@ -72,6 +80,7 @@ impl SectorWriter {
 
     /// `ftruncate` while writing: shorter drops bytes, longer adds zeros.
     pub fn set_len(&mut self, len: u64) -> Result<()> {
+        self.untouched = false;
         if len > SECTOR_SIZE as u64 {
             return Err(Error::TooBig(format!(
                 "a sector is {SECTOR_SIZE} bytes, it cannot be {len}"
