@@ -1,0 +1,4 @@
+//! Integration tests through a real mount: std::fs and standard tools.
+
+mod harness;
+mod sectors;
