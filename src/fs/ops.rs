@@ -636,11 +636,20 @@ impl Filesystem for SectorFs {
                 if offset >= end {
                     return reply.data(&[]);
                 }
-                let mut buf = vec![0u8; (end - offset) as usize];
-                match self.engine.read_sector(root, offset, &mut buf) {
-                    Ok(()) => reply.data(&buf),
-                    Err(e) => reply.error(self.refuse("read", root, &e)),
-                }
+                // one buffer per worker thread: no allocation or page faults per read
+                thread_local!(static BUF: std::cell::RefCell<Vec<u8>> = const {
+                    std::cell::RefCell::new(Vec::new())
+                });
+                BUF.with_borrow_mut(|buf| {
+                    let len = (end - offset) as usize;
+                    if buf.len() < len {
+                        buf.resize(len, 0);
+                    }
+                    match self.engine.read_sector(root, offset, &mut buf[..len]) {
+                        Ok(()) => reply.data(&buf[..len]),
+                        Err(e) => reply.error(self.refuse("read", root, &e)),
+                    }
+                })
             }
         }
     }
