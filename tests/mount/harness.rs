@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use sectorfs::merkle::{Root, SECTOR_SIZE, sector_root};
 
+/// The `sectorfs` binary built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_sectorfs");
+
 pub struct Mount {
     pub dir: tempfile::TempDir,
     pub mnt: PathBuf,
@@ -18,10 +21,17 @@ pub struct Mount {
 impl Mount {
     /// Mounts a new store (default 1 GiB volume) with extra `mount` args.
     pub fn start(args: &[&str]) -> Mount {
+        Mount::start_with(args, |_| {})
+    }
+
+    /// As [`start`](Self::start), after `setup` has prepared the (still
+    /// unmounted) data dir, e.g. with the engine used offline.
+    pub fn start_with(args: &[&str], setup: impl FnOnce(&Path)) -> Mount {
         let dir = tempfile::tempdir().expect("temp dir");
         let mnt = dir.path().join("mnt");
         let data = dir.path().join("data");
         std::fs::create_dir(&mnt).unwrap();
+        setup(&data);
         let mut m = Mount {
             dir,
             mnt,
@@ -111,11 +121,46 @@ impl Mount {
         self.mnt.join("sectors").join(root.to_string())
     }
 
-    /// Writes a sector with std::fs (create, write, close) under its root.
-    pub fn put(&self, data: &[u8]) -> Root {
+    /// A scratch directory outside the mount, removed with the mount.
+    pub fn scratch(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a sector with std::fs (create, write, close) under its root;
+    /// close's error is the store's verdict.
+    pub fn try_put(&self, data: &[u8]) -> std::io::Result<Root> {
         let root = sector_root(data);
-        std::fs::write(self.sector_path(&root), data).expect("store sector");
-        root
+        write_file(&self.sector_path(&root), data)?;
+        Ok(root)
+    }
+
+    pub fn put(&self, data: &[u8]) -> Root {
+        self.try_put(data).expect("store sector")
+    }
+
+    /// Names listed in `/sectors`.
+    pub fn listed(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path("sectors"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Occupied slots of a volume, from `/volumes/<id>/used`.
+    pub fn used(&self, volume: u32) -> u64 {
+        self.read(&format!("volumes/{volume}/used")).trim().parse().unwrap()
+    }
+
+    /// st_nlink of a stored sector: its number of references.
+    pub fn nlink(&self, root: &Root) -> u64 {
+        std::os::unix::fs::MetadataExt::nlink(&std::fs::metadata(self.sector_path(root)).unwrap())
+    }
+
+    /// `user.sectorfs.refs` of a stored sector.
+    pub fn refs(&self, root: &Root) -> String {
+        xattr(&self.sector_path(root), "user.sectorfs.refs").unwrap()
     }
 
     pub fn read(&self, rel: &str) -> String {
@@ -137,14 +182,33 @@ impl Mount {
         serde_json::from_str(&self.read("status.json")).expect("status.json is JSON")
     }
 
-    /// Runs a shell command with the mount as working directory.
+    /// Runs a shell command with the mount as working directory, `sectorfs`
+    /// on the PATH, `$S` the scratch dir and `$MNT` the mountpoint.
     pub fn sh(&self, script: &str) -> std::process::Output {
+        let bin_dir = Path::new(BIN).parent().unwrap();
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
         Command::new("bash")
             .arg("-c")
             .arg(script)
             .current_dir(&self.mnt)
+            .env("PATH", path)
+            .env("S", self.scratch())
+            .env("MNT", &self.mnt)
             .output()
             .expect("run bash")
+    }
+
+    /// As [`sh`](Self::sh), and the command must succeed; returns its stdout.
+    pub fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "`{script}` failed with {}:\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 }
 
@@ -190,4 +254,61 @@ pub fn sector(seed: u64) -> Vec<u8> {
 
 pub fn errno(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
+}
+
+/// Creates (or truncates) `path`, writes `data` and closes it, returning the
+/// first error including close's.
+pub fn write_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(data)?;
+    close(f)
+}
+
+/// Opens `path` with `opts`, writes `data`, closes; the first error wins.
+pub fn write_with(opts: &std::fs::OpenOptions, path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = opts.open(path)?;
+    f.write_all(data)?;
+    close(f)
+}
+
+/// An extended attribute as text, through getxattr(2) itself.
+pub fn xattr(path: &Path, name: &str) -> std::io::Result<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid C strings and a buffer of the length given.
+    let len = unsafe {
+        libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    };
+    if len < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(len as usize);
+    Ok(String::from_utf8(buf).unwrap())
+}
+
+/// Every extended attribute name, through listxattr(2).
+pub fn xattr_names(path: &Path) -> std::io::Result<Vec<String>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut buf = vec![0u8; 1024];
+    // SAFETY: a valid C string and a buffer of the length given.
+    let len = unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if len < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(len as usize);
+    Ok(buf
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8(s.to_vec()).unwrap())
+        .collect())
+}
+
+/// The root of data that is not stored anywhere.
+pub fn unstored_root(seed: u64) -> Root {
+    sector_root(&sector(seed))
 }
