@@ -4,8 +4,8 @@
 //! jobs, alerts) → `meta` (SQLite) and `volume` (positioned file I/O).
 
 pub mod engine;
-pub mod fs;
 pub mod error;
+pub mod fs;
 pub mod merkle;
 pub mod meta;
 pub mod parse;

@@ -12,9 +12,7 @@ const SECTOR: u128 = SECTOR_SIZE as u128;
 /// (`512MiB`, `4TiB`, `1GB`, `4194304B`) that must be whole sectors.
 pub fn parse_size(text: &str) -> Result<u64> {
     let s = text.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
     let unit = unit.trim();
     if digits.is_empty() {
@@ -186,7 +184,15 @@ mod tests {
         assert_eq!(parse_size("4TiB").unwrap(), 1 << 20);
         assert_eq!(parse_size("4194304B").unwrap(), 1);
         assert_eq!(parse_size("8 MiB").unwrap(), 2);
-        for bad in ["", "MiB", "-1", "1.5GiB", "3MiB", "1XB", "99999999999999999999999999"] {
+        for bad in [
+            "",
+            "MiB",
+            "-1",
+            "1.5GiB",
+            "3MiB",
+            "1XB",
+            "99999999999999999999999999",
+        ] {
             assert_eq!(parse_size(bad).unwrap_err().errno(), libc::EINVAL, "{bad}");
         }
     }
@@ -195,7 +201,12 @@ mod tests {
     fn root_lists() {
         let r = "50ed59cecd5ed3ca9e65cec0797202091dbba45272dafa3faa4e27064eedd52c";
         assert_eq!(parse_root_list(b"").unwrap().len(), 0);
-        assert_eq!(parse_root_list(format!("{r}\n{r}\n").as_bytes()).unwrap().len(), 2);
+        assert_eq!(
+            parse_root_list(format!("{r}\n{r}\n").as_bytes())
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(parse_root_list(r.as_bytes()).unwrap().len(), 1);
         for bad in [
             format!("{r}\n\n"),

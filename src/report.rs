@@ -98,7 +98,12 @@ pub fn metrics(engine: &Engine) -> Result<String> {
         }
     };
     let one = |v: u64| vec![(String::new(), v)];
-    gauge("slots_total", "Slots in all volumes.", "gauge", &one(c.total_slots));
+    gauge(
+        "slots_total",
+        "Slots in all volumes.",
+        "gauge",
+        &one(c.total_slots),
+    );
     gauge("slots_used", "Occupied slots.", "gauge", &one(c.used_slots));
     gauge(
         "slots_free_writable",
@@ -112,24 +117,54 @@ pub fn metrics(engine: &Engine) -> Result<String> {
         "gauge",
         &one(c.total_slots * crate::volume::SECTOR_BYTES),
     );
-    gauge("sectors", "Stored sectors.", "gauge", &one(s.totals.sectors));
-    gauge("height", "Current chain height.", "gauge", &one(s.totals.height));
+    gauge(
+        "sectors",
+        "Stored sectors.",
+        "gauge",
+        &one(s.totals.sectors),
+    );
+    gauge(
+        "height",
+        "Current chain height.",
+        "gauge",
+        &one(s.totals.height),
+    );
     let per_volume = |f: &dyn Fn(&VolumeInfo) -> u64| -> Vec<(String, u64)> {
         s.volumes
             .iter()
             .map(|v| (format!("{{volume=\"{}\"}}", v.id), f(v)))
             .collect()
     };
-    gauge("volume_slots", "Slots per volume.", "gauge", &per_volume(&|v| v.slots));
-    gauge("volume_used", "Occupied slots per volume.", "gauge", &per_volume(&|v| v.used));
+    gauge(
+        "volume_slots",
+        "Slots per volume.",
+        "gauge",
+        &per_volume(&|v| v.slots),
+    );
+    gauge(
+        "volume_used",
+        "Occupied slots per volume.",
+        "gauge",
+        &per_volume(&|v| v.used),
+    );
     gauge(
         "volume_available",
         "1 if the volume's file is open and usable.",
         "gauge",
         &per_volume(&|v| (v.state != crate::engine::VolumeState::Unavailable) as u64),
     );
-    gauge("reads_total", "Sector reads per volume.", "counter", &per_volume(&|v| v.stats.reads));
-    gauge("writes_total", "Sectors written per volume.", "counter", &per_volume(&|v| v.stats.writes));
+    gauge(
+        "reads_total",
+        "Sector reads per volume.",
+        "counter",
+        &per_volume(&|v| v.stats.reads),
+    );
+    gauge(
+        "writes_total",
+        "Sectors written per volume.",
+        "counter",
+        &per_volume(&|v| v.stats.writes),
+    );
     gauge(
         "read_bytes_total",
         "Bytes read per volume.",
@@ -172,7 +207,12 @@ pub fn metrics(engine: &Engine) -> Result<String> {
         (format!("{{severity=\"{sev}\"}}"), n)
     })
     .collect();
-    gauge("alerts", "Active alerts by severity.", "gauge", &by_severity);
+    gauge(
+        "alerts",
+        "Active alerts by severity.",
+        "gauge",
+        &by_severity,
+    );
     let jobs: Vec<(String, u64)> = s
         .alerts
         .iter()
@@ -184,7 +224,12 @@ pub fn metrics(engine: &Engine) -> Result<String> {
             ]
         })
         .collect();
-    gauge("job_progress", "Items done and total of running jobs.", "gauge", &jobs);
+    gauge(
+        "job_progress",
+        "Items done and total of running jobs.",
+        "gauge",
+        &jobs,
+    );
     Ok(out)
 }
 

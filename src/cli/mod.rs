@@ -11,7 +11,11 @@ use sectorfs::engine::{Engine, Options, Placement};
 use sectorfs::merkle::{self, SECTOR_SIZE};
 
 #[derive(Parser)]
-#[command(name = "sectorfs", version, about = "A storage host's sector store, mounted as a file system")]
+#[command(
+    name = "sectorfs",
+    version,
+    about = "A storage host's sector store, mounted as a file system"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -149,7 +153,11 @@ pub fn main() -> i32 {
 }
 
 fn default_data_dir() -> Result<PathBuf, String> {
-    let env = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(d) = env("SECTORFS_DATA_DIR") {
         return Ok(d);
     }

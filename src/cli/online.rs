@@ -50,7 +50,11 @@ fn control_write(mount: &Path, file: &str, line: &str) -> Result<(), String> {
         .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
     written.map_err(|e| match refusal_reason(mount, file) {
         Some(reason) => reason,
-        None => format!("writing {line:?} to {}: {}", path.display(), errno_sentence(&e)),
+        None => format!(
+            "writing {line:?} to {}: {}",
+            path.display(),
+            errno_sentence(&e)
+        ),
     })
 }
 
@@ -62,7 +66,8 @@ fn read(mount: &Path, file: &str) -> Result<String, String> {
 
 fn status_json(mount: &Path) -> Result<serde_json::Value, String> {
     let text = read(mount, "status.json")?;
-    serde_json::from_str(&text).map_err(|e| format!("{}/status.json is not JSON: {e}", mount.display()))
+    serde_json::from_str(&text)
+        .map_err(|e| format!("{}/status.json is not JSON: {e}", mount.display()))
 }
 
 pub fn put(mount: &Path, files: &[PathBuf], temp: Option<u64>) -> Result<(), String> {
@@ -103,13 +108,20 @@ pub fn volume(mount: &Path, action: VolumeAction) -> Result<(), String> {
     match action {
         VolumeAction::List => {
             let status = status_json(mount)?;
-            println!("{:>4}  {:<11}  {:>2}  {:>10}  {:>10}  PATH", "ID", "STATE", "RO", "SLOTS", "USED");
+            println!(
+                "{:>4}  {:<11}  {:>2}  {:>10}  {:>10}  PATH",
+                "ID", "STATE", "RO", "SLOTS", "USED"
+            );
             for v in status["volumes"].as_array().into_iter().flatten() {
                 println!(
                     "{:>4}  {:<11}  {:>2}  {:>10}  {:>10}  {}",
                     v["id"].to_string(),
                     v["state"].as_str().unwrap_or("?"),
-                    if v["readonly"].as_bool() == Some(true) { "ro" } else { "rw" },
+                    if v["readonly"].as_bool() == Some(true) {
+                        "ro"
+                    } else {
+                        "rw"
+                    },
                     v["slots"].to_string(),
                     v["used"].to_string(),
                     v["path"].as_str().unwrap_or("?")
@@ -121,7 +133,10 @@ pub fn volume(mount: &Path, action: VolumeAction) -> Result<(), String> {
             let abs = std::path::absolute(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let before = volume_ids(mount)?;
             control_write(mount, "/volumes/add", &format!("{} {size}", abs.display()))?;
-            let added: Vec<_> = volume_ids(mount)?.into_iter().filter(|i| !before.contains(i)).collect();
+            let added: Vec<_> = volume_ids(mount)?
+                .into_iter()
+                .filter(|i| !before.contains(i))
+                .collect();
             match added.first() {
                 Some(id) => println!("added volume {id} at {}", abs.display()),
                 None => println!("added volume at {}", abs.display()),
@@ -142,7 +157,11 @@ pub fn volume(mount: &Path, action: VolumeAction) -> Result<(), String> {
             control_write(mount, &format!("/volumes/{id}/readonly"), flag)
         }
         VolumeAction::Remove { id, force } => {
-            control_write(mount, &format!("/volumes/{id}/remove"), if force { "force" } else { "1" })?;
+            control_write(
+                mount,
+                &format!("/volumes/{id}/remove"),
+                if force { "force" } else { "1" },
+            )?;
             println!("volume {id}: removal started; follow it with `sectorfs status --watch`");
             Ok(())
         }
@@ -161,7 +180,10 @@ fn volume_ids(mount: &Path) -> Result<Vec<u64>, String> {
 
 pub fn status(mount: &Path, json: bool, watch: bool) -> Result<(), String> {
     if !watch {
-        print!("{}", read(mount, if json { "status.json" } else { "status" })?);
+        print!(
+            "{}",
+            read(mount, if json { "status.json" } else { "status" })?
+        );
         return Ok(());
     }
     loop {

@@ -156,7 +156,12 @@ impl Alerts {
     }
 
     pub fn get(&self, key: &str) -> Option<Alert> {
-        self.inner.lock().list.iter().find(|a| a.key == key).cloned()
+        self.inner
+            .lock()
+            .list
+            .iter()
+            .find(|a| a.key == key)
+            .cloned()
     }
 }
 

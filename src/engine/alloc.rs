@@ -17,8 +17,19 @@ pub struct Allocator {
 #[derive(Debug)]
 struct VolumeSlots {
     map: SlotMap,
-    /// Takes new sectors: not read-only, ready, not being shrunk away.
+    /// Takes new sectors: not read-only, not unavailable, not being removed.
     writable: bool,
+    /// New sectors only below this slot (a shrink in progress).
+    limit: Option<u64>,
+}
+
+impl VolumeSlots {
+    fn placeable(&self) -> u64 {
+        match self.limit {
+            Some(l) => self.map.free_below(l),
+            None => self.map.free(),
+        }
+    }
 }
 
 impl Allocator {
@@ -30,12 +41,15 @@ impl Allocator {
         }
     }
 
-    pub fn policy(&self) -> Placement {
-        self.policy
-    }
-
     pub fn add_volume(&mut self, id: u32, map: SlotMap, writable: bool) {
-        self.volumes.insert(id, VolumeSlots { map, writable });
+        self.volumes.insert(
+            id,
+            VolumeSlots {
+                map,
+                writable,
+                limit: None,
+            },
+        );
     }
 
     pub fn remove_volume(&mut self, id: u32) {
@@ -54,32 +68,56 @@ impl Allocator {
         let candidates: Vec<Candidate> = self
             .volumes
             .iter()
-            .filter(|(id, v)| v.writable && v.map.free() > 0 && !exclude.contains(id))
+            .filter(|(id, v)| v.writable && !exclude.contains(id))
             .map(|(id, v)| Candidate {
                 id: *id,
-                total: v.map.total(),
-                free: v.map.free(),
+                total: v.limit.unwrap_or(v.map.total()),
+                free: v.placeable(),
             })
+            .filter(|c| c.free > 0)
             .collect();
         let id = choose(self.policy, &candidates, self.last, |n| {
             rand::random_range(0..n.max(1))
         })?;
         self.last = Some(id);
-        let slot = self.volumes.get_mut(&id)?.map.take()?;
+        let v = self.volumes.get_mut(&id)?;
+        let slot = v.map.take_below(v.limit.unwrap_or(u64::MAX))?;
         Some((id, slot))
+    }
+
+    /// Reserves the lowest free slot below `below` in one volume, writable
+    /// or not (a shrink moving sectors down inside its own volume).
+    pub fn reserve_in(&mut self, volume: u32, below: u64) -> Option<u64> {
+        self.volumes.get_mut(&volume)?.map.take_below(below)
+    }
+
+    /// Free slots below `below` in one volume.
+    pub fn free_below(&self, volume: u32, below: u64) -> u64 {
+        self.volumes
+            .get(&volume)
+            .map_or(0, |v| v.map.free_below(below))
+    }
+
+    /// Free slots new sectors may take, outside `exclude`.
+    pub fn placeable_free(&self, exclude: u32) -> u64 {
+        self.volumes
+            .iter()
+            .filter(|(id, v)| v.writable && **id != exclude)
+            .map(|(_, v)| v.placeable())
+            .sum()
+    }
+
+    /// Confines new sectors of a volume below `limit` (`None`: anywhere).
+    pub fn set_limit(&mut self, volume: u32, limit: Option<u64>) {
+        if let Some(v) = self.volumes.get_mut(&volume) {
+            v.limit = limit;
+        }
     }
 
     pub fn release(&mut self, volume: u32, slot: u64) {
         if let Some(v) = self.volumes.get_mut(&volume) {
             v.map.release(slot);
         }
-    }
-
-    /// Marks a slot occupied (used at open); false if it already was.
-    pub fn mark(&mut self, volume: u32, slot: u64) -> bool {
-        self.volumes
-            .get_mut(&volume)
-            .is_some_and(|v| v.map.mark(slot))
     }
 
     pub fn is_used(&self, volume: u32, slot: u64) -> bool {
@@ -93,15 +131,6 @@ impl Allocator {
         self.volumes
             .get(&volume)
             .map(|v| (v.map.total(), v.map.used()))
-    }
-
-    /// Free slots in volumes that take new sectors.
-    pub fn writable_free(&self) -> u64 {
-        self.volumes
-            .values()
-            .filter(|v| v.writable)
-            .map(|v| v.map.free())
-            .sum()
     }
 
     pub fn resize(&mut self, volume: u32, total: u64) {
@@ -151,7 +180,11 @@ mod tests {
         assert_eq!(picks, [1, 1, 1, 1, 1, 2]);
 
         let mut a = alloc(Placement::FillFirst, &vols);
-        assert_eq!(a.reserve(&[1]).unwrap().0, 2, "an excluded volume is skipped");
+        assert_eq!(
+            a.reserve(&[1]).unwrap().0,
+            2,
+            "an excluded volume is skipped"
+        );
     }
 
     #[test]

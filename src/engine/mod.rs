@@ -3,6 +3,7 @@
 
 mod alerts;
 mod alloc;
+mod jobs;
 mod lock;
 pub mod placement;
 mod refs;
@@ -63,6 +64,7 @@ pub struct Engine {
     alerts: Alerts,
     options: Options,
     free_listener: RwLock<Option<FreeListener>>,
+    jobs: jobs::Jobs,
     _lock: DataDirLock,
 }
 
@@ -82,14 +84,14 @@ impl Engine {
             alerts: Alerts::default(),
             options,
             free_listener: RwLock::new(None),
+            jobs: jobs::Jobs::default(),
             _lock: lock,
         };
         engine.load_volumes()?;
         engine.finish_punches()?;
         if engine.volumes.read().is_empty() && engine.options.default_volume_slots > 0 {
             let dir = data_dir.join("volumes");
-            std::fs::create_dir_all(&dir)
-                .io_ctx(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir).io_ctx(|| format!("cannot create {}", dir.display()))?;
             let path = std::path::absolute(dir.join("default.vol"))
                 .io_ctx(|| "cannot resolve the default volume path".into())?;
             engine.add_volume(&path, engine.options.default_volume_slots)?;

@@ -90,34 +90,36 @@ impl Engine {
     }
 
     /// Punches out the bytes of freed sectors, then hands their slots back.
-    /// The punch comes first so a new sector never shares a slot with a
-    /// pending punch.
-    fn release(&self, freed: Vec<Freed>) {
+    pub(crate) fn release(&self, freed: Vec<Freed>) {
         if freed.is_empty() {
             return;
         }
-        let mut punched = Vec::with_capacity(freed.len());
-        for f in &freed {
-            let ok = match self.volume(f.volume_id).and_then(|v| v.file()) {
-                Ok(file) => match file.punch(f.slot) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::warn!(
-                            volume = f.volume_id,
-                            slot = f.slot,
-                            "cannot punch out a freed slot, it will be retried at the next \
-                             start: {e}"
-                        );
-                        false
-                    }
+        if let Some(listener) = self.free_listener.read().as_ref() {
+            freed.iter().for_each(listener);
+        }
+        let slots: Vec<(u32, u64)> = freed.iter().map(|f| (f.volume_id, f.slot)).collect();
+        self.punch_and_release(&slots);
+        self.space_changed();
+    }
+
+    /// Punches out slots whose sector left them (recorded as pending in the
+    /// transaction that freed or moved it), clears the pending rows, and
+    /// only then hands the slots back, so a new sector never shares a slot
+    /// with a pending punch. A slot that cannot be punched now stays
+    /// pending and out of use until the next start retries it.
+    pub(crate) fn punch_and_release(&self, slots: &[(u32, u64)]) {
+        let mut punched = Vec::with_capacity(slots.len());
+        for &(vol, slot) in slots {
+            match self.volume(vol).and_then(|v| v.file()) {
+                Ok(file) => match file.punch(slot) {
+                    Ok(()) => punched.push((vol, slot)),
+                    Err(e) => tracing::warn!(
+                        volume = vol,
+                        slot,
+                        "cannot punch out a freed slot, it will be retried at the next start: {e}"
+                    ),
                 },
-                Err(_) => false,
-            };
-            if ok {
-                punched.push((f.volume_id, f.slot));
-            }
-            if let Some(listener) = self.free_listener.read().as_ref() {
-                listener(f);
+                Err(_) => {}
             }
         }
         if let Err(e) = self.meta.clear_punches(&punched) {
@@ -127,8 +129,6 @@ impl Engine {
         for (vol, slot) in punched {
             alloc.release(vol, slot);
         }
-        drop(alloc);
-        self.space_changed();
     }
 }
 

@@ -47,6 +47,7 @@ impl SlotMap {
         true
     }
 
+    #[cfg(test)]
     /// Takes the lowest free slot (low slots first keeps a volume compact,
     /// so shrinking it later moves less).
     pub fn take(&mut self) -> Option<u64> {

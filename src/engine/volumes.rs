@@ -133,9 +133,18 @@ impl Volume {
         *self.state.read()
     }
 
-    /// Takes new sectors: not read-only and ready.
+    /// Takes new sectors: not read-only, and neither unavailable nor being
+    /// removed (a shrinking volume takes them below its new size).
     pub fn writable(&self) -> bool {
-        !self.readonly() && self.state() == VolumeState::Ready
+        !self.readonly()
+            && matches!(
+                self.state(),
+                VolumeState::Ready | VolumeState::Resizing | VolumeState::Checking
+            )
+    }
+
+    pub(crate) fn set_state(&self, state: VolumeState) {
+        *self.state.write() = state;
     }
 }
 
@@ -265,40 +274,5 @@ impl Engine {
             serde_json::json!({"volume": v.id, "path": v.path, "reason": reason}),
         );
         self.space_changed();
-    }
-}
-
-impl Engine {
-    /// Resizes a volume. Growing is immediate: the file grows sparsely and
-    /// the new slots are free at once. Shrinking moves sectors and is a
-    /// background job.
-    pub fn resize_volume(&self, id: u32, slots: u64) -> Result<()> {
-        let v = self.volume(id)?;
-        if slots == 0 || slots > MAX_SLOTS {
-            return Err(Error::Invalid(format!(
-                "a volume needs between 1 and {MAX_SLOTS} slots, not {slots}"
-            )));
-        }
-        let (current, _) = self.alloc.lock().usage(id).unwrap_or((0, 0));
-        if slots == current {
-            return Ok(());
-        }
-        if slots < current {
-            return Err(Error::Unsupported(format!(
-                "shrinking volume {id} from {current} to {slots} slots is not available in this \
-                 version of sectorfs; nothing was changed"
-            )));
-        }
-        let file = v.file()?;
-        // file first: a crash before the row changes leaves a file with
-        // unused room past its recorded end, which opens fine
-        file.set_len(slots)
-            .and_then(|()| file.sync())
-            .map_err(|e| Error::io(format!("cannot grow volume {id}"), e))?;
-        self.meta.set_slots(id, slots)?;
-        self.alloc.lock().resize(id, slots);
-        tracing::info!(volume = id, from = current, to = slots, "volume grown");
-        self.space_changed();
-        Ok(())
     }
 }

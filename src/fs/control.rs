@@ -2,6 +2,7 @@
 //! line to a control file does.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::inode::{Node, VolFile};
 use crate::engine::Engine;
@@ -45,7 +46,7 @@ fn volume_file(engine: &Engine, id: u32, f: VolFile) -> Result<String> {
 
 /// Applies one line written to a control file. `mountpoint` guards against
 /// a volume inside the mount itself.
-pub fn apply(engine: &Engine, node: Node, line: &str, mountpoint: &Path) -> Result<()> {
+pub fn apply(engine: &Arc<Engine>, node: Node, line: &str, mountpoint: &Path) -> Result<()> {
     match node {
         Node::VolumesAdd => {
             let (path, slots) = parse::parse_volume_add(line)?;
@@ -72,14 +73,19 @@ pub fn apply(engine: &Engine, node: Node, line: &str, mountpoint: &Path) -> Resu
             }
         },
         Node::Volume(id, VolFile::Readonly) => engine.set_readonly(id, parse::parse_flag(line)?),
-        Node::Volume(id, VolFile::Slots) => {
-            let slots = parse::parse_size(line)?;
-            engine.resize_volume(id, slots)
+        Node::Volume(id, VolFile::Slots | VolFile::Remove) if line.trim() == "cancel" => {
+            engine.cancel_job(id)
         }
-        Node::Volume(id, VolFile::Remove) => {
-            engine.volume(id)?;
-            Err(not_yet("removing a volume"))
-        }
+        Node::Volume(id, VolFile::Slots) => engine.resize_volume(id, parse::parse_size(line)?),
+        Node::Volume(id, VolFile::Remove) => match line.trim() {
+            "1" => engine.remove_volume(id, false),
+            "force" => engine.remove_volume(id, true),
+            other => Err(Error::Invalid(format!(
+                "write 1 to remove volume {id}, force to drop unreadable sectors, or cancel; \
+                 not {:?}",
+                other.chars().take(40).collect::<String>()
+            ))),
+        },
         Node::Volume(id, VolFile::Check) => {
             engine.volume(id)?;
             Err(not_yet("checking a volume"))

@@ -79,27 +79,44 @@ impl SectorFs {
     /// Attributes of a node, and how long the kernel may keep them.
     fn attr(&self, node: Node) -> Result<(FileAttr, Duration)> {
         let e = &self.engine;
-        let file = |perm, size| (self.base_attr(node, FileType::RegularFile, perm, size), TTL_NONE);
+        let file = |perm, size| {
+            (
+                self.base_attr(node, FileType::RegularFile, perm, size),
+                TTL_NONE,
+            )
+        };
         Ok(match node {
-            Node::Root | Node::SectorsDir | Node::ContractsDir | Node::TempDir | Node::VolumesDir => {
-                (self.base_attr(node, FileType::Directory, 0o755, 0), TTL_FIXED)
-            }
+            Node::Root
+            | Node::SectorsDir
+            | Node::ContractsDir
+            | Node::TempDir
+            | Node::VolumesDir => (
+                self.base_attr(node, FileType::Directory, 0o755, 0),
+                TTL_FIXED,
+            ),
             Node::VolumeDir(id) => {
                 e.volume(id)?;
-                (self.base_attr(node, FileType::Directory, 0o755, 0), TTL_NONE)
+                (
+                    self.base_attr(node, FileType::Directory, 0o755, 0),
+                    TTL_NONE,
+                )
             }
             Node::TempHeight(h) => {
                 if !self.temp_dir_exists(h)? {
                     return Err(Error::NotFound(format!("/temp/{h} does not exist")));
                 }
-                (self.base_attr(node, FileType::Directory, 0o755, 0), TTL_NONE)
+                (
+                    self.base_attr(node, FileType::Directory, 0o755, 0),
+                    TTL_NONE,
+                )
             }
             Node::Sector(id) => {
                 let s = e
                     .sector_by_id(id)?
                     .ok_or_else(|| Error::NotFound(format!("sector #{id} is no longer stored")))?;
                 let refs = e.ref_counts(id)?;
-                let mut attr = self.base_attr(node, FileType::RegularFile, 0o644, SECTOR_SIZE as u64);
+                let mut attr =
+                    self.base_attr(node, FileType::RegularFile, 0o644, SECTOR_SIZE as u64);
                 let stored = UNIX_EPOCH + Duration::from_secs(s.stored_at.max(0) as u64);
                 attr.mtime = stored;
                 attr.ctime = stored;
@@ -115,7 +132,11 @@ impl SectorFs {
             }
             Node::Pending(fh) => match self.handles.get(fh).as_deref() {
                 Some(Handle::SectorWrite(up)) => file(0o644, up.lock().writer.len()),
-                _ => return Err(Error::NotFound("the sector being written was closed".into())),
+                _ => {
+                    return Err(Error::NotFound(
+                        "the sector being written was closed".into(),
+                    ));
+                }
             },
             Node::Status | Node::Metrics | Node::StatusJson => {
                 let perm = if node == Node::Status { 0o644 } else { 0o444 };
@@ -192,7 +213,10 @@ impl SectorFs {
     fn entries(&self, dir: Node) -> Result<Vec<(String, Node)>> {
         let e = &self.engine;
         Ok(match dir {
-            Node::Root => ROOT_ENTRIES.iter().map(|(n, node)| (n.to_string(), *node)).collect(),
+            Node::Root => ROOT_ENTRIES
+                .iter()
+                .map(|(n, node)| (n.to_string(), *node))
+                .collect(),
             Node::ContractsDir => e
                 .list_contracts()?
                 .into_iter()
@@ -209,7 +233,11 @@ impl SectorFs {
                 .map(|(id, root)| (root.to_string(), Node::Sector(id)))
                 .collect(),
             Node::VolumesDir => std::iter::once(("add".to_string(), Node::VolumesAdd))
-                .chain(e.volume_ids().into_iter().map(|id| (id.to_string(), Node::VolumeDir(id))))
+                .chain(
+                    e.volume_ids()
+                        .into_iter()
+                        .map(|id| (id.to_string(), Node::VolumeDir(id))),
+                )
                 .collect(),
             Node::VolumeDir(id) => {
                 e.volume(id)?;

@@ -58,7 +58,10 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
     config.clone_fd = true;
 
     let mut session = Session::new(fs, &mountpoint, &config).map_err(|e| {
-        Error::io(format!("cannot mount sectorfs at {}", mountpoint.display()), e)
+        Error::io(
+            format!("cannot mount sectorfs at {}", mountpoint.display()),
+            e,
+        )
     })?;
     let notifier = session.notifier();
     // Freed sectors drop out of the kernel's page cache. Done on another
@@ -91,14 +94,16 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
         })
         .map_err(|e| Error::io("cannot start a thread", e))?;
 
+    engine.resume_jobs()?;
     tracing::info!(
         threads = options.threads,
         "sectorfs mounted at {}",
         mountpoint.display()
     );
-    session
-        .run()
-        .map_err(|e| Error::io("the FUSE session failed", e))?;
+    let served = session.run();
+    // jobs pause here and resume at the next start
+    engine.shutdown();
+    served.map_err(|e| Error::io("the FUSE session failed", e))?;
     tracing::info!("sectorfs unmounted from {}", mountpoint.display());
     Ok(())
 }

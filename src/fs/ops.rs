@@ -19,7 +19,11 @@ use crate::engine::{ContractEdit, Reference, check_contract_name};
 use crate::error::Error;
 use crate::merkle::{Root, SECTOR_SIZE};
 
-const XATTRS: [&str; 3] = ["user.sectorfs.volume", "user.sectorfs.slot", "user.sectorfs.refs"];
+const XATTRS: [&str; 3] = [
+    "user.sectorfs.volume",
+    "user.sectorfs.slot",
+    "user.sectorfs.refs",
+];
 /// Sectors listed per database query while reading `/sectors`.
 const PAGE: usize = 512;
 
@@ -139,7 +143,12 @@ impl SectorFs {
             };
             for s in &page {
                 let ino = INodeNo(Node::Sector(s.id).ino());
-                if reply.add(ino, s.id as u64 + 2, FileType::RegularFile, s.root.to_string()) {
+                if reply.add(
+                    ino,
+                    s.id as u64 + 2,
+                    FileType::RegularFile,
+                    s.root.to_string(),
+                ) {
                     return reply.ok();
                 }
                 after = s.id;
@@ -231,7 +240,10 @@ impl Filesystem for SectorFs {
                     .engine
                     .contract_by_id(id)
                     .and_then(|c| c.ok_or_else(|| Error::NotFound("no such contract".into())))
-                    .and_then(|c| self.engine.revise_contract(&c.name, &[], ContractEdit::Replace)),
+                    .and_then(|c| {
+                        self.engine
+                            .revise_contract(&c.name, &[], ContractEdit::Replace)
+                    }),
                 (Node::Sector(_), _) if size == SECTOR_SIZE as u64 => Ok(()),
                 (Node::Sector(_) | Node::Contract(_), _) => Err(Error::NotPermitted(format!(
                     "stored data cannot be truncated to {size} bytes"
@@ -313,7 +325,10 @@ impl Filesystem for SectorFs {
             Ok(x) => x,
             Err(e) => return reply.error(e),
         };
-        let root = || name.parse::<Root>().map_err(|_| Error::NotFound(format!("{name}")));
+        let root = || {
+            name.parse::<Root>()
+                .map_err(|_| Error::NotFound(format!("{name}")))
+        };
         let result = match parent {
             Node::SectorsDir => root().and_then(|r| self.engine.unpin(&r)),
             Node::ContractsDir => self.engine.delete_contract(name),
@@ -349,12 +364,20 @@ impl Filesystem for SectorFs {
         let result = if p != np {
             // mv falls back to copy and remove, which is what moving a
             // sector between /sectors and /temp means
-            Err(Error::NotPermitted(format!("{from} can only be renamed within its directory")))
-                .map_err(|e| (e, Errno::EXDEV))
+            Err(Error::NotPermitted(format!(
+                "{from} can only be renamed within its directory"
+            )))
+            .map_err(|e| (e, Errno::EXDEV))
         } else if p != Ok(Node::ContractsDir) {
-            Err((Error::NotPermitted(format!("only contracts can be renamed, not {from}")), Errno::EPERM))
+            Err((
+                Error::NotPermitted(format!("only contracts can be renamed, not {from}")),
+                Errno::EPERM,
+            ))
         } else if flags.contains(RenameFlags::RENAME_EXCHANGE) {
-            Err((Error::Invalid("contracts cannot be exchanged".into()), Errno::EINVAL))
+            Err((
+                Error::Invalid("contracts cannot be exchanged".into()),
+                Errno::EINVAL,
+            ))
         } else {
             let exists = self.engine.contract_by_name(to).map(|c| c.is_some());
             match exists {
@@ -362,13 +385,10 @@ impl Filesystem for SectorFs {
                     Error::Exists(format!("contract {to} exists")),
                     Errno::EEXIST,
                 )),
-                Ok(_) => self
-                    .engine
-                    .rename_contract(from, to)
-                    .map_err(|e| {
-                        let errno = Errno::from_i32(e.errno());
-                        (e, errno)
-                    }),
+                Ok(_) => self.engine.rename_contract(from, to).map_err(|e| {
+                    let errno = Errno::from_i32(e.errno());
+                    (e, errno)
+                }),
                 Err(e) => {
                     let errno = Errno::from_i32(e.errno());
                     Err((e, errno))
@@ -465,7 +485,8 @@ impl Filesystem for SectorFs {
                     .engine
                     .contract_by_id(id)?
                     .ok_or_else(|| Error::NotFound("the contract no longer exists".into()))?;
-                let snapshot = contract_text(&self.engine.contract_roots(&c.name)?.unwrap_or_default());
+                let snapshot =
+                    contract_text(&self.engine.contract_roots(&c.name)?.unwrap_or_default());
                 let edit = if !write {
                     None
                 } else if append {
@@ -487,12 +508,17 @@ impl Filesystem for SectorFs {
                 Ok((Handle::ContractWrite(Mutex::new(up)), direct))
             }
             Node::Pending(_) => Err(Error::Busy("this sector is still being written".into())),
-            n if n.is_dir() => Err(Error::Invalid("a directory cannot be opened as a file".into())),
+            n if n.is_dir() => Err(Error::Invalid(
+                "a directory cannot be opened as a file".into(),
+            )),
             n => {
                 let writable = matches!(n, Node::Height | Node::VolumesAdd | Node::Status)
                     || matches!(n, Node::Volume(_, f) if f.writable());
                 if write && !writable {
-                    return Err(Error::NotPermitted(format!("{} is read-only", self.node_path(n))));
+                    return Err(Error::NotPermitted(format!(
+                        "{} is read-only",
+                        self.node_path(n)
+                    )));
                 }
                 let snapshot = if flags.acc_mode() == OpenAccMode::O_WRONLY {
                     Vec::new()
@@ -501,7 +527,14 @@ impl Filesystem for SectorFs {
                 };
                 if write {
                     let partial = Mutex::new(Vec::new());
-                    return Ok((Handle::Control { node: n, snapshot, partial }, direct));
+                    return Ok((
+                        Handle::Control {
+                            node: n,
+                            snapshot,
+                            partial,
+                        },
+                        direct,
+                    ));
                 }
                 Ok((Handle::Snapshot(snapshot), direct))
             }
@@ -560,7 +593,8 @@ impl Filesystem for SectorFs {
             Node::ContractsDir => {
                 check_contract_name(name)?;
                 if self.engine.contract_by_name(name)?.is_none() {
-                    self.engine.revise_contract(name, &[], ContractEdit::Replace)?;
+                    self.engine
+                        .revise_contract(name, &[], ContractEdit::Replace)?;
                 }
                 let c = self
                     .engine
@@ -757,7 +791,10 @@ impl Filesystem for SectorFs {
             let up = up.lock();
             if up.edit == Some(ContractEdit::Replace) && !up.written {
                 // opened with O_TRUNC and closed without data: the list is emptied
-                if let Err(e) = self.engine.revise_contract(&up.name, &[], ContractEdit::Replace) {
+                if let Err(e) = self
+                    .engine
+                    .revise_contract(&up.name, &[], ContractEdit::Replace)
+                {
                     self.refuse("truncate contract", &up.name, &e);
                 }
             }
@@ -805,8 +842,17 @@ impl Filesystem for SectorFs {
             Err(e) => return reply.error(self.refuse("list", &format_args!("{node:?}"), &e)),
         };
         let dots = [(".".to_string(), node), ("..".to_string(), Node::Root)];
-        for (i, (name, child)) in dots.into_iter().chain(entries).enumerate().skip(offset as usize) {
-            let kind = if child.is_dir() { FileType::Directory } else { FileType::RegularFile };
+        for (i, (name, child)) in dots
+            .into_iter()
+            .chain(entries)
+            .enumerate()
+            .skip(offset as usize)
+        {
+            let kind = if child.is_dir() {
+                FileType::Directory
+            } else {
+                FileType::RegularFile
+            };
             if reply.add(INodeNo(child.ino()), i as u64 + 1, kind, name) {
                 break;
             }
@@ -834,13 +880,19 @@ impl Filesystem for SectorFs {
             return reply.error(Errno::from_i32(libc::ENODATA));
         };
         let value = (|| {
-            let s = self.engine.sector_by_id(id)?.ok_or_else(|| Error::NotFound("gone".into()))?;
+            let s = self
+                .engine
+                .sector_by_id(id)?
+                .ok_or_else(|| Error::NotFound("gone".into()))?;
             Ok::<_, Error>(match name.to_str() {
                 Some("user.sectorfs.volume") => Some(s.volume_id.to_string()),
                 Some("user.sectorfs.slot") => Some(s.slot.to_string()),
                 Some("user.sectorfs.refs") => {
                     let r = self.engine.ref_counts(id)?;
-                    Some(format!("pin={} contracts={} temp={}", r.pins, r.contracts, r.temp))
+                    Some(format!(
+                        "pin={} contracts={} temp={}",
+                        r.pins, r.contracts, r.temp
+                    ))
                 }
                 _ => None,
             })
@@ -898,4 +950,3 @@ pub(super) fn contract_text(roots: &[Root]) -> Vec<u8> {
     }
     out
 }
-

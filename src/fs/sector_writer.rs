@@ -167,7 +167,10 @@ mod tests {
 
         let mut w = SectorWriter::new(root);
         w.write(0, &data).unwrap();
-        assert_eq!(w.write(SECTOR_SIZE as u64, b"x").unwrap_err().errno(), libc::EFBIG);
+        assert_eq!(
+            w.write(SECTOR_SIZE as u64, b"x").unwrap_err().errno(),
+            libc::EFBIG
+        );
         assert_eq!(w.finish().unwrap_err().errno(), libc::EFBIG);
 
         let mut w = SectorWriter::new(root);

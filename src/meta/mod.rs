@@ -4,6 +4,7 @@
 //! take their own connections from a pool, so in WAL mode a reader never
 //! waits for a write transaction.
 
+mod jobs;
 mod refs;
 mod schema;
 mod sectors;
@@ -18,6 +19,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::error::{DbContext, Result};
 use crate::merkle::Root;
 
+pub use jobs::{JobKind, JobRow, Move};
 pub use refs::ContractEdit;
 
 /// A volume as recorded.

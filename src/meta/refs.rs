@@ -105,8 +105,11 @@ impl Meta {
                 tx.execute("DELETE FROM contracts WHERE id = ?1", [dst])
                     .ctx("replacing a contract")?;
             }
-            tx.execute("UPDATE contracts SET name = ?1 WHERE id = ?2", params![to, src])
-                .ctx("renaming a contract")?;
+            tx.execute(
+                "UPDATE contracts SET name = ?1 WHERE id = ?2",
+                params![to, src],
+            )
+            .ctx("renaming a contract")?;
             free_unreferenced(tx, &old)
         })
     }

@@ -60,6 +60,16 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     INSERT INTO settings (key, value) VALUES ('height', 0);
     "#,
+    // 2: background jobs in flight, so a crash resumes them at next open.
+    r#"
+    CREATE TABLE jobs (
+        volume_id  INTEGER PRIMARY KEY REFERENCES volumes(id),
+        kind       TEXT NOT NULL CHECK (kind IN ('resize', 'remove')),
+        target     INTEGER NOT NULL,
+        force      INTEGER NOT NULL DEFAULT 0,
+        started_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

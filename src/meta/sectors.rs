@@ -14,9 +14,11 @@ impl Meta {
 
     pub fn sector_by_id(&self, id: i64) -> Result<Option<SectorRow>> {
         self.read(|c| {
-            c.prepare_cached(&format!("SELECT {SECTOR_COLUMNS} FROM sectors WHERE id = ?1"))
-                .and_then(|mut s| s.query_row([id], sector_of).optional())
-                .ctx("looking up a sector by id")
+            c.prepare_cached(&format!(
+                "SELECT {SECTOR_COLUMNS} FROM sectors WHERE id = ?1"
+            ))
+            .and_then(|mut s| s.query_row([id], sector_of).optional())
+            .ctx("looking up a sector by id")
         })
     }
 
@@ -115,6 +117,39 @@ impl Meta {
             let id = tx.last_insert_rowid();
             add_reference_in(tx, id, reference)?;
             Ok(Inserted::New(id))
+        })
+    }
+
+    /// For benchmarks and tests only: records `roots` as pinned sectors in
+    /// consecutive slots of `volume_id` from `first_slot` on, in ONE
+    /// transaction, without writing any data. The engine's free-slot map is
+    /// built at open, so reopen the engine before writing to that volume.
+    pub fn insert_synthetic(
+        &self,
+        volume_id: u32,
+        first_slot: u64,
+        roots: &[Root],
+        stored_at: i64,
+    ) -> Result<()> {
+        self.write(|tx| {
+            let mut sector = tx
+                .prepare_cached(
+                    "INSERT INTO sectors (root, volume_id, slot, stored_at) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .ctx("recording synthetic sectors")?;
+            let mut pin = tx
+                .prepare_cached("INSERT INTO pins (sector_id) VALUES (?1)")
+                .ctx("recording synthetic sectors")?;
+            for (i, root) in roots.iter().enumerate() {
+                let slot = (first_slot + i as u64) as i64;
+                sector
+                    .execute(params![&root.0[..], volume_id, slot, stored_at])
+                    .ctx("recording synthetic sectors")?;
+                pin.execute([tx.last_insert_rowid()])
+                    .ctx("recording synthetic sectors")?;
+            }
+            Ok(())
         })
     }
 

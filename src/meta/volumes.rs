@@ -83,10 +83,6 @@ impl Meta {
 }
 
 fn path_text(path: &Path) -> Result<&str> {
-    path.to_str().ok_or_else(|| {
-        Error::Invalid(format!(
-            "volume path {} is not valid UTF-8",
-            path.display()
-        ))
-    })
+    path.to_str()
+        .ok_or_else(|| Error::Invalid(format!("volume path {} is not valid UTF-8", path.display())))
 }

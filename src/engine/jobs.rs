@@ -1,0 +1,595 @@
+//! Volume jobs: shrinking and removing, in the background, one per volume.
+//!
+//! Each move copies a sector to its new slot, syncs, and then one short
+//! transaction per batch re-points the sectors and frees their old slots;
+//! no transaction is held across disk I/O. Readers look a sector up again
+//! after reading, so they never return bytes from a slot it has left. A job
+//! is recorded in the database when accepted, and resumed at the next start
+//! if the daemon dies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use super::volumes::bump;
+use super::{Engine, Progress, SectorRow, Severity, Volume, VolumeState, now_secs};
+use crate::error::{Error, Result};
+use crate::merkle::{self, SECTOR_SIZE};
+use crate::meta::{JobKind, Move};
+use crate::volume::VolumeFile;
+
+/// Sectors moved per transaction.
+const BATCH: usize = 32;
+/// Copies in flight at once within a batch.
+const COPIERS: usize = 4;
+
+#[derive(Default)]
+pub struct Jobs {
+    running: Mutex<HashMap<u32, Arc<JobControl>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Sectors dropped by forced removals since start.
+    pub lost: AtomicU64,
+}
+
+#[derive(Default)]
+struct JobControl {
+    /// The operator cancelled: stop, forget the job.
+    cancel: AtomicBool,
+    /// The daemon is stopping: stop, resume at next start.
+    pause: AtomicBool,
+}
+
+/// How a job ended.
+enum Ended {
+    Done,
+    Cancelled,
+    Paused,
+}
+
+impl Engine {
+    /// Resizes a volume. Growing is immediate (sparse, no per-slot work);
+    /// shrinking starts a background job that moves every sector at or above
+    /// the new size, refused at once with `ENOSPC` if they cannot all fit.
+    pub fn resize_volume(self: &Arc<Self>, id: u32, slots: u64) -> Result<()> {
+        let v = self.volume(id)?;
+        if slots == 0 || slots > super::MAX_SLOTS {
+            return Err(Error::Invalid(format!(
+                "a volume needs between 1 and {} slots, not {slots}",
+                super::MAX_SLOTS
+            )));
+        }
+        self.check_idle(id)?;
+        let (current, _) = self.alloc.lock().usage(id).unwrap_or((0, 0));
+        if slots < current {
+            return self.start_job(id, JobKind::Shrink(slots), false);
+        }
+        if slots == current {
+            return Ok(());
+        }
+        let file = v.file()?;
+        // file first: a crash before the row changes leaves a file with
+        // unused room past its recorded end, which opens fine
+        file.set_len(slots)
+            .and_then(|()| file.sync())
+            .map_err(|e| Error::io(format!("cannot grow volume {id}"), e))?;
+        self.meta.set_slots(id, slots)?;
+        self.alloc.lock().resize(id, slots);
+        tracing::info!(volume = id, from = current, to = slots, "volume grown");
+        self.space_changed();
+        Ok(())
+    }
+
+    /// Moves every sector of a volume elsewhere, then deletes its file and
+    /// row. With `force`, sectors that cannot be read are dropped as lost.
+    pub fn remove_volume(self: &Arc<Self>, id: u32, force: bool) -> Result<()> {
+        self.volume(id)?;
+        self.start_job(id, JobKind::Remove { force }, false)
+    }
+
+    /// Cancels the job running on a volume; every sector stays in a valid place.
+    pub fn cancel_job(&self, id: u32) -> Result<()> {
+        self.volume(id)?;
+        match self.jobs.running.lock().get(&id) {
+            Some(c) => {
+                c.cancel.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            None => Err(Error::NotFound(format!("no job is running on volume {id}"))),
+        }
+    }
+
+    /// Whether a job runs on the volume.
+    pub fn job_running(&self, id: u32) -> bool {
+        self.jobs.running.lock().contains_key(&id)
+    }
+
+    /// Restarts the jobs a previous process left unfinished.
+    pub fn resume_jobs(self: &Arc<Self>) -> Result<()> {
+        for job in self.meta.jobs()? {
+            tracing::info!(volume = job.volume_id, "resuming an interrupted job");
+            if let Err(e) = self.start_job(job.volume_id, job.kind, true) {
+                self.alerts.raise(
+                    &format!("job-{}", job.volume_id),
+                    Severity::Error,
+                    format!("cannot resume the job on volume {}: {e}", job.volume_id),
+                    serde_json::json!({"volume": job.volume_id}),
+                );
+                self.meta.delete_job(job.volume_id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pauses every job (they resume at the next start) and waits for them.
+    pub fn shutdown(&self) {
+        for c in self.jobs.running.lock().values() {
+            c.pause.store(true, Ordering::Relaxed);
+        }
+        let threads: Vec<_> = self.jobs.threads.lock().drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    fn check_idle(&self, id: u32) -> Result<()> {
+        if self.job_running(id) {
+            return Err(Error::Busy(format!(
+                "volume {id} already has a job running; cancel it or wait for it to finish"
+            )));
+        }
+        Ok(())
+    }
+
+    fn start_job(self: &Arc<Self>, id: u32, kind: JobKind, resuming: bool) -> Result<()> {
+        let v = self.volume(id)?;
+        let mut running = self.jobs.running.lock();
+        if running.contains_key(&id) {
+            return Err(Error::Busy(format!(
+                "volume {id} already has a job running; cancel it or wait for it to finish"
+            )));
+        }
+        let (to_move, room, state) = {
+            let alloc = self.alloc.lock();
+            match kind {
+                JobKind::Shrink(target) => (
+                    self.meta.count_sectors_from(id, target)?,
+                    alloc.free_below(id, target) + alloc.placeable_free(id),
+                    VolumeState::Resizing,
+                ),
+                JobKind::Remove { .. } => (
+                    self.meta.used_slots(id)?,
+                    alloc.placeable_free(id),
+                    VolumeState::Removing,
+                ),
+            }
+        };
+        // a forced removal of a volume whose file is gone moves nothing
+        let all_lost = matches!(kind, JobKind::Remove { force: true }) && v.file().is_err();
+        if to_move > room && !all_lost {
+            return Err(Error::NoSpace(format!(
+                "volume {id} has {to_move} sectors to move but only {room} free slots can take \
+                 them; nothing was moved"
+            )));
+        }
+        if !resuming {
+            self.meta.insert_job(id, kind, now_secs())?;
+        }
+        v.set_state(state);
+        {
+            let mut alloc = self.alloc.lock();
+            if let JobKind::Shrink(target) = kind {
+                alloc.set_limit(id, Some(target));
+            }
+            alloc.set_writable(id, v.writable());
+        }
+        let control = Arc::new(JobControl::default());
+        running.insert(id, control.clone());
+        drop(running);
+        self.space_changed();
+        let engine = self.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("job-volume-{id}"))
+            .spawn(move || engine.run_job(&v, kind, &control))
+            .map_err(|e| Error::io("cannot start a job thread", e))?;
+        self.jobs.threads.lock().push(thread);
+        Ok(())
+    }
+
+    fn run_job(&self, v: &Arc<Volume>, kind: JobKind, control: &JobControl) {
+        let id = v.id;
+        let verb = match kind {
+            JobKind::Shrink(t) => format!("resizing volume {id} to {t} slots"),
+            JobKind::Remove { force: true } => format!("removing volume {id} (forced)"),
+            JobKind::Remove { force: false } => format!("removing volume {id}"),
+        };
+        let started = Instant::now();
+        let mut job = JobRun {
+            engine: self,
+            volume: v,
+            kind,
+            control,
+            verb: verb.clone(),
+            started,
+            total: 0,
+            moved: 0,
+            unreadable: Vec::new(),
+            lost: Vec::new(),
+        };
+        tracing::info!("{verb}: started");
+        let result = job.run();
+        let key = format!("job-{id}");
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        let rate = job.moved as f64 / secs;
+        let summary = format!(
+            "{} sectors moved in {:.1}s ({rate:.0} sectors/s, {:.0} MB/s)",
+            job.moved,
+            secs,
+            rate * SECTOR_SIZE as f64 / 1e6
+        );
+        let (severity, message) = match &result {
+            Ok(Ended::Done) => (Severity::Info, format!("{verb}: done, {summary}")),
+            Ok(Ended::Cancelled) => (Severity::Info, format!("{verb}: cancelled, {summary}")),
+            Ok(Ended::Paused) => (
+                Severity::Info,
+                format!("{verb}: paused at shutdown, resumes at next start; {summary}"),
+            ),
+            Err(e) => (Severity::Error, format!("{verb}: failed: {e}; {summary}")),
+        };
+        if !matches!(result, Ok(Ended::Paused)) {
+            if let Err(e) = self.meta.delete_job(id) {
+                tracing::error!("cannot forget the finished job on volume {id}: {e}");
+            }
+        }
+        if !matches!(result, Ok(Ended::Done) if matches!(kind, JobKind::Remove { .. })) {
+            // the volume stays: open for business again
+            v.set_state(if v.file().is_ok() {
+                VolumeState::Ready
+            } else {
+                VolumeState::Unavailable
+            });
+            let mut alloc = self.alloc.lock();
+            alloc.set_limit(id, None);
+            alloc.set_writable(id, v.writable());
+        }
+        self.alerts.raise(
+            &key,
+            severity,
+            message,
+            serde_json::json!({"volume": id, "moved": job.moved, "seconds": secs}),
+        );
+        self.jobs.running.lock().remove(&id);
+        self.space_changed();
+    }
+}
+
+struct JobRun<'a> {
+    engine: &'a Engine,
+    volume: &'a Arc<Volume>,
+    kind: JobKind,
+    control: &'a JobControl,
+    verb: String,
+    started: Instant,
+    total: u64,
+    moved: u64,
+    /// Sectors that could not be read (removal without force keeps them).
+    unreadable: Vec<SectorRow>,
+    lost: Vec<SectorRow>,
+}
+
+impl JobRun<'_> {
+    fn first_slot(&self) -> u64 {
+        match self.kind {
+            JobKind::Shrink(target) => target,
+            JobKind::Remove { .. } => 0,
+        }
+    }
+
+    fn run(&mut self) -> Result<Ended> {
+        let e = self.engine;
+        let id = self.volume.id;
+        let first = self.first_slot();
+        self.total = e.meta.count_sectors_from(id, first)?;
+        loop {
+            // passes until only sectors that cannot move are left: a write
+            // reserved before the job began may land behind the cursor
+            let mut cursor = first;
+            loop {
+                if self.control.cancel.load(Ordering::Relaxed) {
+                    return Ok(Ended::Cancelled);
+                }
+                if self.control.pause.load(Ordering::Relaxed) {
+                    return Ok(Ended::Paused);
+                }
+                let batch = e.meta.sectors_in_volume(id, cursor, BATCH)?;
+                let Some(last) = batch.last() else {
+                    break;
+                };
+                cursor = last.slot + 1;
+                let todo: Vec<SectorRow> = batch
+                    .into_iter()
+                    .filter(|s| !self.unreadable.iter().any(|u| u.id == s.id))
+                    .collect();
+                self.move_batch(&todo)?;
+                self.report();
+            }
+            let left = e.meta.count_sectors_from(id, first)?;
+            if left > self.unreadable.len() as u64 {
+                self.total = self.total.max(self.moved + left);
+                continue;
+            }
+            if !self.unreadable.is_empty() {
+                let roots: Vec<String> = self
+                    .unreadable
+                    .iter()
+                    .take(20)
+                    .map(|s| s.root.to_string())
+                    .collect();
+                return Err(Error::Io {
+                    context: format!(
+                        "{} sectors could not be read and were left in place, so volume {id} \
+                         was kept (write force to drop them as lost): {}",
+                        self.unreadable.len(),
+                        roots.join(", ")
+                    ),
+                    source: std::io::Error::from_raw_os_error(libc::EIO),
+                });
+            }
+            return self.finish().map(|()| Ended::Done);
+        }
+    }
+
+    /// Copies a batch to new slots (several in flight), syncs, then
+    /// re-points them all in one transaction.
+    fn move_batch(&mut self, batch: &[SectorRow]) -> Result<()> {
+        let e = self.engine;
+        let id = self.volume.id;
+        let verify = matches!(self.kind, JobKind::Remove { .. });
+        let src = self.volume.file().ok();
+        if src.is_none() {
+            for s in batch {
+                self.cannot_read(s, "the volume's file is unavailable")?;
+            }
+            return Ok(());
+        }
+        // destinations first, so a full store fails before any copying
+        let mut plan = Vec::with_capacity(batch.len());
+        for s in batch {
+            let dest = {
+                let mut alloc = e.alloc.lock();
+                let same = match self.kind {
+                    JobKind::Shrink(target) => alloc.reserve_in(id, target).map(|slot| (id, slot)),
+                    JobKind::Remove { .. } => None,
+                };
+                same.or_else(|| alloc.reserve(&[id]))
+            };
+            match dest {
+                Some((vol, slot)) => plan.push((*s, vol, slot)),
+                None => {
+                    for (_, vol, slot) in plan {
+                        e.alloc.lock().release(vol, slot);
+                    }
+                    return Err(Error::NoSpace(format!(
+                        "no free slot is left to move sectors of volume {id} into"
+                    )));
+                }
+            }
+        }
+        let files: HashMap<u32, Arc<VolumeFile>> = plan
+            .iter()
+            .filter_map(|(_, vol, _)| Some((*vol, e.volume(*vol).ok()?.file().ok()?)))
+            .collect();
+        // copy: each worker takes every COPIERS-th sector
+        let results: Vec<std::result::Result<(), CopyError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..COPIERS.min(plan.len().max(1)))
+                .map(|w| {
+                    let plan = &plan;
+                    let files = &files;
+                    let src = src.clone();
+                    scope.spawn(move || {
+                        let mut buf = vec![0u8; SECTOR_SIZE];
+                        plan.iter()
+                            .enumerate()
+                            .filter(|(i, _)| i % COPIERS == w)
+                            .map(|(i, (s, vol, slot))| {
+                                (
+                                    i,
+                                    copy_one(
+                                        src.as_deref(),
+                                        files.get(vol),
+                                        s,
+                                        *slot,
+                                        verify,
+                                        &mut buf,
+                                    ),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut all: Vec<(usize, std::result::Result<(), CopyError>)> = workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect();
+            all.sort_by_key(|(i, _)| *i);
+            all.into_iter().map(|(_, r)| r).collect()
+        });
+        for f in files.values() {
+            f.sync()
+                .map_err(|err| Error::io("cannot sync moved sectors", err))?;
+        }
+        let mut moves = Vec::new();
+        for ((s, vol, slot), r) in plan.iter().zip(&results) {
+            match r {
+                Ok(()) => moves.push(Move {
+                    sector_id: s.id,
+                    from_volume: id,
+                    from_slot: s.slot,
+                    to_volume: *vol,
+                    to_slot: *slot,
+                }),
+                Err(CopyError::Destination(why)) => {
+                    e.discard_slot(*vol, *slot);
+                    return Err(Error::Io {
+                        context: format!("moving sector {} to volume {vol} failed: {why}", s.root),
+                        source: std::io::Error::from_raw_os_error(libc::EIO),
+                    });
+                }
+                Err(why) => {
+                    e.discard_slot(*vol, *slot);
+                    if matches!(why, CopyError::Corrupt) {
+                        bump(&self.volume.stats.corrupt);
+                    } else {
+                        bump(&self.volume.stats.read_errors);
+                    }
+                    self.cannot_read(s, &why.to_string())?;
+                }
+            }
+        }
+        let done = e.meta.relocate(&moves)?;
+        let mut freed = Vec::new();
+        for (m, ok) in moves.iter().zip(done) {
+            if ok {
+                self.moved += 1;
+                freed.push((m.from_volume, m.from_slot));
+            } else {
+                // freed or moved by someone else meanwhile
+                e.discard_slot(m.to_volume, m.to_slot);
+            }
+        }
+        e.punch_and_release(&freed);
+        Ok(())
+    }
+
+    fn cannot_read(&mut self, s: &SectorRow, why: &str) -> Result<()> {
+        let e = self.engine;
+        tracing::error!(
+            volume = self.volume.id,
+            slot = s.slot,
+            "sector {} cannot be moved: {why}",
+            s.root
+        );
+        if !matches!(self.kind, JobKind::Remove { force: true }) {
+            self.unreadable.push(*s);
+            return Ok(());
+        }
+        if let Some((freed, contracts)) = e.meta.drop_lost_sector(s.id)? {
+            e.jobs.lost.fetch_add(1, Ordering::Relaxed);
+            e.alerts.raise(
+                &format!("lost-{}", s.root),
+                Severity::Error,
+                format!(
+                    "sector {} was lost with volume {} (slot {}): {why}; contracts that held it: {}",
+                    s.root,
+                    self.volume.id,
+                    s.slot,
+                    if contracts.is_empty() { "none".to_string() } else { contracts.join(", ") }
+                ),
+                serde_json::json!({"root": s.root.to_string(), "volume": self.volume.id,
+                    "slot": s.slot, "contracts": contracts}),
+            );
+            e.release(vec![freed]);
+            self.lost.push(*s);
+        }
+        Ok(())
+    }
+
+    fn report(&self) {
+        let done = self.moved + self.lost.len() as u64;
+        let progress = Progress::new(done, self.total.max(done), self.started);
+        self.engine.alerts.raise_with(
+            &format!("job-{}", self.volume.id),
+            Severity::Info,
+            format!("{}: {}/{} sectors moved", self.verb, done, progress.total),
+            serde_json::json!({"volume": self.volume.id}),
+            Some(progress),
+        );
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let e = self.engine;
+        let id = self.volume.id;
+        match self.kind {
+            JobKind::Shrink(target) => {
+                if !e.meta.shrink_volume(id, target)? {
+                    return Err(Error::Busy(format!(
+                        "a sector landed above slot {target} of volume {id} while it shrank"
+                    )));
+                }
+                e.alloc.lock().resize(id, target);
+                if let Ok(f) = self.volume.file() {
+                    // the row already says `target`; a longer file still opens
+                    if let Err(err) = f.set_len(target).and_then(|()| f.sync()) {
+                        tracing::warn!(
+                            "volume {id} shrank but its file could not be truncated: {err}"
+                        );
+                    }
+                }
+            }
+            JobKind::Remove { .. } => {
+                e.meta.delete_volume(id)?;
+                e.alloc.lock().remove_volume(id);
+                e.volumes.write().remove(&id);
+                for key in [
+                    "volume-unavailable",
+                    "volume-read-errors",
+                    "volume-write-errors",
+                ] {
+                    e.alerts.clear(&format!("{key}-{id}"));
+                }
+                if let Err(err) = std::fs::remove_file(&self.volume.path) {
+                    tracing::warn!(
+                        "volume {id} was removed but its file {} could not be deleted: {err}",
+                        self.volume.path.display()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a sector could not be moved.
+#[derive(Debug, Clone)]
+enum CopyError {
+    Unreadable(String),
+    Corrupt,
+    /// Writing the new copy failed: the sector itself is fine.
+    Destination(String),
+}
+
+impl std::fmt::Display for CopyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CopyError::Unreadable(why) => write!(f, "it cannot be read: {why}"),
+            CopyError::Corrupt => f.write_str("its data no longer matches its root (corrupt)"),
+            CopyError::Destination(why) => write!(f, "writing its new copy failed: {why}"),
+        }
+    }
+}
+
+/// Copies one sector to its new slot; with `verify`, checks its root first.
+fn copy_one(
+    src: Option<&VolumeFile>,
+    dest: Option<&Arc<VolumeFile>>,
+    s: &SectorRow,
+    to_slot: u64,
+    verify: bool,
+    buf: &mut [u8],
+) -> std::result::Result<(), CopyError> {
+    let src =
+        src.ok_or_else(|| CopyError::Unreadable("the volume's file is unavailable".into()))?;
+    src.read(s.slot, 0, buf)
+        .map_err(|e| CopyError::Unreadable(e.to_string()))?;
+    if verify && merkle::sector_root(buf) != s.root {
+        return Err(CopyError::Corrupt);
+    }
+    let dest =
+        dest.ok_or_else(|| CopyError::Destination("the destination volume is unavailable".into()))?;
+    dest.write_sector(to_slot, buf)
+        .map_err(|e| CopyError::Destination(e.to_string()))
+}

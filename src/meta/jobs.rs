@@ -1,0 +1,220 @@
+//! Rows behind the volume jobs: the job itself (so a crash resumes it),
+//! re-pointing moved sectors, dropping lost ones, and deleting a volume.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::refs::free_unreferenced;
+use super::{Freed, Meta};
+use crate::error::{DbContext, Error, Result};
+
+/// A job as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobRow {
+    pub volume_id: u32,
+    pub kind: JobKind,
+    pub started_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Shrink to this many slots.
+    Shrink(u64),
+    /// Remove; `force` drops sectors that cannot be read.
+    Remove { force: bool },
+}
+
+/// One sector moved from (`from_volume`, `from_slot`) to (`to_volume`, `to_slot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Move {
+    pub sector_id: i64,
+    pub from_volume: u32,
+    pub from_slot: u64,
+    pub to_volume: u32,
+    pub to_slot: u64,
+}
+
+impl Meta {
+    pub fn insert_job(&self, volume_id: u32, kind: JobKind, started_at: i64) -> Result<()> {
+        let (name, target, force) = match kind {
+            JobKind::Shrink(slots) => ("resize", slots as i64, false),
+            JobKind::Remove { force } => ("remove", 0, force),
+        };
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO jobs (volume_id, kind, target, force, started_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![volume_id, name, target, force, started_at],
+            )
+            .ctx("recording a job")?;
+            Ok(())
+        })
+    }
+
+    pub fn delete_job(&self, volume_id: u32) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM jobs WHERE volume_id = ?1", [volume_id])
+                .ctx("finishing a job")?;
+            Ok(())
+        })
+    }
+
+    pub fn jobs(&self) -> Result<Vec<JobRow>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT volume_id, kind, target, force, started_at FROM jobs")
+                .ctx("reading jobs")?;
+            stmt.query_map([], |r| {
+                let kind: String = r.get(1)?;
+                let kind = match kind.as_str() {
+                    "resize" => JobKind::Shrink(r.get::<_, i64>(2)? as u64),
+                    _ => JobKind::Remove { force: r.get(3)? },
+                };
+                Ok(JobRow {
+                    volume_id: r.get(0)?,
+                    kind,
+                    started_at: r.get(4)?,
+                })
+            })
+            .ctx("reading jobs")?
+            .collect::<rusqlite::Result<_>>()
+            .ctx("reading jobs")
+        })
+    }
+
+    /// Sectors of a volume at or above `from_slot`.
+    pub fn count_sectors_from(&self, volume_id: u32, from_slot: u64) -> Result<u64> {
+        self.read(|c| {
+            c.prepare_cached("SELECT count(*) FROM sectors WHERE volume_id = ?1 AND slot >= ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![volume_id, from_slot as i64], |r| r.get::<_, i64>(0))
+                })
+                .map(|n| n as u64)
+                .ctx("counting sectors to move")
+        })
+    }
+
+    /// Re-points moved sectors and frees their old slots, in one short
+    /// transaction. A sector freed or moved by someone else meanwhile is
+    /// left alone: its entry in the result is false and its new slot is the
+    /// caller's to release.
+    pub fn relocate(&self, moves: &[Move]) -> Result<Vec<bool>> {
+        self.write(|tx| {
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE sectors SET volume_id = ?1, slot = ?2 \
+                     WHERE id = ?3 AND volume_id = ?4 AND slot = ?5",
+                )
+                .ctx("re-pointing moved sectors")?;
+            let mut pending = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO pending_punches (volume_id, slot) VALUES (?1, ?2)",
+                )
+                .ctx("recording moved-from slots")?;
+            let mut done = Vec::with_capacity(moves.len());
+            for m in moves {
+                let n = update
+                    .execute(params![
+                        m.to_volume,
+                        m.to_slot as i64,
+                        m.sector_id,
+                        m.from_volume,
+                        m.from_slot as i64
+                    ])
+                    .ctx("re-pointing moved sectors")?;
+                if n == 1 {
+                    pending
+                        .execute(params![m.from_volume, m.from_slot as i64])
+                        .ctx("recording moved-from slots")?;
+                }
+                done.push(n == 1);
+            }
+            Ok(done)
+        })
+    }
+
+    /// Drops a sector that cannot be read, with every reference to it.
+    /// Returns what was freed and the contracts that held it.
+    pub fn drop_lost_sector(&self, sector_id: i64) -> Result<Option<(Freed, Vec<String>)>> {
+        self.write(|tx| {
+            let contracts: Vec<String> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT DISTINCT c.name FROM contract_entries e \
+                         JOIN contracts c ON c.id = e.contract_id WHERE e.sector_id = ?1 \
+                         ORDER BY 1",
+                    )
+                    .ctx("finding a lost sector's contracts")?;
+                stmt.query_map([sector_id], |r| r.get(0))
+                    .ctx("finding a lost sector's contracts")?
+                    .collect::<rusqlite::Result<_>>()
+                    .ctx("finding a lost sector's contracts")?
+            };
+            for table in ["pins", "contract_entries", "temp_entries"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE sector_id = ?1"),
+                    [sector_id],
+                )
+                .ctx("dropping a lost sector's references")?;
+            }
+            let freed = free_unreferenced(tx, &[sector_id])?;
+            Ok(freed.into_iter().next().map(|f| (f, contracts)))
+        })
+    }
+
+    /// Shrinks a volume's row, if nothing is stored at or above `slots`.
+    /// False when something still is (a write landed meanwhile).
+    pub fn shrink_volume(&self, volume_id: u32, slots: u64) -> Result<bool> {
+        self.write(|tx| {
+            let left: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM sectors WHERE volume_id = ?1 AND slot >= ?2",
+                    params![volume_id, slots as i64],
+                    |r| r.get(0),
+                )
+                .ctx("checking a shrunk volume")?;
+            if left > 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "DELETE FROM pending_punches WHERE volume_id = ?1 AND slot >= ?2",
+                params![volume_id, slots as i64],
+            )
+            .ctx("shrinking a volume")?;
+            tx.execute(
+                "UPDATE volumes SET slots = ?1 WHERE id = ?2",
+                params![slots as i64, volume_id],
+            )
+            .ctx("shrinking a volume")?;
+            tx.execute("DELETE FROM jobs WHERE volume_id = ?1", [volume_id])
+                .ctx("finishing a job")?;
+            Ok(true)
+        })
+    }
+
+    /// Deletes an empty volume's rows. `Busy` if a sector is still on it.
+    pub fn delete_volume(&self, volume_id: u32) -> Result<()> {
+        self.write(|tx| {
+            let left: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM sectors WHERE volume_id = ?1 LIMIT 1",
+                    [volume_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .ctx("checking a removed volume")?;
+            if left.is_some() {
+                return Err(Error::Busy(format!(
+                    "volume {volume_id} still holds sectors"
+                )));
+            }
+            for sql in [
+                "DELETE FROM pending_punches WHERE volume_id = ?1",
+                "DELETE FROM jobs WHERE volume_id = ?1",
+                "DELETE FROM volumes WHERE id = ?1",
+            ] {
+                tx.execute(sql, [volume_id]).ctx("deleting a volume")?;
+            }
+            Ok(())
+        })
+    }
+}
