@@ -1,4 +1,5 @@
 //! Integration tests through a real mount: std::fs and standard tools.
 
+mod contracts;
 mod harness;
 mod sectors;

@@ -1,0 +1,216 @@
+//! `/contracts`: revisions at close (replace, append, rename), every errno,
+//! and that a refused revision leaves the list exactly as it was.
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+
+use super::harness::{Mount, close, errno, sector, unstored_root, write_file, write_with};
+use sectorfs::merkle::Root;
+
+fn list(roots: &[&Root]) -> String {
+    roots.iter().map(|r| format!("{r}\n")).collect()
+}
+
+fn append() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    o.append(true);
+    o
+}
+
+fn replace() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).truncate(true);
+    o
+}
+
+#[test]
+fn replace_append_and_read() {
+    let m = Mount::start(&[]);
+    let (a, b, c) = (
+        m.put(&sector(100)),
+        m.put(&sector(101)),
+        m.put(&sector(102)),
+    );
+    let c1 = m.path("contracts/c1");
+    write_file(&c1, list(&[&a, &b]).as_bytes()).unwrap();
+    assert_eq!(m.read("contracts/c1"), list(&[&a, &b]));
+    assert_eq!(std::fs::metadata(&c1).unwrap().len(), 130);
+    // O_APPEND appends, as `>>` does
+    m.sh_ok(&format!("echo {c} >> contracts/c1"));
+    assert_eq!(m.read("contracts/c1"), list(&[&a, &b, &c]));
+    assert_eq!(std::fs::metadata(&c1).unwrap().len(), 195);
+    write_with(&append(), &c1, list(&[&a]).as_bytes()).unwrap();
+    assert_eq!(m.read("contracts/c1"), list(&[&a, &b, &c, &a]));
+    // O_TRUNC replaces, as `>` does
+    m.sh_ok(&format!("echo {b} > contracts/c1"));
+    assert_eq!(m.read("contracts/c1"), list(&[&b]));
+    // the same root twice in one list is two entries
+    m.sh_ok(&format!("printf '%s\\n' {a} {a} > contracts/c2"));
+    assert_eq!(m.read("contracts/c2"), list(&[&a, &a]));
+    assert_eq!(
+        std::fs::metadata(m.path("contracts/c2")).unwrap().len(),
+        130
+    );
+    assert_eq!(m.nlink(&a), 3);
+    assert_eq!(m.refs(&a), "pin=1 contracts=2 temp=0");
+    assert_eq!(m.nlink(&b), 2);
+    assert_eq!(m.nlink(&c), 1);
+    // a last line without its newline is accepted
+    m.sh_ok(&format!("printf '%s' {c} > contracts/c3"));
+    assert_eq!(m.read("contracts/c3"), list(&[&c]));
+    let out = m.sh_ok("ls contracts");
+    assert_eq!(out, "c1\nc2\nc3\n");
+    // an empty replace empties the list
+    m.sh_ok(": > contracts/c2");
+    assert_eq!(m.read("contracts/c2"), "");
+    assert_eq!(std::fs::metadata(m.path("contracts/c2")).unwrap().len(), 0);
+    assert_eq!(m.nlink(&a), 1);
+    // writes in several pieces are one revision at close
+    let mut f = replace().open(&c1).unwrap();
+    for r in [&a, &b, &c] {
+        f.write_all(r.to_string().as_bytes()).unwrap();
+        f.write_all(b"\n").unwrap();
+    }
+    close(f).unwrap();
+    assert_eq!(m.read("contracts/c1"), list(&[&a, &b, &c]));
+    // cp and cat work on contracts like on any file
+    m.sh_ok("cp contracts/c1 $S/c1 && cp $S/c1 contracts/c4 && cmp contracts/c1 contracts/c4");
+    assert_eq!(m.nlink(&a), 3);
+    assert_eq!(m.sh_ok("cat contracts/c4 | wc -l").trim(), "3");
+}
+
+#[test]
+fn refused_revisions_change_nothing() {
+    let m = Mount::start(&[]);
+    let (a, b) = (m.put(&sector(110)), m.put(&sector(111)));
+    let path = m.path("contracts/c");
+    write_file(&path, list(&[&a, &b, &a]).as_bytes()).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let unknown = unstored_root(112);
+    let unchanged = |what: &str| {
+        assert_eq!(std::fs::read(&path).unwrap(), before, "{what}");
+        assert_eq!(m.refs(&a), "pin=1 contracts=2 temp=0", "{what}");
+        assert_eq!(m.refs(&b), "pin=1 contracts=1 temp=0", "{what}");
+        assert_eq!(m.used(1), 2, "{what}");
+    };
+    let malformed = [
+        "nothex\n".to_string(),
+        format!("{}\n", a.to_string().to_uppercase()),
+        format!("{a}\nnothex\n"),
+        format!("{a} \n"),
+        format!("{a}\n\n{b}\n"),
+        format!("{}\n", &a.to_string()[..63]),
+        format!("{a}{b}\n"),
+    ];
+    for (i, text) in malformed.iter().enumerate() {
+        for (mode, opts) in [("replace", replace()), ("append", append())] {
+            let e = write_with(&opts, &path, text.as_bytes()).unwrap_err();
+            assert_eq!(errno(&e), libc::EINVAL, "{mode} malformed #{i}");
+            unchanged(&format!("{mode} malformed #{i}"));
+        }
+    }
+    // a root that is not stored: ENOENT, even after good lines
+    for text in [format!("{unknown}\n"), format!("{a}\n{unknown}\n")] {
+        for (mode, opts) in [("replace", replace()), ("append", append())] {
+            let e = write_with(&opts, &path, text.as_bytes()).unwrap_err();
+            assert_eq!(errno(&e), libc::ENOENT, "{mode} unknown root");
+            unchanged(&format!("{mode} unknown root"));
+        }
+    }
+    // written without O_TRUNC or O_APPEND: refused, unchanged
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let written = f.write_all(list(&[&b]).as_bytes()).and_then(|()| close(f));
+    assert!(written.is_err());
+    unchanged("plain write");
+    // cp of a bad list fails (cp checks close) and changes nothing
+    std::fs::write(m.scratch().join("bad"), "garbage\n").unwrap();
+    let out = m.sh("cp $S/bad contracts/c");
+    assert!(!out.status.success(), "cp of a malformed list succeeded");
+    unchanged("cp");
+    // a good revision still applies after all that
+    write_with(&append(), &path, list(&[&b]).as_bytes()).unwrap();
+    assert_eq!(m.read("contracts/c"), list(&[&a, &b, &a, &b]));
+}
+
+#[test]
+fn contract_ids_are_checked() {
+    let m = Mount::start(&[]);
+    let a = m.put(&sector(120));
+    let long_ok = "x".repeat(128);
+    let too_long = "x".repeat(129);
+    for name in ["ok", "A-Z_a.z-09", long_ok.as_str()] {
+        write_file(
+            &m.path(&format!("contracts/{name}")),
+            list(&[&a]).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(m.read(&format!("contracts/{name}")), list(&[&a]), "{name}");
+    }
+    for name in ["bad name", "a*b", "a:b", "ü", too_long.as_str()] {
+        let e = write_file(
+            &m.path(&format!("contracts/{name}")),
+            list(&[&a]).as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(errno(&e), libc::EINVAL, "{name:?}");
+    }
+    let mut names: Vec<String> = std::fs::read_dir(m.path("contracts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["A-Z_a.z-09", "ok", long_ok.as_str()]);
+    // nor can a contract be renamed to a bad id
+    let e = std::fs::rename(m.path("contracts/ok"), m.path("contracts/bad name")).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
+    assert_eq!(m.read("contracts/ok"), list(&[&a]));
+    // and contracts hold only lists: no directories
+    assert!(std::fs::create_dir(m.path("contracts/dir")).is_err());
+}
+
+#[test]
+fn rename_replaces_and_rm_frees() {
+    let m = Mount::start(&[]);
+    let (a, b, c) = (
+        m.put(&sector(130)),
+        m.put(&sector(131)),
+        m.put(&sector(132)),
+    );
+    write_file(&m.path("contracts/c1"), list(&[&a, &b]).as_bytes()).unwrap();
+    write_file(&m.path("contracts/c2"), list(&[&c, &c]).as_bytes()).unwrap();
+    let ino1 = std::fs::metadata(m.path("contracts/c1")).unwrap().ino();
+    // b and c are held by contracts only
+    m.sh_ok(&format!("rm sectors/{b} sectors/{c}"));
+    assert_eq!(m.used(1), 3);
+    // mv onto an existing contract: the target's list is replaced at once,
+    // and c, which only the old list held, is freed
+    m.sh_ok("mv contracts/c1 contracts/c2");
+    assert_eq!(m.read("contracts/c2"), list(&[&a, &b]));
+    assert!(!m.path("contracts/c1").exists());
+    assert_eq!(m.sh_ok("ls contracts"), "c2\n");
+    assert!(!m.sector_path(&c).exists());
+    assert_eq!(m.used(1), 2);
+    assert_eq!(m.refs(&a), "pin=1 contracts=1 temp=0");
+    assert_eq!(m.refs(&b), "pin=0 contracts=1 temp=0");
+    assert_eq!(
+        std::fs::metadata(m.path("contracts/c2")).unwrap().ino(),
+        ino1
+    );
+    // mv to a new name
+    m.sh_ok("mv contracts/c2 contracts/c3");
+    assert_eq!(m.read("contracts/c3"), list(&[&a, &b]));
+    assert_eq!(m.used(1), 2);
+    // renaming a missing contract: ENOENT
+    let e = std::fs::rename(m.path("contracts/nope"), m.path("contracts/c3")).unwrap_err();
+    assert_eq!(errno(&e), libc::ENOENT);
+    assert_eq!(m.read("contracts/c3"), list(&[&a, &b]));
+    // rm drops every entry; sectors left without references go with it
+    m.sh_ok("rm contracts/c3");
+    assert_eq!(m.sh_ok("ls contracts"), "");
+    assert!(!m.sector_path(&b).exists());
+    assert_eq!(m.listed(), vec![a.to_string()]);
+    assert_eq!(m.refs(&a), "pin=1 contracts=0 temp=0");
+    assert_eq!(m.used(1), 1);
+    let e = std::fs::remove_file(m.path("contracts/c3")).unwrap_err();
+    assert_eq!(errno(&e), libc::ENOENT);
+}
