@@ -1,0 +1,77 @@
+//! Helpers shared by the engine test binaries.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sectorfs::engine::{Engine, Options, Placement};
+use sectorfs::merkle::{Root, SECTOR_SIZE, sector_root};
+
+/// A sector of xorshift noise: distinct per seed, cheap to make.
+pub fn make_sector(seed: u64) -> (Root, Vec<u8>) {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = vec![0u8; SECTOR_SIZE];
+    for word in data.chunks_exact_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        word.copy_from_slice(&x.to_le_bytes());
+    }
+    (sector_root(&data), data)
+}
+
+/// Opens a store with no default volume.
+pub fn open(dir: &Path) -> Engine {
+    Engine::open(
+        dir,
+        Options {
+            placement: Placement::FillFirst,
+            default_volume_slots: 0,
+            ..Options::default()
+        },
+    )
+    .expect("open the engine")
+}
+
+/// Reads a whole stored sector back.
+pub fn read_whole(engine: &Engine, root: &Root) -> Vec<u8> {
+    let mut buf = vec![0u8; SECTOR_SIZE];
+    engine
+        .read_sector(root, 0, &mut buf)
+        .expect("read a sector");
+    buf
+}
+
+/// Waits until no job runs on `volume` (panics after `secs`).
+pub fn wait_job(engine: &Engine, volume: u32, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while engine.job_running(volume) {
+        assert!(
+            Instant::now() < deadline,
+            "the job on volume {volume} did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Every stored sector owns exactly one slot and every occupied slot
+/// belongs to a stored sector.
+pub fn assert_slots_match(engine: &Engine) {
+    let used: u64 = engine.volume_infos().iter().map(|v| v.used).sum();
+    let stored = engine.meta().count_sectors().unwrap();
+    assert_eq!(used, stored, "occupied slots differ from stored sectors");
+    let mut seen = std::collections::HashSet::new();
+    let mut after = 0;
+    loop {
+        let page = engine.list_sectors(after, 1000).unwrap();
+        for s in &page {
+            assert!(seen.insert((s.volume_id, s.slot)), "slot shared: {s:?}");
+            let info = engine.volume_info(s.volume_id).unwrap();
+            assert!(s.slot < info.slots, "sector outside its volume: {s:?}");
+        }
+        match page.last() {
+            Some(s) => after = s.id,
+            None => break,
+        }
+    }
+}
