@@ -28,14 +28,16 @@ fn make_sector(seed: u64) -> (Root, Vec<u8>) {
 
 /// Sectors shared by every test (hashing is the slow part, so each seed is
 /// made once per test binary).
-fn sector(seed: u64) -> &'static (Root, Vec<u8>) {
-    static CACHE: OnceLock<Mutex<HashMap<u64, &'static (Root, Vec<u8>)>>> = OnceLock::new();
+type Sector = (Root, Vec<u8>);
+
+fn sector(seed: u64) -> &'static Sector {
+    static CACHE: OnceLock<Mutex<HashMap<u64, &'static Sector>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(s) = cache.lock().unwrap().get(&seed) {
         return s;
     }
     let made: &'static _ = Box::leak(Box::new(make_sector(seed)));
-    *cache.lock().unwrap().entry(seed).or_insert(made)
+    cache.lock().unwrap().entry(seed).or_insert(made)
 }
 
 fn root(seed: u64) -> Root {
@@ -270,12 +272,15 @@ const A: u64 = 1;
 const B: u64 = 2;
 const OK: i32 = 0;
 
+/// (pins, contract entries, temp entries)
+type Counts = (u64, u64, u64);
+
 struct Case {
     name: &'static str,
     /// Each operation with the errno it must fail with (`OK`: succeeds).
     steps: &'static [(Op, i32)],
     /// Each sector's references at the end; `None`: not stored.
-    end: &'static [(u64, Option<(u64, u64, u64)>)],
+    end: &'static [(u64, Option<Counts>)],
 }
 
 fn apply(engine: &Engine, op: Op) -> sectorfs::error::Result<()> {
