@@ -38,9 +38,6 @@ pub enum Error {
     /// Stored data that no longer matches its root.
     #[error("{0}")]
     Corrupt(String),
-    /// A feature this build does not have yet.
-    #[error("{0}")]
-    Unsupported(String),
     /// Another process holds the data dir.
     #[error("{0}")]
     Locked(String),
@@ -74,7 +71,6 @@ impl Error {
             Error::NotPermitted(_) => libc::EPERM,
             Error::Unavailable(_) | Error::Corrupt(_) => libc::EIO,
             Error::Locked(_) => libc::EWOULDBLOCK,
-            Error::Unsupported(_) => libc::EOPNOTSUPP,
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             Error::Db { source, .. } => match source.sqlite_error_code() {
                 Some(rusqlite::ErrorCode::DiskFull) => libc::ENOSPC,

@@ -568,3 +568,10 @@ mod tests {
         }
     }
 }
+
+/// Roots appear in JSON (status, check reports) as their hex text.
+impl serde::Serialize for Root {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}

@@ -141,6 +141,25 @@ pub fn parse_height(line: &str) -> Result<u64> {
         .ok_or_else(|| Error::Invalid(format!("height {:?} is too large", short(t))))
 }
 
+/// A duration: a number with a unit `s`, `m`, `h` or `d` (`90s`, `7d`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| {
+        Error::Invalid(format!("duration {:?} must be a number with s, m, h or d", short(t)))
+    })?;
+    let secs = match unit {
+        "s" | "" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86400),
+        _ => None,
+    }
+    .ok_or_else(|| Error::Invalid(format!("duration {:?}: use s, m, h or d", short(t))))?;
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 /// What may be written to `/status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusCommand {
@@ -241,5 +260,9 @@ mod tests {
             StatusCommand::DismissAll
         );
         assert!(parse_status_command("dismiss").is_err());
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("7d").unwrap().as_secs(), 7 * 86400);
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
     }
 }

@@ -116,6 +116,14 @@ impl VolumeFile {
         self.file.set_len(slots * SECTOR_BYTES)
     }
 
+    /// Whether the path still names this open file (it may have been removed
+    /// or replaced while open: the fd would go on working on the old one).
+    pub fn still_at_path(&self) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let (open, named) = (self.file.metadata()?, std::fs::metadata(&self.path)?);
+        Ok(open.dev() == named.dev() && open.ino() == named.ino())
+    }
+
     /// Bytes the file really occupies on disk (sparse files use less).
     pub fn allocated_bytes(&self) -> io::Result<u64> {
         use std::os::unix::fs::MetadataExt;

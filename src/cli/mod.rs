@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use sectorfs::engine::{Engine, Options, Placement};
+use sectorfs::engine::{Engine, Options, Placement, ScrubOptions};
 use sectorfs::merkle::{self, SECTOR_SIZE};
 
 #[derive(Parser)]
@@ -45,6 +45,13 @@ enum Command {
         /// Verify every sector read from disk against its root
         #[arg(long)]
         verify_reads: bool,
+        /// Verify every stored sector once per this long in the background
+        /// (e.g. 7d; off unless given)
+        #[arg(long)]
+        scrub_interval: Option<String>,
+        /// Most MB/s the background scrub reads
+        #[arg(long, default_value_t = 50)]
+        scrub_rate: u64,
     },
     /// Print the Merkle root of each 4 MiB file, like b2sum.
     Root {
@@ -125,15 +132,19 @@ pub fn main() -> i32 {
             allow_other,
             default_volume,
             verify_reads,
-        } => run_mount(
-            &mountpoint,
+            scrub_interval,
+            scrub_rate,
+        } => run_mount(MountArgs {
+            mountpoint,
             data_dir,
             placement,
             threads,
             allow_other,
-            &default_volume,
+            default_volume,
             verify_reads,
-        ),
+            scrub_interval,
+            scrub_rate,
+        }),
         Command::Root { files } => root(&files),
         Command::Put { files, mount, temp } => online::put(&mount, &files, temp),
         Command::Volume { action, mount } => match mount {
@@ -141,7 +152,15 @@ pub fn main() -> i32 {
             None => Err("volume commands need --mount MOUNTPOINT".into()),
         },
         Command::Status { mount, json, watch } => online::status(&mount, json, watch),
-        Command::Check { .. } => Err("check is not available in this version of sectorfs".into()),
+        Command::Check {
+            mount,
+            data_dir,
+            volume,
+        } => match (mount, data_dir) {
+            (Some(m), None) => online::check(&m, volume),
+            (None, Some(d)) => check_offline(&d, volume),
+            _ => Err("check needs either --mount MOUNTPOINT or --data-dir DIR".into()),
+        },
     };
     match result {
         Ok(()) => 0,
@@ -169,33 +188,76 @@ fn default_data_dir() -> Result<PathBuf, String> {
         .ok_or_else(|| "no --data-dir given and neither SECTORFS_DATA_DIR nor HOME is set".into())
 }
 
-fn run_mount(
-    mountpoint: &Path,
+struct MountArgs {
+    mountpoint: PathBuf,
     data_dir: Option<PathBuf>,
     placement: Placement,
     threads: usize,
     allow_other: bool,
-    default_volume: &str,
+    default_volume: String,
     verify_reads: bool,
-) -> Result<(), String> {
-    let data_dir = match data_dir {
+    scrub_interval: Option<String>,
+    scrub_rate: u64,
+}
+
+fn run_mount(a: MountArgs) -> Result<(), String> {
+    let data_dir = match a.data_dir {
         Some(d) => d,
         None => default_data_dir()?,
     };
-    let default_volume_slots = sectorfs::parse::parse_size(default_volume)
+    let default_volume_slots = sectorfs::parse::parse_size(&a.default_volume)
         .map_err(|e| format!("--default-volume: {e}"))?;
+    let scrub = match &a.scrub_interval {
+        Some(text) => Some(ScrubOptions {
+            interval: sectorfs::parse::parse_duration(text)
+                .map_err(|e| format!("--scrub-interval: {e}"))?,
+            bytes_per_sec: a.scrub_rate.max(1) * 1_000_000,
+        }),
+        None => None,
+    };
     let options = Options {
-        placement,
-        verify_reads,
+        placement: a.placement,
+        verify_reads: a.verify_reads,
         default_volume_slots,
     };
-    let engine = Engine::open(&data_dir, options).map_err(|e| e.to_string())?;
+    let engine = Arc::new(Engine::open(&data_dir, options).map_err(|e| e.to_string())?);
     tracing::info!("data dir {}", data_dir.display());
+    engine.resume_jobs().map_err(|e| e.to_string())?;
+    engine.start_background(scrub).map_err(|e| e.to_string())?;
     let mount_options = sectorfs::fs::MountOptions {
-        threads,
-        allow_other,
+        threads: a.threads,
+        allow_other: a.allow_other,
     };
-    sectorfs::fs::mount(Arc::new(engine), mountpoint, &mount_options).map_err(|e| e.to_string())
+    let served = sectorfs::fs::mount(engine.clone(), &a.mountpoint, &mount_options);
+    // jobs pause here and resume at the next start
+    engine.shutdown();
+    served.map_err(|e| e.to_string())
+}
+
+/// `check --data-dir`: the store must not be mounted.
+fn check_offline(data_dir: &Path, volume: Option<u32>) -> Result<(), String> {
+    if !data_dir.join("sectorfs.db").exists() {
+        return Err(format!("{} holds no sectorfs store", data_dir.display()));
+    }
+    let options = Options {
+        default_volume_slots: 0,
+        ..Options::default()
+    };
+    let engine = Engine::open(data_dir, options).map_err(|e| e.to_string())?;
+    let report = engine.check_offline(volume).map_err(|e| e.to_string())?;
+    for p in &report.problems {
+        println!("PROBLEM  {p}");
+    }
+    for v in &report.volumes {
+        let mark = if v.is_clean() { "ok     " } else { "PROBLEM" };
+        println!("{mark}  volume {}: {}", v.volume, v.summary());
+    }
+    if report.is_clean() {
+        println!("clean: metadata consistent, every sector verified");
+        Ok(())
+    } else {
+        Err("the store has problems (listed above)".into())
+    }
 }
 
 fn root(files: &[PathBuf]) -> Result<(), String> {

@@ -21,7 +21,6 @@ fn errno_sentence(e: &std::io::Error) -> String {
         Some(libc::EFBIG) => "the data is larger than a sector",
         Some(libc::EPERM) | Some(libc::EACCES) => "the operation is not permitted",
         Some(libc::EIO) => "an I/O error occurred in the store",
-        Some(libc::EOPNOTSUPP) => "this version of sectorfs cannot do that yet",
         Some(libc::ENOTCONN) => "the mount's daemon is not running",
         _ => return e.to_string(),
     };
@@ -207,5 +206,47 @@ pub fn status(mount: &Path, json: bool, watch: bool) -> Result<(), String> {
         print!("{screen}");
         let _ = std::io::stdout().flush();
         std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `check --mount`: starts a check of each volume (or one) through its
+/// `check` file, shows progress, and reports what each found.
+pub fn check(mount: &Path, only: Option<u32>) -> Result<(), String> {
+    let ids = match only {
+        Some(id) => vec![id as u64],
+        None => volume_ids(mount)?,
+    };
+    for id in &ids {
+        control_write(mount, &format!("/volumes/{id}/check"), "1")?;
+    }
+    let mut clean = true;
+    for id in ids {
+        loop {
+            let status = status_json(mount)?;
+            let alert = status["alerts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["message"].as_str().is_some_and(|m| m.starts_with(&format!("check of volume {id}:"))) || a["message"].as_str().is_some_and(|m| m.starts_with(&format!("checking volume {id}:"))))
+                .cloned();
+            let state = read(mount, &format!("volumes/{id}/state")).unwrap_or_default();
+            match alert {
+                Some(a) if state.trim() != "checking" && a["progress"].is_null() => {
+                    println!("{}", a["message"].as_str().unwrap_or(""));
+                    clean &= a["severity"].as_str() == Some("info");
+                    break;
+                }
+                Some(a) if !a["progress"].is_null() => {
+                    eprint!("\r{}   ", a["message"].as_str().unwrap_or(""));
+                }
+                _ => {}
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    if clean {
+        Ok(())
+    } else {
+        Err("some sectors are corrupt or unreadable (listed above)".into())
     }
 }

@@ -29,18 +29,20 @@ const COPIERS: usize = 4;
 
 #[derive(Default)]
 pub struct Jobs {
-    running: Mutex<HashMap<u32, Arc<JobControl>>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    pub(super) running: Mutex<HashMap<u32, Arc<JobControl>>>,
+    pub(super) threads: Mutex<Vec<JoinHandle<()>>>,
     /// Sectors dropped by forced removals since start.
     pub lost: AtomicU64,
+    /// Set at shutdown: background loops (health, scrub) end.
+    pub(super) stopping: AtomicBool,
 }
 
 #[derive(Default)]
-struct JobControl {
+pub(super) struct JobControl {
     /// The operator cancelled: stop, forget the job.
-    cancel: AtomicBool,
+    pub(super) cancel: AtomicBool,
     /// The daemon is stopping: stop, resume at next start.
-    pause: AtomicBool,
+    pub(super) pause: AtomicBool,
 }
 
 /// How a job ended.
@@ -126,6 +128,7 @@ impl Engine {
 
     /// Pauses every job (they resume at the next start) and waits for them.
     pub fn shutdown(&self) {
+        self.jobs.stopping.store(true, Ordering::Relaxed);
         for c in self.jobs.running.lock().values() {
             c.pause.store(true, Ordering::Relaxed);
         }

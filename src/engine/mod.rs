@@ -3,6 +3,8 @@
 
 mod alerts;
 mod alloc;
+mod check;
+mod health;
 mod jobs;
 mod lock;
 pub mod placement;
@@ -22,6 +24,8 @@ pub use alerts::{Alert, Alerts, Progress, Severity};
 pub use placement::Placement;
 pub use refs::check_contract_name;
 pub use sectors::Stored;
+pub use check::{CheckReport, OfflineReport};
+pub use health::ScrubOptions;
 pub use status::Capacity;
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 
@@ -65,6 +69,8 @@ pub struct Engine {
     options: Options,
     free_listener: RwLock<Option<FreeListener>>,
     jobs: jobs::Jobs,
+    /// Sectors found corrupt since start: their reads fail with EIO.
+    corrupt: Mutex<std::collections::HashSet<i64>>,
     _lock: DataDirLock,
 }
 
@@ -85,6 +91,7 @@ impl Engine {
             options,
             free_listener: RwLock::new(None),
             jobs: jobs::Jobs::default(),
+            corrupt: Mutex::new(Default::default()),
             _lock: lock,
         };
         engine.load_volumes()?;

@@ -83,6 +83,7 @@ impl Engine {
             return match inserted {
                 Ok(Inserted::New(id)) => {
                     bump(&volume.stats.writes);
+                    volume.note_success();
                     Ok(Stored {
                         sector_id: id,
                         new: true,
@@ -142,6 +143,7 @@ impl Engine {
 
     fn note_write_error(&self, volume: &super::Volume, e: &Error) {
         bump(&volume.stats.write_errors);
+        self.note_io_error(volume, &e.to_string());
         self.alerts.raise(
             &format!("volume-write-errors-{}", volume.id),
             Severity::Warning,
@@ -212,9 +214,12 @@ impl Engine {
         offset: u64,
         buf: &mut [u8],
     ) -> Result<()> {
+        if self.corrupt.lock().contains(&at.id) {
+            return Err(corrupt_error(at));
+        }
         let file = volume.file()?;
         if !self.options.verify_reads {
-            return file.read(at.slot, offset, buf).map_err(|e| {
+            return file.read(at.slot, offset, buf).map(|()| volume.note_success()).map_err(|e| {
                 self.note_read_error(volume, at, &e.to_string());
                 Error::io(
                     format!(
@@ -237,21 +242,8 @@ impl Engine {
             )
         })?;
         if merkle::sector_root(&whole) != at.root {
-            bump(&volume.stats.corrupt);
-            self.alerts.raise(
-                &format!("corrupt-{}", at.root),
-                Severity::Error,
-                format!(
-                    "sector {} in volume {} slot {} is corrupt: its data no longer hashes to \
-                     its root",
-                    at.root, volume.id, at.slot
-                ),
-                serde_json::json!({"root": at.root.to_string(), "volume": volume.id, "slot": at.slot}),
-            );
-            return Err(Error::Corrupt(format!(
-                "sector {} in volume {} slot {} is corrupt",
-                at.root, volume.id, at.slot
-            )));
+            self.note_corrupt(volume, at);
+            return Err(corrupt_error(at));
         }
         let start = offset as usize;
         buf.copy_from_slice(&whole[start..start + buf.len()]);
@@ -260,6 +252,7 @@ impl Engine {
 
     fn note_read_error(&self, volume: &super::Volume, at: &SectorRow, what: &str) {
         bump(&volume.stats.read_errors);
+        self.note_io_error(volume, what);
         self.alerts.raise(
             &format!("volume-read-errors-{}", volume.id),
             Severity::Warning,
@@ -292,6 +285,13 @@ fn parallel_root(data: &[u8]) -> Root {
         };
         merkle::node_hash(&l, &r)
     })
+}
+
+fn corrupt_error(at: &SectorRow) -> Error {
+    Error::Corrupt(format!(
+        "sector {} in volume {} slot {} is corrupt: its data no longer hashes to its root",
+        at.root, at.volume_id, at.slot
+    ))
 }
 
 fn check_length(len: usize) -> Result<()> {

@@ -48,6 +48,8 @@ pub struct VolumeStats {
     pub read_errors: AtomicU64,
     pub write_errors: AtomicU64,
     pub corrupt: AtomicU64,
+    /// I/O errors since the last success: too many take the volume offline.
+    pub consecutive_errors: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -141,6 +143,17 @@ impl Volume {
                 self.state(),
                 VolumeState::Ready | VolumeState::Resizing | VolumeState::Checking
             )
+    }
+
+    pub(crate) fn set_file(&self, file: Option<VolumeFile>) {
+        *self.file.write() = file.map(Arc::new);
+    }
+
+    /// A success after errors: the volume works again.
+    pub(crate) fn note_success(&self) {
+        if self.stats.consecutive_errors.load(Ordering::Relaxed) != 0 {
+            self.stats.consecutive_errors.store(0, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn set_state(&self, state: VolumeState) {
@@ -262,6 +275,7 @@ impl Engine {
     pub(crate) fn mark_unavailable(&self, v: &Volume, reason: &str) {
         *v.file.write() = None;
         *v.state.write() = VolumeState::Unavailable;
+        tracing::error!(volume = v.id, "volume {} is now unavailable: {reason}", v.id);
         self.alloc.lock().set_writable(v.id, false);
         self.alerts.raise(
             &format!("volume-unavailable-{}", v.id),

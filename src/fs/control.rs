@@ -73,7 +73,9 @@ pub fn apply(engine: &Arc<Engine>, node: Node, line: &str, mountpoint: &Path) ->
             }
         },
         Node::Volume(id, VolFile::Readonly) => engine.set_readonly(id, parse::parse_flag(line)?),
-        Node::Volume(id, VolFile::Slots | VolFile::Remove) if line.trim() == "cancel" => {
+        Node::Volume(id, VolFile::Slots | VolFile::Remove | VolFile::Check)
+            if line.trim() == "cancel" =>
+        {
             engine.cancel_job(id)
         }
         Node::Volume(id, VolFile::Slots) => engine.resize_volume(id, parse::parse_size(line)?),
@@ -86,16 +88,13 @@ pub fn apply(engine: &Arc<Engine>, node: Node, line: &str, mountpoint: &Path) ->
                 other.chars().take(40).collect::<String>()
             ))),
         },
-        Node::Volume(id, VolFile::Check) => {
-            engine.volume(id)?;
-            Err(not_yet("checking a volume"))
-        }
+        Node::Volume(id, VolFile::Check) => match line.trim() {
+            "1" => engine.check_volume(id),
+            other => Err(Error::Invalid(format!(
+                "write 1 to check volume {id}, or cancel; not {:?}",
+                other.chars().take(40).collect::<String>()
+            ))),
+        },
         _ => Err(Error::NotPermitted(format!("{node:?} cannot be written"))),
     }
-}
-
-fn not_yet(what: &str) -> Error {
-    Error::Unsupported(format!(
-        "{what} is not available in this version of sectorfs; nothing was changed"
-    ))
 }

@@ -94,16 +94,14 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
         })
         .map_err(|e| Error::io("cannot start a thread", e))?;
 
-    engine.resume_jobs()?;
     tracing::info!(
         threads = options.threads,
         "sectorfs mounted at {}",
         mountpoint.display()
     );
-    let served = session.run();
-    // jobs pause here and resume at the next start
-    engine.shutdown();
-    served.map_err(|e| Error::io("the FUSE session failed", e))?;
+    session
+        .run()
+        .map_err(|e| Error::io("the FUSE session failed", e))?;
     tracing::info!("sectorfs unmounted from {}", mountpoint.display());
     Ok(())
 }

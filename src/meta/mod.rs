@@ -4,6 +4,7 @@
 //! take their own connections from a pool, so in WAL mode a reader never
 //! waits for a write transaction.
 
+mod check;
 mod jobs;
 mod refs;
 mod schema;

@@ -70,6 +70,12 @@ const MIGRATIONS: &[&str] = &[
         started_at INTEGER NOT NULL
     );
     "#,
+    // 3: when each sector was last verified (NULL: not since it was stored
+    // and verified on the way in), and where the scrub goes on from.
+    r#"
+    ALTER TABLE sectors ADD COLUMN checked_at INTEGER;
+    INSERT INTO settings (key, value) VALUES ('scrub_cursor', 0);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -1,0 +1,183 @@
+//! Volume health: re-opening unavailable volumes when their file is back,
+//! noticing files that vanish or keep failing while mounted, and the
+//! background scrub that verifies every sector over time.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{Engine, Severity, Volume, VolumeState, now_secs};
+use crate::error::{Error, Result};
+use crate::volume::VolumeFile;
+
+/// I/O errors in a row after which a volume is taken out of service.
+const ERRORS_BEFORE_UNAVAILABLE: u64 = 3;
+/// How often unavailable volumes are retried and files looked at.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The background scrub: every sector verified once per `interval`, reading
+/// at most `bytes_per_sec`.
+#[derive(Debug, Clone, Copy)]
+pub struct ScrubOptions {
+    pub interval: Duration,
+    pub bytes_per_sec: u64,
+}
+
+impl Engine {
+    /// Re-opens an unavailable volume whose file is back (missing, short or
+    /// unreadable before). Ready at once, no restart needed.
+    pub fn reopen_volume(&self, id: u32) -> Result<()> {
+        let v = self.volume(id)?;
+        if v.state() != VolumeState::Unavailable {
+            return Ok(());
+        }
+        let (slots, _) = self.alloc.lock().usage(id).unwrap_or((0, 0));
+        let file = VolumeFile::open(&v.path, slots).map_err(|e| {
+            Error::Unavailable(format!(
+                "volume {id} is still unavailable: cannot open {}: {e}",
+                v.path.display()
+            ))
+        })?;
+        v.set_file(Some(file));
+        v.stats.consecutive_errors.store(0, Ordering::Relaxed);
+        v.set_state(VolumeState::Ready);
+        self.alloc.lock().set_writable(id, v.writable());
+        self.alerts.clear(&format!("volume-unavailable-{id}"));
+        self.alerts.raise(
+            &format!("volume-back-{id}"),
+            Severity::Info,
+            format!("volume {id} ({}) is available again", v.path.display()),
+            serde_json::json!({"volume": id}),
+        );
+        self.space_changed();
+        Ok(())
+    }
+
+    /// Counts an I/O error; after several in a row the volume is taken out
+    /// of service so no new sectors go to it.
+    pub(crate) fn note_io_error(&self, v: &Volume, what: &str) {
+        let n = v.stats.consecutive_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= ERRORS_BEFORE_UNAVAILABLE && v.state() != VolumeState::Unavailable {
+            self.mark_unavailable(v, &format!("{n} I/O errors in a row; last: {what}"));
+        }
+    }
+
+    /// One look at every volume: retry the unavailable ones, and take out
+    /// of service those whose file was removed or replaced under them.
+    pub fn health_pass(&self) {
+        for id in self.volume_ids() {
+            let Ok(v) = self.volume(id) else { continue };
+            if v.state() == VolumeState::Unavailable {
+                if self.reopen_volume(id).is_ok() {
+                    tracing::info!(volume = id, "volume {id} is back");
+                }
+                continue;
+            }
+            if let Ok(file) = v.file() {
+                match file.still_at_path() {
+                    Ok(true) => {}
+                    Ok(false) => self.mark_unavailable(
+                        &v,
+                        &format!("its file {} was removed or replaced", v.path.display()),
+                    ),
+                    Err(e) => self.mark_unavailable(
+                        &v,
+                        &format!("its file {} cannot be found: {e}", v.path.display()),
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Starts the health loop and, if asked, the scrub. Both end at
+    /// [`shutdown`](Self::shutdown).
+    pub fn start_background(self: &Arc<Self>, scrub: Option<ScrubOptions>) -> Result<()> {
+        let engine = self.clone();
+        let health = std::thread::Builder::new()
+            .name("volume-health".into())
+            .spawn(move || {
+                while engine.sleep_unless_stopping(HEALTH_INTERVAL) {
+                    engine.health_pass();
+                }
+            })
+            .map_err(|e| Error::io("cannot start the health thread", e))?;
+        self.jobs.threads.lock().push(health);
+        if let Some(opts) = scrub {
+            let engine = self.clone();
+            let t = std::thread::Builder::new()
+                .name("scrub".into())
+                .spawn(move || engine.scrub_loop(opts))
+                .map_err(|e| Error::io("cannot start the scrub thread", e))?;
+            self.jobs.threads.lock().push(t);
+        }
+        Ok(())
+    }
+
+    /// Sleeps up to `d`; false when the engine is stopping.
+    fn sleep_unless_stopping(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if self.jobs.stopping.load(Ordering::Relaxed) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
+        }
+        !self.jobs.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Walks every sector in id order from where the last pass stopped (so
+    /// the next sector is always the one checked longest ago; new sectors
+    /// were verified when stored), verifying at the given rate.
+    fn scrub_loop(&self, opts: ScrubOptions) {
+        loop {
+            let pass_started = Instant::now();
+            match self.scrub_pass(opts) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => tracing::error!("scrub pass failed: {e}"),
+            }
+            let rest = opts.interval.saturating_sub(pass_started.elapsed());
+            if !self.sleep_unless_stopping(rest.max(Duration::from_secs(1))) {
+                return;
+            }
+        }
+    }
+
+    /// One scrub pass; false if the engine is stopping.
+    pub fn scrub_pass(&self, opts: ScrubOptions) -> Result<bool> {
+        let mut cursor = self.meta.scrub_cursor()?;
+        let started = Instant::now();
+        let mut bytes: u64 = 0;
+        loop {
+            if self.jobs.stopping.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            let batch = self.meta.list_sectors(cursor, 8)?;
+            let Some(last) = batch.last() else {
+                self.meta.set_scrub_cursor(0)?;
+                return Ok(true);
+            };
+            cursor = last.id;
+            let mut good = Vec::new();
+            let mut buf = vec![0u8; crate::merkle::SECTOR_SIZE];
+            for s in &batch {
+                let Ok(v) = self.volume(s.volume_id) else { continue };
+                let Ok(file) = v.file() else { continue };
+                match file.read(s.slot, 0, &mut buf) {
+                    Err(e) => self.note_io_error(&v, &e.to_string()),
+                    Ok(()) if crate::merkle::sector_root(&buf) == s.root => good.push(s.id),
+                    Ok(()) => self.note_corrupt(&v, s),
+                }
+                bytes += buf.len() as u64;
+            }
+            self.meta.mark_checked(&good, now_secs())?;
+            self.meta.set_scrub_cursor(cursor)?;
+            // rate limit: never ahead of bytes_per_sec on average
+            let due = Duration::from_secs_f64(bytes as f64 / opts.bytes_per_sec.max(1) as f64);
+            let ahead = due.saturating_sub(started.elapsed());
+            if !ahead.is_zero() && !self.sleep_unless_stopping(ahead) {
+                return Ok(false);
+            }
+        }
+    }
+}
