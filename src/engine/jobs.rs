@@ -104,6 +104,16 @@ impl Engine {
         }
     }
 
+    /// Sectors dropped as lost by forced removals since start.
+    pub fn lost_sectors(&self) -> u64 {
+        self.jobs.lost.load(Ordering::Relaxed)
+    }
+
+    /// Volumes with a job (resize, remove or check) running.
+    pub fn jobs_running(&self) -> usize {
+        self.jobs.running.lock().len()
+    }
+
     /// Whether a job runs on the volume.
     pub fn job_running(&self, id: u32) -> bool {
         self.jobs.running.lock().contains_key(&id)
