@@ -1176,3 +1176,29 @@ fn errors_carry_their_errno_and_a_message() {
     assert_no_space(&engine, 3);
     assert_eq!(engine.volume_info(ids[0]).unwrap().stats.write_errors, 0);
 }
+
+#[test]
+fn a_first_start_killed_while_making_the_default_volume_opens_again() {
+    // a kill between creating default.vol and recording it leaves the file
+    // without a row; the next start must not be refused because of it
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("volumes")).unwrap();
+    let leftover = dir.path().join("volumes/default.vol");
+    std::fs::write(&leftover, b"left over").unwrap();
+    let opts = Options {
+        default_volume_slots: 2,
+        ..Options::default()
+    };
+    let engine = Engine::open(dir.path(), opts).expect("open despite the leftover file");
+    let infos = engine.volume_infos();
+    assert_eq!(infos.len(), 1);
+    assert_eq!(infos[0].slots, 2);
+    assert_eq!(infos[0].path, dir.path().join("volumes/default-2.vol"));
+    assert_eq!(
+        std::fs::read(&leftover).unwrap(),
+        b"left over",
+        "an unknown file is never overwritten"
+    );
+    pin(&engine, 1);
+    assert_reads_back(&engine, 1);
+}

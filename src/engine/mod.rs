@@ -99,7 +99,23 @@ impl Engine {
         if engine.volumes.read().is_empty() && engine.options.default_volume_slots > 0 {
             let dir = data_dir.join("volumes");
             std::fs::create_dir_all(&dir).io_ctx(|| format!("cannot create {}", dir.display()))?;
-            let path = std::path::absolute(dir.join("default.vol"))
+            // A kill between creating default.vol and recording it leaves a
+            // file no row names; never overwrite it, take the next name.
+            let name = (1..)
+                .map(|n| match n {
+                    1 => "default.vol".to_string(),
+                    n => format!("default-{n}.vol"),
+                })
+                .find(|n| dir.join(n).symlink_metadata().is_err())
+                .expect("some name is free");
+            if name != "default.vol" {
+                tracing::warn!(
+                    "{} exists but is no known volume (a first start interrupted?); \
+                     creating {name} instead",
+                    dir.join("default.vol").display()
+                );
+            }
+            let path = std::path::absolute(dir.join(name))
                 .io_ctx(|| "cannot resolve the default volume path".into())?;
             engine.add_volume(&path, engine.options.default_volume_slots)?;
         }
