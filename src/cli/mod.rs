@@ -220,6 +220,9 @@ fn run_mount(a: MountArgs) -> Result<(), String> {
         verify_reads: a.verify_reads,
         default_volume_slots,
     };
+    // before the engine starts its threads, so they leave SIGINT/SIGTERM
+    // to the mount's clean unmount
+    sectorfs::fs::block_signals().map_err(|e| e.to_string())?;
     let engine = Arc::new(Engine::open(&data_dir, options).map_err(|e| e.to_string())?);
     tracing::info!("data dir {}", data_dir.display());
     engine.resume_jobs().map_err(|e| e.to_string())?;

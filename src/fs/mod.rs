@@ -21,7 +21,7 @@ use crate::merkle::{Root, SECTOR_SIZE};
 use handles::{Handle, Handles};
 use inode::{MAX_TEMP_HEIGHT, Node, ROOT_ENTRIES, VolFile};
 
-pub use mount::{MountOptions, mount};
+pub use mount::{MountOptions, block_signals, mount};
 
 mod mount;
 
@@ -38,6 +38,12 @@ pub struct SectorFs {
     /// `/temp/<height>` directories made or seen in this mount; heights with
     /// entries are listed from the database as well.
     temp_dirs: Mutex<BTreeSet<u64>>,
+    /// `/temp/<height>` a sector was last looked up in, per (sector id,
+    /// thread): FUSE opens an inode, not a path, and a sector has one inode
+    /// wherever it is linked, so this tells a rewrite of
+    /// `/temp/<height>/<root>` (keep the temp entry) from one of
+    /// `/sectors/<root>` (add the pin).
+    temp_lookups: Mutex<lru::LruCache<(i64, u32), u64>>,
     uid: u32,
     gid: u32,
     started: SystemTime,
@@ -50,6 +56,9 @@ impl SectorFs {
             mountpoint: mountpoint.to_path_buf(),
             handles: Handles::default(),
             temp_dirs: Mutex::new(BTreeSet::new()),
+            temp_lookups: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(4096).expect("non-zero"),
+            )),
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
             started: SystemTime::now(),
@@ -186,6 +195,15 @@ impl SectorFs {
             Node::ContractsDir => Node::Contract(e.contract_by_name(name)?.ok_or_else(missing)?.id),
             Node::TempDir => {
                 let h = parse_temp_height(name).map_err(|_| missing())?;
+                let current = e.height()?;
+                if h <= current {
+                    // expired, or never valid: creating under it is refused
+                    // as the spec says, not reported as missing
+                    return Err(Error::Invalid(format!(
+                        "/temp/{h} is not above the current height {current}: temp entries \
+                         must expire above it"
+                    )));
+                }
                 if !self.temp_dir_exists(h)? {
                     return Err(missing());
                 }

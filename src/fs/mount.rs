@@ -27,17 +27,25 @@ impl Default for MountOptions {
     }
 }
 
-/// Mounts `engine` at `mountpoint` and serves until SIGINT/SIGTERM or an
-/// external unmount.
-pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> Result<()> {
-    // Blocked here, before any thread starts, so every thread inherits the
-    // mask and only the waiter below receives them.
+/// Blocks SIGINT and SIGTERM in the calling thread. Call it before any
+/// thread starts (the engine's background threads included): every thread
+/// inherits the mask, so only [`mount`]'s waiter receives them and unmounts
+/// cleanly; a thread started earlier would take the signal and die with it.
+pub fn block_signals() -> Result<SigSet> {
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
     signals
         .thread_block()
         .map_err(|e| Error::io("cannot block signals", e.into()))?;
+    Ok(signals)
+}
+
+/// Mounts `engine` at `mountpoint` and serves until SIGINT/SIGTERM or an
+/// external unmount.
+pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> Result<()> {
+    // the caller should have blocked them already; blocking again is harmless
+    let signals = block_signals()?;
 
     let mountpoint = std::path::absolute(mountpoint)
         .map_err(|e| Error::io(format!("bad mountpoint {}", mountpoint.display()), e))?;

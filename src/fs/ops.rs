@@ -173,12 +173,25 @@ impl Filesystem for SectorFs {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let found = node_of(parent)
             .and_then(|p| Ok((p, name_str(name)?)))
             .and_then(|(p, n)| self.child(p, n).map_err(|e| self.refuse("look up", &n, &e)));
         match found {
-            Ok(node) => self.entry(node, reply),
+            Ok(node) => {
+                if let Node::Sector(id) = node {
+                    let mut lookups = self.temp_lookups.lock();
+                    match node_of(parent) {
+                        Ok(Node::TempHeight(h)) => {
+                            lookups.put((id, req.pid()), h);
+                        }
+                        _ => {
+                            lookups.pop(&(id, req.pid()));
+                        }
+                    }
+                }
+                self.entry(node, reply)
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -233,7 +246,18 @@ impl Filesystem for SectorFs {
             let result = match (node, handle.as_deref()) {
                 (_, Some(Handle::SectorWrite(up))) => up.lock().writer.set_len(size),
                 (_, Some(Handle::ContractWrite(up))) if size == 0 => {
-                    up.lock().data.clear();
+                    let mut up = up.lock();
+                    up.data.clear();
+                    if up.edit != Some(ContractEdit::Replace) {
+                        // ftruncate(0) on a contract opened without O_TRUNC
+                        // (`truncate -s 0`, editors): from here on the handle
+                        // replaces the list, empty unless more is written,
+                        // applied at close like any revision
+                        up.edit = Some(ContractEdit::Replace);
+                        up.written = true;
+                        up.dirty = true;
+                        up.outcome = None;
+                    }
                     Ok(())
                 }
                 (Node::Contract(id), _) if size == 0 => self
@@ -447,7 +471,7 @@ impl Filesystem for SectorFs {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let node = match node_of(ino) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
@@ -473,9 +497,15 @@ impl Filesystem for SectorFs {
                         s.root
                     )));
                 }
+                // rewritten where it was opened: in /temp/<height>, its
+                // temp entry stays as it is; in /sectors, the pin is added
+                let reference = match self.temp_lookups.lock().pop(&(id, req.pid())) {
+                    Some(h) => Reference::Temp(h),
+                    None => Reference::Pin,
+                };
                 let up = SectorUpload {
                     writer: SectorWriter::new(s.root),
-                    reference: Reference::Pin,
+                    reference,
                     outcome: None,
                 };
                 Ok((Handle::SectorWrite(Mutex::new(up)), direct))

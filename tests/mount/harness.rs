@@ -68,7 +68,11 @@ impl Mount {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("sectorfs mount exited with {status}:\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "mount did not come up:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "mount did not come up:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -81,7 +85,11 @@ impl Mount {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 if let Ok(Some(status)) = child.try_wait() {
-                    assert!(status.success(), "daemon exited with {status}:\n{}", self.log());
+                    assert!(
+                        status.success(),
+                        "daemon exited with {status}:\n{}",
+                        self.log()
+                    );
                     break;
                 }
                 if Instant::now() > deadline {
@@ -150,7 +158,10 @@ impl Mount {
 
     /// Occupied slots of a volume, from `/volumes/<id>/used`.
     pub fn used(&self, volume: u32) -> u64 {
-        self.read(&format!("volumes/{volume}/used")).trim().parse().unwrap()
+        self.read(&format!("volumes/{volume}/used"))
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// st_nlink of a stored sector: its number of references.
@@ -186,7 +197,11 @@ impl Mount {
     /// on the PATH, `$S` the scratch dir and `$MNT` the mountpoint.
     pub fn sh(&self, script: &str) -> std::process::Output {
         let bin_dir = Path::new(BIN).parent().unwrap();
-        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         Command::new("bash")
             .arg("-c")
             .arg(script)
@@ -280,9 +295,7 @@ pub fn xattr(path: &Path, name: &str) -> std::io::Result<String> {
     let n = std::ffi::CString::new(name).unwrap();
     let mut buf = vec![0u8; 256];
     // SAFETY: valid C strings and a buffer of the length given.
-    let len = unsafe {
-        libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-    };
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if len < 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -3,3 +3,4 @@
 mod contracts;
 mod harness;
 mod sectors;
+mod temp;

@@ -112,7 +112,10 @@ fn failed_rewrite_changes_nothing() {
     let mut opts = std::fs::OpenOptions::new();
     for (what, o) in [
         ("write", opts.write(true)),
-        ("read-write", std::fs::OpenOptions::new().read(true).write(true)),
+        (
+            "read-write",
+            std::fs::OpenOptions::new().read(true).write(true),
+        ),
         ("append", std::fs::OpenOptions::new().append(true)),
     ] {
         let e = o.open(m.sector_path(&root)).unwrap_err();
@@ -170,7 +173,10 @@ fn no_space_and_slot_reuse() {
     let status = m.status_json();
     let alerts = status["alerts"].as_array().unwrap();
     assert!(
-        alerts.iter().any(|a| a["message"].as_str().unwrap().contains("no writable volume")),
+        alerts.iter().any(|a| a["message"]
+            .as_str()
+            .unwrap()
+            .contains("no writable volume")),
         "{status}"
     );
     assert!(!m.read("status").starts_with("ok"));
@@ -179,8 +185,14 @@ fn no_space_and_slot_reuse() {
     std::fs::remove_file(m.sector_path(&a)).unwrap();
     assert_eq!(m.used(1), 1);
     let c = m.put(&c_data);
-    assert_eq!(xattr(&m.sector_path(&c), "user.sectorfs.slot").unwrap(), slot_a);
-    assert_eq!(xattr(&m.sector_path(&c), "user.sectorfs.volume").unwrap(), "1");
+    assert_eq!(
+        xattr(&m.sector_path(&c), "user.sectorfs.slot").unwrap(),
+        slot_a
+    );
+    assert_eq!(
+        xattr(&m.sector_path(&c), "user.sectorfs.volume").unwrap(),
+        "1"
+    );
     assert_eq!(std::fs::read(m.sector_path(&c)).unwrap(), c_data);
     assert_eq!(std::fs::read(m.sector_path(&b)).unwrap(), sector(21));
     assert!(!m.sector_path(&a).exists());
@@ -193,7 +205,10 @@ fn no_space_and_slot_reuse() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|a| a["message"].as_str().unwrap().contains("no writable volume")),
+            .any(|a| a["message"]
+                .as_str()
+                .unwrap()
+                .contains("no writable volume")),
         "{status}"
     );
 }
@@ -269,11 +284,17 @@ fn unlink_drops_the_pin_or_is_busy() {
     std::fs::remove_file(m.path("contracts/c")).unwrap();
     assert!(m.listed().is_empty());
     assert_eq!(m.used(1), 0);
-    assert_eq!(errno(&std::fs::read(m.sector_path(&root)).unwrap_err()), libc::ENOENT);
+    assert_eq!(
+        errno(&std::fs::read(m.sector_path(&root)).unwrap_err()),
+        libc::ENOENT
+    );
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 #[test]
@@ -285,14 +306,21 @@ fn stat_xattrs_and_stable_inodes() {
     let b = m.put(&sector(51));
     let meta = std::fs::metadata(m.sector_path(&a)).unwrap();
     assert_eq!(meta.len(), SECTOR_SIZE as u64);
-    assert!((before..=after).contains(&meta.mtime()), "mtime {}", meta.mtime());
+    assert!(
+        (before..=after).contains(&meta.mtime()),
+        "mtime {}",
+        meta.mtime()
+    );
     assert_eq!(meta.nlink(), 1);
     let ino_a = meta.ino();
     let ino_b = std::fs::metadata(m.sector_path(&b)).unwrap().ino();
     assert_ne!(ino_a, ino_b);
     // the same through stat(1)
     let out = m.sh_ok(&format!("stat -c '%s %h %i %Y' sectors/{a}"));
-    assert_eq!(out.trim(), format!("{SECTOR_SIZE} 1 {ino_a} {}", meta.mtime()));
+    assert_eq!(
+        out.trim(),
+        format!("{SECTOR_SIZE} 1 {ino_a} {}", meta.mtime())
+    );
     // and through ls -i
     let out = m.sh_ok(&format!("ls -i sectors/{a}"));
     assert!(out.starts_with(&ino_a.to_string()), "{out}");
@@ -300,17 +328,29 @@ fn stat_xattrs_and_stable_inodes() {
     let pa = m.sector_path(&a);
     assert_eq!(xattr(&pa, "user.sectorfs.volume").unwrap(), "1");
     assert_eq!(xattr(&pa, "user.sectorfs.slot").unwrap(), "0");
-    assert_eq!(xattr(&m.sector_path(&b), "user.sectorfs.slot").unwrap(), "1");
-    assert_eq!(xattr(&pa, "user.sectorfs.refs").unwrap(), "pin=1 contracts=0 temp=0");
+    assert_eq!(
+        xattr(&m.sector_path(&b), "user.sectorfs.slot").unwrap(),
+        "1"
+    );
+    assert_eq!(
+        xattr(&pa, "user.sectorfs.refs").unwrap(),
+        "pin=1 contracts=0 temp=0"
+    );
     let mut names = xattr_names(&pa).unwrap();
     names.sort();
     assert_eq!(
         names,
-        ["user.sectorfs.refs", "user.sectorfs.slot", "user.sectorfs.volume"]
+        [
+            "user.sectorfs.refs",
+            "user.sectorfs.slot",
+            "user.sectorfs.volume"
+        ]
     );
     assert_eq!(errno(&xattr(&pa, "user.other").unwrap_err()), libc::ENODATA);
     if m.sh("command -v getfattr").status.success() {
-        let out = m.sh_ok(&format!("getfattr --only-values -n user.sectorfs.refs sectors/{a}"));
+        let out = m.sh_ok(&format!(
+            "getfattr --only-values -n user.sectorfs.refs sectors/{a}"
+        ));
         assert_eq!(out, "pin=1 contracts=0 temp=0");
     }
     // attributes are the store's: they cannot be set
@@ -319,13 +359,23 @@ fn stat_xattrs_and_stable_inodes() {
     // SAFETY: valid C strings and a 1-byte value.
     let rc = unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), b"x".as_ptr().cast(), 1, 0) };
     assert_eq!(rc, -1);
-    assert_eq!(xattr(&pa, "user.sectorfs.refs").unwrap(), "pin=1 contracts=0 temp=0");
+    assert_eq!(
+        xattr(&pa, "user.sectorfs.refs").unwrap(),
+        "pin=1 contracts=0 temp=0"
+    );
     // st_nlink counts every reference: the same root twice in a contract is two
-    write_file(&m.path("contracts/c"), format!("{a}\n{a}\n{b}\n").as_bytes()).unwrap();
+    write_file(
+        &m.path("contracts/c"),
+        format!("{a}\n{a}\n{b}\n").as_bytes(),
+    )
+    .unwrap();
     std::fs::create_dir(m.path("temp/9")).unwrap();
     std::fs::hard_link(&pa, m.path(&format!("temp/9/{a}"))).unwrap();
     assert_eq!(m.nlink(&a), 4);
-    assert_eq!(xattr(&pa, "user.sectorfs.refs").unwrap(), "pin=1 contracts=2 temp=1");
+    assert_eq!(
+        xattr(&pa, "user.sectorfs.refs").unwrap(),
+        "pin=1 contracts=2 temp=1"
+    );
     assert_eq!(m.nlink(&b), 2);
     // the inode and mtime survive a remount
     m.remount();
@@ -350,7 +400,9 @@ fn standard_tools() {
     std::fs::write(m.scratch().join("blob"), &data).unwrap();
     m.sh_ok("cp $S/blob $MNT/sectors/$(sectorfs root $S/blob | cut -c1-64)");
     assert_eq!(m.listed(), vec![root.to_string()]);
-    let sums = m.sh_ok(&format!("b2sum < $S/blob; b2sum < sectors/{root}; cat sectors/{root} | b2sum"));
+    let sums = m.sh_ok(&format!(
+        "b2sum < $S/blob; b2sum < sectors/{root}; cat sectors/{root} | b2sum"
+    ));
     let lines: Vec<&str> = sums.lines().collect();
     assert_eq!(lines.len(), 3);
     assert!(lines.iter().all(|l| *l == lines[0]), "{sums}");
@@ -364,7 +416,9 @@ fn standard_tools() {
     let data3 = sector(62);
     let root3 = sector_root(&data3);
     std::fs::write(m.scratch().join("blob3"), &data3).unwrap();
-    m.sh_ok(&format!("dd if=$S/blob3 of=sectors/{root3} bs=1M status=none"));
+    m.sh_ok(&format!(
+        "dd if=$S/blob3 of=sectors/{root3} bs=1M status=none"
+    ));
     m.sh_ok(&format!("cmp $S/blob3 sectors/{root3}"));
     // ls -l shows three 4 MiB files
     let out = m.sh_ok("ls -l sectors");
@@ -391,7 +445,8 @@ fn writes_in_any_order() {
     let f = std::fs::File::create(m.sector_path(&root)).unwrap();
     const CHUNK: usize = 128 << 10;
     for i in (0..SECTOR_SIZE / CHUNK).rev() {
-        f.write_all_at(&data[i * CHUNK..(i + 1) * CHUNK], (i * CHUNK) as u64).unwrap();
+        f.write_all_at(&data[i * CHUNK..(i + 1) * CHUNK], (i * CHUNK) as u64)
+            .unwrap();
     }
     close(f).unwrap();
     assert_eq!(std::fs::read(m.sector_path(&root)).unwrap(), data);
@@ -403,7 +458,8 @@ fn writes_in_any_order() {
     f.write_all_at(&data[3_000_000..], 3_000_000).unwrap();
     f.write_all_at(&[0xAA; 5000], 12_345).unwrap();
     f.write_all_at(&data[..1_500_001], 0).unwrap();
-    f.write_all_at(&data[1_000_000..3_000_007], 1_000_000).unwrap();
+    f.write_all_at(&data[1_000_000..3_000_007], 1_000_000)
+        .unwrap();
     close(f).unwrap();
     assert_eq!(std::fs::read(m.sector_path(&root)).unwrap(), data);
 
@@ -433,7 +489,12 @@ fn partial_reads() {
     let data = sector(80);
     let root = m.put(&data);
     let f = std::fs::File::open(m.sector_path(&root)).unwrap();
-    for (off, len) in [(0usize, 1usize), (4095, 2), (1 << 20, 70_000), (SECTOR_SIZE - 10, 10)] {
+    for (off, len) in [
+        (0usize, 1usize),
+        (4095, 2),
+        (1 << 20, 70_000),
+        (SECTOR_SIZE - 10, 10),
+    ] {
         let mut buf = vec![0u8; len];
         f.read_exact_at(&mut buf, off as u64).unwrap();
         assert_eq!(buf, &data[off..off + len]);
