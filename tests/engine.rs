@@ -183,6 +183,11 @@ fn many_sectors_round_trip_across_volumes() {
         errno(engine.read_sector(r3, SECTOR_SIZE as u64 - 1, &mut past)),
         libc::EINVAL
     );
+    assert_eq!(
+        errno(engine.read_sector(r3, u64::MAX - 1, &mut past)),
+        libc::EINVAL,
+        "an offset near u64::MAX does not wrap around"
+    );
     for info in engine.volume_infos() {
         assert!(ids.contains(&info.id));
         assert_eq!((info.slots, info.used), (4, 4), "volume {}", info.id);
