@@ -180,7 +180,10 @@ impl Engine {
     /// or was freed meanwhile, the bytes read may belong to another sector,
     /// so they are never returned.
     pub fn read_sector(&self, root: &Root, offset: u64, buf: &mut [u8]) -> Result<()> {
-        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > SECTOR_BYTES) {
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > SECTOR_BYTES)
+        {
             return Err(Error::Invalid(format!(
                 "a read of {} bytes at {offset} runs past the end of a sector",
                 buf.len()
