@@ -297,7 +297,7 @@ impl Filesystem for SectorFs {
         }
         let made = name_str(name)
             .map_err(|_| Error::Invalid("a temp directory name must be a height".into()))
-            .and_then(|n| parse_temp_height(n))
+            .and_then(parse_temp_height)
             .and_then(|h| {
                 let current = self.engine.height()?;
                 if h <= current {
@@ -324,7 +324,7 @@ impl Filesystem for SectorFs {
         }
         let result = name_str(name)
             .map_err(|_| Error::NotFound("no such directory".into()))
-            .and_then(|n| parse_temp_height(n).map_err(|_| Error::NotFound(format!("{n}"))))
+            .and_then(|n| parse_temp_height(n).map_err(|_| Error::NotFound(n.to_string())))
             .and_then(|h| {
                 if !self.engine.temp_roots(h)?.is_empty() {
                     return Err(Error::Busy(format!("/temp/{h} still has entries")));
@@ -351,7 +351,7 @@ impl Filesystem for SectorFs {
         };
         let root = || {
             name.parse::<Root>()
-                .map_err(|_| Error::NotFound(format!("{name}")))
+                .map_err(|_| Error::NotFound(name.to_string()))
         };
         let result = match parent {
             Node::SectorsDir => root().and_then(|r| self.engine.unpin(&r)),

@@ -74,7 +74,10 @@ fn replace_append_and_read() {
     m.sh_ok(": > contracts/c2");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !m.read("contracts/c2").is_empty() {
-        assert!(Instant::now() < deadline, "`: > contracts/c2` did not empty it");
+        assert!(
+            Instant::now() < deadline,
+            "`: > contracts/c2` did not empty it"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(m.refs(&c), "pin=1 contracts=1 temp=0");

@@ -1,6 +1,12 @@
 //! Integration tests through a real mount: std::fs and standard tools.
 
+mod cli;
+mod concurrency;
 mod contracts;
 mod harness;
+mod listing;
+mod persistence;
 mod sectors;
+mod status;
 mod temp;
+mod volumes;

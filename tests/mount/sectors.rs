@@ -1,7 +1,7 @@
 //! `/sectors`: writing, reading, stat, xattrs, unlink and every errno.
 
 use std::io::Write;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::harness::{Mount, close, errno, sector, unstored_root, write_file, xattr, xattr_names};
@@ -126,6 +126,7 @@ fn failed_rewrite_changes_nothing() {
     let e = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
+        .truncate(false)
         .open(m.sector_path(&root))
         .unwrap_err();
     assert_eq!(errno(&e), libc::EPERM);
@@ -471,7 +472,6 @@ fn writes_in_any_order() {
         .write(true)
         .create(true)
         .truncate(true)
-        .custom_flags(0)
         .open(m.sector_path(&root))
         .unwrap();
     f.write_all_at(&data[2 << 20..], 2 << 20).unwrap();

@@ -1,0 +1,150 @@
+//! The `sectorfs` command line: `root`, and the online admin commands that
+//! work through a mount's files. Errors come back as sentences.
+
+use std::process::Output;
+
+use super::harness::{Mount, sector};
+use sectorfs::merkle::sector_root;
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A refusal: non-zero exit, and one `sectorfs: <sentence>` on stderr
+/// containing `words`.
+fn assert_refused(o: &Output, words: &str) {
+    assert!(!o.status.success(), "succeeded: {}", stdout(o));
+    let err = stderr(o);
+    assert!(err.starts_with("sectorfs: "), "{err}");
+    assert!(err.contains(words), "{err:?} lacks {words:?}");
+}
+
+#[test]
+fn root_prints_roots_like_b2sum() {
+    let m = Mount::start(&[]);
+    let s = m.scratch();
+    std::fs::write(s.join("a"), sector(900)).unwrap();
+    std::fs::write(s.join("b"), sector(901)).unwrap();
+    let out = m.sh_ok("cd $S && sectorfs root a b");
+    assert_eq!(
+        out,
+        format!(
+            "{}  a\n{}  b\n",
+            sector_root(&sector(900)),
+            sector_root(&sector(901))
+        )
+    );
+    // a file that is not 4 MiB: non-zero, naming the file and its size
+    std::fs::write(s.join("short"), vec![7u8; 1000]).unwrap();
+    let o = m.sh("cd $S && sectorfs root a short");
+    assert_refused(&o, "short");
+    assert!(stderr(&o).contains("1000 bytes"), "{}", stderr(&o));
+    // the good file is still printed
+    assert!(stdout(&o).contains("  a\n"));
+    let o = m.sh("cd $S && sectorfs root missing");
+    assert_refused(&o, "missing");
+    // the README's pipeline
+    let cut = m.sh_ok("sectorfs root $S/a | cut -c1-64");
+    assert_eq!(cut.trim(), sector_root(&sector(900)).to_string());
+}
+
+#[test]
+fn put_stores_sectors_through_the_mount() {
+    let m = Mount::start(&["--default-volume", "3"]);
+    let s = m.scratch();
+    for (name, seed) in [("a", 910), ("b", 911), ("c", 912), ("d", 913)] {
+        std::fs::write(s.join(name), sector(seed)).unwrap();
+    }
+    let (a, b, c) = (
+        sector_root(&sector(910)),
+        sector_root(&sector(911)),
+        sector_root(&sector(912)),
+    );
+    let out = m.sh_ok("cd $S && sectorfs put a b --mount $MNT");
+    assert_eq!(out, format!("{a}  a\n{b}  b\n"));
+    assert_eq!(std::fs::read(m.sector_path(&a)).unwrap(), sector(910));
+    assert_eq!(m.refs(&b), "pin=1 contracts=0 temp=0");
+    // --temp makes the directory if needed and adds a temp entry
+    m.sh_ok("sectorfs put $S/c --mount $MNT --temp 40");
+    assert_eq!(m.refs(&c), "pin=0 contracts=0 temp=1");
+    assert!(m.path(&format!("temp/40/{c}")).exists());
+    // no room left: a sentence, not a bare errno
+    let o = m.sh("sectorfs put $S/d --mount $MNT");
+    assert_refused(&o, "free space");
+    assert_eq!(m.listed().len(), 3);
+    // not a sector file
+    std::fs::write(s.join("short"), b"abc").unwrap();
+    let o = m.sh("sectorfs put $S/short --mount $MNT");
+    assert_refused(&o, "3 bytes");
+    // not a mount
+    let o = m.sh("sectorfs put $S/a --mount $S");
+    assert!(!o.status.success());
+    assert!(stderr(&o).starts_with("sectorfs: "), "{}", stderr(&o));
+}
+
+#[test]
+fn volume_and_status_commands() {
+    let m = Mount::start(&[]);
+    let out = m.sh_ok("sectorfs volume list --mount $MNT");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].contains("PATH"), "{out}");
+    assert!(
+        lines[1].contains("default.vol") && lines[1].contains("256"),
+        "{out}"
+    );
+    // add, with a size with a unit
+    let out = m.sh_ok("sectorfs volume add $S/v2.vol 64MiB --mount $MNT");
+    assert!(out.contains("added volume 2"), "{out}");
+    assert_eq!(m.read("volumes/2/slots"), "16\n");
+    assert_eq!(
+        m.read("volumes/2/path"),
+        format!("{}\n", m.scratch().join("v2.vol").display())
+    );
+    let out = m.sh_ok("sectorfs volume list --mount $MNT");
+    assert!(out.contains("v2.vol") && out.contains("16"), "{out}");
+    // a relative path is taken from the current directory
+    m.sh_ok("cd $S && sectorfs volume add v3.vol 2 --mount $MNT");
+    assert_eq!(
+        m.read("volumes/3/path"),
+        format!("{}\n", m.scratch().join("v3.vol").display())
+    );
+    // refusals, each as a sentence
+    let o = m.sh("sectorfs volume add $S/v2.vol 8 --mount $MNT");
+    assert_refused(&o, "already exists");
+    let o = m.sh("sectorfs volume add $S/v4.vol 5MiB --mount $MNT");
+    assert_refused(&o, "whole number");
+    let o = m.sh("sectorfs volume add $S/nodir/v.vol 8 --mount $MNT");
+    assert_refused(&o, "does not exist");
+    // read-only on and off
+    m.sh_ok("sectorfs volume readonly 2 on --mount $MNT");
+    assert_eq!(m.read("volumes/2/readonly"), "1\n");
+    let out = m.sh_ok("sectorfs volume list --mount $MNT");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("v2.vol") && l.contains("ro")),
+        "{out}"
+    );
+    m.sh_ok("sectorfs volume readonly 2 off --mount $MNT");
+    assert_eq!(m.read("volumes/2/readonly"), "0\n");
+    let o = m.sh("sectorfs volume readonly 2 maybe --mount $MNT");
+    assert_refused(&o, "maybe");
+    let o = m.sh("sectorfs volume readonly 9 on --mount $MNT");
+    assert_refused(&o, "does not exist");
+    // status, for people and for programs; the refusals above are alerts
+    let out = m.sh_ok("sectorfs status --mount $MNT");
+    assert_eq!(out, m.read("status"));
+    assert!(out.starts_with("warning"), "{out}");
+    let out = m.sh_ok("sectorfs status --json --mount $MNT");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["volumes"].as_array().unwrap().len(), 3);
+    assert!(!s["alerts"].as_array().unwrap().is_empty());
+    // a mount that is not there
+    let o = m.sh("sectorfs status --mount $S");
+    assert!(!o.status.success());
+    assert!(stderr(&o).starts_with("sectorfs: "), "{}", stderr(&o));
+}
