@@ -1207,3 +1207,25 @@ fn a_first_start_killed_while_making_the_default_volume_opens_again() {
     pin(&engine, 1);
     assert_reads_back(&engine, 1);
 }
+
+#[test]
+fn a_write_that_does_not_verify_leaves_nothing() {
+    let (_dir, engine, ids) = store(Placement::FillFirst, &[1]);
+    let path = volume_path(&engine, ids[0]);
+    // data is written while it is hashed: a mismatch must leave no trace
+    let bad = engine.write_sector(&root(2), &sector(1).1, Reference::Pin);
+    assert_eq!(errno(bad), libc::EBADMSG);
+    assert_eq!(engine.lookup(&root(2)).unwrap(), None);
+    assert_eq!(engine.lookup(&root(1)).unwrap(), None);
+    assert_eq!(engine.volume_info(ids[0]).unwrap().used, 0);
+    assert!(slot_bytes(&path, 0).iter().all(|&b| b == 0), "bad data punched out");
+    // the slot is free again
+    pin(&engine, 2);
+    assert_eq!(engine.lookup(&root(2)).unwrap().unwrap().slot, 0);
+    // bad data under a root already stored adds no reference
+    let bad = engine.write_sector(&root(2), &sector(1).1, Reference::Temp(7));
+    assert_eq!(errno(bad), libc::EBADMSG);
+    assert_eq!(refs(&engine, 2), Some(counts(1, 0, 0)));
+    assert!(slot_bytes(&path, 0) == sector(2).1);
+    assert_consistent(&engine);
+}

@@ -1,9 +1,10 @@
 //! The write path and the read path of sectors.
 //!
-//! Write: verify the root (no lock held) → if stored, add the reference →
-//! else reserve a slot in memory, write and sync the data, then one short
-//! transaction inserts the sector and its reference. A crash before the
-//! commit leaves the slot free (it never had a row); after it, the sector.
+//! Write: if the root is stored, verify the root (no lock held) and add the
+//! reference → else reserve a slot in memory, write and sync the data while
+//! verifying the root, then one short transaction inserts the sector and its
+//! reference. A crash before the commit leaves the slot free (it never had a
+//! row); after it, the sector.
 
 use std::sync::Arc;
 
@@ -25,22 +26,45 @@ pub struct Stored {
 impl Engine {
     /// Stores a sector under `root` with `reference`, after checking that the
     /// data is one whole sector that hashes to `root`.
+    ///
+    /// A new sector's data is written and synced into a reserved slot while
+    /// it is hashed, so a lone writer waits for the longer of the two rather
+    /// than their sum; data that does not hash to `root` is punched out of
+    /// the slot again, and nothing is recorded.
     pub fn write_sector(&self, root: &Root, data: &[u8], reference: Reference) -> Result<Stored> {
         check_length(data.len())?;
-        let actual = parallel_root(data);
-        if actual != *root {
-            return Err(Error::BadDigest(format!(
-                "the data hashes to {actual}, not to the name {root}"
-            )));
-        }
-        self.write_verified(root, data, reference)
+        let verify = || {
+            let actual = parallel_root(data);
+            if actual != *root {
+                return Err(Error::BadDigest(format!(
+                    "the data hashes to {actual}, not to the name {root}"
+                )));
+            }
+            Ok(())
+        };
+        self.store(root, data, reference, Some(&verify))
     }
 
     /// As [`write_sector`](Self::write_sector) for data the caller has
     /// already hashed to `root`.
     pub fn write_verified(&self, root: &Root, data: &[u8], reference: Reference) -> Result<Stored> {
         check_length(data.len())?;
+        self.store(root, data, reference, None)
+    }
+
+    /// The write path; `verify`, when given, must pass before anything is
+    /// recorded, and runs alongside the slot write.
+    fn store(
+        &self,
+        root: &Root,
+        data: &[u8],
+        reference: Reference,
+        mut verify: Option<&(dyn Fn() -> Result<()> + Sync)>,
+    ) -> Result<Stored> {
         if self.meta.lookup(root)?.is_some() {
+            if let Some(v) = verify.take() {
+                v()?;
+            }
             match self.meta.add_reference(root, reference) {
                 Ok(id) => {
                     return Ok(Stored {
@@ -66,16 +90,32 @@ impl Engine {
         loop {
             let (vol_id, slot) = self.reserve(&failed)?;
             let volume = self.volume(vol_id)?;
-            match self.write_slot(&volume, slot, data) {
-                Ok(()) => {}
-                Err(e) => {
-                    // the slot never had a row: return it and try elsewhere
-                    self.alloc.lock().release(vol_id, slot);
-                    failed.push(vol_id);
-                    tracing::error!(volume = vol_id, slot, "write failed: {e}");
-                    self.note_write_error(&volume, &e);
-                    continue;
-                }
+            let (written, verified) = match verify.take() {
+                Some(v) => std::thread::scope(|scope| {
+                    let writer = std::thread::Builder::new()
+                        .name("sector-write".into())
+                        .spawn_scoped(scope, || self.write_slot(&volume, slot, data));
+                    let verified = v();
+                    let written = match writer {
+                        Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                        Err(_) => self.write_slot(&volume, slot, data),
+                    };
+                    (written, verified)
+                }),
+                None => (self.write_slot(&volume, slot, data), Ok(())),
+            };
+            if let Err(e) = verified {
+                // the slot may hold the bad data: punch it before it is reused
+                self.discard_slot(vol_id, slot);
+                return Err(e);
+            }
+            if let Err(e) = written {
+                // the slot never had a row: return it and try elsewhere
+                self.discard_slot(vol_id, slot);
+                failed.push(vol_id);
+                tracing::error!(volume = vol_id, slot, "write failed: {e}");
+                self.note_write_error(&volume, &e);
+                continue;
             }
             let inserted = self
                 .meta
