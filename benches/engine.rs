@@ -142,7 +142,7 @@ fn main() {
     let vol = engine
         .add_volume(&dir.path().join("bench.vol"), io_sectors as u64)
         .unwrap();
-    let write_time = best(2, || {
+    let write_time = best(3, || {
         for r in &roots {
             if engine.lookup(r).unwrap().is_some() {
                 engine.unpin(r).unwrap();
