@@ -213,6 +213,18 @@ pub fn metrics(engine: &Engine) -> Result<String> {
         "gauge",
         &by_severity,
     );
+    gauge(
+        "lost_sectors_total",
+        "Sectors dropped as unreadable by forced volume removals.",
+        "counter",
+        &one(engine.lost_sectors()),
+    );
+    gauge(
+        "jobs_running",
+        "Volume jobs running.",
+        "gauge",
+        &one(engine.jobs_running() as u64),
+    );
     let jobs: Vec<(String, u64)> = s
         .alerts
         .iter()

@@ -70,6 +70,14 @@ impl Engine {
     /// unavailable volume is first re-opened: its file may be back.
     pub fn check_volume(self: &Arc<Self>, id: u32) -> Result<()> {
         let v = self.volume(id)?;
+        // a file removed or replaced under an open volume would go on
+        // "working" through the old fd: look before checking
+        if let Ok(file) = v.file() {
+            if !file.still_at_path().unwrap_or(false) {
+                let why = format!("its file {} was removed or replaced", v.path.display());
+                self.mark_unavailable(&v, &why);
+            }
+        }
         if v.state() == VolumeState::Unavailable {
             self.reopen_volume(id)?;
         }

@@ -4,6 +4,8 @@ mod cli;
 mod concurrency;
 mod contracts;
 mod harness;
+mod integrity;
+mod jobs;
 mod listing;
 mod persistence;
 mod sectors;
