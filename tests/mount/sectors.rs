@@ -65,6 +65,17 @@ fn bad_writes_store_nothing() {
     assert_eq!(errno(&close(f).unwrap_err()), libc::EFBIG);
     assert!(m.listed().is_empty());
     assert_eq!(m.used(1), 0);
+    // every refusal has a line in the log that says why in words
+    let log = m.log();
+    for words in [
+        "not a sector root",
+        "is 1000 bytes at close",
+        "hashes to",
+        "runs past it",
+        "was written past 4 MiB",
+    ] {
+        assert!(log.contains(words), "no {words:?} in the log:\n{log}");
+    }
     // and the right data under the same name still stores fine afterwards
     m.put(&data);
     assert_eq!(m.listed(), vec![root.to_string()]);

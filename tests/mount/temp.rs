@@ -72,6 +72,11 @@ fn temp_write_link_and_remove() {
     m.sh_ok(&format!("ln sectors/{b} temp/10/"));
     assert_eq!(m.refs(&b), "pin=1 contracts=0 temp=1");
     assert_eq!(dir_names(&m, "temp/10").len(), 2);
+    // a temp entry is the same file as the sector: same inode
+    let ino =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    assert_eq!(ino(&temp_path(&m, 10, &b)), ino(&m.sector_path(&b)));
+    assert_eq!(m.sh_ok(&format!("stat -c %h temp/10/{b}")).trim(), "2");
     // a link must be named by the root; only sectors can be linked
     let out = m.sh(&format!("ln sectors/{b} temp/20/{a}"));
     assert!(!out.status.success());
@@ -243,4 +248,37 @@ fn height_expires_entries_and_frees_sectors() {
     std::os::unix::fs::FileExt::write_all_at(&f, &data_b, 0).unwrap();
     close(f).unwrap();
     assert_eq!(m.used(1), 3);
+}
+
+/// `mv` between `/sectors` and `/temp/<height>` copies and removes, which
+/// is what moving a sector between a pin and a temp entry means.
+#[test]
+fn mv_between_sectors_and_temp() {
+    let m = Mount::start(&[]);
+    let data = sector(230);
+    let root = m.put(&data);
+    let ino =
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(m.sector_path(&root)).unwrap());
+    m.sh_ok("mkdir temp/10");
+    m.sh_ok(&format!("mv sectors/{root} temp/10/"));
+    assert_eq!(m.refs(&root), "pin=0 contracts=0 temp=1");
+    assert_eq!(m.used(1), 1);
+    assert_eq!(std::fs::read(temp_path(&m, 10, &root)).unwrap(), data);
+    // stored all along: the same sector, not a new copy
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(m.sector_path(&root)).unwrap()),
+        ino
+    );
+    // back: a stored sector is always in /sectors already (mv and cp see
+    // the same file), so it is pinned by writing its bytes there again,
+    // and its temp entry is dropped with rm
+    std::fs::write(m.scratch().join("blob"), &data).unwrap();
+    m.sh_ok(&format!("cp $S/blob sectors/{root} && rm temp/10/{root}"));
+    assert_eq!(m.refs(&root), "pin=1 contracts=0 temp=0");
+    assert_eq!(m.used(1), 1);
+    // renaming within /sectors or /temp is not a thing a sector can do
+    let other = sector_root(&sector(231));
+    let e = std::fs::rename(m.sector_path(&root), m.path(&format!("sectors/{other}"))).unwrap_err();
+    assert_eq!(errno(&e), libc::EPERM);
+    assert_eq!(m.listed(), vec![root.to_string()]);
 }
