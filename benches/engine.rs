@@ -84,7 +84,7 @@ fn ratio_row(what: &str, a: f64, yard_name: &str, b: f64, target: f64) -> Row {
         what: what.into(),
         figure: format!("{a:.0} MB/s"),
         yardstick: format!("{yard_name} {b:.0} MB/s"),
-        ratio: format!("{r:.2}x"),
+        ratio: format!("{r:.3}x"),
         target: format!(">= {target}x"),
         met: r >= target,
     }
