@@ -124,6 +124,9 @@ impl Engine {
                 Ok(Inserted::New(id)) => {
                     bump(&volume.stats.writes);
                     volume.note_success();
+                    // the last free slot just went: alert now, not at the
+                    // next write refused
+                    self.space_changed();
                     Ok(Stored {
                         sector_id: id,
                         new: true,

@@ -171,7 +171,17 @@ fn no_space_and_slot_reuse() {
     let m = Mount::start(&["--default-volume", "2"]);
     assert_eq!(m.read("volumes/1/slots"), "2\n");
     let a = m.put(&sector(20));
+    let no_space = |m: &Mount| {
+        m.status_json()["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["message"].as_str().unwrap().contains("no writable volume"))
+    };
+    assert!(!no_space(&m));
     let b = m.put(&sector(21));
+    // full: the operator is told at once, before a write is refused
+    assert!(no_space(&m), "{}", m.read("status"));
     let c_data = sector(22);
     let e = m.try_put(&c_data).unwrap_err();
     assert_eq!(errno(&e), libc::ENOSPC);
