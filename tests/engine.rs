@@ -1218,7 +1218,10 @@ fn a_write_that_does_not_verify_leaves_nothing() {
     assert_eq!(engine.lookup(&root(2)).unwrap(), None);
     assert_eq!(engine.lookup(&root(1)).unwrap(), None);
     assert_eq!(engine.volume_info(ids[0]).unwrap().used, 0);
-    assert!(slot_bytes(&path, 0).iter().all(|&b| b == 0), "bad data punched out");
+    assert!(
+        slot_bytes(&path, 0).iter().all(|&b| b == 0),
+        "bad data punched out"
+    );
     // the slot is free again
     pin(&engine, 2);
     assert_eq!(engine.lookup(&root(2)).unwrap().unwrap().slot, 0);
