@@ -176,7 +176,12 @@ fn no_space_and_slot_reuse() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|a| a["message"].as_str().unwrap().contains("no writable volume"))
+            .any(|a| {
+                a["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no writable volume")
+            })
     };
     assert!(!no_space(&m));
     let b = m.put(&sector(21));
