@@ -148,3 +148,96 @@ fn volume_and_status_commands() {
     assert!(!o.status.success());
     assert!(stderr(&o).starts_with("sectorfs: "), "{}", stderr(&o));
 }
+
+/// First start: `DIR/volumes/default.vol`, 1 GiB (256 slots), unless
+/// `--default-volume` says another size; `0` makes none.
+#[test]
+fn mount_makes_the_default_volume() {
+    let m = Mount::start(&[]);
+    let vol = m.data.join("volumes/default.vol");
+    assert_eq!(std::fs::metadata(&vol).unwrap().len(), 1 << 30);
+    assert_eq!(m.read("volumes/1/path"), format!("{}\n", vol.display()));
+    assert_eq!(m.read("volumes/1/slots"), "256\n");
+    assert!(m.data.join("sectorfs.db").exists());
+    drop(m);
+
+    let m = Mount::start(&["--default-volume", "512MiB"]);
+    assert_eq!(m.read("volumes/1/slots"), "128\n");
+    drop(m);
+
+    let m = Mount::start(&["--default-volume", "0"]);
+    assert_eq!(m.sh_ok("ls volumes"), "add\n");
+    assert!(!m.data.join("volumes/default.vol").exists());
+    let e = m.try_put(&sector(920)).unwrap_err();
+    assert_eq!(super::harness::errno(&e), libc::ENOSPC);
+    // a volume added later is used at once
+    m.write(
+        "volumes/add",
+        &format!("{} 2", m.scratch().join("v.vol").display()),
+    )
+    .unwrap();
+    m.put(&sector(920));
+    drop(m);
+
+    // a size that is not whole sectors: refused before mounting, in words
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(super::harness::BIN)
+        .arg("mount")
+        .arg(dir.path())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--default-volume", "5MiB"])
+        .output()
+        .unwrap();
+    assert_refused(&out, "--default-volume");
+    assert!(stderr(&out).contains("whole number"), "{}", stderr(&out));
+}
+
+/// `--data-dir` defaults to `$SECTORFS_DATA_DIR`, else
+/// `$XDG_DATA_HOME/sectorfs`, else `~/.local/share/sectorfs`.
+#[test]
+fn mount_finds_its_default_data_dir() {
+    for (vars, data) in [
+        (vec![("SECTORFS_DATA_DIR", "store")], "store"),
+        (
+            vec![("SECTORFS_DATA_DIR", ""), ("XDG_DATA_HOME", "xdg")],
+            "xdg/sectorfs",
+        ),
+        (
+            vec![
+                ("SECTORFS_DATA_DIR", ""),
+                ("XDG_DATA_HOME", ""),
+                ("HOME", "home"),
+            ],
+            "home/.local/share/sectorfs",
+        ),
+    ] {
+        let m = Mount::start_env(&vars, data);
+        let r = m.put(&sector(930));
+        assert!(m.data.join("sectorfs.db").exists(), "{vars:?}");
+        assert!(m.data.join("volumes/default.vol").exists(), "{vars:?}");
+        assert_eq!(m.listed(), vec![r.to_string()]);
+    }
+}
+
+/// The daemon runs until SIGINT or SIGTERM, then unmounts cleanly.
+#[test]
+fn sigint_and_sigterm_unmount_cleanly() {
+    use nix::sys::signal::Signal;
+    let mut m = Mount::start(&[]);
+    let r = m.put(&sector(940));
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        let status = m.stop_with(sig);
+        assert!(
+            status.success(),
+            "{sig}: exited with {status}:\n{}",
+            m.log()
+        );
+        assert!(!m.path("status").exists(), "still mounted after {sig}");
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(!mounts.contains(&m.mnt.display().to_string()), "{mounts}");
+        m.mount();
+        assert_eq!(std::fs::read(m.sector_path(&r)).unwrap(), sector(940));
+    }
+    assert!(m.log().contains("unmounting"));
+}

@@ -15,6 +15,8 @@ pub struct Mount {
     pub mnt: PathBuf,
     pub data: PathBuf,
     args: Vec<String>,
+    /// Extra environment of the daemon; without `--data-dir` when set.
+    env: Option<Vec<(String, String)>>,
     child: Option<Child>,
 }
 
@@ -37,10 +39,60 @@ impl Mount {
             mnt,
             data,
             args: args.iter().map(|s| s.to_string()).collect(),
+            env: None,
             child: None,
         };
         m.mount();
         m
+    }
+
+    /// Mounts with no `--data-dir`, so the daemon picks its default from
+    /// `vars` (values relative to the scratch dir; "" stays empty); the data
+    /// dir is expected at `data` (relative to the scratch dir).
+    pub fn start_env(vars: &[(&str, &str)], data: &str) -> Mount {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let env = vars
+            .iter()
+            .map(|(k, v)| {
+                let value = if v.is_empty() {
+                    String::new()
+                } else {
+                    dir.path().join(v).display().to_string()
+                };
+                (k.to_string(), value)
+            })
+            .collect();
+        let mut m = Mount {
+            data: dir.path().join(data),
+            dir,
+            mnt,
+            args: Vec::new(),
+            env: Some(env),
+            child: None,
+        };
+        m.mount();
+        m
+    }
+
+    /// Sends `sig` to the daemon and waits (up to 20 s) for it to exit.
+    pub fn stop_with(&mut self, sig: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("a running daemon");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, sig).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("daemon did not stop on {sig}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Starts the daemon and waits until the mount answers. A mount that
@@ -51,11 +103,17 @@ impl Mount {
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sectorfs"))
-            .arg("mount")
-            .arg(&self.mnt)
-            .arg("--data-dir")
-            .arg(&self.data)
+        let mut cmd = Command::new(BIN);
+        cmd.arg("mount").arg(&self.mnt);
+        match &self.env {
+            None => {
+                cmd.arg("--data-dir").arg(&self.data);
+            }
+            Some(vars) => {
+                cmd.envs(vars.iter().map(|(k, v)| (k, v)));
+            }
+        }
+        let child = cmd
             .args(&self.args)
             .env("RUST_LOG", "sectorfs=debug,info")
             .stdout(Stdio::null())
