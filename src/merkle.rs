@@ -334,6 +334,13 @@ pub fn sector_root_naive(data: &[u8]) -> Root {
     level[0]
 }
 
+/// Roots appear in JSON (status, check reports) as their hex text.
+impl serde::Serialize for Root {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,12 +573,5 @@ mod tests {
             }
             prop_assert_eq!(sector_root(&data), sector_root_naive(&data));
         }
-    }
-}
-
-/// Roots appear in JSON (status, check reports) as their hex text.
-impl serde::Serialize for Root {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }

@@ -67,10 +67,11 @@ pub fn parse_size(text: &str) -> Result<u64> {
 pub fn parse_root_list(data: &[u8]) -> Result<Vec<Root>> {
     let text = std::str::from_utf8(data)
         .map_err(|_| Error::Invalid("a contract list must be text: one root per line".into()))?;
-    let body = text.strip_suffix('\n').unwrap_or(text);
-    if body.is_empty() {
+    if text.is_empty() {
         return Ok(Vec::new());
     }
+    // one root per line; a lone newline is an empty line, not an empty list
+    let body = text.strip_suffix('\n').unwrap_or(text);
     body.split('\n')
         .enumerate()
         .map(|(i, line)| {
@@ -147,7 +148,10 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
     let n: u64 = digits.parse().map_err(|_| {
-        Error::Invalid(format!("duration {:?} must be a number with s, m, h or d", short(t)))
+        Error::Invalid(format!(
+            "duration {:?} must be a number with s, m, h or d",
+            short(t)
+        ))
     })?;
     let secs = match unit {
         "s" | "" => Some(n),

@@ -17,7 +17,7 @@ use sectorfs::engine::{ContractEdit, Engine, Reference, Severity, VolumeState};
 use sectorfs::merkle::{Root, SECTOR_SIZE};
 
 struct Store {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     engine: Arc<Engine>,
     /// root → content of every sector written
     sectors: HashMap<Root, Vec<u8>>,
@@ -33,7 +33,7 @@ impl Store {
                 .unwrap();
         }
         Store {
-            dir,
+            _dir: dir,
             engine,
             sectors: HashMap::new(),
         }

@@ -227,7 +227,14 @@ pub fn check(mount: &Path, only: Option<u32>) -> Result<(), String> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .find(|a| a["message"].as_str().is_some_and(|m| m.starts_with(&format!("check of volume {id}:"))) || a["message"].as_str().is_some_and(|m| m.starts_with(&format!("checking volume {id}:"))))
+                .find(|a| {
+                    a["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with(&format!("check of volume {id}:")))
+                        || a["message"]
+                            .as_str()
+                            .is_some_and(|m| m.starts_with(&format!("checking volume {id}:")))
+                })
                 .cloned();
             let state = read(mount, &format!("volumes/{id}/state")).unwrap_or_default();
             match alert {

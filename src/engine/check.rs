@@ -72,11 +72,11 @@ impl Engine {
         let v = self.volume(id)?;
         // a file removed or replaced under an open volume would go on
         // "working" through the old fd: look before checking
-        if let Ok(file) = v.file() {
-            if !file.still_at_path().unwrap_or(false) {
-                let why = format!("its file {} was removed or replaced", v.path.display());
-                self.mark_unavailable(&v, &why);
-            }
+        if let Ok(file) = v.file()
+            && !file.still_at_path().unwrap_or(false)
+        {
+            let why = format!("its file {} was removed or replaced", v.path.display());
+            self.mark_unavailable(&v, &why);
         }
         if v.state() == VolumeState::Unavailable {
             self.reopen_volume(id)?;
@@ -122,10 +122,20 @@ impl Engine {
         let (severity, message, data) = match result {
             Ok(r) => {
                 let mb = r.checked as f64 * SECTOR_SIZE as f64 / 1e6 / secs;
-                let severity = if r.is_clean() { Severity::Info } else { Severity::Error };
-                let message =
-                    format!("check of volume {id}: done in {secs:.1}s ({mb:.0} MB/s): {}", r.summary());
-                (severity, message, serde_json::to_value(&r).unwrap_or_default())
+                let severity = if r.is_clean() {
+                    Severity::Info
+                } else {
+                    Severity::Error
+                };
+                let message = format!(
+                    "check of volume {id}: done in {secs:.1}s ({mb:.0} MB/s): {}",
+                    r.summary()
+                );
+                (
+                    severity,
+                    message,
+                    serde_json::to_value(&r).unwrap_or_default(),
+                )
             }
             Err(e) => (
                 Severity::Error,
@@ -155,7 +165,10 @@ impl Engine {
             if control.is_some_and(|c| {
                 c.cancel.load(Ordering::Relaxed) || c.pause.load(Ordering::Relaxed)
             }) {
-                return Err(Error::Busy(format!("the check of volume {} was stopped", v.id)));
+                return Err(Error::Busy(format!(
+                    "the check of volume {} was stopped",
+                    v.id
+                )));
             }
             let batch = self.meta.sectors_in_volume(v.id, cursor, BATCH)?;
             let Some(last) = batch.last() else {
@@ -190,7 +203,12 @@ impl Engine {
     fn verify_batch(&self, v: &Volume, batch: &[SectorRow]) -> Vec<Verdict> {
         let file = match v.file() {
             Ok(f) => f,
-            Err(e) => return batch.iter().map(|_| Verdict::Unreadable(e.to_string())).collect(),
+            Err(e) => {
+                return batch
+                    .iter()
+                    .map(|_| Verdict::Unreadable(e.to_string()))
+                    .collect();
+            }
         };
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..HASHERS)

@@ -161,7 +161,9 @@ impl Engine {
             let mut good = Vec::new();
             let mut buf = vec![0u8; crate::merkle::SECTOR_SIZE];
             for s in &batch {
-                let Ok(v) = self.volume(s.volume_id) else { continue };
+                let Ok(v) = self.volume(s.volume_id) else {
+                    continue;
+                };
                 let Ok(file) = v.file() else { continue };
                 match file.read(s.slot, 0, &mut buf) {
                     Err(e) => self.note_io_error(&v, &e.to_string()),

@@ -252,10 +252,10 @@ impl Engine {
             ),
             Err(e) => (Severity::Error, format!("{verb}: failed: {e}; {summary}")),
         };
-        if !matches!(result, Ok(Ended::Paused)) {
-            if let Err(e) = self.meta.delete_job(id) {
-                tracing::error!("cannot forget the finished job on volume {id}: {e}");
-            }
+        if !matches!(result, Ok(Ended::Paused))
+            && let Err(e) = self.meta.delete_job(id)
+        {
+            tracing::error!("cannot forget the finished job on volume {id}: {e}");
         }
         if !matches!(result, Ok(Ended::Done) if matches!(kind, JobKind::Remove { .. })) {
             // the volume stays: open for business again

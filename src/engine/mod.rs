@@ -21,11 +21,11 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 pub use alerts::{Alert, Alerts, Progress, Severity};
+pub use check::{CheckReport, OfflineReport};
+pub use health::ScrubOptions;
 pub use placement::Placement;
 pub use refs::check_contract_name;
 pub use sectors::Stored;
-pub use check::{CheckReport, OfflineReport};
-pub use health::ScrubOptions;
 pub use status::Capacity;
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 

@@ -110,16 +110,15 @@ impl Engine {
     pub(crate) fn punch_and_release(&self, slots: &[(u32, u64)]) {
         let mut punched = Vec::with_capacity(slots.len());
         for &(vol, slot) in slots {
-            match self.volume(vol).and_then(|v| v.file()) {
-                Ok(file) => match file.punch(slot) {
+            if let Ok(file) = self.volume(vol).and_then(|v| v.file()) {
+                match file.punch(slot) {
                     Ok(()) => punched.push((vol, slot)),
                     Err(e) => tracing::warn!(
                         volume = vol,
                         slot,
                         "cannot punch out a freed slot, it will be retried at the next start: {e}"
                     ),
-                },
-                Err(_) => {}
+                }
             }
         }
         if let Err(e) = self.meta.clear_punches(&punched) {

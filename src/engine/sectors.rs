@@ -265,16 +265,19 @@ impl Engine {
         }
         let file = volume.file()?;
         if !self.options.verify_reads {
-            return file.read(at.slot, offset, buf).map(|()| volume.note_success()).map_err(|e| {
-                self.note_read_error(volume, at, &e.to_string());
-                Error::io(
-                    format!(
-                        "reading sector {} from volume {} failed",
-                        at.root, volume.id
-                    ),
-                    e,
-                )
-            });
+            return file
+                .read(at.slot, offset, buf)
+                .map(|()| volume.note_success())
+                .map_err(|e| {
+                    self.note_read_error(volume, at, &e.to_string());
+                    Error::io(
+                        format!(
+                            "reading sector {} from volume {} failed",
+                            at.root, volume.id
+                        ),
+                        e,
+                    )
+                });
         }
         let mut whole = vec![0u8; SECTOR_SIZE];
         file.read(at.slot, 0, &mut whole).map_err(|e| {

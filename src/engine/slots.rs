@@ -88,10 +88,10 @@ impl SlotMap {
     pub fn resize(&mut self, total: u64) {
         debug_assert!((total..self.total).all(|s| !self.is_used(s)));
         self.words.resize(total.div_ceil(64) as usize, 0);
-        if total % 64 != 0 {
-            if let Some(last) = self.words.last_mut() {
-                *last &= (1u64 << (total % 64)) - 1;
-            }
+        if !total.is_multiple_of(64)
+            && let Some(last) = self.words.last_mut()
+        {
+            *last &= (1u64 << (total % 64)) - 1;
         }
         self.total = total;
         self.hint = self.hint.min(self.words.len().saturating_sub(1));
@@ -105,7 +105,7 @@ impl SlotMap {
             .iter()
             .map(|w| w.count_ones() as u64)
             .sum();
-        if limit % 64 != 0 {
+        if !limit.is_multiple_of(64) {
             used += (self.words[full_words] & ((1u64 << (limit % 64)) - 1)).count_ones() as u64;
         }
         limit - used

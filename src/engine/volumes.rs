@@ -275,7 +275,11 @@ impl Engine {
     pub(crate) fn mark_unavailable(&self, v: &Volume, reason: &str) {
         *v.file.write() = None;
         *v.state.write() = VolumeState::Unavailable;
-        tracing::error!(volume = v.id, "volume {} is now unavailable: {reason}", v.id);
+        tracing::error!(
+            volume = v.id,
+            "volume {} is now unavailable: {reason}",
+            v.id
+        );
         self.alloc.lock().set_writable(v.id, false);
         self.alerts.raise(
             &format!("volume-unavailable-{}", v.id),

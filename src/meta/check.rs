@@ -17,7 +17,8 @@ impl Meta {
                 .prepare_cached("UPDATE sectors SET checked_at = ?1 WHERE id = ?2")
                 .ctx("recording checked sectors")?;
             for id in sector_ids {
-                stmt.execute(params![when, id]).ctx("recording checked sectors")?;
+                stmt.execute(params![when, id])
+                    .ctx("recording checked sectors")?;
             }
             Ok(())
         })
@@ -26,15 +27,23 @@ impl Meta {
     /// When a sector was last verified (`None`: only when it was stored).
     pub fn checked_at(&self, sector_id: i64) -> Result<Option<i64>> {
         self.read(|c| {
-            c.query_row("SELECT checked_at FROM sectors WHERE id = ?1", [sector_id], |r| r.get(0))
-                .ctx("reading a check time")
+            c.query_row(
+                "SELECT checked_at FROM sectors WHERE id = ?1",
+                [sector_id],
+                |r| r.get(0),
+            )
+            .ctx("reading a check time")
         })
     }
 
     pub fn scrub_cursor(&self) -> Result<i64> {
         self.read(|c| {
-            c.query_row("SELECT value FROM settings WHERE key = 'scrub_cursor'", [], |r| r.get(0))
-                .ctx("reading the scrub cursor")
+            c.query_row(
+                "SELECT value FROM settings WHERE key = 'scrub_cursor'",
+                [],
+                |r| r.get(0),
+            )
+            .ctx("reading the scrub cursor")
         })
     }
 
@@ -94,7 +103,9 @@ impl Meta {
                 ),
             ];
             for (sql, what) in checks {
-                let n: i64 = c.query_row(sql, [], |r| r.get(0)).ctx("checking consistency")?;
+                let n: i64 = c
+                    .query_row(sql, [], |r| r.get(0))
+                    .ctx("checking consistency")?;
                 if n > 0 {
                     problems.push(format!("{n} {what}"));
                 }
@@ -108,7 +119,9 @@ impl Meta {
                 )
                 .ctx("checking consistency")?;
             if pins_orphan > 0 {
-                problems.push(format!("{pins_orphan} pins point at a sector that is not stored"));
+                problems.push(format!(
+                    "{pins_orphan} pins point at a sector that is not stored"
+                ));
             }
             Ok(problems)
         })
