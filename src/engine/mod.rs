@@ -15,6 +15,7 @@ mod status;
 mod volumes;
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -78,8 +79,14 @@ impl Engine {
     /// Opens the store in `data_dir`, creating it on first use. Refuses a
     /// data dir another process holds.
     pub fn open(data_dir: &Path, options: Options) -> Result<Engine> {
-        std::fs::create_dir_all(data_dir)
-            .io_ctx(|| format!("cannot create the data dir {}", data_dir.display()))?;
+        if !data_dir.exists() {
+            // the store's map and data: owner only
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(data_dir)
+                .io_ctx(|| format!("cannot create the data dir {}", data_dir.display()))?;
+        }
         let lock = DataDirLock::acquire(data_dir)?;
         let meta = Meta::open(&data_dir.join("sectorfs.db"))?;
         let engine = Engine {

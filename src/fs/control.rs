@@ -50,7 +50,12 @@ pub fn apply(engine: &Arc<Engine>, node: Node, line: &str, mountpoint: &Path) ->
     match node {
         Node::VolumesAdd => {
             let (path, slots) = parse::parse_volume_add(line)?;
-            if path.starts_with(mountpoint) {
+            // through symlinks too: the directory as the kernel resolves it
+            let real_dir = path
+                .parent()
+                .and_then(|d| std::fs::canonicalize(d).ok())
+                .unwrap_or_default();
+            if path.starts_with(mountpoint) || real_dir.starts_with(mountpoint) {
                 return Err(Error::Invalid(format!(
                     "{} is inside the sectorfs mount itself; put volumes on real disks",
                     path.display()
