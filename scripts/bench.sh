@@ -5,7 +5,12 @@
 #   scripts/bench.sh            # every section
 #   scripts/bench.sh engine     # only the named sections
 #
-# Scale with BENCH_SECTORS / BENCH_IO_SECTORS / BENCH_DIR (see benches/engine.rs).
+# Sections: engine, mount, jobs. Scale with BENCH_SECTORS / BENCH_IO_SECTORS
+# (benches/engine.rs), BENCH_MOUNT_SECTORS / BENCH_MOUNT_WRITE_SECTORS /
+# BENCH_LIST_SECTORS (benches/mount.rs), BENCH_SHRINK_SECTORS (benches/jobs.rs),
+# and BENCH_DIR (where every store is made). Installs what it needs when it is
+# missing (as root, through apt-get): libfuse3-dev and pkg-config, to build
+# libfuse's passthrough_ll example, the FUSE yardstick of the mount section.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +29,78 @@ section() {
 if want engine; then
     section "engine (benches/engine.rs)"
     cargo bench --quiet --bench engine
+fi
+
+# Installs Debian packages when running as root; false when that cannot be.
+install_pkgs() {
+    [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1 || return 1
+    echo "installing $*" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 || {
+        apt-get update -qq >/dev/null 2>&1
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1
+    }
+}
+
+# Builds libfuse's passthrough_ll example into $1 (a directory). Prints the
+# binary's path, or on failure the reason, and returns non-zero.
+build_passthrough_ll() {
+    local out=$1 need=()
+    command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+    pkg-config --exists fuse3 2>/dev/null || need+=(libfuse3-dev)
+    command -v gcc >/dev/null 2>&1 || need+=(gcc)
+    if [[ ${#need[@]} -gt 0 ]] && ! install_pkgs "${need[@]}"; then
+        echo "${need[*]} missing and not installable (not root, or apt-get failed)"
+        return 1
+    fi
+    local src=/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c
+    if [[ ! -f $src ]]; then
+        # another Debian release may ship it gzipped or elsewhere
+        src=$(dpkg -L libfuse3-dev 2>/dev/null | grep -E '/passthrough_ll\.c(\.gz)?$' | head -n1)
+        if [[ -z $src ]]; then
+            echo "libfuse3-dev ships no passthrough_ll.c example"
+            return 1
+        fi
+    fi
+    local dir
+    dir=$(dirname "$src")
+    if [[ $src == *.gz ]]; then
+        gunzip -c "$src" >"$out/passthrough_ll.c"
+        src=$out/passthrough_ll.c
+    fi
+    # shellcheck disable=SC2046 # pkg-config's flags are meant to split
+    if ! gcc -O2 -I"$dir" "$src" $(pkg-config fuse3 --cflags --libs) \
+        -o "$out/passthrough_ll" 2>"$out/gcc.log"; then
+        echo "gcc failed: $(head -c 300 "$out/gcc.log" | tr '\n' ' ')"
+        return 1
+    fi
+    echo "$out/passthrough_ll"
+}
+
+# --- mount: reads, writes, ls and stat through a real mount (issue 3) --------
+if want mount; then
+    section "mount (benches/mount.rs)"
+    if [[ ! -e /dev/fuse ]]; then
+        echo "/dev/fuse is missing: nothing can be mounted on this machine" >&2
+        exit 1
+    fi
+    if [[ $(id -u) != 0 ]] && ! command -v fusermount3 >/dev/null 2>&1; then
+        echo "not root and no fusermount3 (package fuse3): cannot mount" >&2
+        exit 1
+    fi
+    pt_dir=$(mktemp -d)
+    trap 'rm -rf "$pt_dir"' EXIT
+    if built=$(build_passthrough_ll "$pt_dir"); then
+        export BENCH_PASSTHROUGH_LL=$built
+        unset BENCH_PASSTHROUGH_LL_MISSING
+    else
+        unset BENCH_PASSTHROUGH_LL
+        export BENCH_PASSTHROUGH_LL_MISSING="passthrough_ll not built: $built"
+    fi
+    cargo bench --quiet --bench mount
+fi
+
+# --- jobs: shrink (issue 4) and check (issue 5) speed, in-process ------------
+if want jobs; then
+    section "jobs (benches/jobs.rs)"
+    cargo bench --quiet --bench jobs
 fi

@@ -1,0 +1,525 @@
+//! Mount benchmark (issue 3): the real `sectorfs` binary mounted in a
+//! temporary directory, driven as a user would. Prints one table, each
+//! figure beside a yardstick measured in the same run:
+//!
+//! - reading sectors through the mount, cold (just remounted, so the
+//!   kernel holds none of it; the volume file itself in the page cache) and
+//!   warm (second read), beside a plain read of the volume file and beside
+//!   libfuse's `passthrough_ll` example (`cache=never`) serving the same
+//!   bytes;
+//! - writing sectors with `cp` through the mount, one writer and then two at
+//!   once, beside the engine's own durable write (in-process, another data
+//!   dir, the same sectors);
+//! - `ls /sectors | wc -l` and `stat` of random sectors at 100,000 stored
+//!   sectors, beside the same through `passthrough_ll` over a plain
+//!   directory of 100,000 files with the same names.
+//!
+//! Environment:
+//! - `BENCH_MOUNT_SECTORS`: sectors read (default 128);
+//! - `BENCH_MOUNT_WRITE_SECTORS`: sectors written per pass (default 64);
+//! - `BENCH_LIST_SECTORS`: sectors for `ls` and `stat` (default 100,000);
+//! - `BENCH_PASSTHROUGH_LL`: path of a built `passthrough_ll`
+//!   (scripts/bench.sh builds it); `BENCH_PASSTHROUGH_LL_MISSING`: why
+//!   there is none (printed in its rows);
+//! - `BENCH_DIR`: where the stores are made (default: the system temp dir).
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use sectorfs::engine::{Engine, Options, Placement, Reference};
+use sectorfs::merkle::{Root, SECTOR_SIZE, sector_root};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sectorfs");
+const PASSES: usize = 3;
+
+fn options() -> Options {
+    Options {
+        placement: Placement::FillFirst,
+        default_volume_slots: 0,
+        ..Options::default()
+    }
+}
+
+/// A FUSE daemon serving a mountpoint; stopped (SIGTERM, then `umount -l`
+/// if it did not unmount) on drop, even when the benchmark panics.
+struct Daemon {
+    child: Option<Child>,
+    mnt: PathBuf,
+    what: String,
+    /// Stopped already: the mountpoint may be someone else's now.
+    stopped: bool,
+}
+
+impl Daemon {
+    /// `sectorfs mount MNT --data-dir DATA`, ready once MNT/status exists.
+    fn sectorfs(data: &Path, mnt: &Path, log: &Path) -> Daemon {
+        let log_file = std::fs::File::create(log).unwrap();
+        let child = Command::new(BIN)
+            .arg("mount")
+            .arg(mnt)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--default-volume", "0"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start sectorfs");
+        let mut d = Daemon {
+            child: Some(child),
+            mnt: mnt.to_path_buf(),
+            what: format!("sectorfs (log: {})", log.display()),
+            stopped: false,
+        };
+        d.wait_ready(&mnt.join("status"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        d
+    }
+
+    /// `passthrough_ll -f -o source=SOURCE,cache=never MNT`, ready once
+    /// `probe` (a path under MNT) exists.
+    fn passthrough(bin: &Path, source: &Path, mnt: &Path, probe: &Path) -> Result<Daemon, String> {
+        let child = Command::new(bin)
+            .arg("-f")
+            .arg("-o")
+            .arg(format!("source={},cache=never", source.display()))
+            .arg(mnt)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let mut d = Daemon {
+            child: Some(child),
+            mnt: mnt.to_path_buf(),
+            what: "passthrough_ll".into(),
+            stopped: false,
+        };
+        d.wait_ready(probe)?;
+        Ok(d)
+    }
+
+    fn wait_ready(&mut self, probe: &Path) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if probe.exists() {
+                return Ok(());
+            }
+            let child = self.child.as_mut().expect("running");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Err(format!("{} exited before mounting: {status}", self.what));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} did not mount at {} in 30 s",
+                    self.what,
+                    self.mnt.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; `umount -l` if it did not unmount.
+    fn stop(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    _ => {
+                        eprintln!("{} did not stop on SIGTERM: killing it", self.what);
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        if is_mountpoint(&self.mnt) {
+            eprintln!(
+                "{} left {} mounted: umount -l",
+                self.what,
+                self.mnt.display()
+            );
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether `path` is mounted on (its device differs from its parent's).
+fn is_mountpoint(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(m), Some(parent)) = (std::fs::symlink_metadata(path), path.parent()) else {
+        // a dead FUSE mount fails stat with ENOTCONN: still mounted
+        return std::fs::symlink_metadata(path).is_err();
+    };
+    std::fs::metadata(parent).is_ok_and(|p| p.dev() != m.dev())
+}
+
+/// Reads each file whole with 4 MiB reads; returns the time taken.
+fn read_files(paths: &[PathBuf], buf: &mut [u8]) -> Duration {
+    let t = Instant::now();
+    for p in paths {
+        let mut f = std::fs::File::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        f.read_exact(buf).unwrap();
+        // a sector file ends after one sector
+        assert_eq!(f.read(&mut buf[..1]).unwrap(), 0);
+    }
+    t.elapsed()
+}
+
+/// Reads `n` sectors from the start of one file with 4 MiB reads.
+fn read_range(path: &Path, n: usize, buf: &mut [u8]) -> Duration {
+    let t = Instant::now();
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for i in 0..n {
+        f.read_exact_at(buf, (i * SECTOR_SIZE) as u64).unwrap();
+    }
+    t.elapsed()
+}
+
+/// `cp blob MNT/sectors/<root>` for each sector, in order.
+fn cp_all(blobs: &[(Root, PathBuf)], mnt: &Path) {
+    for (root, blob) in blobs {
+        let status = Command::new("cp")
+            .arg(blob)
+            .arg(mnt.join("sectors").join(root.to_string()))
+            .status()
+            .expect("run cp");
+        assert!(status.success(), "cp of {root} into the mount failed");
+    }
+}
+
+fn rm_all(blobs: &[(Root, PathBuf)], mnt: &Path) {
+    for (root, _) in blobs {
+        std::fs::remove_file(mnt.join("sectors").join(root.to_string())).unwrap();
+    }
+}
+
+fn passthrough_bin() -> Result<PathBuf, String> {
+    match std::env::var_os("BENCH_PASSTHROUGH_LL") {
+        Some(p) if Path::new(&p).is_file() => Ok(PathBuf::from(p)),
+        Some(p) => Err(format!("{} is not a file", Path::new(&p).display())),
+        None => Err(
+            std::env::var("BENCH_PASSTHROUGH_LL_MISSING").unwrap_or_else(|_| {
+                "BENCH_PASSTHROUGH_LL not set (scripts/bench.sh builds it)".into()
+            }),
+        ),
+    }
+}
+
+fn main() {
+    let n = env_u64("BENCH_MOUNT_SECTORS", 128).max(1) as usize;
+    let w = (env_u64("BENCH_MOUNT_WRITE_SECTORS", 64).max(2) as usize) & !1;
+    let list_n = env_u64("BENCH_LIST_SECTORS", 100_000).max(1);
+    let passthrough = passthrough_bin();
+    let mut rows = Vec::new();
+
+    let scratch = tempdir();
+    let dir = scratch.path();
+    let data = dir.join("data");
+    let mnt = dir.join("mnt");
+    let mnt_pt = dir.join("mnt-passthrough");
+    let blob_dir = dir.join("blobs");
+    for d in [&mnt, &mnt_pt, &blob_dir] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+
+    // --- the store: n sectors to read, room for w more to write -----------
+    eprintln!("making {} sectors of noise...", n + w);
+    let sectors: Vec<(Root, Vec<u8>)> = (0..(n + w) as u64)
+        .map(|i| {
+            let d = make_sector(0x3000 + i);
+            (sector_root(&d), d)
+        })
+        .collect();
+    let (read_set, write_set) = sectors.split_at(n);
+    let vol_path = data.join("volumes").join("bench.vol");
+    {
+        let engine = Engine::open(&data, options()).unwrap();
+        std::fs::create_dir_all(vol_path.parent().unwrap()).unwrap();
+        engine.add_volume(&vol_path, (n + w) as u64).unwrap();
+        for (r, d) in read_set {
+            engine.write_sector(r, d, Reference::Pin).unwrap();
+        }
+        // fill-first: the sectors to read are slots 0..n, in order
+        for (i, (r, _)) in read_set.iter().enumerate() {
+            assert_eq!(engine.lookup(r).unwrap().unwrap().slot, i as u64);
+        }
+    }
+    let blobs: Vec<(Root, PathBuf)> = write_set
+        .iter()
+        .enumerate()
+        .map(|(i, (r, d))| {
+            let p = blob_dir.join(format!("{i}.blob"));
+            std::fs::write(&p, d).unwrap();
+            (*r, p)
+        })
+        .collect();
+    let write_bytes = w * SECTOR_SIZE;
+    let log = dir.join("sectorfs.log");
+
+    // --- writes: engine in-process vs cp through the mount, 1 and 2 writers
+    eprintln!("writing {w} sectors, {PASSES} passes...");
+    let edir = dir.join("engine-data");
+    let engine = Engine::open(&edir, options()).unwrap();
+    engine
+        .add_volume(&edir.join("bench.vol"), w as u64)
+        .unwrap();
+    let mut mounted = Daemon::sectorfs(&data, &mnt, &log);
+    let (mut engine_best, mut one_best, mut two_best) =
+        (Duration::MAX, Duration::MAX, Duration::MAX);
+    for _ in 0..PASSES {
+        // interleaved, so all three see the same machine
+        for (r, _) in write_set {
+            if engine.lookup(r).unwrap().is_some() {
+                engine.unpin(r).unwrap();
+            }
+        }
+        let t = Instant::now();
+        for (r, d) in write_set {
+            engine.write_sector(r, d, Reference::Pin).unwrap();
+        }
+        engine_best = engine_best.min(t.elapsed());
+
+        let t = Instant::now();
+        cp_all(&blobs, &mnt);
+        one_best = one_best.min(t.elapsed());
+        rm_all(&blobs, &mnt);
+
+        let (a, b) = blobs.split_at(w / 2);
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| cp_all(a, &mnt));
+            s.spawn(|| cp_all(b, &mnt));
+        });
+        two_best = two_best.min(t.elapsed());
+        rm_all(&blobs, &mnt);
+    }
+    drop(engine);
+    let engine_mbs = mbs(write_bytes, engine_best);
+    let one_mbs = mbs(write_bytes, one_best);
+    rows.push(ratio_row(
+        "write via mount, cp, 1 writer",
+        one_mbs,
+        "engine write",
+        engine_mbs,
+        0.7,
+    ));
+    rows.push(ratio_row(
+        "write via mount, cp, 2 writers",
+        mbs(write_bytes, two_best),
+        "1 writer",
+        one_mbs,
+        1.5,
+    ));
+
+    // --- reads: plain file, passthrough_ll, sectorfs cold and warm --------
+    eprintln!("reading {n} sectors, {PASSES} passes...");
+    let read_bytes = n * SECTOR_SIZE;
+    let mut buf = vec![0u8; SECTOR_SIZE];
+    let sector_files: Vec<PathBuf> = read_set
+        .iter()
+        .map(|(r, _)| mnt.join("sectors").join(r.to_string()))
+        .collect();
+    let probe = mnt_pt.join("bench.vol");
+    let pt = passthrough
+        .and_then(|bin| Daemon::passthrough(&bin, vol_path.parent().unwrap(), &mnt_pt, &probe));
+    read_range(&vol_path, n, &mut buf); // the volume file in the page cache
+    let (mut plain, mut cold, mut warm, mut through) =
+        (Duration::MAX, Duration::MAX, Duration::MAX, Duration::MAX);
+    for _ in 0..PASSES {
+        // a remount drops the kernel's cache of every sector file
+        mounted.stop();
+        mounted = Daemon::sectorfs(&data, &mnt, &log);
+        plain = plain.min(read_range(&vol_path, n, &mut buf));
+        cold = cold.min(read_files(&sector_files, &mut buf));
+        warm = warm.min(read_files(&sector_files, &mut buf));
+        if pt.is_ok() {
+            through = through.min(read_range(&probe, n, &mut buf));
+        }
+    }
+    // what was read is what was stored
+    for (p, (r, d)) in sector_files.iter().zip(read_set).take(4) {
+        assert!(
+            std::fs::read(p).unwrap() == *d,
+            "sector {r} read back wrong"
+        );
+    }
+    let cold_mbs = mbs(read_bytes, cold);
+    match &pt {
+        Ok(_) => rows.push(ratio_row(
+            "read via mount, cold",
+            cold_mbs,
+            "passthrough_ll cache=never",
+            mbs(read_bytes, through),
+            0.9,
+        )),
+        Err(why) => {
+            let mut r = na_row("read via mount, cold", why, ">= 0.9x");
+            r.figure = format!("{cold_mbs:.0} MB/s");
+            rows.push(r);
+        }
+    }
+    rows.push(ratio_row(
+        "read via mount, warm (2nd read)",
+        mbs(read_bytes, warm),
+        "plain read of the volume",
+        mbs(read_bytes, plain),
+        0.8,
+    ));
+    drop(pt);
+    mounted.stop();
+    drop(mounted);
+
+    // --- ls and stat at 100,000 sectors ---------------------------------
+    rows.extend(listing(dir, list_n, &passthrough_bin()));
+
+    print_table(&rows);
+    println!(
+        "({n} sectors read, 4 MiB reads, best of {PASSES}; {w} sectors written per pass, \
+         best of {PASSES}; speed ratios for ls and stat are yardstick time / our time; \
+         issue 3 sets no target for them)"
+    );
+}
+
+/// `ls /sectors | wc -l` and `stat` of random sectors with `count` stored
+/// (recorded without data), beside a plain directory of `count` files with
+/// the same names served by `passthrough_ll` (or read directly without it).
+fn listing(dir: &Path, count: u64, passthrough: &Result<PathBuf, String>) -> Vec<Row> {
+    let n = fmt_count(count);
+    eprintln!("recording {n} synthetic sectors...");
+    let data = dir.join("list-data");
+    let mnt = dir.join("list-mnt");
+    let plain = dir.join("list-plain");
+    let mnt_pt = dir.join("list-mnt-passthrough");
+    for d in [&mnt, &plain, &mnt_pt] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let mut rng = Rng(0x1157_5EC7);
+    let roots: Vec<Root> = (0..count)
+        .map(|_| {
+            let mut r = [0u8; 32];
+            for w in r.chunks_exact_mut(8) {
+                w.copy_from_slice(&rng.next().to_le_bytes());
+            }
+            Root(r)
+        })
+        .collect();
+    {
+        let engine = Engine::open(&data, options()).unwrap();
+        std::fs::create_dir_all(data.join("volumes")).unwrap();
+        let vol = engine
+            .add_volume(&data.join("volumes").join("big.vol"), count)
+            .unwrap();
+        engine
+            .meta()
+            .insert_synthetic(vol, 0, &roots, 1_700_000_000)
+            .unwrap();
+        engine.meta().checkpoint().unwrap();
+    }
+    eprintln!("making a plain directory of {n} files...");
+    for r in &roots {
+        std::fs::File::create(plain.join(r.to_string())).unwrap();
+    }
+    let mounted = Daemon::sectorfs(&data, &mnt, &dir.join("list.log"));
+    let probe = mnt_pt.join(roots[0].to_string());
+    let pt = passthrough
+        .clone()
+        .and_then(|bin| Daemon::passthrough(&bin, &plain, &mnt_pt, &probe));
+    let (yard_dir, yard_name) = match &pt {
+        Ok(_) => (mnt_pt.clone(), "passthrough_ll, plain dir"),
+        Err(_) => (plain.clone(), "plain dir, no FUSE"),
+    };
+
+    eprintln!("listing and stat...");
+    let ls = |d: &Path| {
+        let t = Instant::now();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("ls '{}' | wc -l", d.display()))
+            .output()
+            .expect("run ls");
+        let took = t.elapsed();
+        let listed: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert_eq!(listed, count, "ls of {} listed {listed}", d.display());
+        took
+    };
+    let (mut ls_ours, mut ls_yard) = (Duration::MAX, Duration::MAX);
+    for _ in 0..PASSES {
+        ls_ours = ls_ours.min(ls(&mnt.join("sectors")));
+        ls_yard = ls_yard.min(ls(&yard_dir));
+    }
+    let stats = 2000;
+    let warmup = 200;
+    let picks: Vec<&Root> = (0..stats + warmup)
+        .map(|_| &roots[rng.below(roots.len())])
+        .collect();
+    let stat_all = |d: &Path| {
+        let mut lat = Vec::with_capacity(stats);
+        for (i, r) in picks.iter().enumerate() {
+            let p = d.join(r.to_string());
+            let t = Instant::now();
+            let m = std::fs::metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let took = t.elapsed();
+            assert!(m.is_file());
+            if i >= warmup {
+                lat.push(took);
+            }
+        }
+        median_p99(&mut lat)
+    };
+    let (ours_med, ours_p99) = stat_all(&mnt.join("sectors"));
+    let (yard_med, yard_p99) = stat_all(&yard_dir);
+    let m = std::fs::metadata(mnt.join("sectors").join(roots[0].to_string())).unwrap();
+    assert_eq!(m.len(), SECTOR_SIZE as u64);
+    let pt_missing = pt.as_ref().err().cloned();
+    drop(pt);
+    drop(mounted);
+
+    let time_row =
+        |what: String, ours: Duration, yard: Duration, fmt: fn(Duration) -> String| Row {
+            what,
+            figure: fmt(ours),
+            yardstick: format!("{yard_name} {}", fmt(yard)),
+            ratio: format!("{:.3}x", yard.as_secs_f64() / ours.as_secs_f64()),
+            target: "-".into(),
+            met: true,
+        };
+    let secs = |d: Duration| format!("{:.3} s", d.as_secs_f64());
+    let mut rows = vec![
+        time_row(format!("ls /sectors | wc -l @ {n}"), ls_ours, ls_yard, secs),
+        time_row(format!("stat median @ {n}"), ours_med, yard_med, us),
+        time_row(format!("stat p99 @ {n}"), ours_p99, yard_p99, us),
+    ];
+    if let Some(why) = pt_missing {
+        for r in &mut rows {
+            r.yardstick = format!("{} (passthrough_ll n/a: {why})", r.yardstick);
+        }
+    }
+    rows
+}
