@@ -8,6 +8,7 @@ mod integrity;
 mod jobs;
 mod listing;
 mod persistence;
+mod safety;
 mod sectors;
 mod status;
 mod temp;
