@@ -30,8 +30,38 @@ pub enum Handle {
     },
 }
 
+/// The processes that wrote through a handle, by FUSE lock owner (one per
+/// fd table). A flush is the close of one copy of the fd, and only a
+/// writer's own close decides the outcome: a process that merely holds a
+/// copy (a child forked while the file was open, closing it at exec)
+/// flushes too, maybe in the middle of the writes, and must not apply half
+/// the data.
+#[derive(Default)]
+pub struct Writers {
+    owners: Vec<u64>,
+    /// A write came without an owner, or too many wrote: any flush decides.
+    unknown: bool,
+}
+
+impl Writers {
+    pub fn note(&mut self, owner: Option<u64>) {
+        match owner {
+            Some(o) if self.owners.contains(&o) => {}
+            Some(o) if self.owners.len() < 64 => self.owners.push(o),
+            _ => self.unknown = true,
+        }
+    }
+
+    /// Whether a flush by `owner` decides: it wrote, nothing was written
+    /// yet, or who wrote is not known.
+    pub fn may_decide(&self, owner: u64) -> bool {
+        self.unknown || self.owners.is_empty() || self.owners.contains(&owner)
+    }
+}
+
 pub struct SectorUpload {
     pub writer: SectorWriter,
+    pub writers: Writers,
     pub reference: Reference,
     /// Set by a flush that stored (or definitely refused) the sector; later
     /// flushes report the same outcome until the next write.
@@ -40,6 +70,7 @@ pub struct SectorUpload {
 
 pub struct ContractUpload {
     pub name: String,
+    pub writers: Writers,
     /// `None`: opened without O_TRUNC or O_APPEND, so a write is refused.
     pub edit: Option<ContractEdit>,
     pub snapshot: Vec<u8>,

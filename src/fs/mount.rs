@@ -96,7 +96,7 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
             if let Ok(sig) = signals.wait() {
                 tracing::info!("{sig}: unmounting {}", shown.display());
                 if let Err(e) = unmounter.unmount() {
-                    tracing::error!("cannot unmount {}: {e}", shown.display());
+                    unmount_busy(&shown, e);
                 }
             }
         })
@@ -112,4 +112,47 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
         .map_err(|e| Error::io("the FUSE session failed", e))?;
     tracing::info!("sectorfs unmounted from {}", mountpoint.display());
     Ok(())
+}
+
+/// How long a busy mount is retried before it is detached.
+const BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The unmount on SIGINT/SIGTERM failed with `e`. A mount is often busy
+/// only for a moment (a file still open, a process that forked while it
+/// had one): retry for a while, then detach it (lazy unmount), so the stop
+/// never hangs; the session ends when the last file open in it is closed.
+fn unmount_busy(mountpoint: &Path, e: std::io::Error) {
+    if e.raw_os_error() != Some(libc::EBUSY) {
+        tracing::error!("cannot unmount {}: {e}", mountpoint.display());
+        return;
+    }
+    tracing::warn!(
+        "{} is busy (a file or directory in it is in use); retrying for {}s",
+        mountpoint.display(),
+        BUSY_RETRY.as_secs()
+    );
+    let deadline = std::time::Instant::now() + BUSY_RETRY;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        match nix::mount::umount(mountpoint) {
+            Ok(()) => return,
+            Err(nix::errno::Errno::EBUSY) if std::time::Instant::now() < deadline => {}
+            Err(nix::errno::Errno::EBUSY) => break,
+            // unmounted meanwhile by someone else
+            Err(nix::errno::Errno::EINVAL) => return,
+            Err(e) => {
+                tracing::error!("cannot unmount {}: {e}", mountpoint.display());
+                return;
+            }
+        }
+    }
+    match nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) => tracing::warn!(
+            "{} was still busy after {}s: detached it; sectorfs stops when the last file \
+             open in it is closed",
+            mountpoint.display(),
+            BUSY_RETRY.as_secs()
+        ),
+        Err(e) => tracing::error!("cannot unmount {}: {e}", mountpoint.display()),
+    }
 }

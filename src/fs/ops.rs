@@ -11,7 +11,7 @@ use fuser::{
 };
 use parking_lot::Mutex;
 
-use super::handles::{ContractUpload, Handle, SectorUpload};
+use super::handles::{ContractUpload, Handle, SectorUpload, Writers};
 use super::inode::{MAX_TEMP_HEIGHT, Node};
 use super::sector_writer::SectorWriter;
 use super::{SectorFs, TTL_NONE, control, parse_temp_height};
@@ -45,11 +45,15 @@ impl SectorFs {
 
     /// Stores a sector being written. A flush before any data (the shell
     /// closing a duplicate of the fd) refuses without deciding anything.
-    fn commit_sector(&self, up: &mut SectorUpload) -> Result<(), Errno> {
+    fn commit_sector(&self, up: &mut SectorUpload, owner: u64) -> Result<(), Errno> {
         if let Some(done) = up.outcome {
             return done.map_err(Errno::from_i32);
         }
         let root = up.writer.root;
+        if !up.writers.may_decide(owner) {
+            tracing::debug!(%root, "flush by a process that did not write: left to the writer");
+            return Ok(());
+        }
         if up.writer.is_untouched() {
             tracing::debug!(%root, "flush before any data: nothing stored yet");
             return Err(Errno::EINVAL);
@@ -72,8 +76,8 @@ impl SectorFs {
     /// Applies what was written to a contract since the last flush, in one
     /// transaction. A replace that wrote nothing is applied at release, so a
     /// shell closing a duplicate fd early cannot empty the list.
-    fn commit_contract(&self, up: &mut ContractUpload) -> Result<(), Errno> {
-        if !up.dirty {
+    fn commit_contract(&self, up: &mut ContractUpload, owner: u64) -> Result<(), Errno> {
+        if !up.dirty || !up.writers.may_decide(owner) {
             return up.outcome.unwrap_or(Ok(())).map_err(Errno::from_i32);
         }
         up.dirty = false;
@@ -122,6 +126,7 @@ impl SectorFs {
         self.handles
             .insert(Handle::SectorWrite(Mutex::new(SectorUpload {
                 writer: SectorWriter::new(root),
+                writers: Writers::default(),
                 reference,
                 outcome: None,
             })))
@@ -505,6 +510,7 @@ impl Filesystem for SectorFs {
                 };
                 let up = SectorUpload {
                     writer: SectorWriter::new(s.root),
+                    writers: Writers::default(),
                     reference,
                     outcome: None,
                 };
@@ -528,6 +534,7 @@ impl Filesystem for SectorFs {
                 };
                 let up = ContractUpload {
                     name: c.name,
+                    writers: Writers::default(),
                     edit,
                     snapshot,
                     data: Vec::new(),
@@ -637,6 +644,7 @@ impl Filesystem for SectorFs {
                 };
                 let up = ContractUpload {
                     name: c.name,
+                    writers: Writers::default(),
                     edit: Some(edit),
                     snapshot: Vec::new(),
                     data: Vec::new(),
@@ -727,7 +735,7 @@ impl Filesystem for SectorFs {
         data: &[u8],
         _write_flags: WriteFlags,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let Some(handle) = self.handles.get(fh.0) else {
@@ -738,6 +746,7 @@ impl Filesystem for SectorFs {
                 let mut up = up.lock();
                 let root = up.writer.root;
                 up.outcome = None;
+                up.writers.note(lock_owner.map(|o| o.0));
                 up.writer
                     .write(offset, data)
                     .map_err(|e| self.refuse("write sector", &root, &e))
@@ -745,6 +754,7 @@ impl Filesystem for SectorFs {
             Handle::ContractWrite(up) => {
                 let mut up = up.lock();
                 up.written = true;
+                up.writers.note(lock_owner.map(|o| o.0));
                 up.dirty = true;
                 up.outcome = None;
                 if up.edit == Some(ContractEdit::Append) {
@@ -789,15 +799,15 @@ impl Filesystem for SectorFs {
         _req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
-        _lock_owner: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
         let Some(handle) = self.handles.get(fh.0) else {
             return reply.ok();
         };
         let result = match &*handle {
-            Handle::SectorWrite(up) => self.commit_sector(&mut up.lock()),
-            Handle::ContractWrite(up) => self.commit_contract(&mut up.lock()),
+            Handle::SectorWrite(up) => self.commit_sector(&mut up.lock(), lock_owner.0),
+            Handle::ContractWrite(up) => self.commit_contract(&mut up.lock(), lock_owner.0),
             Handle::Control { node, partial, .. } => self.apply_lines(*node, partial, true),
             Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),
         };

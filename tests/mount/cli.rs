@@ -241,3 +241,38 @@ fn sigint_and_sigterm_unmount_cleanly() {
     }
     assert!(m.log().contains("unmounting"));
 }
+
+/// SIGTERM while a file in the mount is open: the unmount is retried, then
+/// the mount is detached (gone from the tree, open files still served) and
+/// the daemon exits cleanly once the last one is closed.
+#[test]
+fn sigterm_on_a_busy_mount_detaches_it() {
+    use nix::sys::signal::Signal;
+    use std::io::Read;
+    let mut m = Mount::start(&[]);
+    let r = m.put(&sector(950));
+    let mut held = std::fs::File::open(m.sector_path(&r)).unwrap();
+    m.signal(Signal::SIGTERM);
+    let mounted = |m: &Mount| {
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .contains(&m.mnt.display().to_string())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while mounted(&m) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never detached:\n{}",
+            m.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // the open file is still served
+    let mut buf = Vec::new();
+    held.read_to_end(&mut buf).unwrap();
+    assert!(buf == sector(950));
+    drop(held);
+    let status = m.wait_exit();
+    assert!(status.success(), "exited with {status}:\n{}", m.log());
+    assert!(m.log().contains("busy"), "{}", m.log());
+}

@@ -230,3 +230,47 @@ fn rename_replaces_and_rm_frees() {
     let e = std::fs::remove_file(m.path("contracts/c3")).unwrap_err();
     assert_eq!(errno(&e), libc::ENOENT);
 }
+
+/// A process forked while a contract is being written closes its copy of
+/// the fd at exec, which the file system sees as a flush. That flush must
+/// not apply a half-written list: a root dropped from it for a moment would
+/// be freed.
+#[test]
+fn a_forked_process_closing_its_copy_does_not_apply_half_a_list() {
+    let m = Mount::start(&[]);
+    let (a, c) = (m.put(&sector(140)), m.put(&sector(141)));
+    let path = m.path("contracts/k");
+    write_file(&path, list(&[&a, &c]).as_bytes()).unwrap();
+    m.sh_ok(&format!("rm sectors/{c}"));
+    assert_eq!(m.refs(&c), "pin=0 contracts=1 temp=0");
+    let mut f = replace().open(&path).unwrap();
+    f.write_all(list(&[&a]).as_bytes()).unwrap();
+    // fork and exec while the fd is open: the child closes its copy
+    assert!(
+        std::process::Command::new("true")
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(m.read("contracts/k"), list(&[&a, &c]));
+    f.write_all(list(&[&c]).as_bytes()).unwrap();
+    close(f).unwrap();
+    assert_eq!(m.read("contracts/k"), list(&[&a, &c]));
+    assert_eq!(m.refs(&c), "pin=0 contracts=1 temp=0");
+    // the same for a sector: a flush from the child stores nothing early
+    let data = sector(142);
+    let root = sectorfs::merkle::sector_root(&data);
+    let mut f = std::fs::File::create(m.sector_path(&root)).unwrap();
+    f.write_all(&data).unwrap();
+    assert!(
+        std::process::Command::new("true")
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(!m.listed().contains(&root.to_string()));
+    let e = f.write_all(b"x").unwrap_err();
+    assert_eq!(errno(&e), libc::EFBIG);
+    assert_eq!(errno(&close(f).unwrap_err()), libc::EFBIG);
+    assert!(!m.listed().contains(&root.to_string()));
+}
