@@ -9,22 +9,12 @@ use std::sync::{Mutex, OnceLock};
 
 use sectorfs::engine::{ContractEdit, Engine, Options, Placement, RefCounts, Reference};
 use sectorfs::error::Error;
-use sectorfs::merkle::{Root, SECTOR_SIZE, sector_root};
+use sectorfs::merkle::{Root, SECTOR_SIZE};
+
+mod common;
+use common::make_sector;
 
 // ---------------------------------------------------------------- helpers
-
-/// A sector of xorshift noise: distinct per seed, cheap to make.
-fn make_sector(seed: u64) -> (Root, Vec<u8>) {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut data = vec![0u8; SECTOR_SIZE];
-    for word in data.chunks_exact_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        word.copy_from_slice(&x.to_le_bytes());
-    }
-    (sector_root(&data), data)
-}
 
 /// Sectors shared by every test (hashing is the slow part, so each seed is
 /// made once per test binary).

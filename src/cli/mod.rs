@@ -24,35 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Mount the store and serve it in the foreground until SIGINT/SIGTERM.
-    Mount {
-        mountpoint: PathBuf,
-        /// Where the database and default volume live
-        /// [default: $SECTORFS_DATA_DIR, $XDG_DATA_HOME/sectorfs or ~/.local/share/sectorfs]
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// fill-first, round-robin, random, most-free, least-used or weighted-random
-        #[arg(long, default_value = "fill-first")]
-        placement: Placement,
-        /// FUSE worker threads
-        #[arg(long, default_value_t = 4)]
-        threads: usize,
-        /// Let other users use the mount
-        #[arg(long)]
-        allow_other: bool,
-        /// Size of the volume made on first start when there is none (0: none)
-        #[arg(long, default_value = "1GiB")]
-        default_volume: String,
-        /// Verify every sector read from disk against its root
-        #[arg(long)]
-        verify_reads: bool,
-        /// Verify every stored sector once per this long in the background
-        /// (e.g. 7d; off unless given)
-        #[arg(long)]
-        scrub_interval: Option<String>,
-        /// Most MB/s the background scrub reads
-        #[arg(long, default_value_t = 50)]
-        scrub_rate: u64,
-    },
+    Mount(MountArgs),
     /// Print the Merkle root of each 4 MiB file, like b2sum.
     Root {
         #[arg(required = true)]
@@ -124,27 +96,7 @@ pub fn main() -> i32 {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Mount {
-            mountpoint,
-            data_dir,
-            placement,
-            threads,
-            allow_other,
-            default_volume,
-            verify_reads,
-            scrub_interval,
-            scrub_rate,
-        } => run_mount(MountArgs {
-            mountpoint,
-            data_dir,
-            placement,
-            threads,
-            allow_other,
-            default_volume,
-            verify_reads,
-            scrub_interval,
-            scrub_rate,
-        }),
+        Command::Mount(args) => run_mount(args),
         Command::Root { files } => root(&files),
         Command::Put { files, mount, temp } => online::put(&mount, &files, temp),
         Command::Volume { action, mount } => match mount {
@@ -188,15 +140,34 @@ fn default_data_dir() -> Result<PathBuf, String> {
         .ok_or_else(|| "no --data-dir given and neither SECTORFS_DATA_DIR nor HOME is set".into())
 }
 
+#[derive(clap::Args)]
 struct MountArgs {
     mountpoint: PathBuf,
+    /// Where the database and default volume live
+    /// [default: $SECTORFS_DATA_DIR, $XDG_DATA_HOME/sectorfs or ~/.local/share/sectorfs]
+    #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// fill-first, round-robin, random, most-free, least-used or weighted-random
+    #[arg(long, default_value = "fill-first")]
     placement: Placement,
+    /// FUSE worker threads
+    #[arg(long, default_value_t = 4)]
     threads: usize,
+    /// Let other users use the mount
+    #[arg(long)]
     allow_other: bool,
+    /// Size of the volume made on first start when there is none (0: none)
+    #[arg(long, default_value = "1GiB")]
     default_volume: String,
+    /// Verify every sector read from disk against its root
+    #[arg(long)]
     verify_reads: bool,
+    /// Verify every stored sector once per this long in the background
+    /// (e.g. 7d; off unless given)
+    #[arg(long)]
     scrub_interval: Option<String>,
+    /// Most MB/s the background scrub reads
+    #[arg(long, default_value_t = 50)]
     scrub_rate: u64,
 }
 
