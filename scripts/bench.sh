@@ -7,10 +7,11 @@
 #
 # Sections: engine, mount, jobs. Scale with BENCH_SECTORS / BENCH_IO_SECTORS
 # (benches/engine.rs), BENCH_MOUNT_SECTORS / BENCH_MOUNT_WRITE_SECTORS /
-# BENCH_LIST_SECTORS (benches/mount.rs), BENCH_SHRINK_SECTORS (benches/jobs.rs),
-# and BENCH_DIR (where every store is made). Installs what it needs when it is
-# missing (as root, through apt-get): libfuse3-dev and pkg-config, to build
-# libfuse's passthrough_ll example, the FUSE yardstick of the mount section.
+# BENCH_LIST_SECTORS (benches/mount.rs), BENCH_SHRINK_SECTORS /
+# BENCH_SHRINK_ROUNDS (benches/jobs.rs), and BENCH_DIR (where every store is
+# made). Installs what it needs when it is missing (as root, through
+# apt-get): libfuse3-dev and pkg-config, to build libfuse's passthrough_ll
+# example, the FUSE yardstick of the mount section.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
