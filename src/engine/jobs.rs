@@ -604,5 +604,10 @@ fn copy_one(
     let dest =
         dest.ok_or_else(|| CopyError::Destination("the destination volume is unavailable".into()))?;
     dest.write_sector(to_slot, buf)
-        .map_err(|e| CopyError::Destination(e.to_string()))
+        .map_err(|e| CopyError::Destination(e.to_string()))?;
+    // the disk writes this copy while the next ones are made, rather than
+    // the whole batch at its sync; only a hint, so a failure is left to the
+    // sync to report
+    let _ = dest.start_writeback(to_slot);
+    Ok(())
 }
