@@ -96,7 +96,14 @@ pub fn parse_volume_add(line: &str) -> Result<(PathBuf, u64)> {
             short(line)
         )));
     };
-    let path = PathBuf::from(path.trim_end());
+    let path = path.trim_end();
+    if path.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "volume path {:?} contains a control character",
+            short(path)
+        )));
+    }
+    let path = PathBuf::from(path);
     if !path.is_absolute() {
         return Err(Error::Invalid(format!(
             "volume path {} must be absolute",
@@ -250,6 +257,8 @@ mod tests {
         assert!(parse_volume_add("vol.dat 1GiB").is_err());
         assert!(parse_volume_add("/a/../b 1GiB").is_err());
         assert!(parse_volume_add("/a/b").is_err());
+        assert!(parse_volume_add("/a/b\0c 8").is_err());
+        assert!(parse_volume_add("/a/b\x1bc 8").is_err());
         assert!(parse_flag("1\n").unwrap());
         assert!(parse_flag("yes").is_err());
         assert_eq!(parse_height("42\n").unwrap(), 42);

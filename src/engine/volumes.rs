@@ -14,8 +14,12 @@ use super::slots::SlotMap;
 use crate::error::{Error, Result};
 use crate::volume::{SECTOR_BYTES, VolumeFile};
 
-/// The most slots one volume may have: keeps every byte offset in an i64.
-pub const MAX_SLOTS: u64 = (i64::MAX as u64) / SECTOR_BYTES;
+/// The most slots one volume may have: 2^30, a 4 PiB volume. Every slot
+/// costs a bit of memory while the store is open (128 MiB at this size), and
+/// file systems such as tmpfs and XFS accept sparse files up to 8 EiB, whose
+/// bitmap (256 GiB) would abort the daemon at every start.
+pub const MAX_SLOTS: u64 = 1 << 30;
+const _: () = assert!(MAX_SLOTS <= (i64::MAX as u64) / SECTOR_BYTES);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -221,7 +225,7 @@ impl Engine {
         }
         if slots == 0 || slots > MAX_SLOTS {
             return Err(Error::Invalid(format!(
-                "a volume needs between 1 and {MAX_SLOTS} slots, not {slots}"
+                "a volume needs between 1 and {MAX_SLOTS} slots (4 PiB), not {slots}"
             )));
         }
         if path.symlink_metadata().is_ok() {

@@ -81,6 +81,9 @@ pub struct ContractUpload {
     /// Something was written since the last flush applied it.
     pub dirty: bool,
     pub outcome: Option<Result<(), i32>>,
+    /// A write through this handle failed: its data is incomplete, so no
+    /// later flush applies it and the list keeps what it had.
+    pub failed: Option<i32>,
 }
 
 #[derive(Default)]

@@ -24,6 +24,8 @@ const XATTRS: [&str; 3] = [
     "user.sectorfs.slot",
     "user.sectorfs.refs",
 ];
+/// The longest contract list a write may build (about a million roots).
+const MAX_CONTRACT_BYTES: usize = 64 << 20;
 /// Sectors listed per database query while reading `/sectors`.
 const PAGE: usize = 512;
 
@@ -77,6 +79,13 @@ impl SectorFs {
     /// transaction. A replace that wrote nothing is applied at release, so a
     /// shell closing a duplicate fd early cannot empty the list.
     fn commit_contract(&self, up: &mut ContractUpload, owner: u64) -> Result<(), Errno> {
+        if let Some(errno) = up.failed {
+            tracing::warn!(
+                "refused revise contract {}: a write to it failed, so its list is unchanged",
+                up.name
+            );
+            return Err(Errno::from_i32(errno));
+        }
         if !up.dirty || !up.writers.may_decide(owner) {
             return up.outcome.unwrap_or(Ok(())).map_err(Errno::from_i32);
         }
@@ -322,6 +331,38 @@ impl Filesystem for SectorFs {
         }
     }
 
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        tracing::warn!(
+            "refused mknod {name:?}: sectorfs holds sectors, contracts and control files, no \
+             device nodes, fifos or sockets"
+        );
+        reply.error(Errno::EPERM);
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        link_name: &OsStr,
+        target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        tracing::warn!(
+            "refused symlink {link_name:?} -> {target:?}: sectorfs has no symbolic links; \
+             use ln (a hard link) to add a reference to a sector"
+        );
+        reply.error(Errno::EPERM);
+    }
+
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         if node_of(parent) != Ok(Node::TempDir) {
             tracing::warn!("refused rmdir {name:?}: only /temp directories can be removed");
@@ -387,7 +428,14 @@ impl Filesystem for SectorFs {
     ) {
         let (from, to) = match (name_str(name), name_str(newname)) {
             (Ok(a), Ok(b)) => (a, b),
-            _ => return reply.error(Errno::ENOENT),
+            // no stored name is anything but text
+            (Err(e), _) => return reply.error(e),
+            (Ok(a), Err(_)) => {
+                tracing::warn!(
+                    "refused rename {a} to {newname:?}: not UTF-8 text, so not a valid name"
+                );
+                return reply.error(Errno::EINVAL);
+            }
         };
         let (p, np) = (node_of(parent), node_of(newparent));
         let result = if p != np {
@@ -541,6 +589,7 @@ impl Filesystem for SectorFs {
                     written: false,
                     dirty: false,
                     outcome: None,
+                    failed: None,
                 };
                 Ok((Handle::ContractWrite(Mutex::new(up)), direct))
             }
@@ -602,7 +651,12 @@ impl Filesystem for SectorFs {
     ) {
         let (parent, name) = match node_of(parent).and_then(|p| Ok((p, name_str(name)?))) {
             Ok(x) => x,
-            Err(_) => return reply.error(Errno::EINVAL),
+            Err(_) => {
+                tracing::warn!(
+                    "refused create {name:?}: not UTF-8 text, so neither a root nor a contract id"
+                );
+                return reply.error(Errno::EINVAL);
+            }
         };
         let root = || {
             name.parse::<Root>().map_err(|_| {
@@ -651,6 +705,7 @@ impl Filesystem for SectorFs {
                     written: false,
                     dirty: false,
                     outcome: None,
+                    failed: None,
                 };
                 let fh = self.handles.insert(Handle::ContractWrite(Mutex::new(up)));
                 Ok((Node::Contract(c.id), fh))
@@ -757,20 +812,30 @@ impl Filesystem for SectorFs {
                 up.writers.note(lock_owner.map(|o| o.0));
                 up.dirty = true;
                 up.outcome = None;
-                if up.edit == Some(ContractEdit::Append) {
-                    up.data.extend_from_slice(data);
-                    Ok(())
+                let append = up.edit == Some(ContractEdit::Append);
+                let (start, end) = if append {
+                    (up.data.len(), up.data.len().saturating_add(data.len()))
                 } else {
-                    let end = offset as usize + data.len();
-                    if end > 64 << 20 {
-                        Err(Errno::EFBIG)
-                    } else {
-                        if up.data.len() < end {
-                            up.data.resize(end, 0);
-                        }
-                        up.data[offset as usize..end].copy_from_slice(data);
-                        Ok(())
+                    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+                    (start, start.saturating_add(data.len()))
+                };
+                if let Some(errno) = up.failed {
+                    Err(Errno::from_i32(errno))
+                } else if end > MAX_CONTRACT_BYTES {
+                    // sticky: a list with a hole must never be applied
+                    up.failed = Some(libc::EFBIG);
+                    tracing::warn!(
+                        "refused write to contract {}: a list is at most {MAX_CONTRACT_BYTES} \
+                         bytes; the revision will not apply",
+                        up.name
+                    );
+                    Err(Errno::EFBIG)
+                } else {
+                    if up.data.len() < end {
+                        up.data.resize(end, 0);
                     }
+                    up.data[start..end].copy_from_slice(data);
+                    Ok(())
                 }
             }
             Handle::Control { node, partial, .. } => {

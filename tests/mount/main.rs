@@ -4,6 +4,7 @@ mod cli;
 mod concurrency;
 mod contracts;
 mod harness;
+mod hostile;
 mod integrity;
 mod jobs;
 mod listing;
