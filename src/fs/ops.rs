@@ -63,7 +63,7 @@ impl SectorFs {
         let stored = up
             .writer
             .finish()
-            .and_then(|data| self.engine.write_verified(&root, data, up.reference));
+            .and_then(|data| self.engine.write_sector(&root, data, up.reference));
         let outcome = match stored {
             Ok(s) => {
                 tracing::debug!(%root, new = s.new, "sector stored");
