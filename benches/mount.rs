@@ -18,6 +18,8 @@
 //! - `BENCH_MOUNT_SECTORS`: sectors read (default 128);
 //! - `BENCH_MOUNT_WRITE_SECTORS`: sectors written per pass (default 64);
 //! - `BENCH_LIST_SECTORS`: sectors for `ls` and `stat` (default 100,000);
+//! - `BENCH_MOUNT_PASSES`: passes of each measurement, the best kept
+//!   (default 5);
 //! - `BENCH_PASSTHROUGH_LL`: path of a built `passthrough_ll`
 //!   (scripts/bench.sh builds it); `BENCH_PASSTHROUGH_LL_MISSING`: why
 //!   there is none (printed in its rows);
@@ -38,7 +40,6 @@ use sectorfs::engine::{Engine, Options, Placement, Reference};
 use sectorfs::merkle::{Root, SECTOR_SIZE, sector_root};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sectorfs");
-const PASSES: usize = 3;
 
 fn options() -> Options {
     Options {
@@ -237,6 +238,7 @@ fn main() {
     let w = (env_u64("BENCH_MOUNT_WRITE_SECTORS", 64).max(2) as usize) & !1;
     let list_n = env_u64("BENCH_LIST_SECTORS", 100_000).max(1);
     let passthrough = passthrough_bin();
+    let passes = env_u64("BENCH_MOUNT_PASSES", 5).max(1) as usize;
     let mut rows = Vec::new();
 
     let scratch = tempdir();
@@ -284,7 +286,7 @@ fn main() {
     let log = dir.join("sectorfs.log");
 
     // --- writes: engine in-process vs cp through the mount, 1 and 2 writers
-    eprintln!("writing {w} sectors, {PASSES} passes...");
+    eprintln!("writing {w} sectors, {passes} passes...");
     let edir = dir.join("engine-data");
     let engine = Engine::open(&edir, options()).unwrap();
     engine
@@ -293,7 +295,7 @@ fn main() {
     let mut mounted = Daemon::sectorfs(&data, &mnt, &log);
     let (mut engine_best, mut one_best, mut two_best) =
         (Duration::MAX, Duration::MAX, Duration::MAX);
-    for _ in 0..PASSES {
+    for _ in 0..passes {
         // interleaved, so all three see the same machine
         for (r, _) in write_set {
             if engine.lookup(r).unwrap().is_some() {
@@ -339,7 +341,7 @@ fn main() {
     ));
 
     // --- reads: plain file, passthrough_ll, sectorfs cold and warm --------
-    eprintln!("reading {n} sectors, {PASSES} passes...");
+    eprintln!("reading {n} sectors, {passes} passes...");
     let read_bytes = n * SECTOR_SIZE;
     let mut buf = vec![0u8; SECTOR_SIZE];
     let sector_files: Vec<PathBuf> = read_set
@@ -352,7 +354,7 @@ fn main() {
     read_range(&vol_path, n, &mut buf); // the volume file in the page cache
     let (mut plain, mut cold, mut warm, mut through) =
         (Duration::MAX, Duration::MAX, Duration::MAX, Duration::MAX);
-    for _ in 0..PASSES {
+    for _ in 0..passes {
         // a remount drops the kernel's cache of every sector file
         mounted.stop();
         mounted = Daemon::sectorfs(&data, &mnt, &log);
@@ -397,12 +399,12 @@ fn main() {
     drop(mounted);
 
     // --- ls and stat at 100,000 sectors ---------------------------------
-    rows.extend(listing(dir, list_n, &passthrough_bin()));
+    rows.extend(listing(dir, list_n, &passthrough_bin(), passes));
 
     print_table(&rows);
     println!(
-        "({n} sectors read, 4 MiB reads, best of {PASSES}; {w} sectors written per pass, \
-         best of {PASSES}; speed ratios for ls and stat are yardstick time / our time; \
+        "({n} sectors read, 4 MiB reads, best of {passes}; {w} sectors written per pass, \
+         best of {passes}; speed ratios for ls and stat are yardstick time / our time; \
          issue 3 sets no target for them)"
     );
 }
@@ -410,7 +412,12 @@ fn main() {
 /// `ls /sectors | wc -l` and `stat` of random sectors with `count` stored
 /// (recorded without data), beside a plain directory of `count` files with
 /// the same names served by `passthrough_ll` (or read directly without it).
-fn listing(dir: &Path, count: u64, passthrough: &Result<PathBuf, String>) -> Vec<Row> {
+fn listing(
+    dir: &Path,
+    count: u64,
+    passthrough: &Result<PathBuf, String>,
+    passes: usize,
+) -> Vec<Row> {
     let n = fmt_count(count);
     eprintln!("recording {n} synthetic sectors...");
     let data = dir.join("list-data");
@@ -470,7 +477,7 @@ fn listing(dir: &Path, count: u64, passthrough: &Result<PathBuf, String>) -> Vec
         took
     };
     let (mut ls_ours, mut ls_yard) = (Duration::MAX, Duration::MAX);
-    for _ in 0..PASSES {
+    for _ in 0..passes {
         ls_ours = ls_ours.min(ls(&mnt.join("sectors")));
         ls_yard = ls_yard.min(ls(&yard_dir));
     }

@@ -7,7 +7,7 @@
 #
 # Sections: engine, mount, jobs. Scale with BENCH_SECTORS / BENCH_IO_SECTORS
 # (benches/engine.rs), BENCH_MOUNT_SECTORS / BENCH_MOUNT_WRITE_SECTORS /
-# BENCH_LIST_SECTORS (benches/mount.rs), BENCH_SHRINK_SECTORS /
+# BENCH_LIST_SECTORS / BENCH_MOUNT_PASSES (benches/mount.rs), BENCH_SHRINK_SECTORS /
 # BENCH_SHRINK_ROUNDS (benches/jobs.rs), and BENCH_DIR (where every store is
 # made). Installs what it needs when it is missing (as root, through
 # apt-get): libfuse3-dev and pkg-config, to build libfuse's passthrough_ll
