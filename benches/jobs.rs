@@ -135,7 +135,7 @@ fn main() {
     let failed = AtomicU64::new(0);
     let (mut shrink_time, mut dd_time) = (Duration::MAX, Duration::MAX);
     let (mut idle, mut during) = (Vec::new(), Vec::new());
-    let mut dd_each = Vec::new();
+    let mut each = Vec::new();
     let mut last = None;
     for round in 0..rounds {
         eprintln!("round {}/{rounds}: writing {n} sectors...", round + 1);
@@ -185,7 +185,7 @@ fn main() {
         );
         // the moved sectors are slots 0..n now
         let after = dd(&vol_path, &copy, n, 0);
-        dd_each.extend([before, after]);
+        each.push((before, took, after));
         shrink_time = shrink_time.min(took);
         dd_time = dd_time.min(before).min(after);
         during.extend(lat);
@@ -259,17 +259,21 @@ fn main() {
     drop(engine);
 
     print_table(&rows);
-    let dd_list: Vec<String> = dd_each
+    let rounds_list: Vec<String> = each
         .iter()
-        .map(|d| format!("{:.0}", mbs(bytes, *d)))
+        .map(|(b, s, a)| {
+            let [b, s, a] = [b, s, a].map(|d| mbs(bytes, *d));
+            format!("{b:.0}/{s:.0}/{a:.0}")
+        })
         .collect();
     println!(
         "(shrink: {n} sectors from slots {n}..{} into 0..{n} of the same volume, until the \
-         file is cut; best of {rounds} rounds, each between two dd copies of the same bytes \
-         (MB/s: {}); reader: whole sectors, {} ms pause, {reads} reads during the shrinks; \
-         check: page cache warm, best of 3)",
+         file is cut; best of {rounds} rounds, each between two dd copies of the same bytes, \
+         the yardstick the best of all dd copies (MB/s, dd/shrink/dd: {}); reader: whole \
+         sectors, {} ms pause, {reads} reads during the shrinks; check: page cache warm, best \
+         of 3)",
         2 * n,
-        dd_list.join(", "),
+        rounds_list.join(", "),
         pause.as_millis()
     );
 }
