@@ -9,6 +9,7 @@ if [ "$(id -u)" = 0 ]; then
   need=()
   command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
   command -v getfattr >/dev/null 2>&1 || need+=(attr)
+  command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]}"
     apt-get update -qq

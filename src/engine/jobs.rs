@@ -454,6 +454,21 @@ impl JobRun<'_> {
                 }
                 Err(why) => {
                     e.discard_slot(*vol, *slot);
+                    // freed since the batch was listed: its slot may be
+                    // punched already, which is no sign of damage
+                    let still_here = e
+                        .meta
+                        .sector_by_id(s.id)?
+                        .is_some_and(|now| (now.volume_id, now.slot) == (id, s.slot));
+                    if !still_here {
+                        tracing::debug!(
+                            volume = id,
+                            slot = s.slot,
+                            "sector {} was freed while it was moved",
+                            s.root
+                        );
+                        continue;
+                    }
                     if matches!(why, CopyError::Corrupt) {
                         bump(&self.volume.stats.corrupt);
                     } else {

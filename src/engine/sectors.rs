@@ -186,12 +186,22 @@ impl Engine {
 
     fn note_write_error(&self, volume: &super::Volume, e: &Error) {
         bump(&volume.stats.write_errors);
-        self.note_io_error(volume, &e.to_string());
+        // A full file system is no failing device: the volume keeps serving
+        // its sectors, and takes new ones again once there is room.
+        let full = matches!(e.errno(), libc::ENOSPC | libc::EDQUOT);
+        if !full {
+            self.note_io_error(volume, &e.to_string());
+        }
+        let what = if full {
+            "the file system holding it is full, new sectors go elsewhere"
+        } else {
+            "had write errors"
+        };
         self.alerts.raise(
             &format!("volume-write-errors-{}", volume.id),
             Severity::Warning,
             format!(
-                "volume {} ({}) had write errors ({} so far); last: {e}",
+                "volume {} ({}) {what} ({} write errors so far); last: {e}",
                 volume.id,
                 volume.path.display(),
                 volume.stats.snapshot().write_errors

@@ -17,7 +17,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
-use crate::error::{DbContext, Result};
+use crate::error::{DbContext, Error, Result};
 use crate::merkle::Root;
 
 pub use jobs::{JobKind, JobRow, Move};
@@ -126,11 +126,40 @@ impl Meta {
     /// commits; any error rolls everything back.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
         let mut conn = self.writer.lock();
-        let tx = Transaction::new(&mut conn, TransactionBehavior::Immediate)
-            .ctx("starting a transaction")?;
-        let out = f(&tx)?;
-        tx.commit().ctx("committing a transaction")?;
-        Ok(out)
+        let out = (|| {
+            let tx = Transaction::new(&mut conn, TransactionBehavior::Immediate)
+                .ctx("starting a transaction")?;
+            let out = f(&tx)?;
+            tx.commit().ctx("committing a transaction")?;
+            Ok(out)
+        })();
+        out.map_err(|e| self.explain(&conn, e))
+    }
+
+    /// A write that failed because the database's file system turned
+    /// read-only says so, with `EROFS`, rather than SQLite's "disk I/O
+    /// error".
+    fn explain(&self, conn: &Connection, e: Error) -> Error {
+        let Error::Db { context, source } = e else {
+            return e;
+        };
+        let io = matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::ReadOnly)
+        );
+        // SAFETY: the handle of a connection this thread holds the lock of.
+        let os = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+        if io && os == libc::EROFS {
+            return Error::Io {
+                context: format!(
+                    "the metadata database {} cannot be written, its file system is read-only \
+                     ({context}: {source}); reads go on",
+                    self.path.display()
+                ),
+                source: std::io::Error::from_raw_os_error(libc::EROFS),
+            };
+        }
+        Error::Db { context, source }
     }
 
     /// Runs `f` on a pooled read connection.

@@ -148,7 +148,7 @@ fn a_file_removed_while_mounted_takes_the_volume_out_of_service() {
 }
 
 #[test]
-fn a_volume_on_a_full_file_system_fails_over_and_goes_unavailable() {
+fn a_volume_on_a_full_file_system_fails_over_and_keeps_serving_reads() {
     let m = Mount::start(&["--default-volume", "0"]);
     let small = m.scratch().join("small");
     std::fs::create_dir(&small).unwrap();
@@ -176,13 +176,15 @@ fn a_volume_on_a_full_file_system_fails_over_and_goes_unavailable() {
     )
     .unwrap();
     // 10 MiB holds two sectors; every write still succeeds, elsewhere
-    for i in 0..7 {
-        m.put(&sector(800 + i));
-    }
+    let roots: Vec<Root> = (0..7).map(|i| m.put(&sector(800 + i))).collect();
     let stats = m.read("volumes/1/stats");
     assert!(!stats.contains("write_errors 0"), "{stats}");
-    assert_eq!(m.read("volumes/1/state"), "unavailable\n");
+    // a full file system is no failing disk: what is there is still served
+    assert_eq!(m.read("volumes/1/state"), "ready\n");
     assert_eq!(m.used(1) + m.used(2), 7);
+    for (i, r) in roots.iter().enumerate() {
+        assert!(std::fs::read(m.sector_path(r)).unwrap() == sector(800 + i as u64));
+    }
     assert!(
         m.read("metrics")
             .contains("sectorfs_write_errors_total{volume=\"1\"}")

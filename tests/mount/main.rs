@@ -3,6 +3,7 @@
 mod cli;
 mod concurrency;
 mod contracts;
+mod faults;
 mod harness;
 mod hostile;
 mod integrity;
