@@ -208,6 +208,11 @@ impl Mount {
         self.mount();
     }
 
+    /// The daemon's process id while it runs (for /proc/<pid>/status).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
     }

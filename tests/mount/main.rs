@@ -12,6 +12,7 @@ mod listing;
 mod persistence;
 mod safety;
 mod sectors;
+mod soak;
 mod status;
 mod temp;
 mod volumes;
