@@ -73,6 +73,24 @@ impl Engine {
         self.meta.temp_heights()
     }
 
+    /// Makes `/temp/<height>`, durably: an empty one survives a restart.
+    pub fn make_temp_dir(&self, height: u64) -> Result<()> {
+        self.meta.make_temp_dir(height)
+    }
+
+    pub fn remove_temp_dir(&self, height: u64) -> Result<()> {
+        self.meta.remove_temp_dir(height)
+    }
+
+    pub fn temp_dir_exists(&self, height: u64) -> Result<bool> {
+        self.meta.temp_dir_exists(height)
+    }
+
+    /// Every `/temp/<height>` directory above the current height.
+    pub fn temp_dirs(&self) -> Result<Vec<u64>> {
+        self.meta.temp_dirs()
+    }
+
     pub fn temp_roots(&self, expiration: u64) -> Result<Vec<(i64, Root)>> {
         self.meta.temp_roots(expiration)
     }

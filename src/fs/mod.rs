@@ -7,7 +7,6 @@ mod inode;
 mod ops;
 mod sector_writer;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,9 +34,6 @@ pub struct SectorFs {
     engine: Arc<Engine>,
     mountpoint: PathBuf,
     handles: Handles,
-    /// `/temp/<height>` directories made or seen in this mount; heights with
-    /// entries are listed from the database as well.
-    temp_dirs: Mutex<BTreeSet<u64>>,
     /// `/temp/<height>` a sector was last looked up in, per (sector id,
     /// thread): FUSE opens an inode, not a path, and a sector has one inode
     /// wherever it is linked, so this tells a rewrite of
@@ -55,7 +51,6 @@ impl SectorFs {
             engine,
             mountpoint: mountpoint.to_path_buf(),
             handles: Handles::default(),
-            temp_dirs: Mutex::new(BTreeSet::new()),
             temp_lookups: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(4096).expect("non-zero"),
             )),
@@ -160,22 +155,16 @@ impl SectorFs {
         })
     }
 
+    /// `/temp/<height>` directories live in the database (made ones too,
+    /// so an empty one survives a restart): above the current height, and
+    /// made with mkdir or holding entries.
     fn temp_dir_exists(&self, h: u64) -> Result<bool> {
-        if self.temp_dirs.lock().contains(&h) {
-            return Ok(h > self.engine.height()?);
-        }
-        Ok(!self.engine.temp_roots(h)?.is_empty())
+        self.engine.temp_dir_exists(h)
     }
 
-    /// Every `/temp/<height>` directory: made here or holding entries,
-    /// above the current height.
+    /// Every `/temp/<height>` directory, ascending.
     fn temp_heights(&self) -> Result<Vec<u64>> {
-        let height = self.engine.height()?;
-        let mut all: BTreeSet<u64> = self.engine.temp_heights()?.into_iter().collect();
-        let mut dirs = self.temp_dirs.lock();
-        dirs.retain(|h| *h > height);
-        all.extend(dirs.iter().copied());
-        Ok(all.into_iter().collect())
+        self.engine.temp_dirs()
     }
 
     /// The child `name` of directory `parent`.

@@ -312,19 +312,9 @@ impl Filesystem for SectorFs {
         let made = name_str(name)
             .map_err(|_| Error::Invalid("a temp directory name must be a height".into()))
             .and_then(parse_temp_height)
-            .and_then(|h| {
-                let current = self.engine.height()?;
-                if h <= current {
-                    return Err(Error::Invalid(format!(
-                        "temp entries must expire above the current height {current}, not at {h}"
-                    )));
-                }
-                if self.temp_dir_exists(h)? {
-                    return Err(Error::Exists(format!("/temp/{h} already exists")));
-                }
-                self.temp_dirs.lock().insert(h);
-                Ok(h)
-            });
+            // durable, like any call that returns success: an empty
+            // directory survives a restart
+            .and_then(|h| self.engine.make_temp_dir(h).map(|()| h));
         match made {
             Ok(h) => self.entry(Node::TempHeight(h), reply),
             Err(e) => reply.error(self.refuse("mkdir", &format_args!("/temp/{name:?}"), &e)),
@@ -371,15 +361,7 @@ impl Filesystem for SectorFs {
         let result = name_str(name)
             .map_err(|_| Error::NotFound("no such directory".into()))
             .and_then(|n| parse_temp_height(n).map_err(|_| Error::NotFound(n.to_string())))
-            .and_then(|h| {
-                if !self.engine.temp_roots(h)?.is_empty() {
-                    return Err(Error::Busy(format!("/temp/{h} still has entries")));
-                }
-                if !self.temp_dirs.lock().remove(&h) {
-                    return Err(Error::NotFound(format!("/temp/{h} does not exist")));
-                }
-                Ok(())
-            });
+            .and_then(|h| self.engine.remove_temp_dir(h));
         match result {
             Ok(()) => reply.ok(),
             Err(Error::Busy(m)) => {
@@ -402,12 +384,8 @@ impl Filesystem for SectorFs {
         let result = match parent {
             Node::SectorsDir => root().and_then(|r| self.engine.unpin(&r)),
             Node::ContractsDir => self.engine.delete_contract(name),
-            Node::TempHeight(h) => root().and_then(|r| {
-                self.engine.remove_temp(h, &r)?;
-                // the directory stays, as it would on any file system
-                self.temp_dirs.lock().insert(h);
-                Ok(())
-            }),
+            // the directory stays, as it would on any file system
+            Node::TempHeight(h) => root().and_then(|r| self.engine.remove_temp(h, &r)),
             _ => Err(Error::NotPermitted(format!("{name} cannot be removed"))),
         };
         match result {

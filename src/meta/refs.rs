@@ -226,7 +226,77 @@ impl Meta {
                     "sector {root} has no temp entry at height {expiration}"
                 )));
             }
+            // the directory stays, as it would on any file system
+            tx.prepare_cached("INSERT OR IGNORE INTO temp_dirs (height) VALUES (?1)")
+                .and_then(|mut s| s.execute([expiration as i64]))
+                .ctx("keeping a temp directory")?;
             free_unreferenced(tx, &[sector.id])
+        })
+    }
+
+    /// Makes the directory `/temp/<height>`: `EINVAL` unless the height is
+    /// above the current one, `EEXIST` if it is there already.
+    pub fn make_temp_dir(&self, height: u64) -> Result<()> {
+        self.write(|tx| {
+            let current = height_in(tx)?;
+            if height <= current || height > i64::MAX as u64 {
+                return Err(Error::Invalid(format!(
+                    "temp entries must expire above the current height {current}, not at {height}"
+                )));
+            }
+            if temp_dir_in(tx, height)? {
+                return Err(Error::Exists(format!("/temp/{height} already exists")));
+            }
+            tx.prepare_cached("INSERT INTO temp_dirs (height) VALUES (?1)")
+                .and_then(|mut s| s.execute([height as i64]))
+                .ctx("making a temp directory")?;
+            Ok(())
+        })
+    }
+
+    /// Removes the empty directory `/temp/<height>`: `EBUSY` if it has
+    /// entries, `ENOENT` if there is no such directory.
+    pub fn remove_temp_dir(&self, height: u64) -> Result<()> {
+        self.write(|tx| {
+            let entries: i64 = tx
+                .prepare_cached("SELECT count(*) FROM temp_entries WHERE expiration = ?1")
+                .and_then(|mut s| s.query_row([height as i64], |r| r.get(0)))
+                .ctx("counting temp entries")?;
+            if entries > 0 {
+                return Err(Error::Busy(format!("/temp/{height} still has entries")));
+            }
+            let removed = tx
+                .prepare_cached("DELETE FROM temp_dirs WHERE height = ?1")
+                .and_then(|mut s| s.execute([height as i64]))
+                .ctx("removing a temp directory")?;
+            if removed == 0 || height <= height_in(tx)? {
+                return Err(Error::NotFound(format!("/temp/{height} does not exist")));
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether `/temp/<height>` exists: above the current height, and made
+    /// or holding entries.
+    pub fn temp_dir_exists(&self, height: u64) -> Result<bool> {
+        self.read(|c| Ok(height > height_in(c)? && temp_dir_in(c, height)?))
+    }
+
+    /// Every `/temp/<height>` directory (made, or holding entries), ascending.
+    pub fn temp_dirs(&self) -> Result<Vec<u64>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT height FROM temp_dirs WHERE height > ?1 \
+                     UNION SELECT expiration FROM temp_entries WHERE expiration > ?1 ORDER BY 1",
+                )
+                .ctx("listing temp directories")?;
+            stmt.query_map([height_in(c)? as i64], |r| {
+                r.get::<_, i64>(0).map(|h| h as u64)
+            })
+            .ctx("listing temp directories")?
+            .collect::<rusqlite::Result<_>>()
+            .ctx("listing temp directories")
         })
     }
 
@@ -281,6 +351,8 @@ impl Meta {
                 [height as i64],
             )
             .ctx("setting the height")?;
+            tx.execute("DELETE FROM temp_dirs WHERE height <= ?1", [height as i64])
+                .ctx("dropping expired temp directories")?;
             let expired: Vec<i64> = {
                 let mut stmt = tx
                     .prepare_cached(
@@ -336,6 +408,16 @@ fn contract_of(r: &rusqlite::Row) -> rusqlite::Result<ContractRow> {
         name: r.get(1)?,
         entries: r.get::<_, i64>(2)? as u64,
     })
+}
+
+/// Whether `/temp/<height>` was made or holds entries (expired or not).
+fn temp_dir_in(c: &Connection, height: u64) -> Result<bool> {
+    c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM temp_dirs WHERE height = ?1) \
+         OR EXISTS (SELECT 1 FROM temp_entries WHERE expiration = ?1)",
+    )
+    .and_then(|mut s| s.query_row([height as i64], |r| r.get(0)))
+    .ctx("looking up a temp directory")
 }
 
 pub(super) fn height_in(c: &Connection) -> Result<u64> {

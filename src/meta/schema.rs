@@ -76,6 +76,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE sectors ADD COLUMN checked_at INTEGER;
     INSERT INTO settings (key, value) VALUES ('scrub_cursor', 0);
     "#,
+    // 4: `/temp/<height>` directories made with mkdir (or emptied by rm),
+    // so an empty one survives a restart like any directory. A height with
+    // temp entries is a directory whether or not it has a row here.
+    r#"
+    CREATE TABLE temp_dirs (
+        height  INTEGER PRIMARY KEY
+    );
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -9,6 +9,7 @@ mod hostile;
 mod integrity;
 mod jobs;
 mod listing;
+mod model;
 mod persistence;
 mod safety;
 mod sectors;
