@@ -16,27 +16,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::harness::{BIN, Mount, errno, sector, write_file, write_with};
+use super::harness::{Mount, Rng, errno, offline_check, sector, write_file, write_with};
 use sectorfs::merkle::{Root, sector_root};
-
-/// xorshift64: deterministic and seedable.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// One call of a table of calls that must fail.
 type Call<'a> = Box<dyn Fn() -> std::io::Result<()> + 'a>;
@@ -59,21 +40,6 @@ fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `sectorfs check --data-dir` on a stopped store must find it clean.
-fn offline_check(m: &Mount, when: &str) {
-    let out = Command::new(BIN)
-        .args(["check", "--data-dir"])
-        .arg(&m.data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "offline check {when}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Reads a file past the kernel's page cache: the daemon serves it.

@@ -421,3 +421,43 @@ pub fn xattr_names(path: &Path) -> std::io::Result<Vec<String>> {
 pub fn unstored_root(seed: u64) -> Root {
     sector_root(&sector(seed))
 }
+
+/// xorshift64: deterministic and seedable, for reproducible random tests.
+#[derive(Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// `sectorfs check --data-dir` on a stopped store must find it clean.
+pub fn offline_check(m: &Mount, when: &str) {
+    let out = Command::new(BIN)
+        .args(["check", "--data-dir"])
+        .arg(&m.data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "offline check {when}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

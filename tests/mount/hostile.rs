@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::harness::{Mount, close, errno, sector, unstored_root, write_file};
+use super::harness::{Mount, Rng, close, errno, sector, unstored_root, write_file};
 use sectorfs::engine::MAX_SLOTS;
 use sectorfs::merkle::{Root, SECTOR_SIZE, sector_root};
 
@@ -28,30 +28,6 @@ const MIB: usize = 1 << 20;
 type Op<'a> = Box<dyn Fn() -> std::io::Result<()> + 'a>;
 /// Larger than any temp height (2^62 - 1).
 const TEMP_HEIGHT_TOO_BIG: &str = "4611686018427387904";
-
-/// xorshift64: deterministic and seedable.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
 
 fn random_count() -> usize {
     std::env::var("SECTORFS_HOSTILE_RANDOM")

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::harness::{Mount, errno, sector};
+use super::harness::{Mount, errno, offline_check, sector};
 use sectorfs::engine::{Engine, Options, Reference};
 use sectorfs::merkle::{Root, sector_root};
 
@@ -143,15 +143,6 @@ fn sigkill_during_a_shrink_and_a_removal_then_remount() {
             "round {round}: slots leaked or shared"
         );
         m.unmount();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sectorfs"))
-            .args(["check", "--data-dir"])
-            .arg(&m.data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "round {round}: offline check: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        offline_check(&m, &format!("round {round}"));
     }
 }

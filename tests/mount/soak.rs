@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::harness::{BIN, Mount, sector, write_file, write_with};
+use super::harness::{BIN, Mount, Rng, sector, write_file, write_with};
 use sectorfs::merkle::{Root, SECTOR_SIZE, sector_root};
 
 /// Sectors pinned at the start and never dropped: what readers read.
@@ -33,24 +33,6 @@ fn soak_secs() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20)
-}
-
-/// xorshift64: deterministic and seedable.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 /// The daemon's resident memory in KiB.
