@@ -246,24 +246,27 @@ impl Engine {
     pub(crate) fn note_corrupt(&self, v: &Volume, s: &SectorRow) {
         bump(&v.stats.corrupt);
         self.corrupt.lock().insert(s.id);
-        self.alerts.raise(
-            &format!("corrupt-{}", s.root),
-            Severity::Error,
-            format!(
-                "sector {} in volume {} slot {} is corrupt: its data no longer hashes to its root",
-                s.root, v.id, s.slot
-            ),
-            serde_json::json!({"root": s.root.to_string(), "volume": v.id, "slot": s.slot}),
+        self.sector_alert(
+            "corrupt",
+            v,
+            s,
+            "is corrupt: its data no longer hashes to its root",
         );
     }
 
     fn note_unreadable(&self, v: &Volume, s: &SectorRow, why: &str) {
         bump(&v.stats.read_errors);
+        self.sector_alert("unreadable", v, s, &format!("cannot be read: {why}"));
+    }
+
+    /// An error alert about one sector, keyed `<kind>-<root>`, naming its
+    /// root, volume and slot.
+    fn sector_alert(&self, kind: &str, v: &Volume, s: &SectorRow, what: &str) {
         self.alerts.raise(
-            &format!("unreadable-{}", s.root),
+            &format!("{kind}-{}", s.root),
             Severity::Error,
             format!(
-                "sector {} in volume {} slot {} cannot be read: {why}",
+                "sector {} in volume {} slot {} {what}",
                 s.root, v.id, s.slot
             ),
             serde_json::json!({"root": s.root.to_string(), "volume": v.id, "slot": s.slot}),
