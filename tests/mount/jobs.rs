@@ -146,3 +146,45 @@ fn sigkill_during_a_shrink_and_a_removal_then_remount() {
         offline_check(&m, &format!("round {round}"));
     }
 }
+
+#[test]
+fn resize_and_remove_through_the_command_line() {
+    let mut sectors = HashMap::new();
+    let m = Mount::start_with(&["--default-volume", "0"], |data| {
+        sectors = prefill(data, 16, 6, 300);
+    });
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sectorfs"))
+            .args(args)
+            .arg("--mount")
+            .arg(&m.mnt)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["volume", "resize", "1", "32MiB"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_state(&m, 1, 60);
+    assert_eq!(m.read("volumes/1/slots"), "8\n");
+    // refused with a sentence, not a bare errno
+    let out = cli(&["volume", "resize", "1", "3MiB"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a whole number of 4 MiB sectors"), "{err}");
+    assert_eq!(m.read("volumes/1/slots"), "8\n");
+    let out = cli(&["volume", "remove", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while m.path("volumes/1").exists() {
+        assert!(Instant::now() < deadline, "volume 1 was not removed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_all_read_back(&m, &sectors);
+}
