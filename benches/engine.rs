@@ -9,95 +9,22 @@
 //! - `BENCH_DIR`: where the stores are made (default: the system temp dir).
 
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sectorfs::engine::{Engine, Options, Placement, Reference};
 use sectorfs::merkle::{Root, SECTOR_SIZE, sector_root};
 
-const MB: f64 = 1e6;
+mod common;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn make_sector(seed: u64) -> Vec<u8> {
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut data = vec![0u8; SECTOR_SIZE];
-    for word in data.chunks_exact_mut(8) {
-        word.copy_from_slice(&rng.next().to_le_bytes());
-    }
-    data
-}
-
-/// Fastest of `passes` runs of `f`: the machine is shared, so the best run
-/// is the one least disturbed by others.
-fn best(passes: usize, mut f: impl FnMut() -> Duration) -> Duration {
-    (0..passes).map(|_| f()).min().unwrap()
-}
-
-fn mbs(bytes: usize, d: Duration) -> f64 {
-    bytes as f64 / MB / d.as_secs_f64()
-}
-
-fn tempdir() -> tempfile::TempDir {
-    match std::env::var_os("BENCH_DIR") {
-        Some(d) => tempfile::tempdir_in(PathBuf::from(d)).unwrap(),
-        None => tempfile::tempdir().unwrap(),
-    }
-}
+use common::{
+    Rng, best, env_u64, fmt_count, limit_row, make_sector, mbs, print_table, ratio_row, tempdir,
+};
 
 fn options() -> Options {
     Options {
         placement: Placement::FillFirst,
         default_volume_slots: 0,
         ..Options::default()
-    }
-}
-
-struct Row {
-    what: String,
-    figure: String,
-    yardstick: String,
-    ratio: String,
-    target: String,
-    met: bool,
-}
-
-fn ratio_row(what: &str, a: f64, yard_name: &str, b: f64, target: f64) -> Row {
-    let r = a / b;
-    Row {
-        what: what.into(),
-        figure: format!("{a:.0} MB/s"),
-        yardstick: format!("{yard_name} {b:.0} MB/s"),
-        ratio: format!("{r:.3}x"),
-        target: format!(">= {target}x"),
-        met: r >= target,
-    }
-}
-
-fn limit_row(what: &str, figure: String, value: f64, limit: f64, target: String) -> Row {
-    Row {
-        what: what.into(),
-        figure,
-        yardstick: "-".into(),
-        ratio: "-".into(),
-        target,
-        met: value <= limit,
     }
 }
 
@@ -285,59 +212,4 @@ fn main() {
          transaction; lookups: {lookups} random roots)",
         insert_time.as_secs_f64()
     );
-}
-
-fn fmt_count(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn print_table(rows: &[Row]) {
-    let head = ["what", "figure", "yardstick", "ratio", "target", "met"];
-    let cells: Vec<[String; 6]> = rows
-        .iter()
-        .map(|r| {
-            [
-                r.what.clone(),
-                r.figure.clone(),
-                r.yardstick.clone(),
-                r.ratio.clone(),
-                r.target.clone(),
-                if r.target == "-" {
-                    "-".into()
-                } else if r.met {
-                    "yes".into()
-                } else {
-                    "NO".into()
-                },
-            ]
-        })
-        .collect();
-    let mut width = head.map(str::len);
-    for row in &cells {
-        for (w, c) in width.iter_mut().zip(row) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let line = |row: &[String]| {
-        let padded: Vec<String> = row
-            .iter()
-            .zip(width)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("| {} |", padded.join(" | "));
-    };
-    line(&head.map(String::from));
-    let rule: Vec<String> = width.iter().map(|&w| "-".repeat(w)).collect();
-    println!("|-{}-|", rule.join("-|-"));
-    for row in &cells {
-        line(row);
-    }
 }

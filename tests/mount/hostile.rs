@@ -1299,17 +1299,7 @@ fn hostile_input_is_refused_and_changes_nothing() {
         );
     }
     m.unmount();
-    let out = std::process::Command::new(super::harness::BIN)
-        .args(["check", "--data-dir"])
-        .arg(&m.data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "offline check after hostile input:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::harness::offline_check(&m, "after hostile input");
     let summary: Vec<String> = groups.iter().map(|(g, n)| format!("{g}: {n}")).collect();
     eprintln!(
         "hostile: {total} hostile inputs tried, all refused with the expected errno, nothing \

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::harness::{BIN, Mount, Rng, sector, write_file, write_with};
+use super::harness::{Mount, Rng, offline_check, sector, write_file, write_with};
 use sectorfs::merkle::{Root, SECTOR_SIZE, sector_root};
 
 /// Sectors pinned at the start and never dropped: what readers read.
@@ -464,14 +464,5 @@ fn soak_with_writers_readers_and_reference_changes() {
         );
     }
     m.unmount();
-    let out = std::process::Command::new(BIN)
-        .args(["check", "--data-dir"])
-        .arg(&m.data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "offline check after the soak:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    offline_check(&m, "after the soak");
 }
