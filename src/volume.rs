@@ -74,15 +74,28 @@ impl VolumeFile {
         self.file.write_all_at(data, slot * SECTOR_BYTES)
     }
 
+    /// Writes part of a sector into `slot` at `offset` within it. Not
+    /// durable until [`sync`](Self::sync).
+    pub fn write_part(&self, slot: u64, offset: u64, data: &[u8]) -> io::Result<()> {
+        debug_assert!(offset + data.len() as u64 <= SECTOR_BYTES);
+        self.file.write_all_at(data, slot * SECTOR_BYTES + offset)
+    }
+
     /// Starts writing a slot's dirty pages to disk without waiting, so a
     /// later [`sync`](Self::sync) has less left to wait for.
     pub fn start_writeback(&self, slot: u64) -> io::Result<()> {
+        self.start_writeback_part(slot, 0, SECTOR_BYTES)
+    }
+
+    /// As [`start_writeback`](Self::start_writeback) for `len` bytes at
+    /// `offset` within the slot.
+    pub fn start_writeback_part(&self, slot: u64, offset: u64, len: u64) -> io::Result<()> {
         // SAFETY: plain syscall on an fd we own.
         let rc = unsafe {
             libc::sync_file_range(
                 self.file.as_raw_fd(),
-                (slot * SECTOR_BYTES) as libc::off64_t,
-                SECTOR_BYTES as libc::off64_t,
+                (slot * SECTOR_BYTES + offset) as libc::off64_t,
+                len as libc::off64_t,
                 libc::SYNC_FILE_RANGE_WRITE,
             )
         };

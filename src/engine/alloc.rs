@@ -3,9 +3,36 @@
 //! database learns of the slot only when the sector is committed.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::placement::{Candidate, Placement, choose};
 use super::slots::SlotMap;
+
+/// Counts truncations of volume files, so a write into a reserved slot can
+/// tell at its commit whether a shrink cut the slot off (and its bytes with
+/// it) since the slot was reserved. Odd while a truncation is under way.
+#[derive(Debug, Default)]
+pub struct Truncations(AtomicU64);
+
+impl Truncations {
+    /// The snapshot to take when a slot is reserved, before writing to it.
+    pub fn snapshot(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// No volume file was cut since `snapshot`, nor was one being cut then.
+    pub fn none_since(&self, snapshot: u64) -> bool {
+        snapshot.is_multiple_of(2) && self.0.load(Ordering::SeqCst) == snapshot
+    }
+
+    /// Runs `cut`, a truncation of a volume file.
+    pub fn during<T>(&self, cut: impl FnOnce() -> T) -> T {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        let out = cut();
+        self.0.fetch_add(1, Ordering::SeqCst);
+        out
+    }
+}
 
 #[derive(Debug)]
 pub struct Allocator {

@@ -351,7 +351,10 @@ impl JobRun<'_> {
                     source: std::io::Error::from_raw_os_error(libc::EIO),
                 });
             }
-            return self.finish().map(|()| Ended::Done);
+            if self.finish()? {
+                return Ok(Ended::Done);
+            }
+            // a write reserved before the job began landed just now: move it
         }
     }
 
@@ -369,6 +372,7 @@ impl JobRun<'_> {
             return Ok(());
         }
         // destinations first, so a full store fails before any copying
+        let epoch = e.truncations.snapshot();
         let mut plan = Vec::with_capacity(batch.len());
         for s in batch {
             let dest = {
@@ -478,7 +482,9 @@ impl JobRun<'_> {
                 }
             }
         }
-        let done = e.meta.relocate(&moves)?;
+        let done = e
+            .meta
+            .relocate(&moves, &|| e.truncations.none_since(epoch))?;
         let mut freed = Vec::new();
         for (m, ok) in moves.iter().zip(done) {
             if ok {
@@ -538,20 +544,20 @@ impl JobRun<'_> {
         );
     }
 
-    fn finish(&mut self) -> Result<()> {
+    /// False when a sector landed in the part being cut off meanwhile.
+    fn finish(&mut self) -> Result<bool> {
         let e = self.engine;
         let id = self.volume.id;
         match self.kind {
             JobKind::Shrink(target) => {
                 if !e.meta.shrink_volume(id, target)? {
-                    return Err(Error::Busy(format!(
-                        "a sector landed above slot {target} of volume {id} while it shrank"
-                    )));
+                    return Ok(false);
                 }
                 e.alloc.lock().resize(id, target);
                 if let Ok(f) = self.volume.file() {
                     // the row already says `target`; a longer file still opens
-                    if let Err(err) = f.set_len(target).and_then(|()| f.sync()) {
+                    let cut = e.truncations.during(|| f.set_len(target));
+                    if let Err(err) = cut.and_then(|()| f.sync()) {
                         tracing::warn!(
                             "volume {id} shrank but its file could not be truncated: {err}"
                         );
@@ -559,7 +565,9 @@ impl JobRun<'_> {
                 }
             }
             JobKind::Remove { .. } => {
-                e.meta.delete_volume(id)?;
+                if !e.meta.delete_volume(id)? {
+                    return Ok(false);
+                }
                 e.alloc.lock().remove_volume(id);
                 e.volumes.write().remove(&id);
                 for key in [
@@ -577,7 +585,7 @@ impl JobRun<'_> {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -12,6 +12,7 @@ mod refs;
 mod sectors;
 mod slots;
 mod status;
+mod upload;
 mod volumes;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ pub use placement::Placement;
 pub use refs::check_contract_name;
 pub use sectors::Stored;
 pub use status::Capacity;
+pub use upload::Upload;
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 
 pub use crate::meta::{ContractEdit, ContractRow, Freed, RefCounts, Reference, SectorRow};
@@ -66,6 +68,7 @@ pub struct Engine {
     meta: Meta,
     volumes: RwLock<BTreeMap<u32, Arc<Volume>>>,
     alloc: Mutex<Allocator>,
+    truncations: alloc::Truncations,
     alerts: Alerts,
     options: Options,
     free_listener: RwLock<Option<FreeListener>>,
@@ -94,6 +97,7 @@ impl Engine {
             meta,
             volumes: RwLock::new(BTreeMap::new()),
             alloc: Mutex::new(Allocator::new(options.placement)),
+            truncations: Default::default(),
             alerts: Alerts::default(),
             options,
             free_listener: RwLock::new(None),

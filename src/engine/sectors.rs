@@ -42,24 +42,26 @@ impl Engine {
             }
             Ok(())
         };
-        self.store(root, data, reference, Some(&verify))
+        self.store(root, data, reference, Some(&verify), Vec::new())
     }
 
     /// As [`write_sector`](Self::write_sector) for data the caller has
     /// already hashed to `root`.
     pub fn write_verified(&self, root: &Root, data: &[u8], reference: Reference) -> Result<Stored> {
         check_length(data.len())?;
-        self.store(root, data, reference, None)
+        self.store(root, data, reference, None, Vec::new())
     }
 
     /// The write path; `verify`, when given, must pass before anything is
-    /// recorded, and runs alongside the slot write.
-    fn store(
+    /// recorded, and runs alongside the slot write. Volumes in `failed` are
+    /// not tried.
+    pub(super) fn store(
         &self,
         root: &Root,
         data: &[u8],
         reference: Reference,
         mut verify: Option<&(dyn Fn() -> Result<()> + Sync)>,
+        mut failed: Vec<u32>,
     ) -> Result<Stored> {
         if self.meta.lookup(root)?.is_some() {
             if let Some(v) = verify.take() {
@@ -86,9 +88,9 @@ impl Engine {
                 )));
             }
         }
-        let mut failed = Vec::new();
         loop {
             let (vol_id, slot) = self.reserve(&failed)?;
+            let epoch = self.truncations.snapshot();
             let volume = self.volume(vol_id)?;
             let (written, verified) = match verify.take() {
                 Some(v) => std::thread::scope(|scope| {
@@ -117,37 +119,57 @@ impl Engine {
                 self.note_write_error(&volume, &e);
                 continue;
             }
-            let inserted = self
-                .meta
-                .insert_sector(root, vol_id, slot, now_secs(), reference);
-            return match inserted {
-                Ok(Inserted::New(id)) => {
-                    bump(&volume.stats.writes);
-                    volume.note_success();
-                    // the last free slot just went: alert now, not at the
-                    // next write refused
-                    self.space_changed();
-                    Ok(Stored {
-                        sector_id: id,
-                        new: true,
-                    })
-                }
-                Ok(Inserted::AlreadyStored(id)) => {
-                    self.discard_slot(volume.id, slot);
-                    Ok(Stored {
-                        sector_id: id,
-                        new: false,
-                    })
-                }
-                Err(e) => {
-                    self.discard_slot(volume.id, slot);
-                    Err(e)
-                }
-            };
+            match self.commit_new(root, &volume, slot, epoch, reference)? {
+                Some(stored) => return Ok(stored),
+                // the volume shrank or went meanwhile: write it elsewhere
+                None => continue,
+            }
         }
     }
 
-    fn reserve(&self, failed: &[u32]) -> Result<(u32, u64)> {
+    /// Records a new sector whose data is already synced in `slot`, reserved
+    /// when the truncation count was `epoch`. `None` when the slot left its
+    /// volume meanwhile, or a shrink may have cut its bytes off, so the
+    /// caller writes the data elsewhere. The slot is given back on every
+    /// outcome but a new row.
+    pub(super) fn commit_new(
+        &self,
+        root: &Root,
+        volume: &Arc<super::Volume>,
+        slot: u64,
+        epoch: u64,
+        reference: Reference,
+    ) -> Result<Option<Stored>> {
+        // checked inside the transaction: a shrink commits its new size
+        // before it cuts the file, and no grow can follow until it has
+        let intact = || self.truncations.none_since(epoch);
+        let inserted =
+            self.meta
+                .insert_sector(root, volume.id, slot, now_secs(), reference, &intact);
+        let stored = match inserted {
+            Ok(Inserted::New(id)) => {
+                bump(&volume.stats.writes);
+                volume.note_success();
+                // the last free slot just went: alert now, not at the next
+                // write refused
+                self.space_changed();
+                return Ok(Some(Stored {
+                    sector_id: id,
+                    new: true,
+                }));
+            }
+            Ok(Inserted::AlreadyStored(id)) => Ok(Some(Stored {
+                sector_id: id,
+                new: false,
+            })),
+            Ok(Inserted::SlotGone) => Ok(None),
+            Err(e) => Err(e),
+        };
+        self.discard_slot(volume.id, slot);
+        stored
+    }
+
+    pub(super) fn reserve(&self, failed: &[u32]) -> Result<(u32, u64)> {
         let reserved = self.alloc.lock().reserve(failed);
         match reserved {
             Some(r) => Ok(r),
@@ -184,7 +206,7 @@ impl Engine {
         self.alloc.lock().release(volume, slot);
     }
 
-    fn note_write_error(&self, volume: &super::Volume, e: &Error) {
+    pub(super) fn note_write_error(&self, volume: &super::Volume, e: &Error) {
         bump(&volume.stats.write_errors);
         // A full file system is no failing device: the volume keeps serving
         // its sectors, and takes new ones again once there is room.
@@ -353,7 +375,7 @@ fn corrupt_error(at: &SectorRow) -> Error {
     ))
 }
 
-fn check_length(len: usize) -> Result<()> {
+pub(super) fn check_length(len: usize) -> Result<()> {
     if len != SECTOR_SIZE {
         return Err(Error::Invalid(format!(
             "a sector is exactly {SECTOR_SIZE} bytes, not {len}"

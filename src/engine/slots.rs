@@ -9,6 +9,10 @@ pub struct SlotMap {
     used: u64,
     /// No free slot below this word: where the next search starts.
     hint: usize,
+    /// Slots reserved by writes in flight that a shrink cut off. They stay
+    /// the writers' until released, so a grow before that cannot hand them
+    /// to a second writer.
+    cut_off: Vec<u64>,
 }
 
 impl SlotMap {
@@ -18,6 +22,7 @@ impl SlotMap {
             total,
             used: 0,
             hint: 0,
+            cut_off: Vec::new(),
         }
     }
 
@@ -75,6 +80,10 @@ impl SlotMap {
 
     /// Returns a slot to the free pool.
     pub fn release(&mut self, slot: u64) {
+        if let Some(i) = self.cut_off.iter().position(|s| *s == slot) {
+            self.cut_off.swap_remove(i);
+            return;
+        }
         if !self.is_used(slot) {
             return;
         }
@@ -84,9 +93,16 @@ impl SlotMap {
         self.hint = self.hint.min(w);
     }
 
-    /// Grows or shrinks the map; slots past a new end must already be free.
+    /// Grows or shrinks the map. Stored sectors never lie past a new end;
+    /// slots there still reserved by writes in flight are kept aside (their
+    /// commit will find the slot gone) and come back as used on a grow.
     pub fn resize(&mut self, total: u64) {
-        debug_assert!((total..self.total).all(|s| !self.is_used(s)));
+        for slot in total..self.total {
+            if self.is_used(slot) {
+                self.cut_off.push(slot);
+                self.used -= 1;
+            }
+        }
         self.words.resize(total.div_ceil(64) as usize, 0);
         if !total.is_multiple_of(64)
             && let Some(last) = self.words.last_mut()
@@ -95,6 +111,16 @@ impl SlotMap {
         }
         self.total = total;
         self.hint = self.hint.min(self.words.len().saturating_sub(1));
+        let back: Vec<u64> = self
+            .cut_off
+            .iter()
+            .copied()
+            .filter(|s| *s < total)
+            .collect();
+        self.cut_off.retain(|s| *s >= total);
+        for slot in back {
+            self.mark(slot);
+        }
     }
 
     /// Free slots below `limit`.
@@ -147,5 +173,22 @@ mod tests {
         assert_eq!(m.free(), 198);
         assert!(!m.mark(200));
         assert_eq!(m.free_below(200), 198);
+    }
+
+    #[test]
+    fn a_reservation_cut_off_by_a_shrink_stays_taken() {
+        let mut m = SlotMap::new(10);
+        assert!(m.mark(8));
+        m.resize(5);
+        assert_eq!((m.used(), m.free()), (0, 5));
+        // grown back before the writer let go: the slot is still its own
+        m.resize(10);
+        assert!(m.is_used(8));
+        assert_eq!(m.free(), 9);
+        m.resize(5);
+        m.release(8);
+        m.resize(10);
+        assert!(!m.is_used(8));
+        assert_eq!(m.free(), 10);
     }
 }

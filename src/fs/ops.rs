@@ -60,10 +60,8 @@ impl SectorFs {
             tracing::debug!(%root, "flush before any data: nothing stored yet");
             return Err(Errno::EINVAL);
         }
-        let stored = up
-            .writer
-            .finish()
-            .and_then(|data| self.engine.write_sector(&root, data, up.reference));
+        let reference = up.reference;
+        let stored = up.writer.store(reference);
         let outcome = match stored {
             Ok(s) => {
                 tracing::debug!(%root, new = s.new, "sector stored");
@@ -134,7 +132,7 @@ impl SectorFs {
     fn open_sector_write(&self, root: Root, reference: Reference) -> u64 {
         self.handles
             .insert(Handle::SectorWrite(Mutex::new(SectorUpload {
-                writer: SectorWriter::new(root),
+                writer: SectorWriter::new(self.engine.clone(), root),
                 writers: Writers::default(),
                 reference,
                 outcome: None,
@@ -535,7 +533,7 @@ impl Filesystem for SectorFs {
                     None => Reference::Pin,
                 };
                 let up = SectorUpload {
-                    writer: SectorWriter::new(s.root),
+                    writer: SectorWriter::new(self.engine.clone(), s.root),
                     writers: Writers::default(),
                     reference,
                     outcome: None,

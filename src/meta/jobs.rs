@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::refs::free_unreferenced;
 use super::{Freed, Meta};
-use crate::error::{DbContext, Error, Result};
+use crate::error::{DbContext, Result};
 
 /// A job as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,8 +97,26 @@ impl Meta {
     /// transaction. A sector freed or moved by someone else meanwhile is
     /// left alone: its entry in the result is false and its new slot is the
     /// caller's to release.
-    pub fn relocate(&self, moves: &[Move]) -> Result<Vec<bool>> {
+    ///
+    /// `slots_intact` is asked inside the transaction whether the new slots
+    /// still hold what was copied (no shrink cut them off); when it says no,
+    /// or a new slot lies outside its volume, nothing moves.
+    pub fn relocate(&self, moves: &[Move], slots_intact: &dyn Fn() -> bool) -> Result<Vec<bool>> {
         self.write(|tx| {
+            let mut size = tx
+                .prepare_cached("SELECT slots FROM volumes WHERE id = ?1")
+                .ctx("checking new slots are inside their volumes")?;
+            let mut inside = true;
+            for m in moves {
+                let slots: Option<i64> = size
+                    .query_row([m.to_volume], |r| r.get(0))
+                    .optional()
+                    .ctx("checking new slots are inside their volumes")?;
+                inside &= slots.is_some_and(|n| m.to_slot < n as u64);
+            }
+            if !inside || !slots_intact() {
+                return Ok(vec![false; moves.len()]);
+            }
             let mut update = tx
                 .prepare_cached(
                     "UPDATE sectors SET volume_id = ?1, slot = ?2 \
@@ -192,7 +210,8 @@ impl Meta {
     }
 
     /// Deletes an empty volume's rows. `Busy` if a sector is still on it.
-    pub fn delete_volume(&self, volume_id: u32) -> Result<()> {
+    /// False (and nothing deleted) if a sector landed in the volume.
+    pub fn delete_volume(&self, volume_id: u32) -> Result<bool> {
         self.write(|tx| {
             let left: Option<i64> = tx
                 .query_row(
@@ -203,9 +222,7 @@ impl Meta {
                 .optional()
                 .ctx("checking a removed volume")?;
             if left.is_some() {
-                return Err(Error::Busy(format!(
-                    "volume {volume_id} still holds sectors"
-                )));
+                return Ok(false);
             }
             for sql in [
                 "DELETE FROM pending_punches WHERE volume_id = ?1",
@@ -214,7 +231,7 @@ impl Meta {
             ] {
                 tx.execute(sql, [volume_id]).ctx("deleting a volume")?;
             }
-            Ok(())
+            Ok(true)
         })
     }
 }

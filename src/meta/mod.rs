@@ -93,6 +93,9 @@ pub enum Inserted {
     /// Another writer stored the root first; only the reference was added,
     /// and the slot given is still the caller's to release.
     AlreadyStored(i64),
+    /// The slot is no longer inside its volume (it shrank or was removed
+    /// while the data was being written): nothing was recorded.
+    SlotGone,
 }
 
 pub struct Meta {

@@ -102,6 +102,7 @@ impl Meta {
         slot: u64,
         stored_at: i64,
         reference: Reference,
+        slot_intact: &dyn Fn() -> bool,
     ) -> Result<Inserted> {
         self.write(|tx| {
             if let Some(existing) = lookup_in(tx, root)? {
@@ -109,6 +110,15 @@ impl Meta {
                 return Ok(Inserted::AlreadyStored(existing.id));
             }
             check_reference(tx, reference)?;
+            // a slot reserved before a shrink or removal began may no
+            // longer exist by the time its data is written
+            let slots: Option<i64> = tx
+                .prepare_cached("SELECT slots FROM volumes WHERE id = ?1")
+                .and_then(|mut s| s.query_row([volume_id], |r| r.get(0)).optional())
+                .ctx("checking the slot is inside its volume")?;
+            if slots.is_none_or(|n| slot >= n as u64) || !slot_intact() {
+                return Ok(Inserted::SlotGone);
+            }
             tx.prepare_cached(
                 "INSERT INTO sectors (root, volume_id, slot, stored_at) VALUES (?1, ?2, ?3, ?4)",
             )

@@ -1,0 +1,382 @@
+//! A new sector arriving in pieces, as writes through the mount do.
+//!
+//! Each 1 MiB chunk written in order is, once complete, copied into a slot
+//! reserved for the sector, pushed towards the disk and hashed on a thread of
+//! its own while the next chunk arrives. Closing then waits only for the last
+//! chunk's hash, the tail of the sync and the commit, rather than hashing and
+//! writing all 4 MiB after the last byte arrived. Chunks written out of
+//! order, rewritten or cut by a truncate are simply done again at close.
+//! Nothing is recorded before the whole sector hashes to its name and is
+//! synced, as on every write path.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+
+use super::{Engine, Reference, Stored, Volume};
+use crate::error::{Error, Result};
+use crate::merkle::{self, Root, SECTOR_SIZE};
+use crate::volume::VolumeFile;
+
+/// Bytes hashed and written together: the mount's largest write.
+pub const CHUNK: usize = 1 << 20;
+const CHUNKS: usize = SECTOR_SIZE / CHUNK;
+
+/// Chunk buffers kept for reuse: a fresh 1 MiB buffer takes a page fault per
+/// 4 KiB on its first writes, a reused one none. Kept zeroed.
+static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+/// Enough for a few writers at once.
+const SPARE_MAX: usize = 8 * CHUNKS;
+
+fn new_buffer() -> Vec<u8> {
+    SPARE.lock().pop().unwrap_or_else(|| vec![0; CHUNK])
+}
+
+fn give_back(mut buf: Vec<u8>) {
+    buf.fill(0);
+    let mut spare = SPARE.lock();
+    if spare.len() < SPARE_MAX {
+        spare.push(buf);
+    }
+}
+
+/// A hashed chunk.
+struct Sent {
+    buf: Vec<u8>,
+    root: Root,
+}
+
+enum Chunk {
+    /// Being filled; its first `filled` bytes arrived without a gap, and
+    /// `in_order` stays true while nothing else was written.
+    Open {
+        buf: Vec<u8>,
+        filled: usize,
+        in_order: bool,
+    },
+    Sending(JoinHandle<Sent>),
+    Sent(Sent),
+    /// Only while a chunk changes state.
+    Moving,
+}
+
+/// Where the sector's data goes.
+enum Target {
+    /// Not chosen yet: the first complete chunk chooses.
+    Unchosen,
+    /// Hash only: the root was already stored (a reference is all a close
+    /// adds) or no slot was free; the close takes the whole write path.
+    Nowhere,
+    Slot {
+        volume: Arc<Volume>,
+        file: Arc<VolumeFile>,
+        slot: u64,
+        /// Truncations counted when the slot was reserved.
+        epoch: u64,
+    },
+}
+
+pub struct Upload {
+    engine: Arc<Engine>,
+    root: Root,
+    target: Target,
+    chunks: Vec<Chunk>,
+    /// Per chunk, where its bytes are.
+    written: [Written; CHUNKS],
+}
+
+/// Whether a chunk's bytes are in the reserved slot.
+enum Written {
+    Nowhere,
+    InSlot,
+    Failed(std::io::Error),
+}
+
+fn nowhere() -> [Written; CHUNKS] {
+    std::array::from_fn(|_| Written::Nowhere)
+}
+
+impl Upload {
+    pub fn new(engine: Arc<Engine>, root: Root) -> Upload {
+        Upload {
+            engine,
+            root,
+            target: Target::Unchosen,
+            chunks: (0..CHUNKS)
+                .map(|_| Chunk::Open {
+                    buf: new_buffer(),
+                    filled: 0,
+                    in_order: true,
+                })
+                .collect(),
+            written: nowhere(),
+        }
+    }
+
+    pub fn root(&self) -> Root {
+        self.root
+    }
+
+    /// Copies `data` in at `offset`; the caller keeps writes inside the
+    /// sector.
+    pub fn write(&mut self, offset: usize, data: &[u8]) {
+        assert!(offset + data.len() <= SECTOR_SIZE, "write past the sector");
+        let (mut at, mut rest) = (offset, data);
+        while !rest.is_empty() {
+            let (i, start) = (at / CHUNK, at % CHUNK);
+            let (part, tail) = rest.split_at(rest.len().min(CHUNK - start));
+            let end = start + part.len();
+            let complete = match self.reopen(i) {
+                Chunk::Open {
+                    buf,
+                    filled,
+                    in_order,
+                } => {
+                    buf[start..end].copy_from_slice(part);
+                    if start <= *filled {
+                        *filled = (*filled).max(end);
+                    } else {
+                        *in_order = false;
+                    }
+                    *in_order && *filled == CHUNK
+                }
+                _ => unreachable!("reopen leaves the chunk open"),
+            };
+            if complete {
+                self.send(i);
+            }
+            at += part.len();
+            rest = tail;
+        }
+    }
+
+    /// Zeroes everything from `len` on (a truncate while writing).
+    pub fn zero_from(&mut self, len: usize) {
+        for i in (len / CHUNK)..CHUNKS {
+            let cut = len.saturating_sub(i * CHUNK);
+            if let Chunk::Open { buf, filled, .. } = self.reopen(i) {
+                buf[cut..].fill(0);
+                *filled = (*filled).min(cut);
+            }
+        }
+    }
+
+    /// Stores the sector with `reference`: checks it hashes to its name,
+    /// makes it durable, then records it. The caller checks the length
+    /// first. Leaves the data in place, so a failed close can be retried
+    /// after more writes.
+    pub fn finish(&mut self, reference: Reference) -> Result<Stored> {
+        for i in 0..CHUNKS {
+            if matches!(self.chunks[i], Chunk::Open { .. }) {
+                self.send(i);
+            }
+        }
+        // every chunk is in the slot now: sync while the last hashes finish
+        let slot = match &self.target {
+            Target::Slot {
+                volume,
+                file,
+                slot,
+                epoch,
+            } => Some((volume.clone(), file.clone(), *slot, *epoch)),
+            _ => None,
+        };
+        let (mut all_in_slot, mut write_error) = (true, None);
+        for w in std::mem::replace(&mut self.written, nowhere()) {
+            match w {
+                Written::InSlot => {}
+                Written::Nowhere => all_in_slot = false,
+                Written::Failed(e) => {
+                    all_in_slot = false;
+                    write_error.get_or_insert(e);
+                }
+            }
+        }
+        let (roots, synced) = std::thread::scope(|scope| {
+            let sync = match &slot {
+                Some((_, file, _, _)) if all_in_slot => Some(scope.spawn(|| file.sync())),
+                _ => None,
+            };
+            let roots: Vec<Root> = (0..CHUNKS).map(|i| self.settle(i).root).collect();
+            let synced = sync.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            (roots, synced)
+        });
+        let actual = merkle::combine(&roots);
+        if actual != self.root {
+            self.drop_target();
+            return Err(Error::BadDigest(format!(
+                "the data hashes to {actual}, not to the name {}",
+                self.root
+            )));
+        }
+        let mut failed = Vec::new();
+        if let Some((volume, _, slot, epoch)) = slot {
+            let outcome = match (synced, write_error) {
+                (Some(Ok(())), _) => Ok(true),
+                (Some(Err(e)), _) | (None, Some(e)) => Err(e),
+                // some chunk went nowhere: write it all elsewhere
+                (None, None) => Ok(false),
+            };
+            match outcome {
+                Ok(true) => {
+                    // the slot is the commit's now, whatever it decides
+                    self.target = Target::Unchosen;
+                    if let Some(stored) = self
+                        .engine
+                        .commit_new(&self.root, &volume, slot, epoch, reference)?
+                    {
+                        return Ok(stored);
+                    }
+                }
+                Ok(false) => self.drop_target(),
+                Err(e) => {
+                    let e = Error::io(
+                        format!("writing slot {slot} of volume {} failed", volume.id),
+                        e,
+                    );
+                    tracing::error!(volume = volume.id, slot, "write failed: {e}");
+                    self.engine.note_write_error(&volume, &e);
+                    failed.push(volume.id);
+                    self.drop_target();
+                }
+            }
+        }
+        // the slot went, or there was none: the whole write path, already
+        // verified, with the data in one piece
+        self.target = Target::Unchosen;
+        let mut data = Vec::with_capacity(SECTOR_SIZE);
+        for i in 0..CHUNKS {
+            data.extend_from_slice(&self.settle(i).buf);
+        }
+        self.engine
+            .store(&self.root, &data, reference, None, failed)
+    }
+
+    /// Writes chunk `i` into the slot (once one is chosen) and starts it
+    /// towards the disk, then hashes it on a thread of its own.
+    fn send(&mut self, i: usize) {
+        let Chunk::Open { buf, .. } = std::mem::replace(&mut self.chunks[i], Chunk::Moving) else {
+            unreachable!("only open chunks are sent");
+        };
+        let offset = (i * CHUNK) as u64;
+        self.written[i] = match self.choose_target() {
+            Target::Slot { file, slot, .. } => match file
+                .write_part(*slot, offset, &buf)
+                .and_then(|()| file.start_writeback_part(*slot, offset, CHUNK as u64))
+            {
+                Ok(()) => Written::InSlot,
+                Err(e) => Written::Failed(e),
+            },
+            _ => Written::Nowhere,
+        };
+        let work = move || {
+            let root = merkle::subtree_root(&buf);
+            Sent { buf, root }
+        };
+        let work = Arc::new(Mutex::new(Some(work)));
+        let spawned = {
+            let work = work.clone();
+            std::thread::Builder::new()
+                .name("sector-chunk".into())
+                .spawn(move || (work.lock().take().expect("run once"))())
+        };
+        self.chunks[i] = match spawned {
+            Ok(handle) => Chunk::Sending(handle),
+            // no thread to be had: do it here
+            Err(_) => Chunk::Sent((work.lock().take().expect("run once"))()),
+        };
+    }
+
+    fn choose_target(&mut self) -> &Target {
+        if matches!(self.target, Target::Unchosen) {
+            self.target = self.reserve().unwrap_or(Target::Nowhere);
+        }
+        &self.target
+    }
+
+    fn reserve(&self) -> Option<Target> {
+        if self.engine.lookup(&self.root).ok()?.is_some() {
+            return None;
+        }
+        let (id, slot) = self.engine.reserve(&[]).ok()?;
+        let epoch = self.engine.truncations.snapshot();
+        let file = self.engine.volume(id).and_then(|v| Ok((v.file()?, v)));
+        match file {
+            Ok((file, volume)) => Some(Target::Slot {
+                volume,
+                file,
+                slot,
+                epoch,
+            }),
+            Err(_) => {
+                self.engine.discard_slot(id, slot);
+                None
+            }
+        }
+    }
+
+    /// Gives back a reserved slot; chunks written into it are written
+    /// again wherever the close puts the sector.
+    pub fn drop_target(&mut self) {
+        if let Target::Slot { volume, slot, .. } =
+            std::mem::replace(&mut self.target, Target::Unchosen)
+        {
+            self.engine.discard_slot(volume.id, slot);
+        }
+        self.written = nowhere();
+    }
+
+    /// Waits for chunk `i` if it is being sent.
+    fn settle(&mut self, i: usize) -> &mut Sent {
+        if let Chunk::Sending(_) = self.chunks[i] {
+            let Chunk::Sending(handle) = std::mem::replace(&mut self.chunks[i], Chunk::Moving)
+            else {
+                unreachable!()
+            };
+            let sent = handle
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            self.chunks[i] = Chunk::Sent(sent);
+        }
+        match &mut self.chunks[i] {
+            Chunk::Sent(sent) => sent,
+            _ => unreachable!("settle is called on sent chunks"),
+        }
+    }
+
+    /// Makes chunk `i` writable again; a sent chunk must be redone at close.
+    fn reopen(&mut self, i: usize) -> &mut Chunk {
+        if !matches!(self.chunks[i], Chunk::Open { .. }) {
+            self.settle(i);
+            let Chunk::Sent(sent) = std::mem::replace(&mut self.chunks[i], Chunk::Moving) else {
+                unreachable!()
+            };
+            self.written[i] = Written::Nowhere;
+            self.chunks[i] = Chunk::Open {
+                buf: sent.buf,
+                filled: CHUNK,
+                in_order: false,
+            };
+        }
+        &mut self.chunks[i]
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        self.drop_target();
+        for chunk in std::mem::take(&mut self.chunks) {
+            match chunk {
+                Chunk::Open { buf, .. } => give_back(buf),
+                Chunk::Sent(sent) => give_back(sent.buf),
+                Chunk::Sending(handle) => {
+                    if let Ok(sent) = handle.join() {
+                        give_back(sent.buf);
+                    }
+                }
+                Chunk::Moving => {}
+            }
+        }
+    }
+}
