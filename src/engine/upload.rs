@@ -1,6 +1,6 @@
 //! A new sector arriving in pieces, as writes through the mount do.
 //!
-//! Each 1 MiB chunk written in order is, once complete, copied into a slot
+//! Each 256 KiB chunk written in order is, once complete, copied into a slot
 //! reserved for the sector, pushed towards the disk and hashed on a thread of
 //! its own while the next chunk arrives. Closing then waits only for the last
 //! chunk's hash, the tail of the sync and the commit, rather than hashing and
@@ -19,8 +19,9 @@ use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
 use crate::volume::VolumeFile;
 
-/// Bytes hashed and written together: the mount's largest write.
-pub const CHUNK: usize = 1 << 20;
+/// Bytes hashed and written together: a quarter of the mount's largest
+/// write, so the last write of a sector is hashed on both cores at close.
+pub const CHUNK: usize = 1 << 18;
 const CHUNKS: usize = SECTOR_SIZE / CHUNK;
 
 /// Chunk buffers kept for reuse: a fresh 1 MiB buffer takes a page fault per

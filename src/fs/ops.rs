@@ -516,8 +516,12 @@ impl Filesystem for SectorFs {
                     .sector_by_id(id)?
                     .ok_or_else(|| Error::NotFound("the sector is no longer stored".into()))?;
                 if !write {
-                    // content never changes for a root: keep the kernel's cache
-                    return Ok((Handle::SectorRead(s.root), FopenFlags::FOPEN_KEEP_CACHE));
+                    // content never changes for a root: keep the kernel's
+                    // cache; and a reader's close has nothing to flush
+                    return Ok((
+                        Handle::SectorRead(s.root),
+                        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
+                    ));
                 }
                 if !trunc {
                     return Err(Error::NotPermitted(format!(
