@@ -10,7 +10,9 @@ use crate::merkle::{Root, SECTOR_SIZE};
 
 pub struct SectorWriter {
     pub root: Root,
-    upload: Upload,
+    /// Boxed: an upload is a few hundred bytes, and handles of every kind
+    /// share one enum.
+    upload: Box<Upload>,
     /// Bytes in the file: the highest end written (or set by truncate).
     len: usize,
     /// A write past 4 MiB poisons the file: nothing may be stored from it.
@@ -23,7 +25,7 @@ impl SectorWriter {
     pub fn new(engine: Arc<Engine>, root: Root) -> SectorWriter {
         SectorWriter {
             root,
-            upload: Upload::new(engine, root),
+            upload: Box::new(Upload::new(engine, root)),
             len: 0,
             too_big: false,
             untouched: true,

@@ -7,17 +7,27 @@
 //!
 //! Every leaf and every node input is 65 bytes, i.e. one BLAKE2b block, so a
 //! tree costs about four times the compressions of hashing the sector as one
-//! stream. The fast path therefore never hashes one input at a time: it lays
-//! inputs out as 65-byte records in reusable buffers and feeds a whole tree
-//! level at a time to [`blake2b_simd::many::hash_many`], which runs 4 lanes at
-//! once on AVX2. Work proceeds in 64 KiB chunks so the buffers stay in cache.
+//! stream. Two paths share that work out, chosen at run time:
+//!
+//! - [`avx2`], on x86-64 CPUs with AVX2: a kernel specialised for these
+//!   one-block inputs hashes four at a time straight from the sector bytes
+//!   (a leaf and a node's two children are both 64 contiguous bytes) and
+//!   reduces each level in place;
+//! - [`many`], anywhere else: 65-byte records fed a level at a time to
+//!   `blake2b_simd`'s `hash_many`.
+//!
+//! Both work in chunks of [`CHUNK_LEAVES`] leaves so their buffers stay in
+//! cache, and both are tested against the same vectors.
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
 use blake2b_simd::Params;
-use blake2b_simd::many::{HashManyJob, hash_many};
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod many;
 
 /// Bytes in a sector; Sia fixes this at 4 MiB.
 pub const SECTOR_SIZE: usize = 4 << 20;
@@ -33,8 +43,9 @@ const NODE_PREFIX: u8 = 0x01;
 /// two child hashes). Both kinds fit in a single BLAKE2b block.
 const RECORD: usize = 1 + LEAF_SIZE;
 /// Leaves hashed per chunk before reducing it to one root. 1,024 leaves are
-/// 64 KiB of data and ~100 KiB of record buffers, which stay cache-resident
-/// while the chunk's node levels are hashed.
+/// 64 KiB of data and 32 KiB of hashes (AVX2) or ~100 KiB of record buffers
+/// (portable), which stay cache-resident while the chunk's node levels are
+/// hashed. Also the most roots [`combine`] reduces at once.
 const CHUNK_LEAVES: usize = 1024;
 
 /// A 32-byte Merkle root (or any node hash of the tree).
@@ -150,46 +161,6 @@ fn root_of(hash: &blake2b_simd::Hash) -> Root {
     Root(out)
 }
 
-/// Hashes every 65-byte record in `records` with `hash_many`, passing each
-/// result with its index to `emit`, in order.
-///
-/// One `hash_many` call covers the whole level of a chunk: that measured
-/// faster than stack batches of 16–128 jobs, and costs one short-lived
-/// allocation per level rather than per hash.
-fn hash_records(records: &[u8], mut emit: impl FnMut(usize, &[u8])) {
-    debug_assert!(records.len().is_multiple_of(RECORD));
-    let params = params();
-    let mut jobs: Vec<HashManyJob<'_>> = records
-        .chunks_exact(RECORD)
-        .map(|r| HashManyJob::new(params, r))
-        .collect();
-    hash_many(jobs.iter_mut());
-    for (i, job) in jobs.iter().enumerate() {
-        emit(i, job.to_hash().as_bytes());
-    }
-}
-
-/// Reduces `count` same-level records in `cur` to the root of their tree,
-/// using `next` as scratch. Each pass hashes one whole level with one
-/// `hash_many` call and writes the results straight into the next level's
-/// node records, so no per-hash allocation or intermediate copy is needed.
-fn reduce(cur: &mut Vec<u8>, next: &mut Vec<u8>, mut count: usize) -> Root {
-    debug_assert!(count.is_power_of_two());
-    while count > 1 {
-        let half = count / 2;
-        next.resize(half * RECORD, 0);
-        hash_records(&cur[..count * RECORD], |i, h| {
-            let rec = &mut next[(i / 2) * RECORD..(i / 2 + 1) * RECORD];
-            rec[0] = NODE_PREFIX;
-            let at = 1 + (i % 2) * 32;
-            rec[at..at + 32].copy_from_slice(h);
-        });
-        std::mem::swap(cur, next);
-        count = half;
-    }
-    root_of(&params().hash(&cur[..RECORD]))
-}
-
 /// Root of a full 4 MiB sector. Panics if `data.len() != SECTOR_SIZE`.
 pub fn sector_root(data: &[u8]) -> Root {
     assert_eq!(
@@ -214,23 +185,15 @@ pub fn subtree_root(data: &[u8]) -> Root {
         "subtree_root needs a power-of-two number of 64-byte leaves, got {} bytes",
         data.len()
     );
-    let chunk_leaves = leaves.min(CHUNK_LEAVES);
-    let mut cur = vec![0u8; chunk_leaves * RECORD];
-    let mut next = Vec::with_capacity(chunk_leaves / 2 * RECORD);
-    let mut chunk_roots = Vec::with_capacity(leaves / chunk_leaves);
-    for chunk in data.chunks_exact(chunk_leaves * LEAF_SIZE) {
-        // `reduce` swaps buffers, so restore the leaf buffer's length.
-        cur.resize(chunk_leaves * RECORD, 0);
-        for (rec, leaf) in cur
-            .chunks_exact_mut(RECORD)
-            .zip(chunk.chunks_exact(LEAF_SIZE))
-        {
-            rec[0] = LEAF_PREFIX;
-            rec[1..].copy_from_slice(leaf);
-        }
-        chunk_roots.push(reduce(&mut cur, &mut next, chunk_leaves));
+    // The kernel hashes four leaves per call: smaller subtrees, one or two
+    // leaves, are left to the portable path.
+    #[cfg(target_arch = "x86_64")]
+    if leaves >= 4
+        && let Some(kernel) = avx2::Kernel::detect()
+    {
+        return kernel.subtree_root(data);
     }
-    combine(&chunk_roots)
+    many::subtree_root(data)
 }
 
 /// node hash = BLAKE2b-256(0x01 ‖ left ‖ right)
@@ -253,24 +216,27 @@ pub fn combine(roots: &[Root]) -> Root {
         "combine needs a power-of-two number of roots, got {}",
         roots.len()
     );
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kernel) = avx2::Kernel::detect() {
+        return combine_with(roots, |r| kernel.combine(r));
+    }
+    combine_with(roots, many::combine)
+}
+
+/// [`combine`] given `base`, which combines a power-of-two count of 2 to
+/// [`CHUNK_LEAVES`] roots.
+fn combine_with(roots: &[Root], base: impl Fn(&[Root]) -> Root + Copy) -> Root {
+    debug_assert!(roots.len().is_power_of_two());
     if let [only] = roots {
         return *only;
     }
     if roots.len() > CHUNK_LEAVES {
         // Bound the scratch memory (a 1 TB host has 262,144 sector roots):
         // reduce chunk by chunk, then combine the chunk roots.
-        let parents: Vec<Root> = roots.chunks_exact(CHUNK_LEAVES).map(combine).collect();
-        return combine(&parents);
+        let parents: Vec<Root> = roots.chunks_exact(CHUNK_LEAVES).map(base).collect();
+        return combine_with(&parents, base);
     }
-    let count = roots.len() / 2;
-    let mut cur = Vec::with_capacity(count * RECORD);
-    for pair in roots.chunks_exact(2) {
-        cur.push(NODE_PREFIX);
-        cur.extend_from_slice(&pair[0].0);
-        cur.extend_from_slice(&pair[1].0);
-    }
-    let mut next = Vec::with_capacity(count / 2 * RECORD);
-    reduce(&mut cur, &mut next, count)
+    base(roots)
 }
 
 /// Meta root over sector roots, as above (split at the largest power of two
@@ -352,10 +318,68 @@ mod tests {
         hex.parse().unwrap()
     }
 
+    /// A named way to compute [`subtree_root`].
+    type SubtreePath = (&'static str, fn(&[u8]) -> Root);
+    /// A named way to compute [`combine`].
+    type CombinePath = (&'static str, fn(&[Root]) -> Root);
+
+    /// Every path this CPU can take to a subtree root, by name: the portable
+    /// one always, the AVX2 one where the CPU has it (which `subtree_root`
+    /// then picks, so the portable one is only reached from here).
+    // Off x86-64 nothing is pushed, so `mut` would be unused there.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    fn subtree_paths() -> Vec<SubtreePath> {
+        let mut paths: Vec<SubtreePath> = vec![("portable", many::subtree_root)];
+        #[cfg(target_arch = "x86_64")]
+        if avx2::Kernel::detect().is_some() {
+            paths.push(("avx2", |d| avx2::Kernel::detect().unwrap().subtree_root(d)));
+        }
+        if paths.len() == 1 {
+            eprintln!("no AVX2 kernel on this CPU: testing the portable path only");
+        }
+        paths
+    }
+
+    /// As [`subtree_paths`], for [`combine`].
+    // Off x86-64 nothing is pushed, so `mut` would be unused there.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    fn combine_paths() -> Vec<CombinePath> {
+        let mut paths: Vec<CombinePath> = vec![("portable", |r| combine_with(r, many::combine))];
+        #[cfg(target_arch = "x86_64")]
+        if avx2::Kernel::detect().is_some() {
+            paths.push(("avx2", |r| {
+                let kernel = avx2::Kernel::detect().unwrap();
+                combine_with(r, |r| kernel.combine(r))
+            }));
+        }
+        paths
+    }
+
+    /// Checks `sector_root` and every path against a known root.
+    fn assert_sector_root(data: &[u8], hex: &str) {
+        assert_eq!(sector_root(data), root(hex));
+        for (name, path) in subtree_paths() {
+            assert_eq!(path(data), root(hex), "{name} path");
+        }
+    }
+
+    /// Deterministic noise, so failures reproduce.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
     #[test]
     fn zero_sector() {
         let data = vec![0u8; SECTOR_SIZE];
-        assert_eq!(sector_root(&data), root(ZERO_ROOT));
+        assert_sector_root(&data, ZERO_ROOT);
         // The yardstick must agree with Sia too, not just with the fast path.
         assert_eq!(sector_root_naive(&data), root(ZERO_ROOT));
     }
@@ -364,9 +388,9 @@ mod tests {
     fn first_byte_set() {
         let mut data = vec![0u8; SECTOR_SIZE];
         data[0] = 1;
-        assert_eq!(
-            sector_root(&data),
-            root("8c20a2c90a733a5139cc57e45755322e304451c3434b0c0a0aad87f2f89a44ab")
+        assert_sector_root(
+            &data,
+            "8c20a2c90a733a5139cc57e45755322e304451c3434b0c0a0aad87f2f89a44ab",
         );
     }
 
@@ -374,19 +398,53 @@ mod tests {
     fn last_byte_set() {
         let mut data = vec![0u8; SECTOR_SIZE];
         data[SECTOR_SIZE - 1] = 1;
-        assert_eq!(
-            sector_root(&data),
-            root("d0ab6691d76750618452e920386e5f6f98fdd1219a70a06f06ef622ac6c6373c")
+        assert_sector_root(
+            &data,
+            "d0ab6691d76750618452e920386e5f6f98fdd1219a70a06f06ef622ac6c6373c",
         );
     }
 
     #[test]
     fn counting_bytes() {
         let data: Vec<u8> = (0..SECTOR_SIZE).map(|i| i as u8).collect();
-        assert_eq!(
-            sector_root(&data),
-            root("84d0672b204f38469dbb818bcb3caa7391f7781cbf84bce0482b2fd2c2d50938")
+        assert_sector_root(
+            &data,
+            "84d0672b204f38469dbb818bcb3caa7391f7781cbf84bce0482b2fd2c2d50938",
         );
+    }
+
+    /// Every subtree size, 1 leaf to a sector, so that each path's chunking
+    /// and its switch to one-at-a-time hashing near the top are crossed.
+    #[test]
+    fn paths_agree_on_every_subtree_size() {
+        let data = noise(SECTOR_SIZE, 0x5EC7_0A5F);
+        for k in 0..=16 {
+            let sub = &data[..LEAF_SIZE << k];
+            let want = many::subtree_root(sub);
+            assert_eq!(subtree_root(sub), want, "{} leaves", 1 << k);
+            for (name, path) in subtree_paths() {
+                if k >= 2 || name == "portable" {
+                    assert_eq!(path(sub), want, "{name} path, {} leaves", 1 << k);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn combine_paths_agree() {
+        let bytes = noise(32 * 4 * CHUNK_LEAVES, 7);
+        let roots: Vec<Root> = bytes
+            .chunks_exact(32)
+            .map(|b| Root::from_slice(b).unwrap())
+            .collect();
+        for k in 0..=12 {
+            let r = &roots[..1 << k];
+            let want = rec_node_root(r);
+            assert_eq!(combine(r), want, "{} roots", 1 << k);
+            for (name, path) in combine_paths() {
+                assert_eq!(path(r), want, "{name} path, {} roots", 1 << k);
+            }
+        }
     }
 
     /// Sia's own vectors (go.sia.tech/core `TestMetaRoot`): 32 roots that are
@@ -571,7 +629,33 @@ mod tests {
             for (at, byte) in edits {
                 data[at] = byte;
             }
-            prop_assert_eq!(sector_root(&data), sector_root_naive(&data));
+            let want = sector_root_naive(&data);
+            prop_assert_eq!(sector_root(&data), want);
+            for (name, path) in subtree_paths() {
+                prop_assert_eq!(path(&data), want, "{} path", name);
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    proptest! {
+        /// The kernel alone, against blake2b_simd, for the tree's two
+        /// prefixes and any other byte.
+        #[test]
+        fn kernel_matches_blake2b(
+            input in prop::collection::vec(any::<u8>(), 256),
+            prefix in prop_oneof![Just(LEAF_PREFIX), Just(NODE_PREFIX), any::<u8>()],
+        ) {
+            let Some(kernel) = avx2::Kernel::detect() else {
+                return Ok(());
+            };
+            let input: [u8; 256] = input.try_into().unwrap();
+            let mut out = [0u8; 128];
+            kernel.hash4(prefix, &input, &mut out);
+            for (chunk, digest) in input.chunks_exact(64).zip(out.chunks_exact(32)) {
+                let want = params().to_state().update(&[prefix]).update(chunk).finalize();
+                prop_assert_eq!(digest, want.as_bytes());
+            }
         }
     }
 }
