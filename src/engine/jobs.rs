@@ -526,7 +526,10 @@ impl JobRun<'_> {
                 serde_json::json!({"root": s.root.to_string(), "volume": self.volume.id,
                     "slot": s.slot, "contracts": contracts}),
             );
-            e.release(vec![freed]);
+            e.release(crate::meta::RefChange {
+                touched: vec![freed.sector_id],
+                freed: vec![freed],
+            });
             self.lost.push(*s);
         }
         Ok(())

@@ -62,6 +62,10 @@ impl Default for Options {
 
 /// Called with every sector freed, so caches of its bytes can be dropped.
 pub type FreeListener = Box<dyn Fn(&Freed) + Send + Sync>;
+/// Called, before the call that made the change returns, with the ids of
+/// sectors whose reference counts changed, so cached link counts can be
+/// dropped.
+pub type RefsListener = Box<dyn Fn(&[i64]) + Send + Sync>;
 
 pub struct Engine {
     data_dir: PathBuf,
@@ -72,6 +76,7 @@ pub struct Engine {
     alerts: Alerts,
     options: Options,
     free_listener: RwLock<Option<FreeListener>>,
+    refs_listener: RwLock<Option<RefsListener>>,
     jobs: jobs::Jobs,
     /// Sectors found corrupt since start: their reads fail with EIO.
     corrupt: Mutex<std::collections::HashSet<i64>>,
@@ -101,6 +106,7 @@ impl Engine {
             alerts: Alerts::default(),
             options,
             free_listener: RwLock::new(None),
+            refs_listener: RwLock::new(None),
             jobs: jobs::Jobs::default(),
             corrupt: Mutex::new(Default::default()),
             _lock: lock,
@@ -210,6 +216,19 @@ impl Engine {
     /// Registers the callback told of every freed sector.
     pub fn set_free_listener(&self, listener: FreeListener) {
         *self.free_listener.write() = Some(listener);
+    }
+
+    pub fn set_refs_listener(&self, listener: RefsListener) {
+        *self.refs_listener.write() = Some(listener);
+    }
+
+    pub(crate) fn refs_changed(&self, sectors: &[i64]) {
+        if sectors.is_empty() {
+            return;
+        }
+        if let Some(listener) = self.refs_listener.read().as_ref() {
+            listener(sectors);
+        }
     }
 }
 

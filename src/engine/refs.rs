@@ -1,41 +1,44 @@
 //! Reference changes. The transactional rules live in `meta`; here each
 //! freed sector's bytes are punched out and its slot handed back.
 
-use super::{ContractEdit, ContractRow, Engine, Freed, Reference, SectorRow};
+use super::{ContractEdit, ContractRow, Engine, Reference, SectorRow};
 use crate::error::{Error, Result};
 use crate::merkle::Root;
+use crate::meta::RefChange;
 
 impl Engine {
     /// Drops a sector's pin (`rm /sectors/<root>`).
     pub fn unpin(&self, root: &Root) -> Result<()> {
-        let freed = self.meta.unpin(root)?;
-        self.release(freed);
+        let change = self.meta.unpin(root)?;
+        self.release(change);
         Ok(())
     }
 
     /// Adds a reference to a sector already stored (`ln`).
     pub fn add_reference(&self, root: &Root, reference: Reference) -> Result<()> {
-        self.meta.add_reference(root, reference).map(|_| ())
+        let id = self.meta.add_reference(root, reference)?;
+        self.refs_changed(&[id]);
+        Ok(())
     }
 
     /// Applies a contract revision: all of it, or nothing.
     pub fn revise_contract(&self, name: &str, roots: &[Root], edit: ContractEdit) -> Result<()> {
         check_contract_name(name)?;
-        let freed = self.meta.revise_contract(name, roots, edit)?;
-        self.release(freed);
+        let change = self.meta.revise_contract(name, roots, edit)?;
+        self.release(change);
         Ok(())
     }
 
     pub fn rename_contract(&self, from: &str, to: &str) -> Result<()> {
         check_contract_name(to)?;
-        let freed = self.meta.rename_contract(from, to)?;
-        self.release(freed);
+        let change = self.meta.rename_contract(from, to)?;
+        self.release(change);
         Ok(())
     }
 
     pub fn delete_contract(&self, name: &str) -> Result<()> {
-        let freed = self.meta.delete_contract(name)?;
-        self.release(freed);
+        let change = self.meta.delete_contract(name)?;
+        self.release(change);
         Ok(())
     }
 
@@ -64,8 +67,8 @@ impl Engine {
     }
 
     pub fn remove_temp(&self, expiration: u64, root: &Root) -> Result<()> {
-        let freed = self.meta.remove_temp(expiration, root)?;
-        self.release(freed);
+        let change = self.meta.remove_temp(expiration, root)?;
+        self.release(change);
         Ok(())
     }
 
@@ -101,14 +104,17 @@ impl Engine {
 
     /// Sets the chain height; expired temp entries go in the same transaction.
     pub fn set_height(&self, height: u64) -> Result<()> {
-        let freed = self.meta.set_height(height)?;
-        tracing::info!(height, freed = freed.len(), "height set");
-        self.release(freed);
+        let change = self.meta.set_height(height)?;
+        tracing::info!(height, freed = change.freed.len(), "height set");
+        self.release(change);
         Ok(())
     }
 
-    /// Punches out the bytes of freed sectors, then hands their slots back.
-    pub(crate) fn release(&self, freed: Vec<Freed>) {
+    /// Tells of changed link counts; punches out the bytes of freed
+    /// sectors, then hands their slots back.
+    pub(crate) fn release(&self, change: RefChange) {
+        self.refs_changed(&change.touched);
+        let freed = change.freed;
         if freed.is_empty() {
             return;
         }

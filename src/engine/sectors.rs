@@ -69,6 +69,7 @@ impl Engine {
             }
             match self.meta.add_reference(root, reference) {
                 Ok(id) => {
+                    self.refs_changed(&[id]);
                     return Ok(Stored {
                         sector_id: id,
                         new: false,
@@ -158,10 +159,13 @@ impl Engine {
                     new: true,
                 }));
             }
-            Ok(Inserted::AlreadyStored(id)) => Ok(Some(Stored {
-                sector_id: id,
-                new: false,
-            })),
+            Ok(Inserted::AlreadyStored(id)) => {
+                self.refs_changed(&[id]);
+                Ok(Some(Stored {
+                    sector_id: id,
+                    new: false,
+                }))
+            }
             Ok(Inserted::SlotGone) => Ok(None),
             Err(e) => Err(e),
         };

@@ -4,6 +4,7 @@
 mod control;
 mod handles;
 mod inode;
+mod known;
 mod ops;
 mod sector_writer;
 
@@ -19,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::merkle::{Root, SECTOR_SIZE};
 use handles::{Handle, Handles};
 use inode::{MAX_TEMP_HEIGHT, Node, ROOT_ENTRIES, VolFile};
+use known::KnownSectors;
 
 pub use mount::{MountOptions, block_signals, mount};
 
@@ -29,6 +31,23 @@ const TTL_FIXED: Duration = Duration::from_secs(60);
 /// Everything else is looked up every time: sectors come and go, and their
 /// link counts change with references made elsewhere.
 const TTL_NONE: Duration = Duration::ZERO;
+/// A sector's attributes change only with its references. Its entry is
+/// still looked up every time (it may be freed, and stored again under a
+/// new inode), and each lookup refreshes them, so a `stat` by path is
+/// always exact; caching them spares the permission check's GETATTR on
+/// every open, and reference changes made through the mount invalidate them
+/// for `fstat` of open files.
+const TTL_SECTOR_ATTR: Duration = Duration::from_secs(1);
+
+/// How long the kernel may keep a name → inode mapping.
+fn entry_ttl(node: Node) -> Duration {
+    match node {
+        Node::Root | Node::SectorsDir | Node::ContractsDir | Node::TempDir | Node::VolumesDir => {
+            TTL_FIXED
+        }
+        _ => TTL_NONE,
+    }
+}
 
 pub struct SectorFs {
     engine: Arc<Engine>,
@@ -40,6 +59,9 @@ pub struct SectorFs {
     /// `/temp/<height>/<root>` (keep the temp entry) from one of
     /// `/sectors/<root>` (add the pin).
     temp_lookups: Mutex<lru::LruCache<(i64, u32), u64>>,
+    /// Sector inodes the kernel holds, whose cached attributes reference
+    /// changes must drop.
+    known: KnownSectors,
     uid: u32,
     gid: u32,
     started: SystemTime,
@@ -54,10 +76,15 @@ impl SectorFs {
             temp_lookups: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(4096).expect("non-zero"),
             )),
+            known: KnownSectors::default(),
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
             started: SystemTime::now(),
         }
+    }
+
+    pub(super) fn known_sectors(&self) -> KnownSectors {
+        self.known.clone()
     }
 
     fn base_attr(&self, node: Node, kind: FileType, perm: u16, size: u64) -> FileAttr {
@@ -126,7 +153,7 @@ impl SectorFs {
                 attr.ctime = stored;
                 attr.crtime = stored;
                 attr.nlink = refs.total().min(u32::MAX as u64) as u32;
-                (attr, TTL_NONE)
+                (attr, TTL_SECTOR_ATTR)
             }
             Node::Contract(id) => {
                 let c = e

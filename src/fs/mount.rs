@@ -50,6 +50,7 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
     let mountpoint = std::path::absolute(mountpoint)
         .map_err(|e| Error::io(format!("bad mountpoint {}", mountpoint.display()), e))?;
     let fs = SectorFs::new(engine.clone(), &mountpoint);
+    let known = fs.known_sectors();
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName("sectorfs".into()),
@@ -71,6 +72,16 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
             e,
         )
     })?;
+    let attrs = session.notifier();
+    // Link counts follow references: drop the attributes the kernel keeps
+    // of sectors whose references changed. Attributes only (offset -1):
+    // that takes no kernel lock, so it is safe from inside the request that
+    // made the change, and it is done before that request is answered.
+    engine.set_refs_listener(Box::new(move |ids| {
+        for id in known.held(ids) {
+            let _ = attrs.inval_inode(fuser::INodeNo(super::Node::Sector(id).ino()), -1, 0);
+        }
+    }));
     let notifier = session.notifier();
     // Freed sectors drop out of the kernel's page cache. Done on another
     // thread: a notification sent from inside the request that freed the

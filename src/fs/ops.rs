@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use super::handles::{ContractUpload, Handle, SectorUpload, Writers};
 use super::inode::{MAX_TEMP_HEIGHT, Node};
 use super::sector_writer::SectorWriter;
-use super::{SectorFs, TTL_NONE, control, parse_temp_height};
+use super::{SectorFs, TTL_NONE, control, entry_ttl, parse_temp_height};
 use crate::engine::{ContractEdit, Reference, check_contract_name};
 use crate::error::Error;
 use crate::merkle::{Root, SECTOR_SIZE};
@@ -40,7 +40,12 @@ fn node_of(ino: INodeNo) -> Result<Node, Errno> {
 impl SectorFs {
     fn entry(&self, node: Node, reply: ReplyEntry) {
         match self.attr(node) {
-            Ok((attr, ttl)) => reply.entry(&ttl, &attr, Generation(0)),
+            Ok((attr, attr_ttl)) => {
+                if let Node::Sector(id) = node {
+                    self.known.looked_up(id);
+                }
+                reply.entry_with_ttls(&attr_ttl, &entry_ttl(node), &attr, Generation(0))
+            }
             Err(e) => reply.error(self.refuse("stat", &format_args!("{node:?}"), &e)),
         }
     }
@@ -183,6 +188,12 @@ impl Filesystem for SectorFs {
             tracing::warn!("the kernel lacks {missing:?}");
         }
         Ok(())
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        if let Some(Node::Sector(id)) = Node::from_ino(ino.0) {
+            self.known.forgotten(id, nlookup);
+        }
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {

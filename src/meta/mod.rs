@@ -71,6 +71,14 @@ pub struct Freed {
     pub slot: u64,
 }
 
+/// What a reference change did.
+#[derive(Debug, Default)]
+pub struct RefChange {
+    /// Sectors whose reference counts changed (freed ones included).
+    pub touched: Vec<i64>,
+    pub freed: Vec<Freed>,
+}
+
 /// How many references of each kind a sector has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RefCounts {

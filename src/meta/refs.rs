@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::sectors::{lookup_in, ref_counts_in};
-use super::{ContractRow, Freed, Meta, SectorRow, root_of};
+use super::{ContractRow, Freed, Meta, RefChange, SectorRow, root_of};
 use crate::error::{DbContext, Error, Result};
 use crate::merkle::Root;
 
@@ -20,7 +20,7 @@ pub enum ContractEdit {
 
 impl Meta {
     /// Drops a sector's pin. `EBUSY` if it has no pin but other references.
-    pub fn unpin(&self, root: &Root) -> Result<Vec<Freed>> {
+    pub fn unpin(&self, root: &Root) -> Result<RefChange> {
         self.write(|tx| {
             let sector = lookup_in(tx, root)?
                 .ok_or_else(|| Error::NotFound(format!("sector {root} is not stored")))?;
@@ -36,7 +36,7 @@ impl Meta {
                     refs.contracts, refs.temp
                 )));
             }
-            free_unreferenced(tx, &[sector.id])
+            changed(tx, vec![sector.id])
         })
     }
 
@@ -47,7 +47,7 @@ impl Meta {
         name: &str,
         roots: &[Root],
         edit: ContractEdit,
-    ) -> Result<Vec<Freed>> {
+    ) -> Result<RefChange> {
         self.write(|tx| {
             let mut ids = Vec::with_capacity(roots.len());
             for root in roots {
@@ -86,17 +86,20 @@ impl Meta {
                     .execute(params![contract, start + i as i64, id])
                     .ctx("adding contract entries")?;
             }
-            free_unreferenced(tx, &old)
+            let freed = free_unreferenced(tx, &old)?;
+            let mut touched = old;
+            touched.extend(ids);
+            Ok(RefChange { touched, freed })
         })
     }
 
     /// Moves `from`'s list onto `to` (replacing `to`'s), and `from` is gone.
-    pub fn rename_contract(&self, from: &str, to: &str) -> Result<Vec<Freed>> {
+    pub fn rename_contract(&self, from: &str, to: &str) -> Result<RefChange> {
         self.write(|tx| {
             let src = contract_id(tx, from)?
                 .ok_or_else(|| Error::NotFound(format!("contract {from} does not exist")))?;
             if from == to {
-                return Ok(Vec::new());
+                return Ok(RefChange::default());
             }
             let mut old = Vec::new();
             if let Some(dst) = contract_id(tx, to)? {
@@ -110,12 +113,12 @@ impl Meta {
                 params![to, src],
             )
             .ctx("renaming a contract")?;
-            free_unreferenced(tx, &old)
+            changed(tx, old)
         })
     }
 
     /// Drops a contract and all its entries.
-    pub fn delete_contract(&self, name: &str) -> Result<Vec<Freed>> {
+    pub fn delete_contract(&self, name: &str) -> Result<RefChange> {
         self.write(|tx| {
             let id = contract_id(tx, name)?
                 .ok_or_else(|| Error::NotFound(format!("contract {name} does not exist")))?;
@@ -123,7 +126,7 @@ impl Meta {
             delete_entries(tx, id)?;
             tx.execute("DELETE FROM contracts WHERE id = ?1", [id])
                 .ctx("deleting a contract")?;
-            free_unreferenced(tx, &old)
+            changed(tx, old)
         })
     }
 
@@ -213,7 +216,7 @@ impl Meta {
     }
 
     /// Drops one temp entry.
-    pub fn remove_temp(&self, expiration: u64, root: &Root) -> Result<Vec<Freed>> {
+    pub fn remove_temp(&self, expiration: u64, root: &Root) -> Result<RefChange> {
         self.write(|tx| {
             let sector = lookup_in(tx, root)?
                 .ok_or_else(|| Error::NotFound(format!("sector {root} is not stored")))?;
@@ -230,7 +233,7 @@ impl Meta {
             tx.prepare_cached("INSERT OR IGNORE INTO temp_dirs (height) VALUES (?1)")
                 .and_then(|mut s| s.execute([expiration as i64]))
                 .ctx("keeping a temp directory")?;
-            free_unreferenced(tx, &[sector.id])
+            changed(tx, vec![sector.id])
         })
     }
 
@@ -335,7 +338,7 @@ impl Meta {
 
     /// Sets the chain height and drops every temp entry at or below it.
     /// Heights never go back.
-    pub fn set_height(&self, height: u64) -> Result<Vec<Freed>> {
+    pub fn set_height(&self, height: u64) -> Result<RefChange> {
         if height > i64::MAX as u64 {
             return Err(Error::Invalid(format!("height {height} is too large")));
         }
@@ -364,7 +367,7 @@ impl Meta {
                     .collect::<rusqlite::Result<_>>()
                     .ctx("dropping expired temp entries")?
             };
-            free_unreferenced(tx, &expired)
+            changed(tx, expired)
         })
     }
 
@@ -457,6 +460,13 @@ fn delete_entries(c: &Connection, contract: i64) -> Result<()> {
         .and_then(|mut s| s.execute([contract]))
         .ctx("deleting contract entries")?;
     Ok(())
+}
+
+/// The change to `touched`, whose references changed: those left with none
+/// are freed.
+fn changed(c: &Connection, touched: Vec<i64>) -> Result<RefChange> {
+    let freed = free_unreferenced(c, &touched)?;
+    Ok(RefChange { touched, freed })
 }
 
 /// Deletes every candidate sector that has no reference left, records its

@@ -274,3 +274,25 @@ fn a_forked_process_closing_its_copy_does_not_apply_half_a_list() {
     assert_eq!(errno(&close(f).unwrap_err()), libc::EFBIG);
     assert!(!m.listed().contains(&root.to_string()));
 }
+
+/// `fstat` of an open sector shows its link count as it is now, after
+/// references made elsewhere: the kernel's cached attributes are dropped
+/// when references change, not kept for their time to live.
+#[test]
+fn an_open_sector_sees_its_link_count_change() {
+    let m = Mount::start(&[]);
+    let a = m.put(&sector(140));
+    let file = std::fs::File::open(m.sector_path(&a)).unwrap();
+    let fstat_nlink = || file.metadata().unwrap().nlink();
+    assert_eq!(fstat_nlink(), 1);
+    write_file(&m.path("contracts/k1"), list(&[&a, &a]).as_bytes()).unwrap();
+    assert_eq!(fstat_nlink(), 3, "after a contract revision");
+    m.sh_ok("mkdir temp/50");
+    m.sh_ok(&format!("ln sectors/{a} temp/50/{a}"));
+    assert_eq!(fstat_nlink(), 4, "after a temp entry");
+    m.write("height", "50\n").unwrap();
+    assert_eq!(fstat_nlink(), 3, "after the temp entry expired");
+    m.sh_ok("rm contracts/k1");
+    assert_eq!(fstat_nlink(), 1, "after the contract went");
+    assert_eq!(m.nlink(&a), 1);
+}
