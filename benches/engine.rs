@@ -69,7 +69,9 @@ fn main() {
     let vol = engine
         .add_volume(&dir.path().join("bench.vol"), io_sectors as u64)
         .unwrap();
-    let write_time = best(3, || {
+    // best of five: the figure is the disk's (each sector is synced), and
+    // the virtual disk's sync latency swings widely from pass to pass
+    let write_time = best(5, || {
         for r in &roots {
             if engine.lookup(r).unwrap().is_some() {
                 engine.unpin(r).unwrap();
