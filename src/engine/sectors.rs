@@ -390,7 +390,7 @@ fn corrupt_error(at: &SectorRow) -> Error {
     ))
 }
 
-pub(super) fn check_length(len: usize) -> Result<()> {
+fn check_length(len: usize) -> Result<()> {
     if len != SECTOR_SIZE {
         return Err(Error::Invalid(format!(
             "a sector is exactly {SECTOR_SIZE} bytes, not {len}"

@@ -24,8 +24,8 @@ use crate::volume::VolumeFile;
 pub const CHUNK: usize = 1 << 18;
 const CHUNKS: usize = SECTOR_SIZE / CHUNK;
 
-/// Chunk buffers kept for reuse: a fresh 1 MiB buffer takes a page fault per
-/// 4 KiB on its first writes, a reused one none. Kept zeroed.
+/// Chunk buffers kept for reuse: a fresh buffer takes a page fault per 4 KiB
+/// on its first writes, a reused one none. Kept zeroed.
 static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 /// Enough for a few writers at once.
 const SPARE_MAX: usize = 8 * CHUNKS;
@@ -113,10 +113,6 @@ impl Upload {
                 .collect(),
             written: nowhere(),
         }
-    }
-
-    pub fn root(&self) -> Root {
-        self.root
     }
 
     /// Copies `data` in at `offset`; the caller keeps writes inside the

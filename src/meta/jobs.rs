@@ -4,6 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::refs::free_unreferenced;
+use super::sectors::slot_inside;
 use super::{Freed, Meta};
 use crate::error::{DbContext, Result};
 
@@ -103,16 +104,9 @@ impl Meta {
     /// or a new slot lies outside its volume, nothing moves.
     pub fn relocate(&self, moves: &[Move], slots_intact: &dyn Fn() -> bool) -> Result<Vec<bool>> {
         self.write(|tx| {
-            let mut size = tx
-                .prepare_cached("SELECT slots FROM volumes WHERE id = ?1")
-                .ctx("checking new slots are inside their volumes")?;
             let mut inside = true;
             for m in moves {
-                let slots: Option<i64> = size
-                    .query_row([m.to_volume], |r| r.get(0))
-                    .optional()
-                    .ctx("checking new slots are inside their volumes")?;
-                inside &= slots.is_some_and(|n| m.to_slot < n as u64);
+                inside &= slot_inside(tx, m.to_volume, m.to_slot)?;
             }
             if !inside || !slots_intact() {
                 return Ok(vec![false; moves.len()]);

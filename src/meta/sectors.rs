@@ -112,11 +112,7 @@ impl Meta {
             check_reference(tx, reference)?;
             // a slot reserved before a shrink or removal began may no
             // longer exist by the time its data is written
-            let slots: Option<i64> = tx
-                .prepare_cached("SELECT slots FROM volumes WHERE id = ?1")
-                .and_then(|mut s| s.query_row([volume_id], |r| r.get(0)).optional())
-                .ctx("checking the slot is inside its volume")?;
-            if slots.is_none_or(|n| slot >= n as u64) || !slot_intact() {
+            if !slot_inside(tx, volume_id, slot)? || !slot_intact() {
                 return Ok(Inserted::SlotGone);
             }
             tx.prepare_cached(
@@ -202,6 +198,16 @@ pub(super) fn ref_counts_in(c: &Connection, sector_id: i64) -> Result<RefCounts>
 
 /// Refuses a reference that could never hold (a temp entry that is already
 /// expired) before anything is written.
+/// Whether `slot` lies inside volume `volume_id` as recorded (false if the
+/// volume is gone).
+pub(super) fn slot_inside(c: &Connection, volume_id: u32, slot: u64) -> Result<bool> {
+    let slots: Option<i64> = c
+        .prepare_cached("SELECT slots FROM volumes WHERE id = ?1")
+        .and_then(|mut s| s.query_row([volume_id], |r| r.get(0)).optional())
+        .ctx("checking a slot is inside its volume")?;
+    Ok(slots.is_some_and(|n| slot < n as u64))
+}
+
 fn check_reference(c: &Connection, reference: Reference) -> Result<()> {
     if let Reference::Temp(expiration) = reference {
         let height = super::refs::height_in(c)?;
