@@ -1,16 +1,16 @@
 //! A new sector arriving in pieces, as writes through the mount do.
 //!
 //! Each 256 KiB chunk written in order is, once complete, copied into a slot
-//! reserved for the sector, pushed towards the disk and hashed on a thread of
-//! its own while the next chunk arrives. Closing then waits only for the last
-//! chunk's hash, the tail of the sync and the commit, rather than hashing and
-//! writing all 4 MiB after the last byte arrived. Chunks written out of
-//! order, rewritten or cut by a truncate are simply done again at close.
-//! Nothing is recorded before the whole sector hashes to its name and is
-//! synced, as on every write path.
+//! reserved for the sector and pushed towards the disk while the next chunk
+//! arrives. The close hashes the chunks on two threads while it waits for
+//! the sync, then commits: the hash costs no time of its own, and the
+//! transfer has the cores to itself (hashing each chunk as it arrived was
+//! measured about 15% slower through `cp`). Chunks written out of order,
+//! rewritten or cut by a truncate are simply done again at close. Nothing is
+//! recorded before the whole sector hashes to its name and is synced, as on
+//! every write path.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
 use crate::volume::VolumeFile;
 
-/// Bytes hashed and written together: a quarter of the mount's largest
-/// write, so the last write of a sector is hashed on both cores at close.
+/// Bytes written together: a quarter of the mount's largest write, so the
+/// device starts on a write before all of it arrived.
 pub const CHUNK: usize = 1 << 18;
 const CHUNKS: usize = SECTOR_SIZE / CHUNK;
 
@@ -35,17 +35,14 @@ fn new_buffer() -> Vec<u8> {
 }
 
 fn give_back(mut buf: Vec<u8>) {
+    if buf.len() != CHUNK {
+        return;
+    }
     buf.fill(0);
     let mut spare = SPARE.lock();
     if spare.len() < SPARE_MAX {
         spare.push(buf);
     }
-}
-
-/// A hashed chunk.
-struct Sent {
-    buf: Vec<u8>,
-    root: Root,
 }
 
 enum Chunk {
@@ -56,10 +53,8 @@ enum Chunk {
         filled: usize,
         in_order: bool,
     },
-    Sending(JoinHandle<Sent>),
-    Sent(Sent),
-    /// Only while a chunk changes state.
-    Moving,
+    /// Complete and sent to the slot (when there is one); hashed at close.
+    Sent(Vec<u8>),
 }
 
 /// Where the sector's data goes.
@@ -169,7 +164,7 @@ impl Upload {
                 self.send(i);
             }
         }
-        // every chunk is in the slot now: sync while the last hashes finish
+        // every chunk is in the slot now: hash while it syncs
         let slot = match &self.target {
             Target::Slot {
                 volume,
@@ -195,7 +190,7 @@ impl Upload {
                 Some((_, file, _, _)) if all_in_slot => Some(scope.spawn(|| file.sync())),
                 _ => None,
             };
-            let roots: Vec<Root> = (0..CHUNKS).map(|i| self.settle(i).root).collect();
+            let roots = chunk_roots(&self.chunks);
             let synced = sync.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
             (roots, synced)
         });
@@ -243,18 +238,19 @@ impl Upload {
         // verified, with the data in one piece
         self.target = Target::Unchosen;
         let mut data = Vec::with_capacity(SECTOR_SIZE);
-        for i in 0..CHUNKS {
-            data.extend_from_slice(&self.settle(i).buf);
+        for chunk in &self.chunks {
+            data.extend_from_slice(chunk.bytes());
         }
         self.engine
             .store(&self.root, &data, reference, None, failed)
     }
 
     /// Writes chunk `i` into the slot (once one is chosen) and starts it
-    /// towards the disk, then hashes it on a thread of its own.
+    /// towards the disk.
     fn send(&mut self, i: usize) {
-        let Chunk::Open { buf, .. } = std::mem::replace(&mut self.chunks[i], Chunk::Moving) else {
-            unreachable!("only open chunks are sent");
+        let buf = match std::mem::replace(&mut self.chunks[i], Chunk::Sent(Vec::new())) {
+            Chunk::Open { buf, .. } => buf,
+            Chunk::Sent(_) => unreachable!("only open chunks are sent"),
         };
         let offset = (i * CHUNK) as u64;
         self.written[i] = match self.choose_target() {
@@ -267,22 +263,7 @@ impl Upload {
             },
             _ => Written::Nowhere,
         };
-        let work = move || {
-            let root = merkle::subtree_root(&buf);
-            Sent { buf, root }
-        };
-        let work = Arc::new(Mutex::new(Some(work)));
-        let spawned = {
-            let work = work.clone();
-            std::thread::Builder::new()
-                .name("sector-chunk".into())
-                .spawn(move || (work.lock().take().expect("run once"))())
-        };
-        self.chunks[i] = match spawned {
-            Ok(handle) => Chunk::Sending(handle),
-            // no thread to be had: do it here
-            Err(_) => Chunk::Sent((work.lock().take().expect("run once"))()),
-        };
+        self.chunks[i] = Chunk::Sent(buf);
     }
 
     fn choose_target(&mut self) -> &Target {
@@ -324,34 +305,13 @@ impl Upload {
         self.written = nowhere();
     }
 
-    /// Waits for chunk `i` if it is being sent.
-    fn settle(&mut self, i: usize) -> &mut Sent {
-        if let Chunk::Sending(_) = self.chunks[i] {
-            let Chunk::Sending(handle) = std::mem::replace(&mut self.chunks[i], Chunk::Moving)
-            else {
-                unreachable!()
-            };
-            let sent = handle
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            self.chunks[i] = Chunk::Sent(sent);
-        }
-        match &mut self.chunks[i] {
-            Chunk::Sent(sent) => sent,
-            _ => unreachable!("settle is called on sent chunks"),
-        }
-    }
-
     /// Makes chunk `i` writable again; a sent chunk must be redone at close.
     fn reopen(&mut self, i: usize) -> &mut Chunk {
-        if !matches!(self.chunks[i], Chunk::Open { .. }) {
-            self.settle(i);
-            let Chunk::Sent(sent) = std::mem::replace(&mut self.chunks[i], Chunk::Moving) else {
-                unreachable!()
-            };
+        if let Chunk::Sent(buf) = &mut self.chunks[i] {
+            let buf = std::mem::take(buf);
             self.written[i] = Written::Nowhere;
             self.chunks[i] = Chunk::Open {
-                buf: sent.buf,
+                buf,
                 filled: CHUNK,
                 in_order: false,
             };
@@ -360,20 +320,47 @@ impl Upload {
     }
 }
 
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Open { buf, .. } | Chunk::Sent(buf) => buf,
+        }
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Chunk::Open { buf, .. } | Chunk::Sent(buf) => buf,
+        }
+    }
+}
+
+/// Each chunk's root, on two threads: the close's only CPU work.
+fn chunk_roots(chunks: &[Chunk]) -> Vec<Root> {
+    let hash = |part: &[Chunk]| -> Vec<Root> {
+        part.iter()
+            .map(|c| merkle::subtree_root(c.bytes()))
+            .collect()
+    };
+    let (mine, theirs) = chunks.split_at(chunks.len() / 2);
+    std::thread::scope(|scope| {
+        let other = std::thread::Builder::new()
+            .name("sector-hash".into())
+            .spawn_scoped(scope, || hash(theirs));
+        let mut roots = hash(mine);
+        roots.extend(match other {
+            Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            // no thread to be had: hash them here
+            Err(_) => hash(theirs),
+        });
+        roots
+    })
+}
+
 impl Drop for Upload {
     fn drop(&mut self) {
         self.drop_target();
         for chunk in std::mem::take(&mut self.chunks) {
-            match chunk {
-                Chunk::Open { buf, .. } => give_back(buf),
-                Chunk::Sent(sent) => give_back(sent.buf),
-                Chunk::Sending(handle) => {
-                    if let Ok(sent) = handle.join() {
-                        give_back(sent.buf);
-                    }
-                }
-                Chunk::Moving => {}
-            }
+            give_back(chunk.into_bytes());
         }
     }
 }
