@@ -7,9 +7,10 @@
 //!   warm (second read), beside a plain read of the volume file and beside
 //!   libfuse's `passthrough_ll` example (`cache=never`) serving the same
 //!   bytes;
-//! - writing sectors with `cp` through the mount, one writer and then two at
-//!   once, beside the engine's own durable write (in-process, another data
-//!   dir, the same sectors);
+//! - writing sectors with `cp` through the mount, one writer (one `cp`
+//!   process copying every sector, each source file named by its root) and
+//!   then two at once (each copying half), beside the engine's own durable
+//!   write (in-process, another data dir, the same sectors);
 //! - `ls /sectors | wc -l` and `stat` of random sectors at 100,000 stored
 //!   sectors, beside the same through `passthrough_ll` over a plain
 //!   directory of 100,000 files with the same names.
@@ -207,16 +208,20 @@ fn read_range(path: &Path, n: usize, buf: &mut [u8]) -> Duration {
     t.elapsed()
 }
 
-/// `cp blob MNT/sectors/<root>` for each sector, in order.
+/// One writer: a single `cp -t MNT/sectors <blobs>`, each blob named by
+/// its root, as a host copying a batch of sectors would run it.
 fn cp_all(blobs: &[(Root, PathBuf)], mnt: &Path) {
-    for (root, blob) in blobs {
-        let status = Command::new("cp")
-            .arg(blob)
-            .arg(mnt.join("sectors").join(root.to_string()))
-            .status()
-            .expect("run cp");
-        assert!(status.success(), "cp of {root} into the mount failed");
-    }
+    let status = Command::new("cp")
+        .arg("-t")
+        .arg(mnt.join("sectors"))
+        .args(blobs.iter().map(|(_, blob)| blob))
+        .status()
+        .expect("run cp");
+    assert!(
+        status.success(),
+        "cp of {} sectors into the mount failed",
+        blobs.len()
+    );
 }
 
 fn rm_all(blobs: &[(Root, PathBuf)], mnt: &Path) {
@@ -279,9 +284,8 @@ fn main() {
     }
     let blobs: Vec<(Root, PathBuf)> = write_set
         .iter()
-        .enumerate()
-        .map(|(i, (r, d))| {
-            let p = blob_dir.join(format!("{i}.blob"));
+        .map(|(r, d)| {
+            let p = blob_dir.join(r.to_string());
             std::fs::write(&p, d).unwrap();
             (*r, p)
         })

@@ -29,7 +29,7 @@ pub use placement::Placement;
 pub use refs::check_contract_name;
 pub use sectors::Stored;
 pub use status::Capacity;
-pub use upload::Upload;
+pub use upload::{CHUNK as UPLOAD_CHUNK, Upload};
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 
 pub use crate::meta::{ContractEdit, ContractRow, Freed, RefCounts, Reference, SectorRow};

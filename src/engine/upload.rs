@@ -20,7 +20,8 @@ use crate::merkle::{self, Root, SECTOR_SIZE};
 use crate::volume::VolumeFile;
 
 /// Bytes written together: a quarter of the mount's largest write, so the
-/// device starts on a write before all of it arrived.
+/// device starts on a write before all of it arrived. The mount reports it
+/// as the files' block size, so tools write in pieces of this size.
 pub const CHUNK: usize = 1 << 18;
 const CHUNKS: usize = SECTOR_SIZE / CHUNK;
 

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{Errno, FileAttr, FileType, INodeNo};
 use parking_lot::Mutex;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, UPLOAD_CHUNK};
 use crate::error::{Error, Result};
 use crate::merkle::{Root, SECTOR_SIZE};
 use handles::{Handle, Handles};
@@ -102,7 +102,11 @@ impl SectorFs {
             uid: self.uid,
             gid: self.gid,
             rdev: 0,
-            blksize: SECTOR_SIZE as u32,
+            // the engine's write chunk: `cp` and friends then write in
+            // pieces the engine sends to the disk at once, rather than
+            // reading a whole sector before writing any of it (measured
+            // about 15% faster `cp` than a 4 MiB block size)
+            blksize: UPLOAD_CHUNK as u32,
             flags: 0,
         }
     }

@@ -401,9 +401,14 @@ fn soak_with_writers_readers_and_reference_changes() {
     let errors = c.errors.lock().clone();
     assert!(
         errors.is_empty(),
-        "{} errors during the soak, first: {:#?}",
+        "{} errors during the soak, first: {:#?}\nthe daemon's refusals:\n{}",
         errors.len(),
-        &errors[..errors.len().min(10)]
+        &errors[..errors.len().min(10)],
+        m.log()
+            .lines()
+            .filter(|l| l.contains("refused") || l.contains("ERROR"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let ops = c.total();
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
