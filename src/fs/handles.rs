@@ -80,6 +80,10 @@ pub struct ContractUpload {
     pub written: bool,
     /// Something was written since the last flush applied it.
     pub dirty: bool,
+    /// A flush applied this handle's list (an empty one included).
+    pub applied: bool,
+    /// The process (task) that opened it.
+    pub opener: u32,
     pub outcome: Option<Result<(), i32>>,
     /// A write through this handle failed: its data is incomplete, so no
     /// later flush applies it and the list keeps what it had.

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use super::handles::{ContractUpload, Handle, SectorUpload, Writers};
 use super::inode::{MAX_TEMP_HEIGHT, Node};
 use super::sector_writer::SectorWriter;
-use super::{SectorFs, TTL_NONE, control, entry_ttl, parse_temp_height};
+use super::{SectorFs, TTL_NONE, control, entry_ttl, fds, parse_temp_height};
 use crate::engine::{ContractEdit, Reference, check_contract_name};
 use crate::error::Error;
 use crate::merkle::{Root, SECTOR_SIZE};
@@ -79,9 +79,12 @@ impl SectorFs {
     }
 
     /// Applies what was written to a contract since the last flush, in one
-    /// transaction. A replace that wrote nothing is applied at release, so a
-    /// shell closing a duplicate fd early cannot empty the list.
-    fn commit_contract(&self, up: &mut ContractUpload, owner: u64) -> Result<(), Errno> {
+    /// transaction. A replace that wrote nothing empties the list, unless
+    /// the closing process still holds the file: a shell redirection closes
+    /// its first descriptor before the command writes the new list, and
+    /// emptying there would free sectors the new list names. Such a handle
+    /// is emptied at its last flush or at release.
+    fn commit_contract(&self, up: &mut ContractUpload, owner: u64, pid: u32) -> Result<(), Errno> {
         if let Some(errno) = up.failed {
             tracing::warn!(
                 "refused revise contract {}: a write to it failed, so its list is unchanged",
@@ -89,10 +92,24 @@ impl SectorFs {
             );
             return Err(Errno::from_i32(errno));
         }
+        if up.edit == Some(ContractEdit::Replace) && !up.written && !up.applied {
+            // another process (a child that inherited the descriptor, even
+            // one closing it at exec) never empties the list for its opener
+            if pid != up.opener || fds::holds_open(pid, &self.contracts_dir.join(&up.name)) {
+                tracing::debug!(
+                    "contract {} closed with nothing written while its opener may still \
+                     write: emptied at its last close",
+                    up.name
+                );
+            } else {
+                up.dirty = true;
+            }
+        }
         if !up.dirty || !up.writers.may_decide(owner) {
             return up.outcome.unwrap_or(Ok(())).map_err(Errno::from_i32);
         }
         up.dirty = false;
+        up.applied = true;
         let result = match up.edit {
             None => Err(Error::Invalid(format!(
                 "contract {} was written without O_TRUNC (replace) or O_APPEND (append); \
@@ -108,6 +125,33 @@ impl SectorFs {
         let outcome = result.map_err(|e| self.refuse("revise contract", &up.name, &e));
         up.outcome = Some(outcome.map_err(i32::from));
         outcome
+    }
+
+    /// A handle opened with `O_TRUNC` whose flushes all came while its
+    /// process still held the file, released with nothing written: the
+    /// list is emptied now, unless it changed since the handle was opened
+    /// (a later revision, handled first, wins over this late release).
+    fn empty_at_release(&self, up: &ContractUpload) {
+        let current = self.engine.contract_roots(&up.name);
+        let result = match current {
+            Ok(Some(roots)) if contract_text(&roots) == up.snapshot => {
+                self.engine
+                    .revise_contract(&up.name, &[], ContractEdit::Replace)
+            }
+            Ok(Some(_)) => {
+                tracing::info!(
+                    "contract {} was opened to be emptied but revised since; the revision stays",
+                    up.name
+                );
+                Ok(())
+            }
+            // removed or renamed since: nothing to empty
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            self.refuse("truncate contract", &up.name, &e);
+        }
     }
 
     /// Applies each complete line in `partial`; `all` applies the rest too.
@@ -579,6 +623,8 @@ impl Filesystem for SectorFs {
                     data: Vec::new(),
                     written: false,
                     dirty: false,
+                    applied: false,
+                    opener: req.pid(),
                     outcome: None,
                     failed: None,
                 };
@@ -632,7 +678,7 @@ impl Filesystem for SectorFs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         _mode: u32,
@@ -695,6 +741,8 @@ impl Filesystem for SectorFs {
                     data: Vec::new(),
                     written: false,
                     dirty: false,
+                    applied: false,
+                    opener: req.pid(),
                     outcome: None,
                     failed: None,
                 };
@@ -852,7 +900,7 @@ impl Filesystem for SectorFs {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         lock_owner: LockOwner,
@@ -863,7 +911,9 @@ impl Filesystem for SectorFs {
         };
         let result = match &*handle {
             Handle::SectorWrite(up) => self.commit_sector(&mut up.lock(), lock_owner.0),
-            Handle::ContractWrite(up) => self.commit_contract(&mut up.lock(), lock_owner.0),
+            Handle::ContractWrite(up) => {
+                self.commit_contract(&mut up.lock(), lock_owner.0, req.pid())
+            }
             Handle::Control { node, partial, .. } => self.apply_lines(*node, partial, true),
             Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),
         };
@@ -885,14 +935,8 @@ impl Filesystem for SectorFs {
     ) {
         if let Some(Handle::ContractWrite(up)) = self.handles.get(fh.0).as_deref() {
             let up = up.lock();
-            if up.edit == Some(ContractEdit::Replace) && !up.written {
-                // opened with O_TRUNC and closed without data: the list is emptied
-                if let Err(e) = self
-                    .engine
-                    .revise_contract(&up.name, &[], ContractEdit::Replace)
-                {
-                    self.refuse("truncate contract", &up.name, &e);
-                }
+            if up.edit == Some(ContractEdit::Replace) && !up.written && !up.applied {
+                self.empty_at_release(&up);
             }
         }
         self.handles.remove(fh.0);
