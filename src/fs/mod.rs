@@ -53,8 +53,6 @@ fn entry_ttl(node: Node) -> Duration {
 pub struct SectorFs {
     engine: Arc<Engine>,
     mountpoint: PathBuf,
-    /// `/contracts` as the kernel names it in `/proc/<pid>/fd`.
-    contracts_dir: PathBuf,
     handles: Handles,
     /// `/temp/<height>` a sector was last looked up in, per (sector id,
     /// thread): FUSE opens an inode, not a path, and a sector has one inode
@@ -75,9 +73,6 @@ impl SectorFs {
         SectorFs {
             engine,
             mountpoint: mountpoint.to_path_buf(),
-            contracts_dir: std::fs::canonicalize(mountpoint)
-                .unwrap_or_else(|_| mountpoint.to_path_buf())
-                .join("contracts"),
             handles: Handles::default(),
             temp_lookups: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(4096).expect("non-zero"),

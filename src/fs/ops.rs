@@ -95,7 +95,9 @@ impl SectorFs {
         if up.edit == Some(ContractEdit::Replace) && !up.written && !up.applied {
             // another process (a child that inherited the descriptor, even
             // one closing it at exec) never empties the list for its opener
-            if pid != up.opener || fds::holds_open(pid, &self.contracts_dir.join(&up.name)) {
+            if pid != up.opener
+                || fds::holds_open(pid, &std::path::Path::new("contracts").join(&up.name))
+            {
                 tracing::debug!(
                     "contract {} closed with nothing written while its opener may still \
                      write: emptied at its last close",
