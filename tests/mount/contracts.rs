@@ -269,22 +269,22 @@ fn a_forked_process_closing_its_copy_does_not_apply_half_a_list() {
 /// An `O_TRUNC` open closed with nothing written empties the list at its
 /// close, not at the release the kernel sends later (a revision made in
 /// between would otherwise be emptied by a late release); but never while
-/// its opener may still write the new list: a shell redirection, or a child
-/// closing an inherited copy at exec.
+/// the new list may still come: a shell redirection, a child closing an
+/// inherited copy at exec, a child still holding the open file.
 #[test]
 fn an_empty_replace_applies_at_close_but_never_under_a_writer() {
     let m = Mount::start(&[]);
-    let a = m.put(&sector(150));
-    let path = m.path("contracts/e");
+    let (a, a2) = (m.put(&sector(150)), m.put(&sector(151)));
+    let path = m.path("contracts/empty-at-close");
     write_file(&path, list(&[&a]).as_bytes()).unwrap();
     m.sh_ok(&format!("rm sectors/{a}"));
     assert_eq!(m.refs(&a), "pin=0 contracts=1 temp=0");
     // a shell redirection closes its first descriptor before the command
     // writes: the list it names, held by this contract only, survives
-    m.sh_ok(&format!("echo {a} > contracts/e"));
-    assert_eq!(m.read("contracts/e"), list(&[&a]));
-    m.sh_ok("cat contracts/e > $S/list && cat $S/list > contracts/e");
-    assert_eq!(m.read("contracts/e"), list(&[&a]));
+    m.sh_ok(&format!("echo {a} > contracts/empty-at-close"));
+    assert_eq!(m.read("contracts/empty-at-close"), list(&[&a]));
+    m.sh_ok("cat contracts/empty-at-close > $S/list && cat $S/list > contracts/empty-at-close");
+    assert_eq!(m.read("contracts/empty-at-close"), list(&[&a]));
     assert_eq!(m.refs(&a), "pin=0 contracts=1 temp=0");
     // a child closing its inherited copy at exec empties nothing
     let mut f = replace().open(&path).unwrap();
@@ -294,12 +294,12 @@ fn an_empty_replace_applies_at_close_but_never_under_a_writer() {
             .unwrap()
             .success()
     );
-    assert_eq!(m.read("contracts/e"), list(&[&a]));
+    assert_eq!(m.read("contracts/empty-at-close"), list(&[&a]));
     f.write_all(list(&[&a]).as_bytes()).unwrap();
     close(f).unwrap();
     assert_eq!(m.refs(&a), "pin=0 contracts=1 temp=0");
-    // the opener's close empties it while a child still holds the open
-    // file, so no release has come yet
+    // a child still holding the open file may yet write the new list: the
+    // opener's close leaves it, the last close empties it
     let f = replace().open(&path).unwrap();
     let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
     // SAFETY: clears close-on-exec on a descriptor this test owns
@@ -309,10 +309,25 @@ fn an_empty_replace_applies_at_close_but_never_under_a_writer() {
         .spawn()
         .unwrap();
     close(f).unwrap();
-    let emptied = (m.read("contracts/e"), m.listed().contains(&a.to_string()));
+    let kept = m.read("contracts/empty-at-close");
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(emptied, (String::new(), false));
+    assert_eq!(kept, list(&[&a]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while m.listed().contains(&a.to_string()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the last close did not empty the contract"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(m.read("contracts/empty-at-close"), "");
+    // with nothing else holding it, the close empties it before returning
+    write_file(&path, list(&[&a2]).as_bytes()).unwrap();
+    m.sh_ok(&format!("rm sectors/{a2}"));
+    close(replace().open(&path).unwrap()).unwrap();
+    assert_eq!(m.read("contracts/empty-at-close"), "");
+    assert!(!m.listed().contains(&a2.to_string()));
 }
 
 /// `fstat` of an open sector shows its link count as it is now, after
