@@ -9,10 +9,11 @@
 //! tree costs about four times the compressions of hashing the sector as one
 //! stream. Two paths share that work out, chosen at run time:
 //!
-//! - [`avx2`], on x86-64 CPUs with AVX2: a kernel specialised for these
-//!   one-block inputs hashes four at a time straight from the sector bytes
-//!   (a leaf and a node's two children are both 64 contiguous bytes) and
-//!   reduces each level in place;
+//! - [`avx512`] on x86-64 CPUs with AVX-512, else [`avx2`] on those with
+//!   AVX2: kernels specialised for these one-block inputs ([`simd`]) hash
+//!   eight or four at a time straight from the sector bytes (a leaf and a
+//!   node's two children are both 64 contiguous bytes) and reduce each
+//!   level in place;
 //! - [`many`], anywhere else: 65-byte records fed a level at a time to
 //!   `blake2b_simd`'s `hash_many`.
 //!
@@ -26,8 +27,16 @@ use std::sync::OnceLock;
 use blake2b_simd::Params;
 
 #[cfg(target_arch = "x86_64")]
+#[macro_use]
+mod simd;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod many;
+
+#[cfg(target_arch = "x86_64")]
+use simd::Lanes;
 
 /// Bytes in a sector; Sia fixes this at 4 MiB.
 pub const SECTOR_SIZE: usize = 4 << 20;
@@ -185,13 +194,20 @@ pub fn subtree_root(data: &[u8]) -> Root {
         "subtree_root needs a power-of-two number of 64-byte leaves, got {} bytes",
         data.len()
     );
-    // The kernel hashes four leaves per call: smaller subtrees, one or two
-    // leaves, are left to the portable path.
+    // A kernel hashes eight or four leaves per step: smaller subtrees go to
+    // a narrower path.
     #[cfg(target_arch = "x86_64")]
-    if leaves >= 4
-        && let Some(kernel) = avx2::Kernel::detect()
     {
-        return kernel.subtree_root(data);
+        if leaves >= avx512::Kernel::LANES
+            && let Some(kernel) = avx512::Kernel::detect()
+        {
+            return kernel.subtree_root(data);
+        }
+        if leaves >= avx2::Kernel::LANES
+            && let Some(kernel) = avx2::Kernel::detect()
+        {
+            return kernel.subtree_root(data);
+        }
     }
     many::subtree_root(data)
 }
@@ -217,8 +233,13 @@ pub fn combine(roots: &[Root]) -> Root {
         roots.len()
     );
     #[cfg(target_arch = "x86_64")]
-    if let Some(kernel) = avx2::Kernel::detect() {
-        return combine_with(roots, |r| kernel.combine(r));
+    {
+        if let Some(kernel) = avx512::Kernel::detect() {
+            return combine_with(roots, |r| kernel.combine(r));
+        }
+        if let Some(kernel) = avx2::Kernel::detect() {
+            return combine_with(roots, |r| kernel.combine(r));
+        }
     }
     combine_with(roots, many::combine)
 }
@@ -323,20 +344,30 @@ mod tests {
     /// A named way to compute [`combine`].
     type CombinePath = (&'static str, fn(&[Root]) -> Root);
 
-    /// Every path this CPU can take to a subtree root, by name: the portable
-    /// one always, the AVX2 one where the CPU has it (which `subtree_root`
-    /// then picks, so the portable one is only reached from here).
+    /// Every path this CPU can take to a subtree root, by name, with the
+    /// fewest leaves it takes: the portable one always, the AVX2 and AVX-512
+    /// ones where the CPU has them (`subtree_root` picks the widest, so the
+    /// others are only reached from here).
     // Off x86-64 nothing is pushed, so `mut` would be unused there.
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
-    fn subtree_paths() -> Vec<SubtreePath> {
-        let mut paths: Vec<SubtreePath> = vec![("portable", many::subtree_root)];
+    fn subtree_paths() -> Vec<(SubtreePath, usize)> {
+        let mut paths: Vec<(SubtreePath, usize)> = vec![(("portable", many::subtree_root), 1)];
         #[cfg(target_arch = "x86_64")]
-        if avx2::Kernel::detect().is_some() {
-            paths.push(("avx2", |d| avx2::Kernel::detect().unwrap().subtree_root(d)));
+        {
+            if avx2::Kernel::detect().is_some() {
+                let path: SubtreePath =
+                    ("avx2", |d| avx2::Kernel::detect().unwrap().subtree_root(d));
+                paths.push((path, avx2::Kernel::LANES));
+            }
+            if avx512::Kernel::detect().is_some() {
+                let path: SubtreePath = ("avx512", |d| {
+                    avx512::Kernel::detect().unwrap().subtree_root(d)
+                });
+                paths.push((path, avx512::Kernel::LANES));
+            }
         }
-        if paths.len() == 1 {
-            eprintln!("no AVX2 kernel on this CPU: testing the portable path only");
-        }
+        let names: Vec<&str> = paths.iter().map(|((name, _), _)| *name).collect();
+        eprintln!("subtree paths this CPU can take: {}", names.join(", "));
         paths
     }
 
@@ -346,11 +377,19 @@ mod tests {
     fn combine_paths() -> Vec<CombinePath> {
         let mut paths: Vec<CombinePath> = vec![("portable", |r| combine_with(r, many::combine))];
         #[cfg(target_arch = "x86_64")]
-        if avx2::Kernel::detect().is_some() {
-            paths.push(("avx2", |r| {
-                let kernel = avx2::Kernel::detect().unwrap();
-                combine_with(r, |r| kernel.combine(r))
-            }));
+        {
+            if avx2::Kernel::detect().is_some() {
+                paths.push(("avx2", |r| {
+                    let kernel = avx2::Kernel::detect().unwrap();
+                    combine_with(r, |r| kernel.combine(r))
+                }));
+            }
+            if avx512::Kernel::detect().is_some() {
+                paths.push(("avx512", |r| {
+                    let kernel = avx512::Kernel::detect().unwrap();
+                    combine_with(r, |r| kernel.combine(r))
+                }));
+            }
         }
         paths
     }
@@ -358,7 +397,7 @@ mod tests {
     /// Checks `sector_root` and every path against a known root.
     fn assert_sector_root(data: &[u8], hex: &str) {
         assert_eq!(sector_root(data), root(hex));
-        for (name, path) in subtree_paths() {
+        for ((name, path), _) in subtree_paths() {
             assert_eq!(path(data), root(hex), "{name} path");
         }
     }
@@ -422,8 +461,8 @@ mod tests {
             let sub = &data[..LEAF_SIZE << k];
             let want = many::subtree_root(sub);
             assert_eq!(subtree_root(sub), want, "{} leaves", 1 << k);
-            for (name, path) in subtree_paths() {
-                if k >= 2 || name == "portable" {
+            for ((name, path), fewest) in subtree_paths() {
+                if 1 << k >= fewest {
                     assert_eq!(path(sub), want, "{name} path, {} leaves", 1 << k);
                 }
             }
@@ -631,30 +670,44 @@ mod tests {
             }
             let want = sector_root_naive(&data);
             prop_assert_eq!(sector_root(&data), want);
-            for (name, path) in subtree_paths() {
+            for ((name, path), _) in subtree_paths() {
                 prop_assert_eq!(path(&data), want, "{} path", name);
             }
         }
     }
 
+    /// `kernel`'s hashes of the `LANES` 64-byte chunks of `input`, each
+    /// against blake2b_simd's.
+    #[cfg(target_arch = "x86_64")]
+    fn check_kernel<K: Lanes>(kernel: K, prefix: u8, input: &[u8]) -> Result<(), TestCaseError> {
+        let input = &input[..64 * K::LANES];
+        let mut out = vec![0u8; 32 * K::LANES];
+        kernel.hash_group(prefix, input, &mut out);
+        for (chunk, digest) in input.chunks_exact(64).zip(out.chunks_exact(32)) {
+            let want = params()
+                .to_state()
+                .update(&[prefix])
+                .update(chunk)
+                .finalize();
+            prop_assert_eq!(digest, want.as_bytes());
+        }
+        Ok(())
+    }
+
     #[cfg(target_arch = "x86_64")]
     proptest! {
-        /// The kernel alone, against blake2b_simd, for the tree's two
+        /// Each kernel alone, against blake2b_simd, for the tree's two
         /// prefixes and any other byte.
         #[test]
-        fn kernel_matches_blake2b(
-            input in prop::collection::vec(any::<u8>(), 256),
+        fn kernels_match_blake2b(
+            input in prop::collection::vec(any::<u8>(), 512),
             prefix in prop_oneof![Just(LEAF_PREFIX), Just(NODE_PREFIX), any::<u8>()],
         ) {
-            let Some(kernel) = avx2::Kernel::detect() else {
-                return Ok(());
-            };
-            let input: [u8; 256] = input.try_into().unwrap();
-            let mut out = [0u8; 128];
-            kernel.hash4(prefix, &input, &mut out);
-            for (chunk, digest) in input.chunks_exact(64).zip(out.chunks_exact(32)) {
-                let want = params().to_state().update(&[prefix]).update(chunk).finalize();
-                prop_assert_eq!(digest, want.as_bytes());
+            if let Some(kernel) = avx2::Kernel::detect() {
+                check_kernel(kernel, prefix, &input)?;
+            }
+            if let Some(kernel) = avx512::Kernel::detect() {
+                check_kernel(kernel, prefix, &input)?;
             }
         }
     }
