@@ -84,6 +84,41 @@ fn every_write_order_stores_the_same_sector() {
 }
 
 #[test]
+fn bytes_never_written_read_as_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = store(dir.path(), &[4]);
+    let chunk = sectorfs::engine::UPLOAD_CHUNK;
+    // an upload dropped after filling every buffer, so the next one is
+    // likely to get them back with these bytes in them
+    let (dirty_root, _) = make_sector(0x5300);
+    let mut dirty = Upload::new(engine.clone(), dirty_root);
+    dirty.write(0, &vec![0xFF; SECTOR_SIZE]);
+    drop(dirty);
+    // written: a short start of chunk 0, a piece after a gap in chunk 1, a
+    // whole chunk 2, the sector's last bytes; everything else never
+    let (_, noise) = make_sector(0x5301);
+    let pieces = [
+        (0, 100),
+        (chunk + 5000, 4000),
+        (2 * chunk, chunk),
+        (SECTOR_SIZE - 10, 10),
+    ];
+    let mut data = vec![0u8; SECTOR_SIZE];
+    for (off, len) in pieces {
+        data[off..off + len].copy_from_slice(&noise[off..off + len]);
+    }
+    let root = sectorfs::merkle::sector_root(&data);
+    let mut up = Upload::new(engine.clone(), root);
+    for (off, len) in pieces {
+        up.write(off, &data[off..off + len]);
+    }
+    assert!(up.finish(Reference::Pin).unwrap().new);
+    drop(up);
+    assert!(read_whole(&engine, &root) == data, "read back differs");
+    assert_slots_match(&engine);
+}
+
+#[test]
 fn bad_data_stores_nothing_and_leaves_no_slot() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, ids) = store(dir.path(), &[4]);

@@ -26,7 +26,9 @@ pub const CHUNK: usize = 1 << 18;
 const CHUNKS: usize = SECTOR_SIZE / CHUNK;
 
 /// Chunk buffers kept for reuse: a fresh buffer takes a page fault per 4 KiB
-/// on its first writes, a reused one none. Kept zeroed.
+/// on its first writes, a reused one none. They keep their old bytes (zeroing
+/// 4 MiB per sector cost more than the rest of the copying): a chunk zeroes
+/// what was not written to it only when it has a gap (see [`Chunk::Open`]).
 static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 /// Enough for a few writers at once.
 const SPARE_MAX: usize = 8 * CHUNKS;
@@ -35,11 +37,10 @@ fn new_buffer() -> Vec<u8> {
     SPARE.lock().pop().unwrap_or_else(|| vec![0; CHUNK])
 }
 
-fn give_back(mut buf: Vec<u8>) {
+fn give_back(buf: Vec<u8>) {
     if buf.len() != CHUNK {
         return;
     }
-    buf.fill(0);
     let mut spare = SPARE.lock();
     if spare.len() < SPARE_MAX {
         spare.push(buf);
@@ -48,7 +49,9 @@ fn give_back(mut buf: Vec<u8>) {
 
 enum Chunk {
     /// Being filled; its first `filled` bytes arrived without a gap, and
-    /// `in_order` stays true while nothing else was written.
+    /// `in_order` stays true while nothing else was written. While it is,
+    /// the bytes from `filled` on are left over from an earlier upload;
+    /// once it is not, every byte not written is zero.
     Open {
         buf: Vec<u8>,
         filled: usize,
@@ -126,11 +129,14 @@ impl Upload {
                     filled,
                     in_order,
                 } => {
+                    if *in_order && start > *filled {
+                        // a gap: what was never written must read as zeros
+                        buf[*filled..].fill(0);
+                        *in_order = false;
+                    }
                     buf[start..end].copy_from_slice(part);
                     if start <= *filled {
                         *filled = (*filled).max(end);
-                    } else {
-                        *in_order = false;
                     }
                     *in_order && *filled == CHUNK
                 }
@@ -261,7 +267,17 @@ impl Upload {
     /// towards the disk.
     fn send(&mut self, i: usize) {
         let buf = match std::mem::replace(&mut self.chunks[i], Chunk::Sent(Vec::new())) {
-            Chunk::Open { buf, .. } => buf,
+            Chunk::Open {
+                mut buf,
+                filled,
+                in_order,
+            } => {
+                if in_order {
+                    // a short chunk: the rest of it was never written
+                    buf[filled..].fill(0);
+                }
+                buf
+            }
             Chunk::Sent(_) => unreachable!("only open chunks are sent"),
         };
         let offset = (i * CHUNK) as u64;
