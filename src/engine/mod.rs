@@ -10,6 +10,7 @@ mod lock;
 pub mod placement;
 mod refs;
 mod sectors;
+mod slot_writer;
 mod slots;
 mod status;
 mod upload;

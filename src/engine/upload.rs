@@ -1,23 +1,26 @@
 //! A new sector arriving in pieces, as writes through the mount do.
 //!
-//! Each 256 KiB chunk written in order is, once complete, copied into a slot
-//! reserved for the sector and pushed towards the disk while the next chunk
-//! arrives. The close hashes the chunks on two threads while it waits for
-//! the sync, then commits: the hash costs no time of its own, and the
-//! transfer has the cores to itself (hashing each chunk as it arrived was
-//! measured about 15% slower through `cp`). Chunks written out of order,
+//! Each 256 KiB chunk written in order is, once complete, handed to a thread
+//! that writes it into a slot reserved for the sector, straight to the
+//! device where the file system allows ([`SlotWriter`]), while the next
+//! chunk arrives. The close waits for those writes, hashes the chunks on two
+//! threads while the sync runs, then commits: the hash costs no time of its
+//! own, and the transfer has the cores to itself (hashing each chunk as it
+//! arrived was measured about 15% slower through `cp`). Chunks written out of order,
 //! rewritten or cut by a truncate are simply done again at close. Nothing is
 //! recorded before the whole sector hashes to its name and is synced, as on
 //! every write path.
 
 use std::sync::Arc;
 
+use aligned_vec::{AVec, ConstAlign};
 use parking_lot::Mutex;
 
+use super::slot_writer::{Buf, SlotWriter};
 use super::{Engine, Reference, Stored, Volume};
 use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
-use crate::volume::VolumeFile;
+use crate::volume::{DIRECT_ALIGN, VolumeFile};
 
 /// Bytes written together: a quarter of the mount's largest write, so the
 /// device starts on a write before all of it arrived. The mount reports it
@@ -29,15 +32,24 @@ const CHUNKS: usize = SECTOR_SIZE / CHUNK;
 /// on its first writes, a reused one none. They keep their old bytes (zeroing
 /// 4 MiB per sector cost more than the rest of the copying): a chunk zeroes
 /// what was not written to it only when it has a gap (see [`Chunk::Open`]).
-static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+static SPARE: Mutex<Vec<Buf>> = Mutex::new(Vec::new());
 /// Enough for a few writers at once.
 const SPARE_MAX: usize = 8 * CHUNKS;
 
-fn new_buffer() -> Vec<u8> {
-    SPARE.lock().pop().unwrap_or_else(|| vec![0; CHUNK])
+fn new_buffer() -> Buf {
+    SPARE.lock().pop().unwrap_or_else(|| {
+        let mut v = AVec::<u8, ConstAlign<DIRECT_ALIGN>>::with_capacity(DIRECT_ALIGN, CHUNK);
+        v.resize(CHUNK, 0);
+        v.into_boxed_slice()
+    })
 }
 
-fn give_back(buf: Vec<u8>) {
+/// What stands in a chunk's place while its buffer is moved.
+fn placeholder() -> Chunk {
+    Chunk::Sent(Arc::new(AVec::new(DIRECT_ALIGN).into_boxed_slice()))
+}
+
+fn give_back(buf: Buf) {
     if buf.len() != CHUNK {
         return;
     }
@@ -53,12 +65,13 @@ enum Chunk {
     /// the bytes from `filled` on are left over from an earlier upload;
     /// once it is not, every byte not written is zero.
     Open {
-        buf: Vec<u8>,
+        buf: Buf,
         filled: usize,
         in_order: bool,
     },
-    /// Complete and sent to the slot (when there is one); hashed at close.
-    Sent(Vec<u8>),
+    /// Complete and sent to the slot (when there is one), whose writer may
+    /// still hold it; hashed at close.
+    Sent(Arc<Buf>),
 }
 
 /// Where the sector's data goes.
@@ -74,6 +87,9 @@ enum Target {
         slot: u64,
         /// Truncations counted when the slot was reserved.
         epoch: u64,
+        /// Writes chunks into the slot as they complete; `None` if it could
+        /// not be started, and then each is written as it is sent.
+        writer: Option<SlotWriter>,
     },
 }
 
@@ -89,6 +105,8 @@ pub struct Upload {
 /// Whether a chunk's bytes are in the reserved slot.
 enum Written {
     Nowhere,
+    /// Queued to the slot's writer.
+    Pending,
     InSlot,
     Failed(std::io::Error),
 }
@@ -171,6 +189,7 @@ impl Upload {
                 self.send(i);
             }
         }
+        self.settle();
         // every chunk is in the slot now: hash while it syncs
         let slot = match &self.target {
             Target::Slot {
@@ -178,6 +197,7 @@ impl Upload {
                 file,
                 slot,
                 epoch,
+                ..
             } => Some((volume.clone(), file.clone(), *slot, *epoch)),
             _ => None,
         };
@@ -185,7 +205,7 @@ impl Upload {
         for w in std::mem::replace(&mut self.written, nowhere()) {
             match w {
                 Written::InSlot => {}
-                Written::Nowhere => all_in_slot = false,
+                Written::Nowhere | Written::Pending => all_in_slot = false,
                 Written::Failed(e) => {
                     all_in_slot = false;
                     write_error.get_or_insert(e);
@@ -263,10 +283,9 @@ impl Upload {
             .store(&self.root, &data, reference, None, failed)
     }
 
-    /// Writes chunk `i` into the slot (once one is chosen) and starts it
-    /// towards the disk.
+    /// Sends chunk `i` to be written into the slot (once one is chosen).
     fn send(&mut self, i: usize) {
-        let buf = match std::mem::replace(&mut self.chunks[i], Chunk::Sent(Vec::new())) {
+        let buf = match std::mem::replace(&mut self.chunks[i], placeholder()) {
             Chunk::Open {
                 mut buf,
                 filled,
@@ -280,8 +299,16 @@ impl Upload {
             }
             Chunk::Sent(_) => unreachable!("only open chunks are sent"),
         };
+        let buf = Arc::new(buf);
         let offset = (i * CHUNK) as u64;
         self.written[i] = match self.choose_target() {
+            Target::Slot {
+                writer: Some(writer),
+                ..
+            } => match writer.send(i, offset, buf.clone()) {
+                Ok(()) => Written::Pending,
+                Err(e) => Written::Failed(e),
+            },
             Target::Slot { file, slot, .. } => match file
                 .write_part(*slot, offset, &buf)
                 .and_then(|()| file.start_writeback_part(*slot, offset, CHUNK as u64))
@@ -294,11 +321,27 @@ impl Upload {
         self.chunks[i] = Chunk::Sent(buf);
     }
 
-    fn choose_target(&mut self) -> &Target {
+    /// Waits for the chunk writes under way and records how each went.
+    fn settle(&mut self) {
+        if let Target::Slot {
+            writer: Some(writer),
+            ..
+        } = &mut self.target
+        {
+            for (i, outcome) in writer.settle() {
+                self.written[i] = match outcome {
+                    Ok(()) => Written::InSlot,
+                    Err(e) => Written::Failed(e),
+                };
+            }
+        }
+    }
+
+    fn choose_target(&mut self) -> &mut Target {
         if matches!(self.target, Target::Unchosen) {
             self.target = self.reserve().unwrap_or(Target::Nowhere);
         }
-        &self.target
+        &mut self.target
     }
 
     fn reserve(&self) -> Option<Target> {
@@ -311,6 +354,7 @@ impl Upload {
         match file {
             Ok((file, volume)) => Some(Target::Slot {
                 volume,
+                writer: SlotWriter::start(file.clone(), slot),
                 file,
                 slot,
                 epoch,
@@ -325,9 +369,16 @@ impl Upload {
     /// Gives back a reserved slot; chunks written into it are written
     /// again wherever the close puts the sector.
     pub fn drop_target(&mut self) {
-        if let Target::Slot { volume, slot, .. } =
-            std::mem::replace(&mut self.target, Target::Unchosen)
+        if let Target::Slot {
+            volume,
+            slot,
+            writer,
+            ..
+        } = std::mem::replace(&mut self.target, Target::Unchosen)
         {
+            // waits for the writes under way: none may land in the slot
+            // once it is given back
+            drop(writer);
             self.engine.discard_slot(volume.id, slot);
         }
         self.written = nowhere();
@@ -335,8 +386,17 @@ impl Upload {
 
     /// Makes chunk `i` writable again; a sent chunk must be redone at close.
     fn reopen(&mut self, i: usize) -> &mut Chunk {
-        if let Chunk::Sent(buf) = &mut self.chunks[i] {
-            let buf = std::mem::take(buf);
+        if matches!(self.chunks[i], Chunk::Sent(_)) {
+            // the writer lets go of the buffer once it wrote it
+            self.settle();
+            let Chunk::Sent(shared) = std::mem::replace(&mut self.chunks[i], placeholder()) else {
+                unreachable!("matched above")
+            };
+            let buf = Arc::try_unwrap(shared).unwrap_or_else(|shared| {
+                let mut copy = new_buffer();
+                copy.copy_from_slice(&shared);
+                copy
+            });
             self.written[i] = Written::Nowhere;
             self.chunks[i] = Chunk::Open {
                 buf,
@@ -351,13 +411,16 @@ impl Upload {
 impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
-            Chunk::Open { buf, .. } | Chunk::Sent(buf) => buf,
+            Chunk::Open { buf, .. } => buf,
+            Chunk::Sent(buf) => buf,
         }
     }
 
-    fn into_bytes(self) -> Vec<u8> {
+    /// The buffer, unless a writer still shares it.
+    fn into_buffer(self) -> Option<Buf> {
         match self {
-            Chunk::Open { buf, .. } | Chunk::Sent(buf) => buf,
+            Chunk::Open { buf, .. } => Some(buf),
+            Chunk::Sent(buf) => Arc::try_unwrap(buf).ok(),
         }
     }
 }
@@ -388,7 +451,9 @@ impl Drop for Upload {
     fn drop(&mut self) {
         self.drop_target();
         for chunk in std::mem::take(&mut self.chunks) {
-            give_back(chunk.into_bytes());
+            if let Some(buf) = chunk.into_buffer() {
+                give_back(buf);
+            }
         }
     }
 }

@@ -1,0 +1,156 @@
+//! Writes of an upload's chunks into its reserved slot, on a thread of their
+//! own: the writer's next piece is taken in while the device writes the
+//! last one, instead of waiting for it.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+
+use aligned_vec::{ABox, ConstAlign};
+
+use crate::volume::{DIRECT_ALIGN, VolumeFile};
+
+/// A chunk's bytes, aligned so that the volume can write them past the page
+/// cache.
+pub(super) type Buf = ABox<[u8], ConstAlign<DIRECT_ALIGN>>;
+
+/// One chunk to write: its index, where in the slot, and its bytes (shared
+/// with the upload, which hashes them at close).
+type Job = (usize, u64, Arc<Buf>);
+
+/// The writing thread of one reserved slot. Dropping it waits for every
+/// write under way, so nothing lands in a slot after it is given back.
+pub(super) struct SlotWriter {
+    jobs: Option<Sender<Job>>,
+    done: Receiver<(usize, io::Result<()>)>,
+    thread: Option<JoinHandle<()>>,
+    /// Jobs sent and not yet reported.
+    pending: usize,
+}
+
+impl SlotWriter {
+    /// Starts the thread writing into `slot` of `file`; `None` if no thread
+    /// can be had (the caller then writes at close).
+    pub(super) fn start(file: Arc<VolumeFile>, slot: u64) -> Option<Self> {
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        let (report, done) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("slot-write".into())
+            .spawn(move || {
+                while let Ok(first) = inbox.recv() {
+                    // what queued up while the device was busy goes in one
+                    // write, as far as it runs on without a gap
+                    let mut run = vec![first];
+                    while run.len() < MAX_RUN {
+                        let (_, offset, buf) = run.last().expect("never empty");
+                        let end = offset + buf.len() as u64;
+                        match inbox.try_recv() {
+                            Ok(next) if next.1 == end => run.push(next),
+                            Ok(next) => {
+                                if !write_run(
+                                    &file,
+                                    slot,
+                                    std::mem::replace(&mut run, vec![next]),
+                                    &report,
+                                ) {
+                                    return;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if !write_run(&file, slot, run, &report) {
+                        return;
+                    }
+                }
+            })
+            .ok()?;
+        Some(SlotWriter {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+            pending: 0,
+        })
+    }
+
+    /// Queues chunk `i`'s bytes for `offset` in the slot.
+    pub(super) fn send(&mut self, i: usize, offset: u64, buf: Arc<Buf>) -> io::Result<()> {
+        let jobs = self
+            .jobs
+            .as_ref()
+            .expect("only a finished writer has no queue");
+        match jobs.send((i, offset, buf)) {
+            Ok(()) => {
+                self.pending += 1;
+                Ok(())
+            }
+            Err(_) => Err(io::Error::other("the slot's writing thread is gone")),
+        }
+    }
+
+    /// Waits for every write sent so far; returns each chunk's outcome.
+    pub(super) fn settle(&mut self) -> Vec<(usize, io::Result<()>)> {
+        let mut out = Vec::with_capacity(self.pending);
+        while self.pending > 0 {
+            match self.done.recv() {
+                Ok(r) => out.push(r),
+                // the thread died (it panicked): nothing more will come
+                Err(_) => break,
+            }
+            self.pending -= 1;
+        }
+        self.pending = 0;
+        out
+    }
+}
+
+/// Most chunks written in one system call: 1 MiB of 256 KiB chunks, where
+/// the device's speed levels off.
+const MAX_RUN: usize = 4;
+
+/// Writes chunks that follow each other in the slot and reports each one;
+/// false once the upload is no longer listening.
+fn write_run(
+    file: &VolumeFile,
+    slot: u64,
+    run: Vec<Job>,
+    report: &Sender<(usize, io::Result<()>)>,
+) -> bool {
+    let offset = run[0].1;
+    let parts: Vec<&[u8]> = run.iter().map(|(_, _, buf)| &buf[..]).collect();
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let written = file
+        .write_parts(slot, offset, &parts)
+        .and_then(|()| file.start_writeback_part(slot, offset, len as u64));
+    drop(parts);
+    for (i, _, buf) in run {
+        // the upload may take its buffer back once told
+        drop(buf);
+        let outcome = match &written {
+            Ok(()) => Ok(()),
+            Err(e) => Err(copy_error(e)),
+        };
+        if report.send((i, outcome)).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// The same error again, for each chunk of a run that failed together.
+fn copy_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+impl Drop for SlotWriter {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
