@@ -3,6 +3,7 @@
 
 mod alerts;
 mod alloc;
+mod buffers;
 mod check;
 mod health;
 mod jobs;

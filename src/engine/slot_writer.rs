@@ -7,13 +7,8 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
-use aligned_vec::{ABox, ConstAlign};
-
-use crate::volume::{DIRECT_ALIGN, VolumeFile};
-
-/// A chunk's bytes, aligned so that the volume can write them past the page
-/// cache.
-pub(super) type Buf = ABox<[u8], ConstAlign<DIRECT_ALIGN>>;
+use super::buffers::Buf;
+use crate::volume::VolumeFile;
 
 /// One chunk to write: its index, where in the slot, and its bytes (shared
 /// with the upload, which hashes them at close).

@@ -13,50 +13,22 @@
 
 use std::sync::Arc;
 
-use aligned_vec::{AVec, ConstAlign};
-use parking_lot::Mutex;
-
-use super::slot_writer::{Buf, SlotWriter};
+use super::buffers::{self, Buf};
+use super::slot_writer::SlotWriter;
 use super::{Engine, Reference, Stored, Volume};
 use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
-use crate::volume::{DIRECT_ALIGN, VolumeFile};
+use crate::volume::VolumeFile;
 
 /// Bytes written together: a quarter of the mount's largest write, so the
 /// device starts on a write before all of it arrived. The mount reports it
 /// as the files' block size, so tools write in pieces of this size.
-pub const CHUNK: usize = 1 << 18;
+pub const CHUNK: usize = buffers::LEN;
 const CHUNKS: usize = SECTOR_SIZE / CHUNK;
-
-/// Chunk buffers kept for reuse: a fresh buffer takes a page fault per 4 KiB
-/// on its first writes, a reused one none. They keep their old bytes (zeroing
-/// 4 MiB per sector cost more than the rest of the copying): a chunk zeroes
-/// what was not written to it only when it has a gap (see [`Chunk::Open`]).
-static SPARE: Mutex<Vec<Buf>> = Mutex::new(Vec::new());
-/// Enough for a few writers at once.
-const SPARE_MAX: usize = 8 * CHUNKS;
-
-fn new_buffer() -> Buf {
-    SPARE.lock().pop().unwrap_or_else(|| {
-        let mut v = AVec::<u8, ConstAlign<DIRECT_ALIGN>>::with_capacity(DIRECT_ALIGN, CHUNK);
-        v.resize(CHUNK, 0);
-        v.into_boxed_slice()
-    })
-}
 
 /// What stands in a chunk's place while its buffer is moved.
 fn placeholder() -> Chunk {
-    Chunk::Sent(Arc::new(AVec::new(DIRECT_ALIGN).into_boxed_slice()))
-}
-
-fn give_back(buf: Buf) {
-    if buf.len() != CHUNK {
-        return;
-    }
-    let mut spare = SPARE.lock();
-    if spare.len() < SPARE_MAX {
-        spare.push(buf);
-    }
+    Chunk::Sent(Arc::new(buffers::empty()))
 }
 
 enum Chunk {
@@ -123,7 +95,7 @@ impl Upload {
             target: Target::Unchosen,
             chunks: (0..CHUNKS)
                 .map(|_| Chunk::Open {
-                    buf: new_buffer(),
+                    buf: buffers::take(),
                     filled: 0,
                     in_order: true,
                 })
@@ -393,7 +365,7 @@ impl Upload {
                 unreachable!("matched above")
             };
             let buf = Arc::try_unwrap(shared).unwrap_or_else(|shared| {
-                let mut copy = new_buffer();
+                let mut copy = buffers::take();
                 copy.copy_from_slice(&shared);
                 copy
             });
@@ -452,7 +424,7 @@ impl Drop for Upload {
         self.drop_target();
         for chunk in std::mem::take(&mut self.chunks) {
             if let Some(buf) = chunk.into_buffer() {
-                give_back(buf);
+                buffers::give_back(buf);
             }
         }
     }
