@@ -161,18 +161,24 @@ impl VolumeFile {
 
     /// The file opened for direct I/O, opened on first use through
     /// `/proc/self/fd` (so it is this very file even if its path was
-    /// replaced meanwhile).
+    /// replaced meanwhile). Only the file system's refusal is final; any
+    /// other failure (out of descriptors, say) is tried again next time.
     fn direct(&self) -> Option<&File> {
-        self.direct
-            .get_or_init(|| {
-                let fd = format!("/proc/self/fd/{}", self.file.as_raw_fd());
-                OpenOptions::new()
-                    .write(true)
-                    .custom_flags(libc::O_DIRECT)
-                    .open(fd)
-                    .ok()
-            })
-            .as_ref()
+        if let Some(known) = self.direct.get() {
+            return known.as_ref();
+        }
+        let fd = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(fd)
+        {
+            Ok(f) => self.direct.get_or_init(|| Some(f)).as_ref(),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                self.direct.get_or_init(|| None).as_ref()
+            }
+            Err(_) => None,
+        }
     }
 
     /// Starts writing a slot's dirty pages to disk without waiting, so a

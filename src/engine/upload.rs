@@ -279,7 +279,9 @@ impl Upload {
                 ..
             } => match writer.send(i, offset, buf.clone()) {
                 Ok(()) => Written::Pending,
-                Err(e) => Written::Failed(e),
+                // the thread died, not the disk: the close writes it
+                // elsewhere without counting it against the volume
+                Err(_) => Written::Nowhere,
             },
             Target::Slot { file, slot, .. } => match file
                 .write_part(*slot, offset, &buf)
