@@ -830,6 +830,49 @@ fn contract_revisions() {
     assert_consistent(&engine);
 }
 
+/// A late emptying applies only while the contract is at the revision it
+/// was read at: any change since (the same list again, a rename, a delete)
+/// wins over it, and the check and the emptying are one transaction.
+#[test]
+fn emptying_if_unrevised() {
+    use ContractEdit::Replace;
+    let (_dir, engine, _) = store(Placement::FillFirst, &[8]);
+    write(&engine, 40, Reference::Pin).unwrap();
+    write(&engine, 41, Reference::Pin).unwrap();
+    engine.revise_contract("c", &[root(40)], Replace).unwrap();
+    engine.unpin(&root(40)).unwrap();
+    assert_eq!(engine.contract_revision("nope").unwrap(), None);
+
+    // unchanged: emptied, and the sector it alone held is freed
+    let at = engine.contract_revision("c").unwrap().unwrap();
+    assert!(engine.empty_contract_if_unrevised("c", at).unwrap());
+    assert_eq!(engine.contract_roots("c").unwrap(), Some(vec![]));
+    assert_eq!(refs(&engine, 40), None);
+    // emptying is itself a revision
+    assert!(!engine.empty_contract_if_unrevised("c", at).unwrap());
+
+    // the same list applied again since: kept
+    engine.revise_contract("c", &[root(41)], Replace).unwrap();
+    let at = engine.contract_revision("c").unwrap().unwrap();
+    engine.revise_contract("c", &[root(41)], Replace).unwrap();
+    assert!(!engine.empty_contract_if_unrevised("c", at).unwrap());
+    assert_eq!(engine.contract_roots("c").unwrap(), Some(vec![root(41)]));
+
+    // renamed away and back, or deleted and made again: kept
+    let at = engine.contract_revision("c").unwrap().unwrap();
+    engine.rename_contract("c", "d").unwrap();
+    assert!(!engine.empty_contract_if_unrevised("c", at).unwrap());
+    engine.rename_contract("d", "c").unwrap();
+    assert!(!engine.empty_contract_if_unrevised("c", at).unwrap());
+    let at = engine.contract_revision("c").unwrap().unwrap();
+    engine.delete_contract("c").unwrap();
+    assert!(!engine.empty_contract_if_unrevised("c", at).unwrap());
+    engine.revise_contract("c", &[root(41)], Replace).unwrap();
+    assert!(!engine.empty_contract_if_unrevised("c", at).unwrap());
+    assert_eq!(engine.contract_roots("c").unwrap(), Some(vec![root(41)]));
+    assert_consistent(&engine);
+}
+
 // ----------------------------------------------------------- persistence
 
 #[test]

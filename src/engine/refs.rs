@@ -46,6 +46,23 @@ impl Engine {
         self.meta.contract_roots(name)
     }
 
+    /// See [`Meta::contract_revision`](crate::meta::Meta::contract_revision).
+    pub fn contract_revision(&self, name: &str) -> Result<Option<i64>> {
+        self.meta.contract_revision(name)
+    }
+
+    /// Empties contract `name` unless it changed since it was at
+    /// `revision` (or is gone); true if it was emptied.
+    pub fn empty_contract_if_unrevised(&self, name: &str, revision: i64) -> Result<bool> {
+        match self.meta.empty_contract_if_unrevised(name, revision)? {
+            Some(change) => {
+                self.release(change);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     pub fn list_contracts(&self) -> Result<Vec<ContractRow>> {
         self.meta.list_contracts()
     }

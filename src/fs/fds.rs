@@ -32,6 +32,20 @@ pub fn holds_open(pid: u32, tail: &Path) -> bool {
     false
 }
 
+/// The process (thread group) of thread `tid`, which is what FUSE reports
+/// as a request's pid; `tid` itself if that cannot be read.
+pub fn process_of(tid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(tid)
+}
+
 /// Processes looked at before giving up (and waiting).
 const MAX_PROCESSES: usize = 256;
 

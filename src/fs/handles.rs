@@ -74,6 +74,9 @@ pub struct ContractUpload {
     /// `None`: opened without O_TRUNC or O_APPEND, so a write is refused.
     pub edit: Option<ContractEdit>,
     pub snapshot: Vec<u8>,
+    /// The contract's revision when the snapshot was taken: a late emptying
+    /// applies only while it is still the revision.
+    pub revision: Option<i64>,
     /// Replace: the whole new list; append: what to append at next flush.
     pub data: Vec<u8>,
     /// Something was written since the handle was opened.
@@ -82,7 +85,8 @@ pub struct ContractUpload {
     pub dirty: bool,
     /// A flush applied this handle's list (an empty one included).
     pub applied: bool,
-    /// The process (task) that opened it.
+    /// The process that opened it (its thread group: any of its threads
+    /// may close the file).
     pub opener: u32,
     pub outcome: Option<Result<(), i32>>,
     /// A write through this handle failed: its data is incomplete, so no

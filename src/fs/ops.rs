@@ -95,6 +95,7 @@ impl SectorFs {
         if up.edit == Some(ContractEdit::Replace) && !up.written && !up.applied {
             // another process (a child that inherited the descriptor, even
             // one closing it at exec) never empties the list for its opener
+            let pid = fds::process_of(pid);
             if pid != up.opener
                 || fds::holds_open(pid, &std::path::Path::new("contracts").join(&up.name))
             {
@@ -134,25 +135,22 @@ impl SectorFs {
     /// list is emptied now, unless it changed since the handle was opened
     /// (a later revision, handled first, wins over this late release).
     fn empty_at_release(&self, up: &ContractUpload) {
-        let current = self.engine.contract_roots(&up.name);
-        let result = match current {
-            Ok(Some(roots)) if contract_text(&roots) == up.snapshot => {
-                self.engine
-                    .revise_contract(&up.name, &[], ContractEdit::Replace)
-            }
-            Ok(Some(_)) => {
-                tracing::info!(
-                    "contract {} was opened to be emptied but revised since; the revision stays",
-                    up.name
-                );
-                Ok(())
-            }
-            // removed or renamed since: nothing to empty
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
+        // no revision: the contract did not exist at open
+        let Some(revision) = up.revision else {
+            return;
         };
-        if let Err(e) = result {
-            self.refuse("truncate contract", &up.name, &e);
+        // checked and emptied in one transaction: a revision applied by
+        // another handle meanwhile always wins
+        match self.engine.empty_contract_if_unrevised(&up.name, revision) {
+            Ok(true) => {}
+            Ok(false) => tracing::info!(
+                "contract {} was opened to be emptied but revised, renamed or removed since; \
+                 it stays as it is",
+                up.name
+            ),
+            Err(e) => {
+                self.refuse("truncate contract", &up.name, &e);
+            }
         }
     }
 
@@ -606,6 +604,8 @@ impl Filesystem for SectorFs {
                     .engine
                     .contract_by_id(id)?
                     .ok_or_else(|| Error::NotFound("the contract no longer exists".into()))?;
+                // the revision first: see `contract_revision`
+                let revision = self.engine.contract_revision(&c.name)?;
                 let snapshot =
                     contract_text(&self.engine.contract_roots(&c.name)?.unwrap_or_default());
                 let edit = if !write {
@@ -622,11 +622,12 @@ impl Filesystem for SectorFs {
                     writers: Writers::default(),
                     edit,
                     snapshot,
+                    revision,
                     data: Vec::new(),
                     written: false,
                     dirty: false,
                     applied: false,
-                    opener: req.pid(),
+                    opener: fds::process_of(req.pid()),
                     outcome: None,
                     failed: None,
                 };
@@ -722,29 +723,41 @@ impl Filesystem for SectorFs {
             }
             Node::ContractsDir => {
                 check_contract_name(name)?;
-                if self.engine.contract_by_name(name)?.is_none() {
+                let existed = self.engine.contract_by_name(name)?.is_some();
+                if !existed {
                     self.engine
                         .revise_contract(name, &[], ContractEdit::Replace)?;
                 }
+                let revision = self.engine.contract_revision(name)?;
                 let c = self
                     .engine
                     .contract_by_name(name)?
                     .ok_or_else(|| Error::NotFound(format!("contract {name} vanished")))?;
+                // Existing: made by another process since the kernel looked,
+                // so this is an open like any other (without O_TRUNC it must
+                // not empty the list).
+                let snapshot = match existed {
+                    true => contract_text(&self.engine.contract_roots(name)?.unwrap_or_default()),
+                    false => Vec::new(),
+                };
                 let edit = if flags & libc::O_APPEND != 0 {
-                    ContractEdit::Append
+                    Some(ContractEdit::Append)
+                } else if !existed || flags & libc::O_TRUNC != 0 {
+                    Some(ContractEdit::Replace)
                 } else {
-                    ContractEdit::Replace
+                    None
                 };
                 let up = ContractUpload {
                     name: c.name,
                     writers: Writers::default(),
-                    edit: Some(edit),
-                    snapshot: Vec::new(),
+                    edit,
+                    snapshot,
+                    revision,
                     data: Vec::new(),
                     written: false,
                     dirty: false,
                     applied: false,
-                    opener: req.pid(),
+                    opener: fds::process_of(req.pid()),
                     outcome: None,
                     failed: None,
                 };

@@ -59,6 +59,7 @@ impl Meta {
                 ids.push(sector.id);
             }
             let contract = ensure_contract(tx, name)?;
+            bump_revision(tx, contract)?;
             let (old, start) = match edit {
                 ContractEdit::Replace => {
                     let old = contract_sector_ids(tx, contract)?;
@@ -113,6 +114,7 @@ impl Meta {
                 params![to, src],
             )
             .ctx("renaming a contract")?;
+            bump_revision(tx, src)?;
             changed(tx, old)
         })
     }
@@ -127,6 +129,42 @@ impl Meta {
             tx.execute("DELETE FROM contracts WHERE id = ?1", [id])
                 .ctx("deleting a contract")?;
             changed(tx, old)
+        })
+    }
+
+    /// A contract's revision (see migration 5); `None` if there is no such
+    /// contract. Read it before the list it goes with: a revision in between
+    /// then shows as a newer list, never as an older revision.
+    pub fn contract_revision(&self, name: &str) -> Result<Option<i64>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT revision FROM contracts WHERE name = ?1")
+                .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
+                .ctx("looking up a contract")
+        })
+    }
+
+    /// Empties contract `name` if it is still at `revision`, checked and
+    /// emptied in one transaction. `None` when it is gone or was revised.
+    pub fn empty_contract_if_unrevised(
+        &self,
+        name: &str,
+        revision: i64,
+    ) -> Result<Option<RefChange>> {
+        self.write(|tx| {
+            let current: Option<(i64, i64)> = tx
+                .prepare_cached("SELECT id, revision FROM contracts WHERE name = ?1")
+                .and_then(|mut s| {
+                    s.query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .ctx("looking up a contract")?;
+            let Some((id, _)) = current.filter(|(_, r)| *r == revision) else {
+                return Ok(None);
+            };
+            bump_revision(tx, id)?;
+            let old = contract_sector_ids(tx, id)?;
+            delete_entries(tx, id)?;
+            changed(tx, old).map(Some)
         })
     }
 
@@ -443,6 +481,21 @@ fn ensure_contract(tx: &Transaction, name: &str) -> Result<i64> {
     tx.execute("INSERT INTO contracts (name) VALUES (?1)", [name])
         .ctx("creating a contract")?;
     Ok(tx.last_insert_rowid())
+}
+
+/// Gives `contract` the next revision number.
+fn bump_revision(tx: &Transaction, contract: i64) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE settings SET value = value + 1 WHERE key = 'contract_revision' \
+         RETURNING value",
+    )
+    .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+    .and_then(|rev| {
+        tx.prepare_cached("UPDATE contracts SET revision = ?1 WHERE id = ?2")
+            .and_then(|mut s| s.execute([rev, contract]))
+    })
+    .ctx("numbering a contract revision")?;
+    Ok(())
 }
 
 fn contract_sector_ids(c: &Connection, contract: i64) -> Result<Vec<i64>> {

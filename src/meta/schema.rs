@@ -84,6 +84,14 @@ const MIGRATIONS: &[&str] = &[
         height  INTEGER PRIMARY KEY
     );
     "#,
+    // 5: a contract's revision: a number from one counter, set anew by
+    // every change to its list or name, so a late close can tell whether
+    // the list it saw at open is still the list (the same content revised
+    // again included).
+    r#"
+    ALTER TABLE contracts ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+    INSERT INTO settings (key, value) VALUES ('contract_revision', 0);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -328,6 +328,39 @@ fn an_empty_replace_applies_at_close_but_never_under_a_writer() {
     close(replace().open(&path).unwrap()).unwrap();
     assert_eq!(m.read("contracts/empty-at-close"), "");
     assert!(!m.listed().contains(&a2.to_string()));
+    // so too when another thread of the opener closes it: the opener is a
+    // process, not the thread that opened
+    let a3 = m.put(&sector(152));
+    write_file(&path, list(&[&a3]).as_bytes()).unwrap();
+    m.sh_ok(&format!("rm sectors/{a3}"));
+    let f = replace().open(&path).unwrap();
+    std::thread::spawn(move || close(f))
+        .join()
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.read("contracts/empty-at-close"), "");
+    assert!(!m.listed().contains(&a3.to_string()));
+    // a late close never empties a list revised since it was opened, even
+    // to the same roots
+    let a4 = m.put(&sector(153));
+    write_file(&path, list(&[&a4]).as_bytes()).unwrap();
+    m.sh_ok(&format!("rm sectors/{a4}"));
+    let f = replace().open(&path).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    // SAFETY: clears close-on-exec on a descriptor this test owns
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    close(f).unwrap();
+    write_file(&path, list(&[&a4]).as_bytes()).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // the release comes after the child is gone; give it time to act
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(m.read("contracts/empty-at-close"), list(&[&a4]));
+    assert!(m.listed().contains(&a4.to_string()));
 }
 
 /// `fstat` of an open sector shows its link count as it is now, after
