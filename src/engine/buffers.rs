@@ -1,16 +1,21 @@
 //! Page-aligned 256 KiB buffers, pooled: what sector data is gathered in so
 //! that a volume can write it past the page cache.
+//!
+//! Each is its own anonymous mapping rather than a heap block: aligned
+//! blocks of this size, freed whenever more were out than the pool keeps,
+//! fragmented the allocator's heap and the daemon's memory grew with it.
 
-use aligned_vec::{ABox, AVec, ConstAlign};
+use std::sync::{Arc, LazyLock};
+
+use memmap2::MmapMut;
 use parking_lot::Mutex;
 
 use crate::merkle::SECTOR_SIZE;
-use crate::volume::DIRECT_ALIGN;
 
 /// Bytes in a buffer.
 pub(super) const LEN: usize = 1 << 18;
 
-pub(super) type Buf = ABox<[u8], ConstAlign<DIRECT_ALIGN>>;
+pub(super) type Buf = MmapMut;
 
 /// Buffers kept for reuse: a fresh one takes a page fault per 4 KiB on its
 /// first writes, a reused one none. They keep their old bytes (zeroing 4 MiB
@@ -21,17 +26,19 @@ static SPARE: Mutex<Vec<Buf>> = Mutex::new(Vec::new());
 const SPARE_MAX: usize = 8 * SECTOR_SIZE / LEN;
 
 /// A buffer of [`LEN`] bytes, holding whatever its last user left in it.
+/// Panics if the system has no memory left to map.
 pub(super) fn take() -> Buf {
     SPARE.lock().pop().unwrap_or_else(|| {
-        let mut v = AVec::<u8, ConstAlign<DIRECT_ALIGN>>::with_capacity(DIRECT_ALIGN, LEN);
-        v.resize(LEN, 0);
-        v.into_boxed_slice()
+        MmapMut::map_anon(LEN).unwrap_or_else(|e| panic!("cannot map a {LEN}-byte buffer: {e}"))
     })
 }
 
-/// A buffer of no bytes, to stand in for one while it is moved.
-pub(super) fn empty() -> Buf {
-    AVec::new(DIRECT_ALIGN).into_boxed_slice()
+/// A shared buffer of no bytes, to stand in for one while it is moved.
+pub(super) fn empty() -> Arc<Buf> {
+    static EMPTY: LazyLock<Arc<Buf>> = LazyLock::new(|| {
+        Arc::new(MmapMut::map_anon(0).unwrap_or_else(|e| panic!("cannot map a buffer: {e}")))
+    });
+    EMPTY.clone()
 }
 
 /// Keeps `buf` for reuse.

@@ -5,6 +5,7 @@ mod alerts;
 mod alloc;
 mod buffers;
 mod check;
+mod chunk_hasher;
 mod health;
 mod jobs;
 mod lock;
