@@ -75,6 +75,13 @@ impl Engine {
         self.meta.contract_by_id(id)
     }
 
+    /// The contract `name`, made empty if there is none (checked and made
+    /// in one transaction); true if it was made here.
+    pub fn create_contract_if_absent(&self, name: &str) -> Result<(ContractRow, bool)> {
+        check_contract_name(name)?;
+        self.meta.create_contract_if_absent(name)
+    }
+
     pub fn temp_entry(&self, expiration: u64, root: &Root) -> Result<Option<SectorRow>> {
         self.meta.temp_entry(expiration, root)
     }

@@ -15,7 +15,7 @@ use super::handles::{ContractUpload, Handle, SectorUpload, Writers};
 use super::inode::{MAX_TEMP_HEIGHT, Node};
 use super::sector_writer::SectorWriter;
 use super::{SectorFs, TTL_NONE, control, entry_ttl, fds, parse_temp_height};
-use crate::engine::{ContractEdit, Reference, check_contract_name};
+use crate::engine::{ContractEdit, Reference};
 use crate::error::Error;
 use crate::merkle::{Root, SECTOR_SIZE};
 
@@ -119,6 +119,9 @@ impl SectorFs {
                  its list is unchanged",
                 up.name
             ))),
+            // nothing written: the truncation of the open, which a revision
+            // made since by another handle overrides
+            Some(ContractEdit::Replace) if !up.written => self.empty_if_unrevised(up),
             Some(edit) => crate::parse::parse_root_list(&up.data)
                 .and_then(|roots| self.engine.revise_contract(&up.name, &roots, edit)),
         };
@@ -135,23 +138,31 @@ impl SectorFs {
     /// list is emptied now, unless it changed since the handle was opened
     /// (a later revision, handled first, wins over this late release).
     fn empty_at_release(&self, up: &ContractUpload) {
+        if let Err(e) = self.empty_if_unrevised(up) {
+            self.refuse("truncate contract", &up.name, &e);
+        }
+    }
+
+    /// Empties the contract of a handle opened with `O_TRUNC` that wrote
+    /// nothing, if it is still at its revision from the open: checked and
+    /// emptied in one transaction, so a revision applied by another handle
+    /// meanwhile always wins.
+    fn empty_if_unrevised(&self, up: &ContractUpload) -> Result<(), Error> {
         // no revision: the contract did not exist at open
         let Some(revision) = up.revision else {
-            return;
+            return Ok(());
         };
-        // checked and emptied in one transaction: a revision applied by
-        // another handle meanwhile always wins
-        match self.engine.empty_contract_if_unrevised(&up.name, revision) {
-            Ok(true) => {}
-            Ok(false) => tracing::info!(
+        if !self
+            .engine
+            .empty_contract_if_unrevised(&up.name, revision)?
+        {
+            tracing::info!(
                 "contract {} was opened to be emptied but revised, renamed or removed since; \
                  it stays as it is",
                 up.name
-            ),
-            Err(e) => {
-                self.refuse("truncate contract", &up.name, &e);
-            }
+            );
         }
+        Ok(())
     }
 
     /// Applies each complete line in `partial`; `all` applies the rest too.
@@ -604,8 +615,9 @@ impl Filesystem for SectorFs {
                     .engine
                     .contract_by_id(id)?
                     .ok_or_else(|| Error::NotFound("the contract no longer exists".into()))?;
-                // the revision first: see `contract_revision`
-                let revision = self.engine.contract_revision(&c.name)?;
+                // the revision read with the id and name, before the list
+                // (see `contract_revision`)
+                let revision = Some(c.revision);
                 let snapshot =
                     contract_text(&self.engine.contract_roots(&c.name)?.unwrap_or_default());
                 let edit = if !write {
@@ -722,17 +734,12 @@ impl Filesystem for SectorFs {
                 Ok((Node::Pending(fh), fh))
             }
             Node::ContractsDir => {
-                check_contract_name(name)?;
-                let existed = self.engine.contract_by_name(name)?.is_some();
-                if !existed {
-                    self.engine
-                        .revise_contract(name, &[], ContractEdit::Replace)?;
+                let (c, created) = self.engine.create_contract_if_absent(name)?;
+                let existed = !created;
+                if existed && flags & libc::O_EXCL != 0 {
+                    return Err(Error::Exists(format!("contract {name} already exists")));
                 }
-                let revision = self.engine.contract_revision(name)?;
-                let c = self
-                    .engine
-                    .contract_by_name(name)?
-                    .ok_or_else(|| Error::NotFound(format!("contract {name} vanished")))?;
+                let revision = Some(c.revision);
                 // Existing: made by another process since the kernel looked,
                 // so this is an open like any other (without O_TRUNC it must
                 // not empty the list).
@@ -756,7 +763,8 @@ impl Filesystem for SectorFs {
                     data: Vec::new(),
                     written: false,
                     dirty: false,
-                    applied: false,
+                    // made empty here: its truncation is done
+                    applied: created,
                     opener: fds::process_of(req.pid()),
                     outcome: None,
                     failed: None,

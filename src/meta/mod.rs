@@ -50,6 +50,8 @@ pub struct ContractRow {
     pub id: i64,
     pub name: String,
     pub entries: u64,
+    /// Set anew by every change to the list or the name (migration 5).
+    pub revision: i64,
 }
 
 /// A reason to keep a sector that a write can add. Contract entries are

@@ -168,6 +168,23 @@ impl Meta {
         })
     }
 
+    /// The contract `name`, made (empty) if there is none, in one
+    /// transaction; true if it was made here.
+    pub fn create_contract_if_absent(&self, name: &str) -> Result<(ContractRow, bool)> {
+        self.write(|tx| {
+            let created = contract_id(tx, name)?.is_none();
+            if created {
+                let id = ensure_contract(tx, name)?;
+                bump_revision(tx, id)?;
+            }
+            let row = tx
+                .prepare_cached(&format!("{CONTRACT_SELECT} WHERE c.name = ?1"))
+                .and_then(|mut s| s.query_row([name], contract_of))
+                .ctx("looking up a contract")?;
+            Ok((row, created))
+        })
+    }
+
     /// A contract's roots in order; `None` if there is no such contract.
     pub fn contract_roots(&self, name: &str) -> Result<Option<Vec<Root>>> {
         self.read(|c| {
@@ -441,13 +458,14 @@ impl Meta {
 }
 
 const CONTRACT_SELECT: &str = "SELECT c.id, c.name, (SELECT count(*) FROM contract_entries e \
-     WHERE e.contract_id = c.id) FROM contracts c";
+     WHERE e.contract_id = c.id), c.revision FROM contracts c";
 
 fn contract_of(r: &rusqlite::Row) -> rusqlite::Result<ContractRow> {
     Ok(ContractRow {
         id: r.get(0)?,
         name: r.get(1)?,
         entries: r.get::<_, i64>(2)? as u64,
+        revision: r.get(3)?,
     })
 }
 
@@ -484,7 +502,7 @@ fn ensure_contract(tx: &Transaction, name: &str) -> Result<i64> {
 }
 
 /// Gives `contract` the next revision number.
-fn bump_revision(tx: &Transaction, contract: i64) -> Result<()> {
+pub(super) fn bump_revision(tx: &Transaction, contract: i64) -> Result<()> {
     tx.prepare_cached(
         "UPDATE settings SET value = value + 1 WHERE key = 'contract_revision' \
          RETURNING value",

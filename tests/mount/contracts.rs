@@ -340,6 +340,13 @@ fn an_empty_replace_applies_at_close_but_never_under_a_writer() {
         .unwrap();
     assert_eq!(m.read("contracts/empty-at-close"), "");
     assert!(!m.listed().contains(&a3.to_string()));
+    // nor does the opener's own close, once another handle revised it: the
+    // truncation belongs to the open, and the revision came after
+    let a5 = m.put(&sector(154));
+    let f = replace().open(&path).unwrap();
+    write_file(&path, list(&[&a5]).as_bytes()).unwrap();
+    close(f).unwrap();
+    assert_eq!(m.read("contracts/empty-at-close"), list(&[&a5]));
     // a late close never empties a list revised since it was opened, even
     // to the same roots
     let a4 = m.put(&sector(153));
