@@ -4,69 +4,68 @@
 //! the whole sector while the writer waits.
 //!
 //! One thread serves every upload, at idle priority, from one queue: it
-//! never delays a writer or the mount, and a close takes its upload's
-//! queued chunks back and hashes them itself.
+//! never delays a writer or the mount. A thread at that priority can be
+//! stopped for long on a busy machine, so nothing on the write path ever
+//! waits for it: the queue takes jobs without a lock, jobs hold their upload
+//! and bytes only weakly, and a close that finds a root missing (or being
+//! stored) hashes that chunk itself.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, OnceLock, Weak};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
-use super::buffers::{self, Buf};
+use super::buffers::Buf;
 use crate::merkle::{self, Root};
 
-/// Per chunk of one upload, the root of a sending of it.
-type Roots = Mutex<Vec<Option<(u64, Root)>>>;
+/// What one upload shares with the thread.
+struct Shared {
+    /// Per chunk, the root of a sending of it.
+    roots: Mutex<Vec<Option<(u64, Root)>>>,
+    /// Set at close: what is still queued is no longer wanted.
+    stopped: AtomicBool,
+}
 
 struct Job {
-    roots: Arc<Roots>,
+    upload: Weak<Shared>,
     chunk: usize,
     /// Which sending of the chunk this is.
     sent: u64,
-    buf: Arc<Buf>,
+    buf: Weak<Buf>,
 }
-
-struct Queue {
-    jobs: Mutex<VecDeque<Job>>,
-    ready: Condvar,
-}
-
-static QUEUE: Queue = Queue {
-    jobs: Mutex::new(VecDeque::new()),
-    ready: Condvar::new(),
-};
 
 /// The queue, its thread started on first use; `None` if no thread could be
 /// had (closes then hash everything).
-fn queue() -> Option<&'static Queue> {
-    static RUNNING: OnceLock<bool> = OnceLock::new();
-    let running = *RUNNING.get_or_init(|| {
-        std::thread::Builder::new()
-            .name("chunk-hash".into())
-            .spawn(serve)
-            .is_ok()
-    });
-    running.then_some(&QUEUE)
+fn queue() -> Option<&'static Sender<Job>> {
+    static QUEUE: OnceLock<Option<Sender<Job>>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (jobs, inbox) = mpsc::channel();
+            std::thread::Builder::new()
+                .name("chunk-hash".into())
+                .spawn(move || serve(inbox))
+                .ok()
+                .map(|_| jobs)
+        })
+        .as_ref()
 }
 
-fn serve() {
+fn serve(inbox: Receiver<Job>) {
     idle_priority();
-    loop {
-        let job = {
-            let mut jobs = QUEUE.jobs.lock();
-            loop {
-                match jobs.pop_front() {
-                    Some(job) => break job,
-                    None => QUEUE.ready.wait(&mut jobs),
-                }
-            }
+    for job in inbox {
+        let Some(upload) = job.upload.upgrade() else {
+            continue;
         };
-        let root = merkle::subtree_root(&job.buf);
-        // the last holder once the upload let go: back to the pool
-        if let Ok(buf) = Arc::try_unwrap(job.buf) {
-            buffers::give_back(buf);
+        if upload.stopped.load(Ordering::Relaxed) {
+            continue;
         }
-        job.roots.lock()[job.chunk] = Some((job.sent, root));
+        let Some(buf) = job.buf.upgrade() else {
+            continue;
+        };
+        let root = merkle::subtree_root(&buf);
+        drop(buf);
+        upload.roots.lock()[job.chunk] = Some((job.sent, root));
     }
 }
 
@@ -87,52 +86,46 @@ fn idle_priority() {
 
 /// One upload's chunks in the background queue.
 pub(super) struct ChunkHasher {
-    roots: Arc<Roots>,
+    shared: Arc<Shared>,
 }
 
 impl ChunkHasher {
     pub(super) fn new(chunks: usize) -> ChunkHasher {
         ChunkHasher {
-            roots: Arc::new(Mutex::new(vec![None; chunks])),
+            shared: Arc::new(Shared {
+                roots: Mutex::new(vec![None; chunks]),
+                stopped: AtomicBool::new(false),
+            }),
         }
     }
 
     /// Queues chunk `chunk`, in its `sent`-th sending, to be hashed.
-    pub(super) fn send(&self, chunk: usize, sent: u64, buf: Arc<Buf>) {
+    pub(super) fn send(&self, chunk: usize, sent: u64, buf: &Arc<Buf>) {
+        self.shared.stopped.store(false, Ordering::Relaxed);
         if let Some(q) = queue() {
-            q.jobs.lock().push_back(Job {
-                roots: self.roots.clone(),
+            // a dead thread only means the close hashes this chunk itself
+            let _ = q.send(Job {
+                upload: Arc::downgrade(&self.shared),
                 chunk,
                 sent,
-                buf,
+                buf: Arc::downgrade(buf),
             });
-            q.ready.notify_one();
         }
     }
 
-    /// Takes this upload's chunks out of the queue: the close hashes what
-    /// is left itself, at once, rather than wait for a thread that runs
-    /// only when a core is idle. Their buffers are free again.
+    /// Drops what is still queued: the close hashes what is left itself,
+    /// at once, rather than wait for the thread.
     pub(super) fn stop(&self) {
-        if let Some(q) = queue() {
-            q.jobs
-                .lock()
-                .retain(|job| !Arc::ptr_eq(&job.roots, &self.roots));
-        }
+        self.shared.stopped.store(true, Ordering::Relaxed);
     }
 
-    /// Chunk `chunk`'s root if its `sent`-th sending has been hashed: a root
-    /// of bytes it no longer holds is never returned.
+    /// Chunk `chunk`'s root if its `sent`-th sending has been hashed (a
+    /// root of bytes it no longer holds is never returned); `None` too
+    /// while the thread is storing one, rather than wait for it.
     pub(super) fn root(&self, chunk: usize, sent: u64) -> Option<Root> {
-        match self.roots.lock()[chunk] {
+        match self.shared.roots.try_lock()?[chunk] {
             Some((s, root)) if s == sent => Some(root),
             _ => None,
         }
-    }
-}
-
-impl Drop for ChunkHasher {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

@@ -64,6 +64,7 @@ impl Engine {
         mut verify: Option<&(dyn Fn() -> Result<()> + Sync)>,
         mut failed: Vec<u32>,
     ) -> Result<Stored> {
+        check_length(data.len())?;
         if self.meta.lookup(root)?.is_some() {
             if let Some(v) = verify.take() {
                 v()?;

@@ -283,7 +283,7 @@ impl Upload {
         };
         let buf = Arc::new(buf);
         self.sent[i] += 1;
-        self.hasher.send(i, self.sent[i], buf.clone());
+        self.hasher.send(i, self.sent[i], &buf);
         let offset = (i * CHUNK) as u64;
         self.written[i] = match self.choose_target() {
             Target::Slot {
@@ -375,14 +375,23 @@ impl Upload {
         if matches!(self.chunks[i], Chunk::Sent(_)) {
             // the writer lets go of the buffer once it wrote it
             self.settle();
+            // taken first: should it fail, the chunk is as it was
+            let spare = buffers::take();
             let Chunk::Sent(shared) = std::mem::replace(&mut self.chunks[i], placeholder()) else {
                 unreachable!("matched above")
             };
-            let buf = Arc::try_unwrap(shared).unwrap_or_else(|shared| {
-                let mut copy = buffers::take();
-                copy.copy_from_slice(&shared);
-                copy
-            });
+            let buf = match Arc::try_unwrap(shared) {
+                Ok(buf) => {
+                    buffers::give_back(spare);
+                    buf
+                }
+                // the background hasher has it in hand
+                Err(shared) => {
+                    let mut copy = spare;
+                    copy.copy_from_slice(&shared);
+                    copy
+                }
+            };
             self.written[i] = Written::Nowhere;
             self.chunks[i] = Chunk::Open {
                 buf,
@@ -450,7 +459,6 @@ fn chunk_roots(chunks: &[Chunk], known: impl Fn(usize) -> Option<Root>) -> Vec<R
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        // the queue lets go of the buffers, so they can be reused
         self.hasher.stop();
         self.drop_target();
         for chunk in std::mem::take(&mut self.chunks) {
