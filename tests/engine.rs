@@ -830,45 +830,61 @@ fn contract_revisions() {
     assert_consistent(&engine);
 }
 
-/// A late emptying applies only while the contract is at the revision it
-/// was read at: any change since (the same list again, a rename, a delete)
-/// wins over it, and the check and the emptying are one transaction.
+/// A late truncation drops the entries a contract had when it was read,
+/// unless its list was replaced since (the same list again, a rename, a
+/// delete and remake): entries appended since stay, and the check and the
+/// drop are one transaction.
 #[test]
 fn emptying_if_unrevised() {
-    use ContractEdit::Replace;
+    use ContractEdit::{Append, Replace};
     let (_dir, engine, _) = store(Placement::FillFirst, &[8]);
-    write(&engine, 40, Reference::Pin).unwrap();
-    write(&engine, 41, Reference::Pin).unwrap();
+    for s in 40..43 {
+        write(&engine, s, Reference::Pin).unwrap();
+    }
     engine.revise_contract("c", &[root(40)], Replace).unwrap();
     engine.unpin(&root(40)).unwrap();
     assert_eq!(engine.contract_revision("nope").unwrap(), None);
+    let mark = |engine: &Engine| {
+        let c = engine.contract_by_name("c").unwrap().unwrap();
+        (c.revision, c.end)
+    };
 
     // unchanged: emptied, and the sector it alone held is freed
-    let at = engine.contract_revision("c").unwrap().unwrap();
-    assert!(engine.empty_contract_if_unrevised("c", at).unwrap());
+    let (rev, end) = mark(&engine);
+    assert_eq!(end, 1);
+    assert!(engine.empty_contract_if_unrevised("c", rev, end).unwrap());
     assert_eq!(engine.contract_roots("c").unwrap(), Some(vec![]));
     assert_eq!(refs(&engine, 40), None);
-    // emptying is itself a revision
-    assert!(!engine.empty_contract_if_unrevised("c", at).unwrap());
+    // emptying is itself a new revision
+    assert!(!engine.empty_contract_if_unrevised("c", rev, end).unwrap());
 
-    // the same list applied again since: kept
+    // appended since: only the entries from before go
+    engine
+        .revise_contract("c", &[root(41), root(42)], Replace)
+        .unwrap();
+    let (rev, end) = mark(&engine);
+    engine.revise_contract("c", &[root(41)], Append).unwrap();
+    assert!(engine.empty_contract_if_unrevised("c", rev, end).unwrap());
+    assert_eq!(engine.contract_roots("c").unwrap(), Some(vec![root(41)]));
+    assert_eq!(refs(&engine, 42), Some(counts(1, 0, 0)));
+
+    // the same list written again since: kept
+    let (rev, end) = mark(&engine);
     engine.revise_contract("c", &[root(41)], Replace).unwrap();
-    let at = engine.contract_revision("c").unwrap().unwrap();
-    engine.revise_contract("c", &[root(41)], Replace).unwrap();
-    assert!(!engine.empty_contract_if_unrevised("c", at).unwrap());
+    assert!(!engine.empty_contract_if_unrevised("c", rev, end).unwrap());
     assert_eq!(engine.contract_roots("c").unwrap(), Some(vec![root(41)]));
 
     // renamed away and back, or deleted and made again: kept
-    let at = engine.contract_revision("c").unwrap().unwrap();
+    let (rev, end) = mark(&engine);
     engine.rename_contract("c", "d").unwrap();
-    assert!(!engine.empty_contract_if_unrevised("c", at).unwrap());
+    assert!(!engine.empty_contract_if_unrevised("c", rev, end).unwrap());
     engine.rename_contract("d", "c").unwrap();
-    assert!(!engine.empty_contract_if_unrevised("c", at).unwrap());
-    let at = engine.contract_revision("c").unwrap().unwrap();
+    assert!(!engine.empty_contract_if_unrevised("c", rev, end).unwrap());
+    let (rev, end) = mark(&engine);
     engine.delete_contract("c").unwrap();
-    assert!(!engine.empty_contract_if_unrevised("c", at).unwrap());
-    engine.revise_contract("c", &[root(41)], Replace).unwrap();
-    assert!(!engine.empty_contract_if_unrevised("c", at).unwrap());
+    assert!(!engine.empty_contract_if_unrevised("c", rev, end).unwrap());
+    engine.revise_contract("c", &[root(41)], Append).unwrap();
+    assert!(!engine.empty_contract_if_unrevised("c", rev, end).unwrap());
     assert_eq!(engine.contract_roots("c").unwrap(), Some(vec![root(41)]));
     assert_consistent(&engine);
 }

@@ -51,10 +51,11 @@ impl Engine {
         self.meta.contract_revision(name)
     }
 
-    /// Empties contract `name` unless it changed since it was at
-    /// `revision` (or is gone); true if it was emptied.
-    pub fn empty_contract_if_unrevised(&self, name: &str, revision: i64) -> Result<bool> {
-        match self.meta.empty_contract_if_unrevised(name, revision)? {
+    /// Drops the entries contract `name` had at `revision` (those below
+    /// index `end`), unless its list was replaced since (or it is gone):
+    /// what a truncation at open does, applied late. True if done.
+    pub fn empty_contract_if_unrevised(&self, name: &str, revision: i64, end: i64) -> Result<bool> {
+        match self.meta.empty_contract_if_unrevised(name, revision, end)? {
             Some(change) => {
                 self.release(change);
                 Ok(true)

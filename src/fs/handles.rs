@@ -74,9 +74,10 @@ pub struct ContractUpload {
     /// `None`: opened without O_TRUNC or O_APPEND, so a write is refused.
     pub edit: Option<ContractEdit>,
     pub snapshot: Vec<u8>,
-    /// The contract's revision when the snapshot was taken: a late emptying
-    /// applies only while it is still the revision.
-    pub revision: Option<i64>,
+    /// The contract's revision and end (one past its last entry index) at
+    /// open: a late truncation drops the entries below that end, and only
+    /// while the list was not replaced since.
+    pub opened_at: Option<(i64, i64)>,
     /// Replace: the whole new list; append: what to append at next flush.
     pub data: Vec<u8>,
     /// Something was written since the handle was opened.

@@ -119,8 +119,8 @@ impl SectorFs {
                  its list is unchanged",
                 up.name
             ))),
-            // nothing written: the truncation of the open, which a revision
-            // made since by another handle overrides
+            // nothing written: the truncation of the open, applied now to
+            // the entries it would have dropped
             Some(ContractEdit::Replace) if !up.written => self.empty_if_unrevised(up),
             Some(edit) => crate::parse::parse_root_list(&up.data)
                 .and_then(|roots| self.engine.revise_contract(&up.name, &roots, edit)),
@@ -135,26 +135,26 @@ impl SectorFs {
 
     /// A handle opened with `O_TRUNC` whose flushes all came while its
     /// process still held the file, released with nothing written: the
-    /// list is emptied now, unless it changed since the handle was opened
-    /// (a later revision, handled first, wins over this late release).
+    /// truncation is done now (see `empty_if_unrevised`).
     fn empty_at_release(&self, up: &ContractUpload) {
         if let Err(e) = self.empty_if_unrevised(up) {
             self.refuse("truncate contract", &up.name, &e);
         }
     }
 
-    /// Empties the contract of a handle opened with `O_TRUNC` that wrote
-    /// nothing, if it is still at its revision from the open: checked and
-    /// emptied in one transaction, so a revision applied by another handle
-    /// meanwhile always wins.
+    /// The truncation of a handle opened with `O_TRUNC` that wrote nothing,
+    /// done late: drops the entries the contract had at open, unless its
+    /// list was replaced since. Checked and done in one transaction, so a
+    /// replace by another handle meanwhile always wins, and entries
+    /// appended meanwhile stay, as after a truncation at open.
     fn empty_if_unrevised(&self, up: &ContractUpload) -> Result<(), Error> {
-        // no revision: the contract did not exist at open
-        let Some(revision) = up.revision else {
+        // nothing known: the contract did not exist at open
+        let Some((revision, end)) = up.opened_at else {
             return Ok(());
         };
         if !self
             .engine
-            .empty_contract_if_unrevised(&up.name, revision)?
+            .empty_contract_if_unrevised(&up.name, revision, end)?
         {
             tracing::info!(
                 "contract {} was opened to be emptied but revised, renamed or removed since; \
@@ -615,9 +615,9 @@ impl Filesystem for SectorFs {
                     .engine
                     .contract_by_id(id)?
                     .ok_or_else(|| Error::NotFound("the contract no longer exists".into()))?;
-                // the revision read with the id and name, before the list
-                // (see `contract_revision`)
-                let revision = Some(c.revision);
+                // read with the id and name, before the list (see
+                // `contract_revision`)
+                let opened_at = Some((c.revision, c.end));
                 let snapshot =
                     contract_text(&self.engine.contract_roots(&c.name)?.unwrap_or_default());
                 let edit = if !write {
@@ -634,7 +634,7 @@ impl Filesystem for SectorFs {
                     writers: Writers::default(),
                     edit,
                     snapshot,
-                    revision,
+                    opened_at,
                     data: Vec::new(),
                     written: false,
                     dirty: false,
@@ -739,7 +739,7 @@ impl Filesystem for SectorFs {
                 if existed && flags & libc::O_EXCL != 0 {
                     return Err(Error::Exists(format!("contract {name} already exists")));
                 }
-                let revision = Some(c.revision);
+                let opened_at = Some((c.revision, c.end));
                 // Existing: made by another process since the kernel looked,
                 // so this is an open like any other (without O_TRUNC it must
                 // not empty the list).
@@ -759,7 +759,7 @@ impl Filesystem for SectorFs {
                     writers: Writers::default(),
                     edit,
                     snapshot,
-                    revision,
+                    opened_at,
                     data: Vec::new(),
                     written: false,
                     dirty: false,

@@ -148,24 +148,19 @@ impl Meta {
     /// Returns what was freed and the contracts that held it.
     pub fn drop_lost_sector(&self, sector_id: i64) -> Result<Option<(Freed, Vec<String>)>> {
         self.write(|tx| {
-            let held: Vec<(i64, String)> = {
+            let contracts: Vec<String> = {
                 let mut stmt = tx
                     .prepare_cached(
-                        "SELECT DISTINCT c.id, c.name FROM contract_entries e \
+                        "SELECT DISTINCT c.name FROM contract_entries e \
                          JOIN contracts c ON c.id = e.contract_id WHERE e.sector_id = ?1 \
-                         ORDER BY 2",
+                         ORDER BY 1",
                     )
                     .ctx("finding a lost sector's contracts")?;
-                stmt.query_map([sector_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                stmt.query_map([sector_id], |r| r.get(0))
                     .ctx("finding a lost sector's contracts")?
                     .collect::<rusqlite::Result<_>>()
                     .ctx("finding a lost sector's contracts")?
             };
-            // their lists change: a late emptying of one must not apply
-            for (id, _) in &held {
-                super::refs::bump_revision(tx, *id)?;
-            }
-            let contracts: Vec<String> = held.into_iter().map(|(_, name)| name).collect();
             for table in ["pins", "contract_entries", "temp_entries"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE sector_id = ?1"),

@@ -50,8 +50,10 @@ pub struct ContractRow {
     pub id: i64,
     pub name: String,
     pub entries: u64,
-    /// Set anew by every change to the list or the name (migration 5).
+    /// Set anew whenever the list is replaced (migration 5).
     pub revision: i64,
+    /// One past the index of its last entry: appends go from here.
+    pub end: i64,
 }
 
 /// A reason to keep a sector that a write can add. Contract entries are

@@ -58,8 +58,11 @@ impl Meta {
                 })?;
                 ids.push(sector.id);
             }
+            let existed = contract_id(tx, name)?.is_some();
             let contract = ensure_contract(tx, name)?;
-            bump_revision(tx, contract)?;
+            if edit == ContractEdit::Replace || !existed {
+                bump_revision(tx, contract)?;
+            }
             let (old, start) = match edit {
                 ContractEdit::Replace => {
                     let old = contract_sector_ids(tx, contract)?;
@@ -143,12 +146,14 @@ impl Meta {
         })
     }
 
-    /// Empties contract `name` if it is still at `revision`, checked and
-    /// emptied in one transaction. `None` when it is gone or was revised.
+    /// Drops the entries of contract `name` below index `end` if it is
+    /// still at `revision` (entries appended since stay), checked and done in
+    /// one transaction. `None` when it is gone or its list was replaced.
     pub fn empty_contract_if_unrevised(
         &self,
         name: &str,
         revision: i64,
+        end: i64,
     ) -> Result<Option<RefChange>> {
         self.write(|tx| {
             let current: Option<(i64, i64)> = tx
@@ -162,8 +167,19 @@ impl Meta {
                 return Ok(None);
             };
             bump_revision(tx, id)?;
-            let old = contract_sector_ids(tx, id)?;
-            delete_entries(tx, id)?;
+            let old: Vec<i64> = tx
+                .prepare_cached(
+                    "DELETE FROM contract_entries WHERE contract_id = ?1 AND idx < ?2 \
+                     RETURNING sector_id",
+                )
+                .and_then(|mut s| {
+                    s.query_map([id, end], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()
+                })
+                .ctx("emptying a contract")?;
+            let mut old = old;
+            old.sort_unstable();
+            old.dedup();
             changed(tx, old).map(Some)
         })
     }
@@ -458,7 +474,8 @@ impl Meta {
 }
 
 const CONTRACT_SELECT: &str = "SELECT c.id, c.name, (SELECT count(*) FROM contract_entries e \
-     WHERE e.contract_id = c.id), c.revision FROM contracts c";
+     WHERE e.contract_id = c.id), c.revision, (SELECT coalesce(max(idx) + 1, 0) \
+     FROM contract_entries e WHERE e.contract_id = c.id) FROM contracts c";
 
 fn contract_of(r: &rusqlite::Row) -> rusqlite::Result<ContractRow> {
     Ok(ContractRow {
@@ -466,6 +483,7 @@ fn contract_of(r: &rusqlite::Row) -> rusqlite::Result<ContractRow> {
         name: r.get(1)?,
         entries: r.get::<_, i64>(2)? as u64,
         revision: r.get(3)?,
+        end: r.get(4)?,
     })
 }
 

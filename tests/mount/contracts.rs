@@ -347,6 +347,13 @@ fn an_empty_replace_applies_at_close_but_never_under_a_writer() {
     write_file(&path, list(&[&a5]).as_bytes()).unwrap();
     close(f).unwrap();
     assert_eq!(m.read("contracts/empty-at-close"), list(&[&a5]));
+    // an append by another handle in between stays, as it would after a
+    // truncation at open; what the list had at open goes
+    let a6 = m.put(&sector(155));
+    let f = replace().open(&path).unwrap();
+    m.sh_ok(&format!("echo {a6} >> contracts/empty-at-close"));
+    close(f).unwrap();
+    assert_eq!(m.read("contracts/empty-at-close"), list(&[&a6]));
     // a late close never empties a list revised since it was opened, even
     // to the same roots
     let a4 = m.put(&sector(153));
