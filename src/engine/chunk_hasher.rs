@@ -6,17 +6,21 @@
 //! One thread serves every upload, at idle priority, from one queue: it
 //! never delays a writer or the mount. A thread at that priority can be
 //! stopped for long on a busy machine, so nothing on the write path ever
-//! waits for it: the queue takes jobs without a lock, jobs hold their upload
-//! and bytes only weakly, and a close that finds a root missing (or being
-//! stored) hashes that chunk itself.
+//! waits for it, not even for a lock it might hold: the queue is lock-free
+//! and its thread is woken with `unpark`, jobs hold their upload and bytes
+//! only weakly, a buffer the thread ends up holding last goes back to the
+//! pool without a lock (rather than be unmapped at idle priority), and a
+//! close that finds a root missing (or being stored) hashes that chunk
+//! itself.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, OnceLock, Weak};
+use std::thread::Thread;
 
+use crossbeam_queue::SegQueue;
 use parking_lot::Mutex;
 
-use super::buffers::Buf;
+use super::buffers::{self, Buf};
 use crate::merkle::{self, Root};
 
 /// What one upload shares with the thread.
@@ -35,38 +39,68 @@ struct Job {
     buf: Weak<Buf>,
 }
 
+/// Most jobs queued at once; beyond, chunks are left for their close to
+/// hash (a thread starved on a saturated host must not grow the queue
+/// without end).
+const MAX_QUEUED: usize = 4096;
+
+struct Queue {
+    jobs: SegQueue<Job>,
+    thread: Thread,
+}
+
+static QUEUE: OnceLock<Option<Queue>> = OnceLock::new();
+
 /// The queue, its thread started on first use; `None` if no thread could be
 /// had (closes then hash everything).
-fn queue() -> Option<&'static Sender<Job>> {
-    static QUEUE: OnceLock<Option<Sender<Job>>> = OnceLock::new();
+fn queue() -> Option<&'static Queue> {
     QUEUE
         .get_or_init(|| {
-            let (jobs, inbox) = mpsc::channel();
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name("chunk-hash".into())
-                .spawn(move || serve(inbox))
-                .ok()
-                .map(|_| jobs)
+                .spawn(serve)
+                .ok()?;
+            Some(Queue {
+                jobs: SegQueue::new(),
+                thread: handle.thread().clone(),
+            })
         })
         .as_ref()
 }
 
-fn serve(inbox: Receiver<Job>) {
+fn serve() {
     idle_priority();
-    for job in inbox {
-        let Some(upload) = job.upload.upgrade() else {
-            continue;
-        };
-        if upload.stopped.load(Ordering::Relaxed) {
-            continue;
+    // woken by the first job, once the queue is in place
+    let q = loop {
+        match QUEUE.get() {
+            Some(Some(q)) => break q,
+            _ => std::thread::park(),
         }
-        let Some(buf) = job.buf.upgrade() else {
-            continue;
-        };
-        let root = merkle::subtree_root(&buf);
-        drop(buf);
-        upload.roots.lock()[job.chunk] = Some((job.sent, root));
+    };
+    loop {
+        match q.jobs.pop() {
+            Some(job) => hash(job),
+            None => std::thread::park(),
+        }
     }
+}
+
+fn hash(job: Job) {
+    let Some(upload) = job.upload.upgrade() else {
+        return;
+    };
+    if upload.stopped.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some(buf) = job.buf.upgrade() else {
+        return;
+    };
+    let root = merkle::subtree_root(&buf);
+    if let Ok(buf) = Arc::try_unwrap(buf) {
+        // the upload let go of it meanwhile
+        buffers::give_back_later(buf);
+    }
+    upload.roots.lock()[job.chunk] = Some((job.sent, root));
 }
 
 /// Runs the hashing thread only when a core would otherwise idle: the
@@ -102,14 +136,14 @@ impl ChunkHasher {
     /// Queues chunk `chunk`, in its `sent`-th sending, to be hashed.
     pub(super) fn send(&self, chunk: usize, sent: u64, buf: &Arc<Buf>) {
         self.shared.stopped.store(false, Ordering::Relaxed);
-        if let Some(q) = queue() {
-            // a dead thread only means the close hashes this chunk itself
-            let _ = q.send(Job {
+        if let Some(q) = queue().filter(|q| q.jobs.len() < MAX_QUEUED) {
+            q.jobs.push(Job {
                 upload: Arc::downgrade(&self.shared),
                 chunk,
                 sent,
                 buf: Arc::downgrade(buf),
             });
+            q.thread.unpark();
         }
     }
 
