@@ -11,7 +11,7 @@ use super::buffers::Buf;
 use crate::volume::VolumeFile;
 
 /// One chunk to write: its index, where in the slot, and its bytes (shared
-/// with the upload, which hashes them at close).
+/// with the upload, whose root they go into).
 type Job = (usize, u64, Arc<Buf>);
 
 /// The writing thread of one reserved slot. Dropping it waits for every
@@ -26,7 +26,7 @@ pub(super) struct SlotWriter {
 
 impl SlotWriter {
     /// Starts the thread writing into `slot` of `file`; `None` if no thread
-    /// can be had (the caller then writes at close).
+    /// can be had (the caller then writes each chunk as it sends it).
     pub(super) fn start(file: Arc<VolumeFile>, slot: u64) -> Option<Self> {
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (report, done) = mpsc::channel();
