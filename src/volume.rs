@@ -142,14 +142,16 @@ impl VolumeFile {
                     at as libc::off_t,
                 )
             };
-            if n as usize == len {
+            if n >= 0 && n as usize == len {
                 return Ok(());
             }
-            let refused = n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL);
-            if n < 0 && !refused {
-                return Err(io::Error::last_os_error());
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EINVAL) {
+                    return Err(e);
+                }
             }
-            // short, or refused: the rest one part at a time, below
+            // short, or refused: all of it again, one part at a time, below
         }
         let mut from = offset;
         for p in parts {
