@@ -85,33 +85,20 @@ impl VolumeFile {
     }
 
     /// Writes part of a sector into `slot` at `offset` within it. Not
-    /// durable until [`sync`](Self::sync).
-    ///
-    /// Data aligned to [`DIRECT_ALIGN`] (address, offset and length) goes
-    /// straight to the device, past the page cache: no copy, and none of the
-    /// file system's per-block work for cached writes, which together cost
-    /// about as much CPU as hashing the data did. Anything else, or a file
-    /// system without direct I/O, takes the page cache.
+    /// durable until [`sync`](Self::sync). See [`write_parts`](Self::write_parts).
     pub fn write_part(&self, slot: u64, offset: u64, data: &[u8]) -> io::Result<()> {
-        debug_assert!(offset + data.len() as u64 <= SECTOR_BYTES);
-        let at = slot * SECTOR_BYTES + offset;
-        let aligned = [data.as_ptr() as usize, at as usize, data.len()]
-            .iter()
-            .all(|n| n.is_multiple_of(DIRECT_ALIGN));
-        if aligned && let Some(direct) = self.direct() {
-            match direct.write_all_at(data, at) {
-                // refused after all (a block size above a page, say)
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-                done => return done,
-            }
-        }
-        self.file.write_all_at(data, at)
+        self.write_parts(slot, offset, &[data])
     }
 
-    /// Writes `parts`, back to back, into `slot` from `offset` within it:
-    /// one system call for all of them where they can go past the page
-    /// cache (see [`write_part`](Self::write_part)); larger writes keep the
-    /// device busier. Not durable until [`sync`](Self::sync).
+    /// Writes `parts`, back to back, into `slot` from `offset` within it, in
+    /// one system call where they can go past the page cache. Not durable
+    /// until [`sync`](Self::sync).
+    ///
+    /// Parts aligned to [`DIRECT_ALIGN`] (address and length, and the
+    /// offset) go straight to the device: no copy, and none of the file
+    /// system's per-block work for cached writes, which together cost about
+    /// as much CPU as hashing the data did. Anything else, or a file system
+    /// without direct I/O, takes the page cache.
     pub fn write_parts(&self, slot: u64, offset: u64, parts: &[&[u8]]) -> io::Result<()> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         debug_assert!(offset + len as u64 <= SECTOR_BYTES);
@@ -121,10 +108,7 @@ impl VolumeFile {
                 (p.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN)
                     && p.len().is_multiple_of(DIRECT_ALIGN)
             });
-        if parts.len() > 1
-            && aligned
-            && let Some(direct) = self.direct()
-        {
+        if aligned && let Some(direct) = self.direct() {
             let iov: Vec<libc::iovec> = parts
                 .iter()
                 .map(|p| libc::iovec {
@@ -147,15 +131,16 @@ impl VolumeFile {
             }
             if n < 0 {
                 let e = io::Error::last_os_error();
+                // refused after all (a block size above a page, say)
                 if e.raw_os_error() != Some(libc::EINVAL) {
                     return Err(e);
                 }
             }
-            // short, or refused: all of it again, one part at a time, below
+            // short, or refused: all of it again through the cache, below
         }
-        let mut from = offset;
+        let mut from = at;
         for p in parts {
-            self.write_part(slot, from, p)?;
+            self.file.write_all_at(p, from)?;
             from += p.len() as u64;
         }
         Ok(())

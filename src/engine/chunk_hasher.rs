@@ -9,7 +9,7 @@
 //! waits for it, not even for a lock it might hold: the queue is lock-free
 //! and its thread is woken with `unpark`, jobs hold their upload and bytes
 //! only weakly, a buffer the thread ends up holding last goes back to the
-//! pool without a lock (rather than be unmapped at idle priority), and a
+//! lock-free pool (rather than be unmapped at idle priority), and a
 //! close that finds a root missing (or being stored) hashes that chunk
 //! itself.
 
@@ -98,7 +98,7 @@ fn hash(job: Job) {
     let root = merkle::subtree_root(&buf);
     if let Ok(buf) = Arc::try_unwrap(buf) {
         // the upload let go of it meanwhile
-        buffers::give_back_later(buf);
+        buffers::give_back(buf);
     }
     upload.roots.lock()[job.chunk] = Some((job.sent, root));
 }

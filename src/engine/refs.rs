@@ -46,11 +46,6 @@ impl Engine {
         self.meta.contract_roots(name)
     }
 
-    /// See [`Meta::contract_revision`](crate::meta::Meta::contract_revision).
-    pub fn contract_revision(&self, name: &str) -> Result<Option<i64>> {
-        self.meta.contract_revision(name)
-    }
-
     /// Drops the entries contract `name` had at `revision` (those below
     /// index `end`), unless its list was replaced since (or it is gone):
     /// what a truncation at open does, applied late. True if done.

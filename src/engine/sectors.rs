@@ -222,16 +222,13 @@ impl Engine {
             .chunks(buffers::LEN)
             .map(|piece| {
                 let mut buf = buffers::take();
-                buf[..piece.len()].copy_from_slice(piece);
+                buf.copy_from_slice(piece);
                 buf
             })
             .collect();
         copied();
-        let parts: Vec<&[u8]> = bufs
-            .iter()
-            .zip(data.chunks(buffers::LEN))
-            .map(|(buf, piece)| &buf[..piece.len()])
-            .collect();
+        // a whole sector (checked by `store`): every buffer is full
+        let parts: Vec<&[u8]> = bufs.iter().map(|buf| &buf[..]).collect();
         let written = file.write_parts(slot, 0, &parts).and_then(|()| file.sync());
         drop(parts);
         bufs.into_iter().for_each(buffers::give_back);

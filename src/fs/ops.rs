@@ -615,8 +615,8 @@ impl Filesystem for SectorFs {
                     .engine
                     .contract_by_id(id)?
                     .ok_or_else(|| Error::NotFound("the contract no longer exists".into()))?;
-                // read with the id and name, before the list (see
-                // `contract_revision`)
+                // read with the id and name, before the list: a revision in
+                // between shows as a newer list, never as an older mark
                 let opened_at = Some((c.revision, c.end));
                 let snapshot =
                     contract_text(&self.engine.contract_roots(&c.name)?.unwrap_or_default());

@@ -58,9 +58,8 @@ impl Meta {
                 })?;
                 ids.push(sector.id);
             }
-            let existed = contract_id(tx, name)?.is_some();
-            let contract = ensure_contract(tx, name)?;
-            if edit == ContractEdit::Replace || !existed {
+            let (contract, created) = ensure_contract(tx, name)?;
+            if edit == ContractEdit::Replace && !created {
                 bump_revision(tx, contract)?;
             }
             let (old, start) = match edit {
@@ -135,17 +134,6 @@ impl Meta {
         })
     }
 
-    /// A contract's revision (see migration 5); `None` if there is no such
-    /// contract. Read it before the list it goes with: a revision in between
-    /// then shows as a newer list, never as an older revision.
-    pub fn contract_revision(&self, name: &str) -> Result<Option<i64>> {
-        self.read(|c| {
-            c.prepare_cached("SELECT revision FROM contracts WHERE name = ?1")
-                .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
-                .ctx("looking up a contract")
-        })
-    }
-
     /// Drops the entries of contract `name` below index `end` if it is
     /// still at `revision` (entries appended since stay), checked and done in
     /// one transaction. `None` when it is gone or its list was replaced.
@@ -188,11 +176,7 @@ impl Meta {
     /// transaction; true if it was made here.
     pub fn create_contract_if_absent(&self, name: &str) -> Result<(ContractRow, bool)> {
         self.write(|tx| {
-            let created = contract_id(tx, name)?.is_none();
-            if created {
-                let id = ensure_contract(tx, name)?;
-                bump_revision(tx, id)?;
-            }
+            let (_, created) = ensure_contract(tx, name)?;
             let row = tx
                 .prepare_cached(&format!("{CONTRACT_SELECT} WHERE c.name = ?1"))
                 .and_then(|mut s| s.query_row([name], contract_of))
@@ -510,17 +494,21 @@ fn contract_id(c: &Connection, name: &str) -> Result<Option<i64>> {
         .ctx("looking up a contract")
 }
 
-fn ensure_contract(tx: &Transaction, name: &str) -> Result<i64> {
+/// The contract `name`, made if there is none (with its first revision);
+/// true if it was made here.
+fn ensure_contract(tx: &Transaction, name: &str) -> Result<(i64, bool)> {
     if let Some(id) = contract_id(tx, name)? {
-        return Ok(id);
+        return Ok((id, false));
     }
     tx.execute("INSERT INTO contracts (name) VALUES (?1)", [name])
         .ctx("creating a contract")?;
-    Ok(tx.last_insert_rowid())
+    let id = tx.last_insert_rowid();
+    bump_revision(tx, id)?;
+    Ok((id, true))
 }
 
 /// Gives `contract` the next revision number.
-pub(super) fn bump_revision(tx: &Transaction, contract: i64) -> Result<()> {
+fn bump_revision(tx: &Transaction, contract: i64) -> Result<()> {
     tx.prepare_cached(
         "UPDATE settings SET value = value + 1 WHERE key = 'contract_revision' \
          RETURNING value",
