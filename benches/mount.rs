@@ -418,25 +418,25 @@ fn main() {
     drop(mounted);
     // FUSE's own ceiling for a warm read on this kernel: the same bytes
     // through passthrough_ll's page cache, one file opened once
-    if let Ok(bin) = &passthrough {
-        if let Ok(pt) = Daemon::passthrough(bin, "always", vol_dir, &mnt_pt, &probe) {
-            read_range(&probe, n, &mut buf);
-            let mut cached = Duration::MAX;
-            for _ in 0..passes {
-                cached = cached.min(read_range(&probe, n, &mut buf));
-            }
-            drop(pt);
-            let mut row = ratio_row(
-                "passthrough_ll cache=always, 2nd read",
-                mbs(read_bytes, cached),
-                "plain read of the volume",
-                mbs(read_bytes, plain),
-                0.0,
-            );
-            // a yardstick for the row above, not a target of ours
-            row.target = "-".into();
-            rows.push(row);
+    if let Ok(bin) = &passthrough
+        && let Ok(pt) = Daemon::passthrough(bin, "always", vol_dir, &mnt_pt, &probe)
+    {
+        read_range(&probe, n, &mut buf);
+        let mut cached = Duration::MAX;
+        for _ in 0..passes {
+            cached = cached.min(read_range(&probe, n, &mut buf));
         }
+        drop(pt);
+        let mut row = ratio_row(
+            "passthrough_ll cache=always, 2nd read",
+            mbs(read_bytes, cached),
+            "plain read of the volume",
+            mbs(read_bytes, plain),
+            0.0,
+        );
+        // a yardstick for the row above, not a target of ours
+        row.target = "-".into();
+        rows.push(row);
     }
 
     // --- ls and stat at 100,000 sectors ---------------------------------
