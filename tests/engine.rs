@@ -831,9 +831,9 @@ fn contract_revisions() {
 }
 
 /// A late truncation drops the entries a contract had when it was read,
-/// unless its list was replaced since (the same list again, a rename, a
-/// delete and remake): entries appended since stay, and the check and the
-/// drop are one transaction.
+/// unless its list was replaced since (the same list again) or the contract
+/// is gone (deleted, replaced by a rename): entries appended since stay, a
+/// rename does not matter, and the check and the drop are one transaction.
 #[test]
 fn emptying_if_unrevised() {
     use ContractEdit::{Append, Replace};
@@ -845,46 +845,73 @@ fn emptying_if_unrevised() {
     engine.unpin(&root(40)).unwrap();
     let mark = |engine: &Engine| {
         let c = engine.contract_by_name("c").unwrap().unwrap();
-        (c.revision, c.end)
+        (c.id, c.revision, c.end)
     };
 
     // unchanged: emptied, and the sector it alone held is freed
-    let (rev, end) = mark(&engine);
+    let (id, rev, end) = mark(&engine);
     assert_eq!(end, 1);
-    assert!(engine.empty_contract_if_unrevised("c", rev, end).unwrap());
+    assert!(engine.empty_contract_if_unrevised(id, rev, end).unwrap());
     assert_eq!(engine.contract_roots("c").unwrap(), Some(vec![]));
     assert_eq!(refs(&engine, 40), None);
     // emptying is itself a new revision
-    assert!(!engine.empty_contract_if_unrevised("c", rev, end).unwrap());
+    assert!(!engine.empty_contract_if_unrevised(id, rev, end).unwrap());
 
     // appended since: only the entries from before go
     engine
         .revise_contract("c", &[root(41), root(42)], Replace)
         .unwrap();
-    let (rev, end) = mark(&engine);
+    let (id, rev, end) = mark(&engine);
     engine.revise_contract("c", &[root(41)], Append).unwrap();
-    assert!(engine.empty_contract_if_unrevised("c", rev, end).unwrap());
+    assert!(engine.empty_contract_if_unrevised(id, rev, end).unwrap());
     assert_eq!(engine.contract_roots("c").unwrap(), Some(vec![root(41)]));
     assert_eq!(refs(&engine, 42), Some(counts(1, 0, 0)));
 
     // the same list written again since: kept
-    let (rev, end) = mark(&engine);
+    let (id, rev, end) = mark(&engine);
     engine.revise_contract("c", &[root(41)], Replace).unwrap();
-    assert!(!engine.empty_contract_if_unrevised("c", rev, end).unwrap());
+    assert!(!engine.empty_contract_if_unrevised(id, rev, end).unwrap());
     assert_eq!(engine.contract_roots("c").unwrap(), Some(vec![root(41)]));
 
-    // renamed away and back, or deleted and made again: kept
-    let (rev, end) = mark(&engine);
+    // renamed: still the same contract, emptied under its new name
+    let (id, rev, end) = mark(&engine);
     engine.rename_contract("c", "d").unwrap();
-    assert!(!engine.empty_contract_if_unrevised("c", rev, end).unwrap());
+    assert!(engine.empty_contract_if_unrevised(id, rev, end).unwrap());
+    assert_eq!(engine.contract_roots("d").unwrap(), Some(vec![]));
+    assert_eq!(engine.contract_roots("c").unwrap(), None);
     engine.rename_contract("d", "c").unwrap();
-    assert!(!engine.empty_contract_if_unrevised("c", rev, end).unwrap());
-    let (rev, end) = mark(&engine);
+
+    // deleted and made again, or replaced by a rename onto its name: the
+    // new one is another contract and keeps its list
+    engine.revise_contract("c", &[root(41)], Replace).unwrap();
+    let (id, rev, end) = mark(&engine);
     engine.delete_contract("c").unwrap();
-    assert!(!engine.empty_contract_if_unrevised("c", rev, end).unwrap());
+    assert!(!engine.empty_contract_if_unrevised(id, rev, end).unwrap());
     engine.revise_contract("c", &[root(41)], Append).unwrap();
-    assert!(!engine.empty_contract_if_unrevised("c", rev, end).unwrap());
+    assert!(!engine.empty_contract_if_unrevised(id, rev, end).unwrap());
     assert_eq!(engine.contract_roots("c").unwrap(), Some(vec![root(41)]));
+    let (id, rev, end) = mark(&engine);
+    engine.revise_contract("e", &[root(41)], Replace).unwrap();
+    engine.rename_contract("e", "c").unwrap();
+    assert!(!engine.empty_contract_if_unrevised(id, rev, end).unwrap());
+    assert_eq!(engine.contract_roots("c").unwrap(), Some(vec![root(41)]));
+
+    // a revision by id follows renames, and is refused once it is gone
+    let (id, _, _) = mark(&engine);
+    engine.rename_contract("c", "f").unwrap();
+    engine
+        .revise_contract_by_id(id, &[root(42)], Append)
+        .unwrap();
+    assert_eq!(
+        engine.contract_roots("f").unwrap(),
+        Some(vec![root(41), root(42)])
+    );
+    engine.delete_contract("f").unwrap();
+    assert_eq!(
+        errno(engine.revise_contract_by_id(id, &[root(42)], Replace)),
+        libc::ENOENT
+    );
+    assert_eq!(engine.contract_roots("f").unwrap(), None);
     assert_consistent(&engine);
 }
 

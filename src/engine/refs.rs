@@ -29,6 +29,14 @@ impl Engine {
         Ok(())
     }
 
+    /// A revision of the contract with id `id`, whatever its name is now
+    /// (an open file follows its contract through renames).
+    pub fn revise_contract_by_id(&self, id: i64, roots: &[Root], edit: ContractEdit) -> Result<()> {
+        let change = self.meta.revise_contract_by_id(id, roots, edit)?;
+        self.release(change);
+        Ok(())
+    }
+
     pub fn rename_contract(&self, from: &str, to: &str) -> Result<()> {
         check_contract_name(to)?;
         let change = self.meta.rename_contract(from, to)?;
@@ -46,11 +54,11 @@ impl Engine {
         self.meta.contract_roots(name)
     }
 
-    /// Drops the entries contract `name` had at `revision` (those below
-    /// index `end`), unless its list was replaced since (or it is gone):
-    /// what a truncation at open does, applied late. True if done.
-    pub fn empty_contract_if_unrevised(&self, name: &str, revision: i64, end: i64) -> Result<bool> {
-        match self.meta.empty_contract_if_unrevised(name, revision, end)? {
+    /// Drops the entries contract `id` had at `revision` (those below index
+    /// `end`), unless its list was replaced since (or it is gone): what a
+    /// truncation at open does, applied late. True if done.
+    pub fn empty_contract_if_unrevised(&self, id: i64, revision: i64, end: i64) -> Result<bool> {
+        match self.meta.empty_contract_if_unrevised(id, revision, end)? {
             Some(change) => {
                 self.release(change);
                 Ok(true)

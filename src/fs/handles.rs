@@ -69,6 +69,9 @@ pub struct SectorUpload {
 }
 
 pub struct ContractUpload {
+    /// The contract's id: the handle follows it through renames.
+    pub id: i64,
+    /// Its name, as last seen (for messages and for finding who holds it).
     pub name: String,
     pub writers: Writers,
     /// `None`: opened without O_TRUNC or O_APPEND, so a write is refused.

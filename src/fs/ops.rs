@@ -85,6 +85,11 @@ impl SectorFs {
     /// emptying there would free sectors the new list names. Such a handle
     /// is emptied at its last flush or at release.
     fn commit_contract(&self, up: &mut ContractUpload, owner: u64, pid: u32) -> Result<(), Errno> {
+        // renamed since it was opened: messages and the holder check use
+        // the name it has now
+        if let Ok(Some(c)) = self.engine.contract_by_id(up.id) {
+            up.name = c.name;
+        }
         if let Some(errno) = up.failed {
             tracing::warn!(
                 "refused revise contract {}: a write to it failed, so its list is unchanged",
@@ -123,7 +128,7 @@ impl SectorFs {
             // the entries it would have dropped
             Some(ContractEdit::Replace) if !up.written => self.empty_if_unrevised(up),
             Some(edit) => crate::parse::parse_root_list(&up.data)
-                .and_then(|roots| self.engine.revise_contract(&up.name, &roots, edit)),
+                .and_then(|roots| self.engine.revise_contract_by_id(up.id, &roots, edit)),
         };
         if up.edit == Some(ContractEdit::Append) {
             up.data.clear();
@@ -154,11 +159,11 @@ impl SectorFs {
         };
         if !self
             .engine
-            .empty_contract_if_unrevised(&up.name, revision, end)?
+            .empty_contract_if_unrevised(up.id, revision, end)?
         {
             tracing::info!(
-                "contract {} was opened to be emptied but revised, renamed or removed since; \
-                 it stays as it is",
+                "contract {} was opened to be emptied but revised or removed since; it \
+                 stays as it is",
                 up.name
             );
         }
@@ -338,14 +343,10 @@ impl Filesystem for SectorFs {
                     }
                     Ok(())
                 }
-                (Node::Contract(id), _) if size == 0 => self
-                    .engine
-                    .contract_by_id(id)
-                    .and_then(|c| c.ok_or_else(|| Error::NotFound("no such contract".into())))
-                    .and_then(|c| {
-                        self.engine
-                            .revise_contract(&c.name, &[], ContractEdit::Replace)
-                    }),
+                (Node::Contract(id), _) if size == 0 => {
+                    self.engine
+                        .revise_contract_by_id(id, &[], ContractEdit::Replace)
+                }
                 (Node::Sector(_), _) if size == SECTOR_SIZE as u64 => Ok(()),
                 (Node::Sector(_) | Node::Contract(_), _) => Err(Error::NotPermitted(format!(
                     "stored data cannot be truncated to {size} bytes"
@@ -630,6 +631,7 @@ impl Filesystem for SectorFs {
                     None
                 };
                 let up = ContractUpload {
+                    id: c.id,
                     name: c.name,
                     writers: Writers::default(),
                     edit,
@@ -755,6 +757,7 @@ impl Filesystem for SectorFs {
                     None
                 };
                 let up = ContractUpload {
+                    id: c.id,
                     name: c.name,
                     writers: Writers::default(),
                     edit,

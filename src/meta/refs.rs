@@ -49,50 +49,32 @@ impl Meta {
         edit: ContractEdit,
     ) -> Result<RefChange> {
         self.write(|tx| {
-            let mut ids = Vec::with_capacity(roots.len());
-            for root in roots {
-                let sector = lookup_in(tx, root)?.ok_or_else(|| {
-                    Error::NotFound(format!(
-                        "contract {name} names sector {root}, which is not stored"
-                    ))
-                })?;
-                ids.push(sector.id);
-            }
+            let ids = stored_ids(tx, name, roots)?;
             let (contract, created) = ensure_contract(tx, name)?;
-            if edit == ContractEdit::Replace && !created {
-                bump_revision(tx, contract)?;
-            }
-            let (old, start) = match edit {
-                ContractEdit::Replace => {
-                    let old = contract_sector_ids(tx, contract)?;
-                    delete_entries(tx, contract)?;
-                    (old, 0)
-                }
-                ContractEdit::Append => {
-                    let next: i64 = tx
-                        .prepare_cached(
-                            "SELECT coalesce(max(idx) + 1, 0) FROM contract_entries \
-                             WHERE contract_id = ?1",
-                        )
-                        .and_then(|mut s| s.query_row([contract], |r| r.get(0)))
-                        .ctx("finding a contract's end")?;
-                    (Vec::new(), next)
-                }
-            };
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO contract_entries (contract_id, idx, sector_id) VALUES (?1, ?2, ?3)",
+            apply_revision(tx, contract, created, &ids, edit)
+        })
+    }
+
+    /// Applies a revision, as `revise_contract` does, to the contract with
+    /// id `id` under whatever name it has now: an open file follows its
+    /// contract through renames. Refused when that contract is gone
+    /// (removed, or replaced by another renamed onto its name).
+    pub fn revise_contract_by_id(
+        &self,
+        id: i64,
+        roots: &[Root],
+        edit: ContractEdit,
+    ) -> Result<RefChange> {
+        self.write(|tx| {
+            let name = contract_name(tx, id)?.ok_or_else(|| {
+                Error::NotFound(
+                    "the contract was removed (or replaced by another renamed onto its name) \
+                     while its file was open"
+                        .into(),
                 )
-                .ctx("adding contract entries")?;
-            for (i, id) in ids.iter().enumerate() {
-                insert
-                    .execute(params![contract, start + i as i64, id])
-                    .ctx("adding contract entries")?;
-            }
-            let freed = free_unreferenced(tx, &old)?;
-            let mut touched = old;
-            touched.extend(ids);
-            Ok(RefChange { touched, freed })
+            })?;
+            let ids = stored_ids(tx, &name, roots)?;
+            apply_revision(tx, id, false, &ids, edit)
         })
     }
 
@@ -116,7 +98,8 @@ impl Meta {
                 params![to, src],
             )
             .ctx("renaming a contract")?;
-            bump_revision(tx, src)?;
+            // its list is unchanged: an open file of it (which follows it by
+            // id) still empties it late, as a truncation at open would have
             changed(tx, old)
         })
     }
@@ -134,26 +117,23 @@ impl Meta {
         })
     }
 
-    /// Drops the entries of contract `name` below index `end` if it is
+    /// Drops the entries of contract `id` below index `end` if its list is
     /// still at `revision` (entries appended since stay), checked and done in
     /// one transaction. `None` when it is gone or its list was replaced.
     pub fn empty_contract_if_unrevised(
         &self,
-        name: &str,
+        id: i64,
         revision: i64,
         end: i64,
     ) -> Result<Option<RefChange>> {
         self.write(|tx| {
-            let current: Option<(i64, i64)> = tx
-                .prepare_cached("SELECT id, revision FROM contracts WHERE name = ?1")
-                .and_then(|mut s| {
-                    s.query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
-                })
+            let current: Option<i64> = tx
+                .prepare_cached("SELECT revision FROM contracts WHERE id = ?1")
+                .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
                 .ctx("looking up a contract")?;
-            let Some((id, _)) = current.filter(|(_, r)| *r == revision) else {
+            if current != Some(revision) {
                 return Ok(None);
-            };
+            }
             bump_revision(tx, id)?;
             let old: Vec<i64> = tx
                 .prepare_cached(
@@ -486,6 +466,72 @@ pub(super) fn height_in(c: &Connection) -> Result<u64> {
         .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
         .map(|h| h as u64)
         .ctx("reading the height")
+}
+
+/// The sector ids of `roots`, in order; refused, naming the first root
+/// that is not stored.
+fn stored_ids(tx: &Transaction, name: &str, roots: &[Root]) -> Result<Vec<i64>> {
+    roots
+        .iter()
+        .map(|root| {
+            lookup_in(tx, root)?.map(|s| s.id).ok_or_else(|| {
+                Error::NotFound(format!(
+                    "contract {name} names sector {root}, which is not stored"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Replaces or appends to `contract`'s list with the sectors `ids`, and
+/// frees what the old list alone held.
+fn apply_revision(
+    tx: &Transaction,
+    contract: i64,
+    created: bool,
+    ids: &[i64],
+    edit: ContractEdit,
+) -> Result<RefChange> {
+    if edit == ContractEdit::Replace && !created {
+        bump_revision(tx, contract)?;
+    }
+    let (old, start) = match edit {
+        ContractEdit::Replace => {
+            let old = contract_sector_ids(tx, contract)?;
+            delete_entries(tx, contract)?;
+            (old, 0)
+        }
+        ContractEdit::Append => {
+            let next: i64 = tx
+                .prepare_cached(
+                    "SELECT coalesce(max(idx) + 1, 0) FROM contract_entries \
+                     WHERE contract_id = ?1",
+                )
+                .and_then(|mut s| s.query_row([contract], |r| r.get(0)))
+                .ctx("finding a contract's end")?;
+            (Vec::new(), next)
+        }
+    };
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO contract_entries (contract_id, idx, sector_id) VALUES (?1, ?2, ?3)",
+        )
+        .ctx("adding contract entries")?;
+    for (i, id) in ids.iter().enumerate() {
+        insert
+            .execute(params![contract, start + i as i64, id])
+            .ctx("adding contract entries")?;
+    }
+    let freed = free_unreferenced(tx, &old)?;
+    let mut touched = old;
+    touched.extend_from_slice(ids);
+    Ok(RefChange { touched, freed })
+}
+
+fn contract_name(c: &Connection, id: i64) -> Result<Option<String>> {
+    c.prepare_cached("SELECT name FROM contracts WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .ctx("looking up a contract")
 }
 
 fn contract_id(c: &Connection, name: &str) -> Result<Option<i64>> {

@@ -85,10 +85,10 @@ const MIGRATIONS: &[&str] = &[
     );
     "#,
     // 5: a contract's revision: a number from one counter, set anew when
-    // the contract is made, its list replaced or emptied, or another moved
-    // onto its name (appends only add entries after those it had), so a
-    // late close can tell whether the entries it saw at open are still
-    // there (the same content written again included).
+    // the contract is made or its list replaced or emptied (appends only
+    // add entries after those it had), so a late close can tell whether
+    // the entries it saw at open are still there (the same content written
+    // again included).
     r#"
     ALTER TABLE contracts ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
     INSERT INTO settings (key, value) VALUES ('contract_revision', 0);

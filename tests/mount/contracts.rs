@@ -222,6 +222,45 @@ fn rename_replaces_and_rm_frees() {
     assert_eq!(errno(&e), libc::ENOENT);
 }
 
+/// An open contract file follows its contract, as any open file follows
+/// its inode: renamed while open, what is written lands under the new name;
+/// removed while open, the close fails with ENOENT and nothing is made
+/// under the old name.
+#[test]
+fn an_open_contract_follows_renames_and_removal() {
+    let m = Mount::start(&[]);
+    let (a, b) = (m.put(&sector(160)), m.put(&sector(161)));
+    write_file(&m.path("contracts/r1"), list(&[&a]).as_bytes()).unwrap();
+    let mut f = replace().open(m.path("contracts/r1")).unwrap();
+    f.write_all(list(&[&b]).as_bytes()).unwrap();
+    m.sh_ok("mv contracts/r1 contracts/r2");
+    close(f).unwrap();
+    assert_eq!(m.read("contracts/r2"), list(&[&b]));
+    assert!(!m.path("contracts/r1").exists());
+    // an append too
+    let mut f = append().open(m.path("contracts/r2")).unwrap();
+    m.sh_ok("mv contracts/r2 contracts/r3");
+    f.write_all(list(&[&a]).as_bytes()).unwrap();
+    close(f).unwrap();
+    assert_eq!(m.read("contracts/r3"), list(&[&b, &a]));
+    assert!(!m.path("contracts/r2").exists());
+    // opened to be emptied, renamed, closed with nothing written: emptied
+    // under its new name, as a truncation at open would have left it
+    let f = replace().open(m.path("contracts/r3")).unwrap();
+    m.sh_ok("mv contracts/r3 contracts/r4");
+    close(f).unwrap();
+    assert_eq!(m.read("contracts/r4"), "");
+    assert_eq!(m.sh_ok("ls contracts"), "r4\n");
+    // removed while open: the close fails and nothing is made
+    write_file(&m.path("contracts/r5"), list(&[&a]).as_bytes()).unwrap();
+    let mut f = replace().open(m.path("contracts/r5")).unwrap();
+    f.write_all(list(&[&b]).as_bytes()).unwrap();
+    m.sh_ok("rm contracts/r5");
+    assert_eq!(errno(&close(f).unwrap_err()), libc::ENOENT);
+    assert!(!m.path("contracts/r5").exists());
+    assert_eq!(m.refs(&b), "pin=1 contracts=0 temp=0");
+}
+
 /// A process forked while a contract is being written closes its copy of
 /// the fd at exec, which the file system sees as a flush. That flush must
 /// not apply a half-written list: a root dropped from it for a moment would
