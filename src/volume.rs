@@ -7,6 +7,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::merkle::SECTOR_SIZE;
 
@@ -21,6 +22,8 @@ pub struct VolumeFile {
     /// The same file opened again with `O_DIRECT`, once a write could use
     /// it; `None` where the file system refuses direct I/O.
     direct: OnceLock<Option<File>>,
+    /// Syncs of this file that failed so far (see [`sync_since`](Self::sync_since)).
+    sync_errors: AtomicU64,
 }
 
 /// Alignment of buffer, offset and length that a write needs to bypass the
@@ -42,6 +45,7 @@ impl VolumeFile {
             file,
             path: path.to_path_buf(),
             direct: OnceLock::new(),
+            sync_errors: AtomicU64::new(0),
         };
         let made = vol.set_len(slots).and_then(|()| vol.file.sync_all());
         if let Err(e) = made {
@@ -71,6 +75,7 @@ impl VolumeFile {
             file,
             path: path.to_path_buf(),
             direct: OnceLock::new(),
+            sync_errors: AtomicU64::new(0),
         })
     }
 
@@ -195,7 +200,31 @@ impl VolumeFile {
 
     /// Makes every completed write durable.
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.sync_data().inspect_err(|_| {
+            self.sync_errors.fetch_add(1, Ordering::SeqCst);
+        })
+    }
+
+    /// What to pass to [`sync_since`](Self::sync_since): taken before
+    /// writing.
+    pub fn error_mark(&self) -> u64 {
+        self.sync_errors.load(Ordering::SeqCst)
+    }
+
+    /// [`sync`](Self::sync), failed too when another sync of this file
+    /// failed since `mark`. Every writer shares one open file, and the
+    /// kernel tells a write-back error to the first sync that follows it
+    /// only: that may be another writer's, and this one's own pages may be
+    /// the ones lost.
+    pub fn sync_since(&self, mark: u64) -> io::Result<()> {
+        self.sync()?;
+        if self.error_mark() != mark {
+            return Err(io::Error::other(
+                "a write-back error on this volume file since the write began: its bytes may \
+                 not be on disk",
+            ));
+        }
+        Ok(())
     }
 
     /// Reads `buf.len()` bytes of `slot` starting at `offset` within the sector.

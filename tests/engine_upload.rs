@@ -225,3 +225,63 @@ fn a_slot_cut_off_by_a_shrink_is_never_owned_twice() {
     assert!(read_whole(&engine, &r2) == d2, "read back differs");
     assert_slots_match(&engine);
 }
+
+/// A volume removed while an upload holds a slot of it, and another added
+/// meanwhile, or a volume set read-only meanwhile: the close stores the
+/// sector elsewhere, and no other sector is touched. A new volume never
+/// gets a removed one's id (the upload's slot would be read as its own).
+#[test]
+fn a_volume_removed_or_made_read_only_under_an_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, ids) = store(dir.path(), &[4, 4]);
+    let (a, b) = (ids[0], ids[1]);
+
+    // removed, and a new volume added, while the upload holds slot 0 of b
+    engine.set_readonly(a, true).unwrap();
+    let (root, data) = make_sector(0x5600);
+    let mut up = Upload::new(engine.clone(), root);
+    up.write(0, &data[..MIB]);
+    assert_eq!(engine.volume_info(b).unwrap().used, 1, "reserved in b");
+    engine.remove_volume(b, false).unwrap();
+    wait_job(&engine, b, 30);
+    assert!(engine.volume_info(b).is_err(), "b is gone");
+    let c = engine.add_volume(&dir.path().join("c.vol"), 4).unwrap();
+    assert!(c > b, "a new volume gets a new id, not {c}");
+    let (w, wd) = make_sector(0x5601);
+    engine.write_sector(&w, &wd, Reference::Pin).unwrap();
+    assert_eq!(engine.lookup(&w).unwrap().unwrap().volume_id, c);
+    up.write(MIB, &data[MIB..]);
+    assert!(up.finish(Reference::Pin).unwrap().new);
+    drop(up);
+    let at = engine.lookup(&root).unwrap().unwrap();
+    assert_eq!(at.volume_id, c, "stored elsewhere: {at:?}");
+    assert!(read_whole(&engine, &root) == data, "read back differs");
+    assert!(
+        read_whole(&engine, &w) == wd,
+        "the other sector was touched"
+    );
+    assert_slots_match(&engine);
+
+    // set read-only while the upload holds a slot of it
+    engine.set_readonly(a, false).unwrap();
+    let (root, data) = make_sector(0x5602);
+    let mut up = Upload::new(engine.clone(), root);
+    up.write(0, &data[..MIB]);
+    assert_eq!(engine.volume_info(a).unwrap().used, 1, "reserved in a");
+    engine.set_readonly(a, true).unwrap();
+    up.write(MIB, &data[MIB..]);
+    assert!(up.finish(Reference::Pin).unwrap().new);
+    drop(up);
+    let at = engine.lookup(&root).unwrap().unwrap();
+    assert_eq!(at.volume_id, c, "stored elsewhere: {at:?}");
+    assert_eq!(engine.volume_info(a).unwrap().used, 0);
+    assert!(slot_bytes(&dir.path().join("v0.vol"), 0) == vec![0; SECTOR_SIZE]);
+    assert!(read_whole(&engine, &root) == data, "read back differs");
+    assert_slots_match(&engine);
+
+    // ids stay unique across a restart
+    drop(engine);
+    let engine = Arc::new(open(dir.path()));
+    let d = engine.add_volume(&dir.path().join("d.vol"), 4).unwrap();
+    assert!(d > c, "a new volume gets a new id, not {d}");
+}

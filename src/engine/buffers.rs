@@ -21,7 +21,7 @@ pub(super) type Buf = MmapMut;
 /// first writes, a reused one none. They keep their old bytes (zeroing 4 MiB
 /// per sector cost more than the rest of the copying), so a user overwrites
 /// or zeroes all it reads. Lock-free: the idle-priority hashing thread gives
-/// buffers back too, and must never hold a lock a writer could wait on.
+/// buffers back too, and should hold no lock a writer could wait on.
 static SPARE: SegQueue<Buf> = SegQueue::new();
 /// Enough for a few sectors on the way at once.
 const SPARE_MAX: usize = 8 * SECTOR_SIZE / LEN;
@@ -44,7 +44,18 @@ pub(super) fn empty() -> Arc<Buf> {
 
 /// Keeps `buf` for reuse, or unmaps it when the pool is full.
 pub(super) fn give_back(buf: Buf) {
-    if buf.len() == LEN && SPARE.len() < SPARE_MAX {
+    keep(buf);
+    // trimmed here rather than in `keep`: see there
+    while SPARE.len() > SPARE_MAX {
+        drop(SPARE.pop());
+    }
+}
+
+/// Keeps `buf` for reuse even when the pool is full, for the idle-priority
+/// hashing thread: it must not unmap (which takes the process's memory-map
+/// lock); the next [`give_back`] trims the pool.
+pub(super) fn keep(buf: Buf) {
+    if buf.len() == LEN {
         SPARE.push(buf);
     }
 }

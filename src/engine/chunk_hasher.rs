@@ -9,9 +9,11 @@
 //! waits for it, not even for a lock it might hold: the queue is lock-free
 //! and its thread is woken with `unpark`, jobs hold their upload and bytes
 //! only weakly, a buffer the thread ends up holding last goes back to the
-//! lock-free pool (rather than be unmapped at idle priority), and a
-//! close that finds a root missing (or being stored) hashes that chunk
-//! itself.
+//! pool whatever it holds (an unmap takes the process's memory-map lock,
+//! which a thread at idle priority could keep while it is not scheduled),
+//! and a close that finds a root missing (or being stored) hashes that
+//! chunk itself. (The pool's queue can still make a writer spin for a
+//! moment, should this thread be stopped halfway through a push.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -98,7 +100,7 @@ fn hash(job: Job) {
     let root = merkle::subtree_root(&buf);
     if let Ok(buf) = Arc::try_unwrap(buf) {
         // the upload let go of it meanwhile
-        buffers::give_back(buf);
+        buffers::keep(buf);
     }
     upload.roots.lock()[job.chunk] = Some((job.sent, root));
 }

@@ -399,6 +399,7 @@ impl JobRun<'_> {
             .iter()
             .filter_map(|(_, vol, _)| Some((*vol, e.volume(*vol).ok()?.file().ok()?)))
             .collect();
+        let marks: HashMap<u32, u64> = files.iter().map(|(v, f)| (*v, f.error_mark())).collect();
         // copy: each worker takes every COPIERS-th sector
         let results: Vec<std::result::Result<(), CopyError>> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..COPIERS.min(plan.len().max(1)))
@@ -435,8 +436,8 @@ impl JobRun<'_> {
             all.sort_by_key(|(i, _)| *i);
             all.into_iter().map(|(_, r)| r).collect()
         });
-        for f in files.values() {
-            f.sync()
+        for (v, f) in &files {
+            f.sync_since(marks[v])
                 .map_err(|err| Error::io("cannot sync moved sectors", err))?;
         }
         let mut moves = Vec::new();
@@ -482,9 +483,15 @@ impl JobRun<'_> {
                 }
             }
         }
-        let done = e
-            .meta
-            .relocate(&moves, &|| e.truncations.none_since(epoch))?;
+        // and the files copied into are still their volumes' (none went
+        // missing and came back meanwhile)
+        let intact = || {
+            e.truncations.none_since(epoch)
+                && files
+                    .iter()
+                    .all(|(v, f)| e.volume(*v).is_ok_and(|vol| vol.holds(f)))
+        };
+        let done = e.meta.relocate(&moves, &intact)?;
         let mut freed = Vec::new();
         for (m, ok) in moves.iter().zip(done) {
             if ok {

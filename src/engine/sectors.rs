@@ -14,7 +14,7 @@ use super::{Engine, Reference, SectorRow, Severity, now_secs};
 use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
 use crate::meta::Inserted;
-use crate::volume::SECTOR_BYTES;
+use crate::volume::{SECTOR_BYTES, VolumeFile};
 
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,15 +125,18 @@ impl Engine {
                 self.discard_slot(vol_id, slot);
                 return Err(e);
             }
-            if let Err(e) = written {
-                // the slot never had a row: return it and try elsewhere
-                self.discard_slot(vol_id, slot);
-                failed.push(vol_id);
-                tracing::error!(volume = vol_id, slot, "write failed: {e}");
-                self.note_write_error(&volume, &e);
-                continue;
-            }
-            match self.commit_new(root, &volume, slot, epoch, reference)? {
+            let file = match written {
+                Ok(file) => file,
+                Err(e) => {
+                    // the slot never had a row: return it and try elsewhere
+                    self.discard_slot(vol_id, slot);
+                    failed.push(vol_id);
+                    tracing::error!(volume = vol_id, slot, "write failed: {e}");
+                    self.note_write_error(&volume, &e);
+                    continue;
+                }
+            };
+            match self.commit_new(root, &volume, &file, slot, epoch, reference)? {
                 Some(stored) => return Ok(stored),
                 // the volume shrank or went meanwhile: write it elsewhere
                 None => continue,
@@ -141,22 +144,26 @@ impl Engine {
         }
     }
 
-    /// Records a new sector whose data is already synced in `slot`, reserved
-    /// when the truncation count was `epoch`. `None` when the slot left its
-    /// volume meanwhile, or a shrink may have cut its bytes off, so the
-    /// caller writes the data elsewhere. The slot is given back on every
-    /// outcome but a new row.
+    /// Records a new sector whose data is already synced in `slot` of
+    /// `file`, reserved when the truncation count was `epoch`. `None` when
+    /// the slot left its volume meanwhile, a shrink may have cut its bytes
+    /// off, the volume's file is another one now (it went missing and came
+    /// back), or the volume takes no new sectors any more (read-only,
+    /// unavailable, being removed): the caller writes the data elsewhere.
+    /// The slot is given back on every outcome but a new row.
     pub(super) fn commit_new(
         &self,
         root: &Root,
         volume: &Arc<super::Volume>,
+        file: &Arc<VolumeFile>,
         slot: u64,
         epoch: u64,
         reference: Reference,
     ) -> Result<Option<Stored>> {
         // checked inside the transaction: a shrink commits its new size
         // before it cuts the file, and no grow can follow until it has
-        let intact = || self.truncations.none_since(epoch);
+        let intact =
+            || self.truncations.none_since(epoch) && volume.holds(file) && volume.writable();
         let inserted =
             self.meta
                 .insert_sector(root, volume.id, slot, now_secs(), reference, &intact);
@@ -204,14 +211,14 @@ impl Engine {
     }
 
     /// Writes and syncs `data` into `slot`, calling `copied` once it is all
-    /// in the page cache (or the copy failed).
+    /// in the write buffers (or the copy failed); the file written.
     fn write_slot(
         &self,
         volume: &super::Volume,
         slot: u64,
         data: &[u8],
         copied: impl FnOnce(),
-    ) -> Result<()> {
+    ) -> Result<Arc<VolumeFile>> {
         let file = volume.file()?;
         // copied into page-aligned buffers, the slot is written in one call
         // past the page cache (where the file system allows): no per-block
@@ -229,10 +236,13 @@ impl Engine {
         copied();
         // a whole sector (checked by `store`): every buffer is full
         let parts: Vec<&[u8]> = bufs.iter().map(|buf| &buf[..]).collect();
-        let written = file.write_parts(slot, 0, &parts).and_then(|()| file.sync());
+        let mark = file.error_mark();
+        let written = file
+            .write_parts(slot, 0, &parts)
+            .and_then(|()| file.sync_since(mark));
         drop(parts);
         bufs.into_iter().for_each(buffers::give_back);
-        written.map_err(|e| {
+        written.map(|()| file).map_err(|e| {
             Error::io(
                 format!("writing slot {slot} of volume {} failed", volume.id),
                 e,

@@ -61,10 +61,18 @@ enum Target {
         slot: u64,
         /// Truncations counted when the slot was reserved.
         epoch: u64,
+        /// The file's failed syncs counted then.
+        sync_mark: u64,
         /// Writes chunks into the slot as they complete; `None` if it could
         /// not be started, and then each is written as it is sent.
         writer: Option<SlotWriter>,
     },
+}
+
+/// The sync of the slot at close.
+enum Syncing<'s> {
+    Thread(std::thread::ScopedJoinHandle<'s, std::io::Result<()>>),
+    Done(std::io::Result<()>),
 }
 
 pub struct Upload {
@@ -177,8 +185,9 @@ impl Upload {
                 file,
                 slot,
                 epoch,
+                sync_mark,
                 ..
-            } => Some((volume.clone(), file.clone(), *slot, *epoch)),
+            } => Some((volume.clone(), file.clone(), *slot, *epoch, *sync_mark)),
             _ => None,
         };
         let (mut all_in_slot, mut write_error) = (true, None);
@@ -194,24 +203,35 @@ impl Upload {
         }
         let (roots, synced) = std::thread::scope(|scope| {
             let sync = match &slot {
-                Some((_, file, _, _)) if all_in_slot => {
+                Some((_, file, _, _, mark)) if all_in_slot => {
                     // the hash waits until the sync is under way: started
                     // beside it, it kept both cores and the sync waited to
                     // be scheduled (up to 5 ms, seen in traces)
                     let (started, wait_started) = std::sync::mpsc::sync_channel::<()>(1);
-                    let h = scope.spawn(move || {
-                        drop(started);
-                        file.sync()
-                    });
-                    let _ = wait_started.recv();
-                    Some(h)
+                    let spawned = std::thread::Builder::new()
+                        .name("sector-sync".into())
+                        .spawn_scoped(scope, move || {
+                            drop(started);
+                            file.sync_since(*mark)
+                        });
+                    Some(match spawned {
+                        Ok(h) => {
+                            let _ = wait_started.recv();
+                            Syncing::Thread(h)
+                        }
+                        // no thread to be had: synced here, before the hash
+                        Err(_) => Syncing::Done(file.sync_since(*mark)),
+                    })
                 }
                 _ => None,
             };
             let (hasher, sent) = (&self.hasher, &self.sent);
             hasher.stop();
             let roots = chunk_roots(&self.chunks, |i| hasher.root(i, sent[i]));
-            let synced = sync.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            let synced = sync.map(|s| match s {
+                Syncing::Thread(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Syncing::Done(r) => r,
+            });
             (roots, synced)
         });
         let actual = merkle::combine(&roots);
@@ -223,7 +243,7 @@ impl Upload {
             )));
         }
         let mut failed = Vec::new();
-        if let Some((volume, _, slot, epoch)) = slot {
+        if let Some((volume, file, slot, epoch, _)) = slot {
             let outcome = match (synced, write_error) {
                 (Some(Ok(())), _) => Ok(true),
                 (Some(Err(e)), _) | (None, Some(e)) => Err(e),
@@ -236,7 +256,7 @@ impl Upload {
                     self.target = Target::Unchosen;
                     if let Some(stored) = self
                         .engine
-                        .commit_new(&self.root, &volume, slot, epoch, reference)?
+                        .commit_new(&self.root, &volume, &file, slot, epoch, reference)?
                     {
                         return Ok(stored);
                     }
@@ -340,6 +360,7 @@ impl Upload {
         match file {
             Ok((file, volume)) => Some(Target::Slot {
                 volume,
+                sync_mark: file.error_mark(),
                 writer: SlotWriter::start(file.clone(), slot),
                 file,
                 slot,

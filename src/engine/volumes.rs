@@ -149,6 +149,15 @@ impl Volume {
             )
     }
 
+    /// `file` is the volume's file now (it was not closed, nor replaced
+    /// by a reopened one, since it was taken).
+    pub(crate) fn holds(&self, file: &Arc<VolumeFile>) -> bool {
+        self.file
+            .read()
+            .as_ref()
+            .is_some_and(|f| Arc::ptr_eq(f, file))
+    }
+
     pub(crate) fn set_file(&self, file: Option<VolumeFile>) {
         *self.file.write() = file.map(Arc::new);
     }

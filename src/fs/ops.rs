@@ -327,7 +327,12 @@ impl Filesystem for SectorFs {
                 _ => fh.and_then(|f| self.handles.get(f.0)),
             };
             let result = match (node, handle.as_deref()) {
-                (_, Some(Handle::SectorWrite(up))) => up.lock().writer.set_len(size),
+                (_, Some(Handle::SectorWrite(up))) => {
+                    let mut up = up.lock();
+                    // the data changed: the next close decides anew
+                    up.outcome = None;
+                    up.writer.set_len(size)
+                }
                 (_, Some(Handle::ContractWrite(up))) if size == 0 => {
                     let mut up = up.lock();
                     up.data.clear();

@@ -11,9 +11,20 @@ impl Meta {
     pub fn insert_volume(&self, uuid: &str, path: &Path, slots: u64) -> Result<u32> {
         let path_text = path_text(path)?;
         self.write(|tx| {
+            let id: i64 = tx
+                .query_row(
+                    "SELECT max(value, (SELECT coalesce(max(id), 0) + 1 FROM volumes)) \
+                     FROM settings WHERE key = 'next_volume_id'",
+                    [],
+                    |r| r.get(0),
+                )
+                .ctx("numbering a new volume")?;
+            let id = u32::try_from(id).map_err(|_| {
+                Error::Invalid(format!("volume ids are used up ({id} given so far)"))
+            })?;
             tx.execute(
-                "INSERT INTO volumes (uuid, path, slots) VALUES (?1, ?2, ?3)",
-                params![uuid, path_text, slots as i64],
+                "INSERT INTO volumes (id, uuid, path, slots) VALUES (?1, ?2, ?3, ?4)",
+                params![id, uuid, path_text, slots as i64],
             )
             .map_err(|e| match e.sqlite_error_code() {
                 Some(rusqlite::ErrorCode::ConstraintViolation) => {
@@ -21,7 +32,12 @@ impl Meta {
                 }
                 _ => Error::db("recording a new volume", e),
             })?;
-            Ok(tx.last_insert_rowid() as u32)
+            tx.execute(
+                "UPDATE settings SET value = ?1 + 1 WHERE key = 'next_volume_id'",
+                [id],
+            )
+            .ctx("numbering a new volume")?;
+            Ok(id)
         })
     }
 

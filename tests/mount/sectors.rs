@@ -28,6 +28,25 @@ fn write_read_stat_and_remove() {
     assert_eq!(errno(&e), libc::ENOENT);
 }
 
+/// A close reports on the data as it is then: a truncate through another
+/// descriptor after a close that found the file short is data changed, so
+/// the next close decides anew.
+#[test]
+fn a_truncate_after_a_refused_close_is_decided_anew() {
+    let m = Mount::start(&[]);
+    let mut data = sector(4);
+    data[SECTOR_SIZE - 4096..].fill(0);
+    let root = sector_root(&data);
+    let mut f = std::fs::File::create(m.sector_path(&root)).unwrap();
+    f.write_all(&data[..SECTOR_SIZE - 4096]).unwrap();
+    let g = f.try_clone().unwrap();
+    assert_eq!(errno(&close(f).unwrap_err()), libc::EINVAL);
+    // zero-extended to 4 MiB, it is the whole sector
+    g.set_len(SECTOR_SIZE as u64).unwrap();
+    close(g).unwrap();
+    assert_eq!(std::fs::read(m.sector_path(&root)).unwrap(), data);
+}
+
 #[test]
 fn bad_writes_store_nothing() {
     let m = Mount::start(&[]);
