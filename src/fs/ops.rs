@@ -52,12 +52,14 @@ impl SectorFs {
 
     /// Stores a sector being written. A flush before any data (the shell
     /// closing a duplicate of the fd) refuses without deciding anything.
-    fn commit_sector(&self, up: &mut SectorUpload, owner: u64) -> Result<(), Errno> {
+    /// `owner`: the lock owner of a flush (a close); `None` for an fsync,
+    /// which always decides.
+    fn commit_sector(&self, up: &mut SectorUpload, owner: Option<u64>) -> Result<(), Errno> {
         if let Some(done) = up.outcome {
             return done.map_err(Errno::from_i32);
         }
         let root = up.writer.root;
-        if !up.writers.may_decide(owner) {
+        if owner.is_some_and(|o| !up.writers.may_decide(o)) {
             tracing::debug!(%root, "flush by a process that did not write: left to the writer");
             return Ok(());
         }
@@ -84,7 +86,12 @@ impl SectorFs {
     /// its first descriptor before the command writes the new list, and
     /// emptying there would free sectors the new list names. Such a handle
     /// is emptied at its last flush or at release.
-    fn commit_contract(&self, up: &mut ContractUpload, owner: u64, pid: u32) -> Result<(), Errno> {
+    fn commit_contract(
+        &self,
+        up: &mut ContractUpload,
+        owner: Option<u64>,
+        pid: u32,
+    ) -> Result<(), Errno> {
         // renamed since it was opened: messages and the holder check use
         // the name it has now
         if let Ok(Some(c)) = self.engine.contract_by_id(up.id) {
@@ -113,7 +120,7 @@ impl SectorFs {
                 up.dirty = true;
             }
         }
-        if !up.dirty || !up.writers.may_decide(owner) {
+        if !up.dirty || owner.is_some_and(|o| !up.writers.may_decide(o)) {
             return up.outcome.unwrap_or(Ok(())).map_err(Errno::from_i32);
         }
         up.dirty = false;
@@ -941,9 +948,9 @@ impl Filesystem for SectorFs {
             return reply.ok();
         };
         let result = match &*handle {
-            Handle::SectorWrite(up) => self.commit_sector(&mut up.lock(), lock_owner.0),
+            Handle::SectorWrite(up) => self.commit_sector(&mut up.lock(), Some(lock_owner.0)),
             Handle::ContractWrite(up) => {
-                self.commit_contract(&mut up.lock(), lock_owner.0, req.pid())
+                self.commit_contract(&mut up.lock(), Some(lock_owner.0), req.pid())
             }
             Handle::Control { node, partial, .. } => self.apply_lines(*node, partial, true),
             Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),
@@ -988,9 +995,37 @@ impl Filesystem for SectorFs {
         reply.error(Errno::ENOTTY);
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
-        // sectors and contracts are durable when close returns
-        reply.ok();
+    /// What a close would do, done now, so that a success is durable: a
+    /// whole sector is stored, a contract's list applied. A sector file not
+    /// yet 4 MiB cannot be stored, and says so rather than succeed.
+    fn fsync(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
+        let Some(handle) = self.handles.get(fh.0) else {
+            return reply.ok();
+        };
+        let result = match &*handle {
+            Handle::SectorWrite(up) => {
+                let mut up = up.lock();
+                let len = up.writer.len();
+                if up.outcome.is_none() && len < SECTOR_SIZE as u64 {
+                    tracing::warn!(
+                        root = %up.writer.root,
+                        "refused fsync: the sector is {len} bytes so far, and is stored (and \
+                         durable) only once it is all {SECTOR_SIZE}"
+                    );
+                    Err(Errno::EINVAL)
+                } else {
+                    self.commit_sector(&mut up, None)
+                }
+            }
+            Handle::ContractWrite(up) => self.commit_contract(&mut up.lock(), None, req.pid()),
+            // each complete line took effect when it was written; a
+            // partial one waits for the rest or the close
+            Handle::Control { .. } | Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),
+        };
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn readdir(

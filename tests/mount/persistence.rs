@@ -113,6 +113,38 @@ fn acknowledged_writes_survive_kill_9() {
     assert_eq!(slots.len(), 3);
 }
 
+/// fsync does what a close would, so its success survives `kill -9` with
+/// the files still open: a whole sector is stored, a contract's list is
+/// applied. A sector file not yet 4 MiB refuses it (EINVAL): it cannot be
+/// stored yet, and a success would claim it was.
+#[test]
+fn fsync_is_durable_before_the_close() {
+    use std::io::Write;
+    let mut m = Mount::start(&[]);
+    let data = sector(520);
+    let root = sector_root(&data);
+    let mut f = std::fs::File::create(m.sector_path(&root)).unwrap();
+    f.write_all(&data[..3 << 20]).unwrap();
+    let e = f.sync_all().unwrap_err();
+    assert_eq!(super::harness::errno(&e), libc::EINVAL);
+    f.write_all(&data[3 << 20..]).unwrap();
+    f.sync_all().unwrap();
+    let mut c = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(m.path("contracts/fsynced"))
+        .unwrap();
+    c.write_all(format!("{root}\n{root}\n").as_bytes()).unwrap();
+    c.sync_all().unwrap();
+    m.kill();
+    drop((f, c));
+    m.mount();
+    assert_eq!(std::fs::read(m.sector_path(&root)).unwrap(), data);
+    assert_eq!(m.read("contracts/fsynced"), format!("{root}\n{root}\n"));
+    assert_eq!(m.refs(&root), "pin=1 contracts=2 temp=0");
+}
+
 /// A second daemon on the same data dir is refused with a clear message.
 #[test]
 fn one_daemon_per_data_dir() {
