@@ -307,6 +307,41 @@ fn forced_removal_of_a_volume_whose_file_is_gone() {
     assert_slots_match(&engine);
 }
 
+/// A volume out of service for a moment (its file renamed away and back,
+/// not yet reopened) is still read by a forced removal: its sectors move
+/// and none is dropped as lost.
+#[test]
+fn forced_removal_of_a_volume_out_of_service_moves_what_it_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(open(dir.path()));
+    let a_path = dir.path().join("a.vol");
+    let a = engine.add_volume(&a_path, 3).unwrap();
+    let mut sectors = HashMap::new();
+    for seed in 20..23 {
+        let (root, data) = make_sector(seed);
+        engine.write_sector(&root, &data, Reference::Pin).unwrap();
+        sectors.insert(root, data);
+    }
+    let b = engine.add_volume(&dir.path().join("b.vol"), 8).unwrap();
+    let away = dir.path().join("a.away");
+    std::fs::rename(&a_path, &away).unwrap();
+    engine.health_pass();
+    assert_eq!(
+        engine.volume_info(a).unwrap().state,
+        VolumeState::Unavailable
+    );
+    std::fs::rename(&away, &a_path).unwrap();
+    engine.remove_volume(a, true).unwrap();
+    wait_job(&engine, a, 60);
+    assert!(engine.volume(a).is_err(), "the volume was removed");
+    assert_eq!(engine.lost_sectors(), 0);
+    for (root, data) in &sectors {
+        assert_eq!(engine.lookup(root).unwrap().unwrap().volume_id, b);
+        assert!(read_whole(&engine, root) == *data);
+    }
+    assert_slots_match(&engine);
+}
+
 /// Readers verify random sectors of the volume in a loop while it is
 /// shrunk and then removed; a writer keeps storing to other volumes.
 #[test]
@@ -494,4 +529,34 @@ fn kill_during_shrink_then_resume() {
 #[test]
 fn kill_during_remove_then_resume() {
     kill_during("remove", 8);
+}
+
+/// The default volume is made on a store's first start only: a store whose
+/// volumes were all removed opens with none.
+#[test]
+fn the_default_volume_is_made_on_a_first_start_only() {
+    use sectorfs::engine::{Options, Placement};
+    let dir = tempfile::tempdir().unwrap();
+    let open_default = || {
+        Arc::new(
+            Engine::open(
+                dir.path(),
+                Options {
+                    placement: Placement::FillFirst,
+                    default_volume_slots: 4,
+                    ..Options::default()
+                },
+            )
+            .unwrap(),
+        )
+    };
+    let engine = open_default();
+    let ids: Vec<u32> = engine.volume_infos().iter().map(|v| v.id).collect();
+    assert_eq!(ids.len(), 1, "made on the first start");
+    engine.remove_volume(ids[0], false).unwrap();
+    wait_job(&engine, ids[0], 30);
+    assert!(engine.volume_infos().is_empty());
+    drop(engine);
+    let engine = open_default();
+    assert!(engine.volume_infos().is_empty(), "not made again");
 }

@@ -70,6 +70,8 @@ impl Engine {
     /// unavailable volume is first re-opened: its file may be back.
     pub fn check_volume(self: &Arc<Self>, id: u32) -> Result<()> {
         let v = self.volume(id)?;
+        // a busy volume is refused before anything about it changes
+        self.check_idle(id)?;
         // a file removed or replaced under an open volume would go on
         // "working" through the old fd: look before checking
         if let Ok(file) = v.file()
@@ -178,6 +180,11 @@ impl Engine {
             let verdicts = self.verify_batch(v, &batch);
             let mut good = Vec::new();
             for (s, verdict) in batch.iter().zip(verdicts) {
+                // moved or freed since it was listed: the read was of a
+                // slot it no longer owns, and says nothing about it
+                if !matches!(verdict, Verdict::Good) && !self.still_at(s) {
+                    continue;
+                }
                 report.checked += 1;
                 match verdict {
                     Verdict::Good => {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{Engine, Severity, Volume, VolumeState, now_secs};
 use crate::error::{Error, Result};
+use crate::meta::JobKind;
 use crate::volume::VolumeFile;
 
 /// I/O errors in a row after which a volume is taken out of service.
@@ -38,9 +39,19 @@ impl Engine {
                 v.path.display()
             ))
         })?;
+        // a job under way keeps its state: a volume being removed must not
+        // take new sectors because its file came back
+        let state = match self.meta.jobs()?.iter().find(|j| j.volume_id == id) {
+            Some(j) => match j.kind {
+                JobKind::Shrink(_) => VolumeState::Resizing,
+                JobKind::Remove { .. } => VolumeState::Removing,
+            },
+            None if self.job_running(id) => VolumeState::Checking,
+            None => VolumeState::Ready,
+        };
         v.set_file(Some(file));
         v.stats.consecutive_errors.store(0, Ordering::Relaxed);
-        v.set_state(VolumeState::Ready);
+        v.set_state(state);
         self.alloc.lock().set_writable(id, v.writable());
         self.alerts.clear(&format!("volume-unavailable-{id}"));
         self.alerts.raise(
@@ -166,8 +177,11 @@ impl Engine {
                 };
                 let Ok(file) = v.file() else { continue };
                 match file.read(s.slot, 0, &mut buf) {
-                    Err(e) => self.note_io_error(&v, &e.to_string()),
                     Ok(()) if crate::merkle::sector_root(&buf) == s.root => good.push(s.id),
+                    // moved or freed since it was listed: nothing to hold
+                    // against it (the next pass reads it where it is)
+                    _ if !self.still_at(s) => {}
+                    Err(e) => self.note_io_error(&v, &e.to_string()),
                     Ok(()) => self.note_corrupt(&v, s),
                 }
                 bytes += buf.len() as u64;

@@ -7,7 +7,7 @@
 //! is recorded in the database when accepted, and resumed at the next start
 //! if the daemon dies.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -35,6 +35,10 @@ pub struct Jobs {
     pub lost: AtomicU64,
     /// Set at shutdown: background loops (health, scrub) end.
     pub(super) stopping: AtomicBool,
+    /// Held by a resize or removal while it is decided (a grow: until its
+    /// file and row say the new size), so no other can start meanwhile and
+    /// cut the file under it.
+    sizing: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -64,6 +68,7 @@ impl Engine {
                 super::MAX_SLOTS
             )));
         }
+        let _sizing = self.jobs.sizing.lock();
         self.check_idle(id)?;
         let (current, _) = self.alloc.lock().usage(id).unwrap_or((0, 0));
         if slots < current {
@@ -89,6 +94,7 @@ impl Engine {
     /// row. With `force`, sectors that cannot be read are dropped as lost.
     pub fn remove_volume(self: &Arc<Self>, id: u32, force: bool) -> Result<()> {
         self.volume(id)?;
+        let _sizing = self.jobs.sizing.lock();
         self.start_job(id, JobKind::Remove { force }, false)
     }
 
@@ -148,7 +154,7 @@ impl Engine {
         }
     }
 
-    fn check_idle(&self, id: u32) -> Result<()> {
+    pub(super) fn check_idle(&self, id: u32) -> Result<()> {
         if self.job_running(id) {
             return Err(Error::Busy(format!(
                 "volume {id} already has a job running; cancel it or wait for it to finish"
@@ -180,8 +186,18 @@ impl Engine {
                 ),
             }
         };
-        // a forced removal of a volume whose file is gone moves nothing
-        let all_lost = matches!(kind, JobKind::Remove { force: true }) && v.file().is_err();
+        // a forced removal of a volume whose file cannot be opened moves
+        // nothing: its sectors are lost. Never on a resume, though: a disk
+        // not mounted yet at a restart is no sign its sectors are gone.
+        let all_lost = matches!(kind, JobKind::Remove { force: true }) && job_source(&v).is_none();
+        if all_lost && resuming {
+            return Err(Error::Unavailable(format!(
+                "the file of volume {id} ({}) cannot be opened, so its forced removal was not \
+                 resumed (it would drop every sector as lost); write force to its remove file \
+                 again to do that",
+                v.path.display()
+            )));
+        }
         if to_move > room && !all_lost {
             return Err(Error::NoSpace(format!(
                 "volume {id} has {to_move} sectors to move but only {room} free slots can take \
@@ -230,6 +246,7 @@ impl Engine {
             total: 0,
             moved: 0,
             unreadable: Vec::new(),
+            unreadable_ids: HashSet::new(),
             lost: Vec::new(),
         };
         tracing::info!("{verb}: started");
@@ -290,6 +307,7 @@ struct JobRun<'a> {
     moved: u64,
     /// Sectors that could not be read (removal without force keeps them).
     unreadable: Vec<SectorRow>,
+    unreadable_ids: HashSet<i64>,
     lost: Vec<SectorRow>,
 }
 
@@ -324,7 +342,7 @@ impl JobRun<'_> {
                 cursor = last.slot + 1;
                 let todo: Vec<SectorRow> = batch
                     .into_iter()
-                    .filter(|s| !self.unreadable.iter().any(|u| u.id == s.id))
+                    .filter(|s| !self.unreadable_ids.contains(&s.id))
                     .collect();
                 self.move_batch(&todo)?;
                 self.report();
@@ -364,7 +382,7 @@ impl JobRun<'_> {
         let e = self.engine;
         let id = self.volume.id;
         let verify = matches!(self.kind, JobKind::Remove { .. });
-        let src = self.volume.file().ok();
+        let src = job_source(self.volume);
         if src.is_none() {
             for s in batch {
                 self.cannot_read(s, "the volume's file is unavailable")?;
@@ -515,7 +533,9 @@ impl JobRun<'_> {
             s.root
         );
         if !matches!(self.kind, JobKind::Remove { force: true }) {
-            self.unreadable.push(*s);
+            if self.unreadable_ids.insert(s.id) {
+                self.unreadable.push(*s);
+            }
             return Ok(());
         }
         if let Some((freed, contracts)) = e.meta.drop_lost_sector(s.id)? {
@@ -619,6 +639,16 @@ impl std::fmt::Display for CopyError {
 }
 
 /// Copies one sector to its new slot; with `verify`, checks its root first.
+/// The file a job reads a volume's sectors from: the volume's own, or,
+/// while the volume is out of service (too many errors in a row, or its
+/// file went missing), its path opened afresh. Only a file that cannot be
+/// opened at all makes its sectors unreadable as a whole.
+fn job_source(v: &Volume) -> Option<Arc<VolumeFile>> {
+    v.file()
+        .ok()
+        .or_else(|| VolumeFile::open(&v.path, 0).ok().map(Arc::new))
+}
+
 fn copy_one(
     src: Option<&VolumeFile>,
     dest: Option<&Arc<VolumeFile>>,
@@ -629,7 +659,9 @@ fn copy_one(
 ) -> std::result::Result<(), CopyError> {
     let src =
         src.ok_or_else(|| CopyError::Unreadable("the volume's file is unavailable".into()))?;
+    // once more before giving up: a failing disk often reads on a retry
     src.read(s.slot, 0, buf)
+        .or_else(|_| src.read(s.slot, 0, buf))
         .map_err(|e| CopyError::Unreadable(e.to_string()))?;
     if verify && merkle::sector_root(buf) != s.root {
         return Err(CopyError::Corrupt);

@@ -116,7 +116,9 @@ impl Engine {
         };
         engine.load_volumes()?;
         engine.finish_punches()?;
-        if engine.volumes.read().is_empty() && engine.options.default_volume_slots > 0 {
+        // only on a first start: an operator who removed every volume
+        // meant it
+        if engine.options.default_volume_slots > 0 && !engine.meta.had_volumes()? {
             let dir = data_dir.join("volumes");
             std::fs::create_dir_all(&dir).io_ctx(|| format!("cannot create {}", dir.display()))?;
             // A kill between creating default.vol and recording it leaves a

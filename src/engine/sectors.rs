@@ -24,6 +24,15 @@ pub struct Stored {
     pub new: bool,
 }
 
+/// What a read of a slot found.
+enum SlotRead {
+    Read,
+    /// `None`: the volume or its file is not open.
+    Failed(Option<std::io::Error>),
+    /// Read whole (verified reads) and not hashing to the root.
+    Corrupt,
+}
+
 impl Engine {
     /// Stores a sector under `root` with `reference`, after checking that the
     /// data is one whole sector that hashes to `root`.
@@ -304,8 +313,9 @@ impl Engine {
     /// Reads `buf.len()` bytes of the sector `root` from `offset`.
     ///
     /// The location is looked up again after the read: if the sector moved
-    /// or was freed meanwhile, the bytes read may belong to another sector,
-    /// so they are never returned.
+    /// or was freed (and perhaps stored again) meanwhile, the bytes read may
+    /// belong to another sector, so they are never returned, and a failed or
+    /// wrong read is not held against the sector or its volume.
     pub fn read_sector(&self, root: &Root, offset: u64, buf: &mut [u8]) -> Result<()> {
         if offset
             .checked_add(buf.len() as u64)
@@ -319,68 +329,89 @@ impl Engine {
         let not_stored = || Error::NotFound(format!("sector {root} is not stored"));
         let mut at = self.meta.lookup(root)?.ok_or_else(not_stored)?;
         for _ in 0..8 {
-            let volume = self.volume(at.volume_id)?;
-            self.read_slot(&volume, &at, offset, buf)?;
-            let now = self.meta.lookup(root)?.ok_or_else(not_stored)?;
-            if (now.volume_id, now.slot) == (at.volume_id, at.slot) {
-                bump(&volume.stats.reads);
-                volume
-                    .stats
-                    .bytes_read
-                    .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                return Ok(());
+            if self.corrupt.lock().contains(&at.id) {
+                return Err(corrupt_error(&at));
             }
-            at = now;
+            let volume = self.volume(at.volume_id);
+            let read = match &volume {
+                Ok(v) => self.read_slot(v, &at, offset, buf),
+                Err(_) => SlotRead::Failed(None),
+            };
+            let now = self.meta.lookup(root)?.ok_or_else(not_stored)?;
+            if (now.id, now.volume_id, now.slot) != (at.id, at.volume_id, at.slot) {
+                at = now;
+                continue;
+            }
+            let volume = volume?;
+            return match read {
+                SlotRead::Read => {
+                    volume.note_success();
+                    bump(&volume.stats.reads);
+                    volume
+                        .stats
+                        .bytes_read
+                        .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    Ok(())
+                }
+                SlotRead::Failed(None) => Err(volume.file().err().unwrap_or_else(|| {
+                    Error::Unavailable(format!("volume {} is unavailable", volume.id))
+                })),
+                SlotRead::Failed(Some(e)) => {
+                    self.note_read_error(&volume, &at, &e.to_string());
+                    Err(Error::io(
+                        format!("reading sector {root} from volume {} failed", volume.id),
+                        e,
+                    ))
+                }
+                SlotRead::Corrupt => {
+                    self.note_corrupt(&volume, &at);
+                    Err(corrupt_error(&at))
+                }
+            };
         }
         Err(Error::Busy(format!(
             "sector {root} kept moving while it was read"
         )))
     }
 
+    /// Reads from the slot `at` names, with no verdict on the sector yet
+    /// (it may have left the slot meanwhile).
     fn read_slot(
         &self,
-        volume: &Arc<super::Volume>,
+        volume: &super::Volume,
         at: &SectorRow,
         offset: u64,
         buf: &mut [u8],
-    ) -> Result<()> {
-        if self.corrupt.lock().contains(&at.id) {
-            return Err(corrupt_error(at));
-        }
-        let file = volume.file()?;
+    ) -> SlotRead {
+        let Ok(file) = volume.file() else {
+            return SlotRead::Failed(None);
+        };
         if !self.options.verify_reads {
-            return file
-                .read(at.slot, offset, buf)
-                .map(|()| volume.note_success())
-                .map_err(|e| {
-                    self.note_read_error(volume, at, &e.to_string());
-                    Error::io(
-                        format!(
-                            "reading sector {} from volume {} failed",
-                            at.root, volume.id
-                        ),
-                        e,
-                    )
-                });
+            return match file.read(at.slot, offset, buf) {
+                Ok(()) => SlotRead::Read,
+                Err(e) => SlotRead::Failed(Some(e)),
+            };
         }
         let mut whole = vec![0u8; SECTOR_SIZE];
-        file.read(at.slot, 0, &mut whole).map_err(|e| {
-            self.note_read_error(volume, at, &e.to_string());
-            Error::io(
-                format!(
-                    "reading sector {} from volume {} failed",
-                    at.root, volume.id
-                ),
-                e,
-            )
-        })?;
+        if let Err(e) = file.read(at.slot, 0, &mut whole) {
+            return SlotRead::Failed(Some(e));
+        }
         if merkle::sector_root(&whole) != at.root {
-            self.note_corrupt(volume, at);
-            return Err(corrupt_error(at));
+            return SlotRead::Corrupt;
         }
         let start = offset as usize;
         buf.copy_from_slice(&whole[start..start + buf.len()]);
-        Ok(())
+        SlotRead::Read
+    }
+
+    /// `s` is still where it was read from: the same sector (not freed and
+    /// stored again) in the same slot. A failed or wrong read of a slot the
+    /// sector has left since says nothing about the sector.
+    pub(crate) fn still_at(&self, s: &SectorRow) -> bool {
+        matches!(
+            self.meta.lookup(&s.root),
+            Ok(Some(now)) if (now.id, now.volume_id, now.slot) == (s.id, s.volume_id, s.slot)
+        )
     }
 
     fn note_read_error(&self, volume: &super::Volume, at: &SectorRow, what: &str) {

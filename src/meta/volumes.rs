@@ -8,6 +8,19 @@ use super::{Meta, VolumeRow};
 use crate::error::{DbContext, Error, Result};
 
 impl Meta {
+    /// Some volume was added to this store at some time (a store whose
+    /// volumes were all removed is no new store).
+    pub fn had_volumes(&self) -> Result<bool> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT value > 1 FROM settings WHERE key = 'next_volume_id'",
+                [],
+                |r| r.get(0),
+            )
+            .ctx("reading the volume numbering")
+        })
+    }
+
     pub fn insert_volume(&self, uuid: &str, path: &Path, slots: u64) -> Result<u32> {
         let path_text = path_text(path)?;
         self.write(|tx| {
