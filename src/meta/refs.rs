@@ -546,9 +546,19 @@ fn ensure_contract(tx: &Transaction, name: &str) -> Result<(i64, bool)> {
     if let Some(id) = contract_id(tx, name)? {
         return Ok((id, false));
     }
-    tx.execute("INSERT INTO contracts (name) VALUES (?1)", [name])
-        .ctx("creating a contract")?;
-    let id = tx.last_insert_rowid();
+    let id: i64 = tx
+        .query_row(
+            "UPDATE settings SET value = max(value, (SELECT coalesce(max(id), 0) + 1 \
+             FROM contracts)) + 1 WHERE key = 'next_contract_id' RETURNING value - 1",
+            [],
+            |r| r.get(0),
+        )
+        .ctx("numbering a new contract")?;
+    tx.execute(
+        "INSERT INTO contracts (id, name) VALUES (?1, ?2)",
+        params![id, name],
+    )
+    .ctx("creating a contract")?;
     bump_revision(tx, id)?;
     Ok((id, true))
 }

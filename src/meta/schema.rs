@@ -93,13 +93,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE contracts ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
     INSERT INTO settings (key, value) VALUES ('contract_revision', 0);
     "#,
-    // 6: volume ids are never given twice (SQLite gives the highest id plus
-    // one, so removing the newest volume freed its id): an upload still
-    // holding a slot of a removed volume must never find a new volume under
-    // its id, and alerts and metrics of a removed volume never name another.
+    // 6: volume and contract ids are never given twice (SQLite gives the
+    // highest id plus one, so removing the newest freed its id): an upload
+    // still holding a slot of a removed volume must never find a new volume
+    // under its id, an open file of a removed contract never revises a new
+    // one, and alerts, metrics and inode numbers never name another.
     r#"
     INSERT INTO settings (key, value)
         SELECT 'next_volume_id', coalesce(max(id), 0) + 1 FROM volumes;
+    INSERT INTO settings (key, value)
+        SELECT 'next_contract_id', coalesce(max(id), 0) + 1 FROM contracts;
     "#,
 ];
 

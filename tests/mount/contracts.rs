@@ -251,13 +251,17 @@ fn an_open_contract_follows_renames_and_removal() {
     close(f).unwrap();
     assert_eq!(m.read("contracts/r4"), "");
     assert_eq!(m.sh_ok("ls contracts"), "r4\n");
-    // removed while open: the close fails and nothing is made
+    // removed while open, and another contract made meanwhile (the newest,
+    // so its id would be the one freed, were ids given twice): the close
+    // fails, nothing is made, and the other contract is untouched
     write_file(&m.path("contracts/r5"), list(&[&a]).as_bytes()).unwrap();
     let mut f = replace().open(m.path("contracts/r5")).unwrap();
     f.write_all(list(&[&b]).as_bytes()).unwrap();
     m.sh_ok("rm contracts/r5");
+    write_file(&m.path("contracts/r6"), list(&[&a]).as_bytes()).unwrap();
     assert_eq!(errno(&close(f).unwrap_err()), libc::ENOENT);
     assert!(!m.path("contracts/r5").exists());
+    assert_eq!(m.read("contracts/r6"), list(&[&a]));
     assert_eq!(m.refs(&b), "pin=1 contracts=0 temp=0");
 }
 
