@@ -26,8 +26,19 @@ pub enum Handle {
     Control {
         node: Node,
         snapshot: Vec<u8>,
-        partial: Mutex<Vec<u8>>,
+        input: Mutex<ControlInput>,
     },
+}
+
+/// What was written to a control file and not applied yet.
+#[derive(Default)]
+pub struct ControlInput {
+    /// The start of a line still to come.
+    pub partial: Vec<u8>,
+    /// Something was written.
+    pub wrote: bool,
+    /// A line that was not blank came (applied or refused).
+    pub acted: bool,
 }
 
 /// The processes that wrote through a handle, by FUSE lock owner (one per

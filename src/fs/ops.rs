@@ -11,7 +11,7 @@ use fuser::{
 };
 use parking_lot::Mutex;
 
-use super::handles::{ContractUpload, Handle, SectorUpload, Writers};
+use super::handles::{ContractUpload, ControlInput, Handle, SectorUpload, Writers};
 use super::inode::{MAX_TEMP_HEIGHT, Node};
 use super::sector_writer::SectorWriter;
 use super::{SectorFs, TTL_NONE, control, entry_ttl, fds, parse_temp_height};
@@ -178,12 +178,30 @@ impl SectorFs {
     }
 
     /// Applies each complete line in `partial`; `all` applies the rest too.
-    fn apply_lines(&self, node: Node, partial: &Mutex<Vec<u8>>, all: bool) -> Result<(), Errno> {
-        let mut buf = partial.lock();
+    /// On a refused line, also the bytes of the lines applied before it
+    /// (the rest is dropped).
+    fn apply_lines(
+        &self,
+        node: Node,
+        input: &Mutex<ControlInput>,
+        all: bool,
+    ) -> Result<(), (Errno, usize)> {
+        let mut input = input.lock();
+        let mut applied = 0;
         loop {
+            let buf = &mut input.partial;
             let line: Vec<u8> = match buf.iter().position(|b| *b == b'\n') {
                 Some(i) => buf.drain(..=i).collect(),
-                None if all && !buf.is_empty() => std::mem::take(&mut *buf),
+                None if all && !buf.is_empty() => std::mem::take(buf),
+                // at close, a handle written with only empty lines did
+                // nothing: say so (`echo $UNSET > slots` must not pass for
+                // a resize)
+                None if all && input.wrote && !input.acted => {
+                    input.acted = true;
+                    let e =
+                        Error::Invalid("only empty lines were written: nothing was done".into());
+                    return Err((self.refuse_control(node, &e), applied));
+                }
                 None => return Ok(()),
             };
             let result = std::str::from_utf8(&line)
@@ -192,12 +210,15 @@ impl SectorFs {
                     if text.trim().is_empty() {
                         return Ok(());
                     }
+                    input.acted = true;
                     control::apply(&self.engine, node, text, &self.mountpoint)
                 });
             if let Err(e) = result {
-                buf.clear();
-                return Err(self.refuse_control(node, &e));
+                input.acted = true;
+                input.partial.clear();
+                return Err((self.refuse_control(node, &e), applied));
             }
+            applied += line.len();
         }
     }
 
@@ -678,12 +699,11 @@ impl Filesystem for SectorFs {
                     control::content(&self.engine, n)?
                 };
                 if write {
-                    let partial = Mutex::new(Vec::new());
                     return Ok((
                         Handle::Control {
                             node: n,
                             snapshot,
-                            partial,
+                            input: Mutex::default(),
                         },
                         direct,
                     ));
@@ -915,18 +935,43 @@ impl Filesystem for SectorFs {
                     Ok(())
                 }
             }
-            Handle::Control { node, partial, .. } => {
-                {
-                    let mut p = partial.lock();
-                    if p.len() + data.len() > 64 << 10 {
-                        p.clear();
-                        drop(p);
+            Handle::Control { node, input, .. } => {
+                let earlier = {
+                    let mut input = input.lock();
+                    input.wrote = true;
+                    let earlier = input.partial.len();
+                    if earlier + data.len() > 64 << 10 {
+                        input.partial.clear();
+                        drop(input);
                         let e = Error::Invalid("control input longer than 64 KiB".into());
                         return reply.error(self.refuse_control(*node, &e));
                     }
-                    p.extend_from_slice(data);
+                    // empty lines before any command: refused here, where
+                    // a shell sees it (`echo $UNSET > slots` must not pass
+                    // for a resize); a shell does not look at the close
+                    if earlier == 0
+                        && !input.acted
+                        && data.contains(&b'\n')
+                        && data.iter().all(u8::is_ascii_whitespace)
+                    {
+                        input.acted = true;
+                        drop(input);
+                        let e = Error::Invalid("an empty line: nothing was done".into());
+                        return reply.error(self.refuse_control(*node, &e));
+                    }
+                    input.partial.extend_from_slice(data);
+                    earlier
+                };
+                match self.apply_lines(*node, input, false) {
+                    Ok(()) => Ok(()),
+                    // lines of this write took effect before the refused
+                    // one: a short write says so (a call that fails changes
+                    // nothing), and the rest, written again, is refused
+                    Err((_, applied)) if applied > earlier => {
+                        return reply.written((applied - earlier) as u32);
+                    }
+                    Err((e, _)) => Err(e),
                 }
-                self.apply_lines(*node, partial, false)
             }
             Handle::Snapshot(_) | Handle::SectorRead(_) => Err(Errno::EBADF),
         };
@@ -952,7 +997,9 @@ impl Filesystem for SectorFs {
             Handle::ContractWrite(up) => {
                 self.commit_contract(&mut up.lock(), Some(lock_owner.0), req.pid())
             }
-            Handle::Control { node, partial, .. } => self.apply_lines(*node, partial, true),
+            Handle::Control { node, input, .. } => {
+                self.apply_lines(*node, input, true).map_err(|(e, _)| e)
+            }
             Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),
         };
         match result {

@@ -169,3 +169,47 @@ fn metrics_are_prometheus_text() {
         "{text}"
     );
 }
+
+/// A control write that fails changed nothing: lines before a refused one
+/// in the same write took effect, so the write reports only their bytes,
+/// and the rest, written again, is refused alone. A write of empty lines
+/// only does nothing, and the close says so.
+#[test]
+fn a_refused_control_write_changed_nothing() {
+    use std::io::Write;
+    let m = Mount::start(&[]);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.path("height"))
+        .unwrap();
+    assert_eq!(f.write(b"20\n5\n").unwrap(), 3);
+    assert_eq!(m.read("height").trim(), "20");
+    assert_eq!(errno(&f.write(b"5\n").unwrap_err()), libc::EINVAL);
+    assert_eq!(m.read("height").trim(), "20");
+    drop(f);
+    // the shell sees the refusal, and the height stays
+    let out = m.sh("printf '30\\n7\\n' > height");
+    assert!(!out.status.success());
+    assert_eq!(m.read("height").trim(), "30");
+    // empty lines only: refused, and nothing is done
+    let slots = m.read("volumes/1/slots");
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(m.path("volumes/1/slots"))
+            .unwrap()
+    };
+    let mut f = open();
+    assert_eq!(errno(&f.write(b"\n").unwrap_err()), libc::EINVAL);
+    // blanks with no end of line: refused at the close
+    let mut f = open();
+    f.write_all(b"  ").unwrap();
+    assert_eq!(errno(&super::harness::close(f).unwrap_err()), libc::EINVAL);
+    let e = m.sh("echo $UNSET > volumes/1/slots");
+    assert!(!e.status.success());
+    assert_eq!(m.read("volumes/1/slots"), slots);
+    // empty lines after a command are fine (a shell's printf writes line
+    // by line)
+    m.sh_ok("printf '31\\n\\n32\\n\\n' > height");
+    assert_eq!(m.read("height").trim(), "32");
+}
