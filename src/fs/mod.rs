@@ -292,7 +292,11 @@ impl SectorFs {
     /// Logs a refusal in words and turns it into the errno to return.
     fn refuse(&self, op: &str, what: &dyn std::fmt::Display, e: &Error) -> Errno {
         match e.errno() {
-            libc::ENOENT => tracing::debug!("{op} {what}: {e}"),
+            // looking for what is not there is routine (shells, `test -e`,
+            // the kernel before a create); any other refusal is logged
+            libc::ENOENT if matches!(op, "look up" | "stat" | "list" | "getxattr") => {
+                tracing::debug!("{op} {what}: {e}")
+            }
             libc::EIO => tracing::error!("{op} {what} failed: {e}"),
             _ => tracing::warn!("refused {op} {what}: {e}"),
         }

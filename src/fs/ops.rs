@@ -64,6 +64,8 @@ impl SectorFs {
             return Ok(());
         }
         if up.writer.is_untouched() {
+            // a shell's redirection closes its first fd before the command
+            // writes: routine, so logged only if it stays so (at release)
             tracing::debug!(%root, "flush before any data: nothing stored yet");
             return Err(Errno::EINVAL);
         }
@@ -1018,11 +1020,24 @@ impl Filesystem for SectorFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if let Some(Handle::ContractWrite(up)) = self.handles.get(fh.0).as_deref() {
-            let up = up.lock();
-            if up.edit == Some(ContractEdit::Replace) && !up.written && !up.applied {
-                self.empty_at_release(&up);
+        match self.handles.get(fh.0).as_deref() {
+            Some(Handle::ContractWrite(up)) => {
+                let up = up.lock();
+                if up.edit == Some(ContractEdit::Replace) && !up.written && !up.applied {
+                    self.empty_at_release(&up);
+                }
             }
+            Some(Handle::SectorWrite(up)) => {
+                let up = up.lock();
+                if up.writer.is_untouched() {
+                    let root = up.writer.root;
+                    tracing::warn!(
+                        "refused store sector {root}: it was closed with nothing written (a \
+                         sector is exactly {SECTOR_SIZE} bytes); nothing new was stored"
+                    );
+                }
+            }
+            _ => {}
         }
         self.handles.remove(fh.0);
         reply.ok();

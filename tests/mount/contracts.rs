@@ -124,6 +124,14 @@ fn refused_revisions_change_nothing() {
             unchanged(&format!("{mode} unknown root"));
         }
     }
+    // and the refusal is in the log at warning level, in words
+    assert!(
+        m.log().lines().any(|l| l.contains("WARN")
+            && l.contains("refused revise contract")
+            && l.contains("is not stored")),
+        "{}",
+        m.log()
+    );
     // written without O_TRUNC or O_APPEND: refused, unchanged
     let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     let written = f.write_all(list(&[&b]).as_bytes()).and_then(|()| close(f));
