@@ -1,7 +1,8 @@
 //! The generated files: what reading each one shows, and what writing a
 //! line to a control file does.
 
-use std::path::Path;
+use std::collections::VecDeque;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use super::inode::{Node, VolFile};
@@ -44,23 +45,72 @@ fn volume_file(engine: &Engine, id: u32, f: VolFile) -> Result<String> {
     })
 }
 
+/// Refuses a volume path inside the mount itself, through symlinks too
+/// (its directory as the kernel resolves it). Resolved one component at a
+/// time, and each checked before it is looked at: a look at a path inside
+/// the mount, from one of the mount's own threads, would wait on the mount.
+fn check_outside(path: &Path, mountpoint: &Path) -> Result<()> {
+    let inside = || {
+        Error::Invalid(format!(
+            "{} is inside the sectorfs mount itself; put volumes on real disks",
+            path.display()
+        ))
+    };
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::Invalid(format!(
+            "{} names no file in a directory",
+            path.display()
+        )));
+    };
+    let mut todo: VecDeque<PathBuf> = dir.components().map(|c| c.as_os_str().into()).collect();
+    let mut at = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(part) = todo.pop_front() {
+        match Path::new(&part).components().next() {
+            Some(Component::RootDir) => at = PathBuf::from("/"),
+            Some(Component::ParentDir) => {
+                at.pop();
+            }
+            Some(Component::Normal(n)) => {
+                let next = at.join(n);
+                if next.starts_with(mountpoint) {
+                    return Err(inside());
+                }
+                match std::fs::symlink_metadata(&next) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        links += 1;
+                        if links > 40 {
+                            return Err(Error::Invalid(format!(
+                                "the directory of {} has too many levels of symbolic links",
+                                path.display()
+                            )));
+                        }
+                        let target = std::fs::read_link(&next)
+                            .map_err(|e| Error::io(format!("cannot read {}", next.display()), e))?;
+                        for c in target.components().rev() {
+                            todo.push_front(c.as_os_str().into());
+                        }
+                    }
+                    // a directory, or what does not exist (add says so)
+                    _ => at = next,
+                }
+            }
+            _ => {}
+        }
+    }
+    if at.join(name).starts_with(mountpoint) {
+        return Err(inside());
+    }
+    Ok(())
+}
+
 /// Applies one line written to a control file. `mountpoint` guards against
 /// a volume inside the mount itself.
 pub fn apply(engine: &Arc<Engine>, node: Node, line: &str, mountpoint: &Path) -> Result<()> {
     match node {
         Node::VolumesAdd => {
             let (path, slots) = parse::parse_volume_add(line)?;
-            // through symlinks too: the directory as the kernel resolves it
-            let real_dir = path
-                .parent()
-                .and_then(|d| std::fs::canonicalize(d).ok())
-                .unwrap_or_default();
-            if path.starts_with(mountpoint) || real_dir.starts_with(mountpoint) {
-                return Err(Error::Invalid(format!(
-                    "{} is inside the sectorfs mount itself; put volumes on real disks",
-                    path.display()
-                )));
-            }
+            check_outside(&path, mountpoint)?;
             engine.add_volume(&path, slots).map(|_| ())
         }
         Node::Height => engine.set_height(parse::parse_height(line)?),

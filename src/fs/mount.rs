@@ -47,7 +47,10 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
     // the caller should have blocked them already; blocking again is harmless
     let signals = block_signals()?;
 
-    let mountpoint = std::path::absolute(mountpoint)
+    // symlinks resolved (before it is mounted over): what a volume path
+    // must not resolve into
+    let mountpoint = std::fs::canonicalize(mountpoint)
+        .or_else(|_| std::path::absolute(mountpoint))
         .map_err(|e| Error::io(format!("bad mountpoint {}", mountpoint.display()), e))?;
     let fs = SectorFs::new(engine.clone(), &mountpoint);
     let known = fs.known_sectors();

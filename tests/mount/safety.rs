@@ -85,6 +85,21 @@ fn store_files_are_owner_only() {
     }
 }
 
+/// With one FUSE thread, a volume path through a link into the mount is
+/// refused without the mount ever looking at its own files (that look would
+/// wait for the very thread making it).
+#[test]
+fn volumes_add_into_the_mount_never_waits_on_itself() {
+    let m = Mount::start(&["--threads", "1"]);
+    let door = m.scratch().join("door");
+    std::os::unix::fs::symlink(m.mnt.join("sectors"), &door).unwrap();
+    let e = m
+        .write("volumes/add", &format!("{}/loop.vol 4\n", door.display()))
+        .unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
+    assert_eq!(m.read("height").trim(), "0", "the mount still answers");
+}
+
 #[test]
 fn volumes_add_will_not_clobber_or_loop() {
     let m = Mount::start(&[]);
@@ -122,6 +137,15 @@ fn volumes_add_will_not_clobber_or_loop() {
         )
         .unwrap_err();
     assert_eq!(errno(&e), libc::EINVAL);
+    // a relative link to that link, and a walk up and back in
+    let door2 = m.scratch().join("door2");
+    std::os::unix::fs::symlink("door", &door2).unwrap();
+    for dir in [door2.clone(), m.scratch().join("sub/../door2/.")] {
+        let e = m
+            .write("volumes/add", &format!("{}/loop.vol 4\n", dir.display()))
+            .unwrap_err();
+        assert_eq!(errno(&e), libc::EINVAL, "{}", dir.display());
+    }
     let e = m.write("volumes/add", "relative/path.vol 4\n").unwrap_err();
     assert_eq!(errno(&e), libc::EINVAL);
     assert_eq!(
