@@ -56,11 +56,9 @@ fn check_outside(path: &Path, mountpoint: &Path) -> Result<()> {
             path.display()
         ))
     };
+    // `/` (or `/..`): in no directory, and there already (add says so)
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(Error::Invalid(format!(
-            "{} names no file in a directory",
-            path.display()
-        )));
+        return Ok(());
     };
     let mut todo: VecDeque<PathBuf> = dir.components().map(|c| c.as_os_str().into()).collect();
     let mut at = PathBuf::from("/");
