@@ -44,6 +44,12 @@ impl Engine {
         Ok(())
     }
 
+    /// Deletes contract `id` if it is still empty and at `revision`; true
+    /// if done.
+    pub fn delete_contract_if_unrevised(&self, id: i64, revision: i64) -> Result<bool> {
+        self.meta.delete_contract_if_unrevised(id, revision)
+    }
+
     pub fn delete_contract(&self, name: &str) -> Result<()> {
         let change = self.meta.delete_contract(name)?;
         self.release(change);
@@ -69,6 +75,12 @@ impl Engine {
 
     pub fn list_contracts(&self) -> Result<Vec<ContractRow>> {
         self.meta.list_contracts()
+    }
+
+    /// A page of the contracts: up to `limit` (id, name) with ids above
+    /// `after`.
+    pub fn contract_names_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, String)>> {
+        self.meta.contract_names_after(after, limit)
     }
 
     pub fn contract_by_name(&self, name: &str) -> Result<Option<ContractRow>> {

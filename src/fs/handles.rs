@@ -100,6 +100,9 @@ pub struct ContractUpload {
     pub dirty: bool,
     /// A flush applied this handle's list (an empty one included).
     pub applied: bool,
+    /// This handle made the contract (a create), and no list of it was
+    /// applied yet: a refused first list takes the contract away again.
+    pub made: bool,
     /// The process that opened it (its thread group: any of its threads
     /// may close the file).
     pub opener: u32,

@@ -248,18 +248,14 @@ impl SectorFs {
         })
     }
 
-    /// Every entry of a small directory (not `/sectors`, which pages).
+    /// Every entry of a small directory (not `/sectors` or `/contracts`,
+    /// which page).
     fn entries(&self, dir: Node) -> Result<Vec<(String, Node)>> {
         let e = &self.engine;
         Ok(match dir {
             Node::Root => ROOT_ENTRIES
                 .iter()
                 .map(|(n, node)| (n.to_string(), *node))
-                .collect(),
-            Node::ContractsDir => e
-                .list_contracts()?
-                .into_iter()
-                .map(|c| (c.name, Node::Contract(c.id)))
                 .collect(),
             Node::TempDir => self
                 .temp_heights()?

@@ -104,6 +104,7 @@ impl SectorFs {
                 "refused revise contract {}: a write to it failed, so its list is unchanged",
                 up.name
             );
+            self.unmake_contract(up);
             return Err(Errno::from_i32(errno));
         }
         if up.edit == Some(ContractEdit::Replace) && !up.written && !up.applied {
@@ -143,8 +144,30 @@ impl SectorFs {
             up.data.clear();
         }
         let outcome = result.map_err(|e| self.refuse("revise contract", &up.name, &e));
+        if outcome.is_err() {
+            self.unmake_contract(up);
+        }
+        up.made = false;
         up.outcome = Some(outcome.map_err(i32::from));
         outcome
+    }
+
+    /// A contract this handle made, whose first list was refused, goes
+    /// again (unless a list was written to it meanwhile): a failed `cp` of
+    /// a new contract leaves nothing behind.
+    fn unmake_contract(&self, up: &mut ContractUpload) {
+        if std::mem::take(&mut up.made)
+            && let Some((revision, _)) = up.opened_at
+            && self
+                .engine
+                .delete_contract_if_unrevised(up.id, revision)
+                .unwrap_or(false)
+        {
+            tracing::info!(
+                "contract {} was made by this file and its first list refused: it is gone again",
+                up.name
+            );
+        }
     }
 
     /// A handle opened with `O_TRUNC` whose flushes all came while its
@@ -234,9 +257,18 @@ impl SectorFs {
             })))
     }
 
-    fn readdir_sectors(&self, offset: u64, mut reply: ReplyDirectory) {
-        // cookies: 1 ".", 2 "..", then sector id + 2 (ids start at 1)
-        if offset < 1 && reply.add(INodeNo(Node::SectorsDir.ino()), 1, FileType::Directory, ".") {
+    /// A directory listed in pages straight from the database, never held
+    /// whole. Cookies: 1 ".", 2 "..", then an entry's id + 2 (ids start at
+    /// 1 and are never given twice), so a listing resumes after the last
+    /// entry it returned whatever was added or removed meanwhile.
+    fn readdir_paged(
+        &self,
+        dir: Node,
+        offset: u64,
+        mut reply: ReplyDirectory,
+        page_after: impl Fn(i64) -> Result<Vec<(i64, Node, String)>, Error>,
+    ) {
+        if offset < 1 && reply.add(INodeNo(dir.ino()), 1, FileType::Directory, ".") {
             return reply.ok();
         }
         if offset < 2 && reply.add(INodeNo(Node::Root.ino()), 2, FileType::Directory, "..") {
@@ -244,21 +276,20 @@ impl SectorFs {
         }
         let mut after = offset.saturating_sub(2) as i64;
         loop {
-            let page = match self.engine.list_sectors(after, PAGE) {
+            let page = match page_after(after) {
                 Ok(p) => p,
-                Err(e) => return reply.error(self.refuse("list", &"/sectors", &e)),
+                Err(e) => return reply.error(self.refuse("list", &format_args!("{dir:?}"), &e)),
             };
-            for s in &page {
-                let ino = INodeNo(Node::Sector(s.id).ino());
+            for (id, node, name) in &page {
                 if reply.add(
-                    ino,
-                    s.id as u64 + 2,
+                    INodeNo(node.ino()),
+                    *id as u64 + 2,
                     FileType::RegularFile,
-                    s.root.to_string(),
+                    name,
                 ) {
                     return reply.ok();
                 }
-                after = s.id;
+                after = *id;
             }
             if page.len() < PAGE {
                 return reply.ok();
@@ -654,8 +685,13 @@ impl Filesystem for SectorFs {
                 // read with the id and name, before the list: a revision in
                 // between shows as a newer list, never as an older mark
                 let opened_at = Some((c.revision, c.end));
-                let snapshot =
-                    contract_text(&self.engine.contract_roots(&c.name)?.unwrap_or_default());
+                // for reading only: an append to a long list must not read
+                // it all
+                let snapshot = if flags.acc_mode() == OpenAccMode::O_WRONLY {
+                    Vec::new()
+                } else {
+                    contract_text(&self.engine.contract_roots(&c.name)?.unwrap_or_default())
+                };
                 let edit = if !write {
                     None
                 } else if append {
@@ -676,6 +712,7 @@ impl Filesystem for SectorFs {
                     written: false,
                     dirty: false,
                     applied: false,
+                    made: false,
                     opener: fds::process_of(req.pid()),
                     outcome: None,
                     failed: None,
@@ -779,7 +816,8 @@ impl Filesystem for SectorFs {
                 // Existing: made by another process since the kernel looked,
                 // so this is an open like any other (without O_TRUNC it must
                 // not empty the list).
-                let snapshot = match existed {
+                let readable = flags & libc::O_ACCMODE != libc::O_WRONLY;
+                let snapshot = match existed && readable {
                     true => contract_text(&self.engine.contract_roots(name)?.unwrap_or_default()),
                     false => Vec::new(),
                 };
@@ -802,6 +840,7 @@ impl Filesystem for SectorFs {
                     dirty: false,
                     // made empty here: its truncation is done
                     applied: created,
+                    made: created,
                     opener: fds::process_of(req.pid()),
                     outcome: None,
                     failed: None,
@@ -1102,8 +1141,25 @@ impl Filesystem for SectorFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        if node == Node::SectorsDir {
-            return self.readdir_sectors(offset, reply);
+        let e = &self.engine;
+        match node {
+            Node::SectorsDir => {
+                return self.readdir_paged(node, offset, reply, |after| {
+                    Ok(e.list_sectors(after, PAGE)?
+                        .into_iter()
+                        .map(|s| (s.id, Node::Sector(s.id), s.root.to_string()))
+                        .collect())
+                });
+            }
+            Node::ContractsDir => {
+                return self.readdir_paged(node, offset, reply, |after| {
+                    Ok(e.contract_names_after(after, PAGE)?
+                        .into_iter()
+                        .map(|(id, name)| (id, Node::Contract(id), name))
+                        .collect())
+                });
+            }
+            _ => {}
         }
         let entries = match self.entries(node) {
             Ok(e) => e,

@@ -152,6 +152,21 @@ impl Meta {
         })
     }
 
+    /// Deletes contract `id` if it is still empty and at `revision` (no
+    /// list was written to it since), in one transaction; true if done.
+    pub fn delete_contract_if_unrevised(&self, id: i64, revision: i64) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM contracts WHERE id = ?1 AND revision = ?2 AND NOT EXISTS \
+                     (SELECT 1 FROM contract_entries WHERE contract_id = ?1)",
+                )
+                .and_then(|mut s| s.execute([id, revision]))
+                .ctx("removing a contract")?;
+            Ok(n == 1)
+        })
+    }
+
     /// The contract `name`, made (empty) if there is none, in one
     /// transaction; true if it was made here.
     pub fn create_contract_if_absent(&self, name: &str) -> Result<(ContractRow, bool)> {
@@ -193,6 +208,20 @@ impl Meta {
                 .prepare_cached(&format!("{CONTRACT_SELECT} ORDER BY c.name"))
                 .ctx("listing contracts")?;
             stmt.query_map([], contract_of)
+                .ctx("listing contracts")?
+                .collect::<rusqlite::Result<_>>()
+                .ctx("listing contracts")
+        })
+    }
+
+    /// Up to `limit` contracts (id, name) with ids above `after`, in id
+    /// order: a page of a listing.
+    pub fn contract_names_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, String)>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT id, name FROM contracts WHERE id > ?1 ORDER BY id LIMIT ?2")
+                .ctx("listing contracts")?;
+            stmt.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
                 .ctx("listing contracts")?
                 .collect::<rusqlite::Result<_>>()
                 .ctx("listing contracts")

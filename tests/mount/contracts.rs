@@ -142,6 +142,20 @@ fn refused_revisions_change_nothing() {
     let out = m.sh("cp $S/bad contracts/c");
     assert!(!out.status.success(), "cp of a malformed list succeeded");
     unchanged("cp");
+    // a new contract whose first list is refused is not left behind empty
+    let out = m.sh("cp $S/bad contracts/fresh");
+    assert!(!out.status.success());
+    assert!(
+        !m.path("contracts/fresh").exists(),
+        "cp left an empty contract"
+    );
+    let e = write_file(
+        &m.path("contracts/fresh"),
+        format!("{unknown}\n").as_bytes(),
+    )
+    .unwrap_err();
+    assert_eq!(errno(&e), libc::ENOENT);
+    assert!(!m.path("contracts/fresh").exists());
     // a good revision still applies after all that
     write_with(&append(), &path, list(&[&b]).as_bytes()).unwrap();
     assert_eq!(m.read("contracts/c"), list(&[&a, &b, &a, &b]));
@@ -448,4 +462,20 @@ fn an_open_sector_sees_its_link_count_change() {
     m.sh_ok("rm contracts/k1");
     assert_eq!(fstat_nlink(), 1, "after the contract went");
     assert_eq!(m.nlink(&a), 1);
+}
+
+/// `/contracts` lists in pages from the database, as `/sectors` does: more
+/// contracts than one page, each listed once.
+#[test]
+fn ls_lists_more_contracts_than_a_page() {
+    let m = Mount::start(&[]);
+    m.sh_ok("for i in $(seq 1 700); do : > contracts/c$i; done");
+    let listed = m.sh_ok("ls contracts");
+    let mut names: Vec<&str> = listed.lines().collect();
+    assert_eq!(names.len(), 700);
+    names.dedup();
+    assert_eq!(names.len(), 700, "a name listed twice");
+    assert!(names.contains(&"c1") && names.contains(&"c700"));
+    m.sh_ok("rm contracts/c1 contracts/c350");
+    assert_eq!(m.sh_ok("ls contracts | wc -l").trim(), "698");
 }

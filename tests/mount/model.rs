@@ -686,10 +686,10 @@ impl Case {
                 let path = self.m.path(&format!("contracts/{name}"));
                 let got = write_with(&opts, &path, list_text(seeds).as_bytes());
                 expect(&what, got, want)?;
-                // creating the file makes the contract, even if the
-                // revision written into it is refused
-                let list = self.model.contracts.entry(name).or_default();
+                // a contract made by this write goes again if its first
+                // list is refused
                 if want == 0 {
+                    let list = self.model.contracts.entry(name).or_default();
                     if append {
                         list.extend(seeds);
                     } else {
@@ -710,7 +710,6 @@ impl Case {
                 let path = self.m.path(&format!("contracts/{name}"));
                 let got = write_with(&opts, &path, bad.text().as_bytes());
                 expect(&what, got, bad.errno())?;
-                self.model.contracts.entry(name).or_default();
             }
             Op::Rename { from, to } => {
                 let (from, to) = (contract_name(*from), contract_name(*to));
