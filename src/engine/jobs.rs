@@ -413,6 +413,31 @@ impl JobRun<'_> {
                 }
             }
         }
+        let mut settled = vec![false; plan.len()];
+        let moved = self.copy_and_relocate(&plan, &mut settled, src, epoch, verify);
+        // a destination neither taken by its sector nor given back (an
+        // error cut the batch short) is given back now
+        for ((_, vol, slot), done) in plan.iter().zip(settled) {
+            if !done {
+                e.discard_slot(*vol, *slot);
+            }
+        }
+        moved
+    }
+
+    /// Copies `plan`'s sectors, syncs, then re-points them all in one
+    /// transaction; marks in `settled` each destination taken by its sector
+    /// or given back.
+    fn copy_and_relocate(
+        &mut self,
+        plan: &[(SectorRow, u32, u64)],
+        settled: &mut [bool],
+        src: Option<Arc<VolumeFile>>,
+        epoch: u64,
+        verify: bool,
+    ) -> Result<()> {
+        let e = self.engine;
+        let id = self.volume.id;
         let files: HashMap<u32, Arc<VolumeFile>> = plan
             .iter()
             .filter_map(|(_, vol, _)| Some((*vol, e.volume(*vol).ok()?.file().ok()?)))
@@ -447,29 +472,37 @@ impl JobRun<'_> {
                     })
                 })
                 .collect();
-            let mut all: Vec<(usize, std::result::Result<(), CopyError>)> = workers
+            // a copy a worker never reported (it panicked) was not made
+            let mut all: Vec<std::result::Result<(), CopyError>> = (0..plan.len())
+                .map(|_| Err(CopyError::Destination("the copy was not made".into())))
+                .collect();
+            for (i, r) in workers
                 .into_iter()
                 .flat_map(|w| w.join().unwrap_or_default())
-                .collect();
-            all.sort_by_key(|(i, _)| *i);
-            all.into_iter().map(|(_, r)| r).collect()
+            {
+                all[i] = r;
+            }
+            all
         });
         for (v, f) in &files {
             f.sync_since(marks[v])
                 .map_err(|err| Error::io("cannot sync moved sectors", err))?;
         }
         let mut moves = Vec::new();
-        for ((s, vol, slot), r) in plan.iter().zip(&results) {
+        let mut planned = Vec::new();
+        for (i, ((s, vol, slot), r)) in plan.iter().zip(&results).enumerate() {
             match r {
-                Ok(()) => moves.push(Move {
-                    sector_id: s.id,
-                    from_volume: id,
-                    from_slot: s.slot,
-                    to_volume: *vol,
-                    to_slot: *slot,
-                }),
+                Ok(()) => {
+                    moves.push(Move {
+                        sector_id: s.id,
+                        from_volume: id,
+                        from_slot: s.slot,
+                        to_volume: *vol,
+                        to_slot: *slot,
+                    });
+                    planned.push(i);
+                }
                 Err(CopyError::Destination(why)) => {
-                    e.discard_slot(*vol, *slot);
                     return Err(Error::Io {
                         context: format!("moving sector {} to volume {vol} failed: {why}", s.root),
                         source: std::io::Error::from_raw_os_error(libc::EIO),
@@ -477,6 +510,7 @@ impl JobRun<'_> {
                 }
                 Err(why) => {
                     e.discard_slot(*vol, *slot);
+                    settled[i] = true;
                     // freed since the batch was listed: its slot may be
                     // punched already, which is no sign of damage
                     let still_here = e
@@ -511,7 +545,8 @@ impl JobRun<'_> {
         };
         let done = e.meta.relocate(&moves, &intact)?;
         let mut freed = Vec::new();
-        for (m, ok) in moves.iter().zip(done) {
+        for ((m, ok), i) in moves.iter().zip(done).zip(planned) {
+            settled[i] = true;
             if ok {
                 self.moved += 1;
                 freed.push((m.from_volume, m.from_slot));
