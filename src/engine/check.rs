@@ -95,12 +95,22 @@ impl Engine {
         }
         v.set_state(VolumeState::Checking);
         let engine = self.clone();
-        let thread = std::thread::Builder::new()
+        let checked = v.clone();
+        let spawned = std::thread::Builder::new()
             .name(format!("check-volume-{id}"))
-            .spawn(move || engine.run_check(&v, &control))
-            .map_err(|e| Error::io("cannot start a check thread", e))?;
-        self.jobs.threads.lock().push(thread);
-        Ok(())
+            .spawn(move || engine.run_check(&checked, &control));
+        match spawned {
+            Ok(thread) => {
+                self.jobs.threads.lock().push(thread);
+                Ok(())
+            }
+            Err(e) => {
+                // no check after all: the volume as it was
+                self.jobs.running.lock().remove(&id);
+                v.set_state(VolumeState::Ready);
+                Err(Error::io("cannot start a check thread", e))
+            }
+        }
     }
 
     fn run_check(&self, v: &Arc<Volume>, control: &JobControl) {

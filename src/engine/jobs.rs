@@ -220,12 +220,38 @@ impl Engine {
         drop(running);
         self.space_changed();
         let engine = self.clone();
-        let thread = std::thread::Builder::new()
+        let job_volume = v.clone();
+        let spawned = std::thread::Builder::new()
             .name(format!("job-volume-{id}"))
-            .spawn(move || engine.run_job(&v, kind, &control))
-            .map_err(|e| Error::io("cannot start a job thread", e))?;
-        self.jobs.threads.lock().push(thread);
-        Ok(())
+            .spawn(move || engine.run_job(&job_volume, kind, &control));
+        match spawned {
+            Ok(thread) => {
+                self.jobs.threads.lock().push(thread);
+                Ok(())
+            }
+            Err(e) => {
+                // no job after all: the volume as it was, no row to resume
+                self.jobs.running.lock().remove(&id);
+                if !resuming {
+                    self.meta.delete_job(id)?;
+                }
+                self.back_in_business(&v);
+                Err(Error::io("cannot start a job thread", e))
+            }
+        }
+    }
+
+    /// A volume whose job ended (or never started) takes new sectors again
+    /// anywhere, if it can.
+    fn back_in_business(&self, v: &Volume) {
+        v.set_state(if v.file().is_ok() {
+            VolumeState::Ready
+        } else {
+            VolumeState::Unavailable
+        });
+        let mut alloc = self.alloc.lock();
+        alloc.set_limit(v.id, None);
+        alloc.set_writable(v.id, v.writable());
     }
 
     fn run_job(&self, v: &Arc<Volume>, kind: JobKind, control: &JobControl) {
@@ -276,14 +302,7 @@ impl Engine {
         }
         if !matches!(result, Ok(Ended::Done) if matches!(kind, JobKind::Remove { .. })) {
             // the volume stays: open for business again
-            v.set_state(if v.file().is_ok() {
-                VolumeState::Ready
-            } else {
-                VolumeState::Unavailable
-            });
-            let mut alloc = self.alloc.lock();
-            alloc.set_limit(id, None);
-            alloc.set_writable(id, v.writable());
+            self.back_in_business(v);
         }
         self.alerts.raise(
             &key,
