@@ -96,21 +96,16 @@ impl Engine {
         v.set_state(VolumeState::Checking);
         let engine = self.clone();
         let checked = v.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("check-volume-{id}"))
-            .spawn(move || engine.run_check(&checked, &control));
-        match spawned {
-            Ok(thread) => {
-                self.jobs.threads.lock().push(thread);
-                Ok(())
-            }
-            Err(e) => {
-                // no check after all: the volume as it was
-                self.jobs.running.lock().remove(&id);
-                v.set_state(VolumeState::Ready);
-                Err(Error::io("cannot start a check thread", e))
-            }
+        let spawned = self.spawn_job(format!("check-volume-{id}"), move || {
+            engine.run_check(&checked, &control)
+        });
+        if let Err(e) = spawned {
+            // no check after all: the volume as it was
+            self.jobs.running.lock().remove(&id);
+            v.set_state(VolumeState::Ready);
+            return Err(Error::io("cannot start a check thread", e));
         }
+        Ok(())
     }
 
     fn run_check(&self, v: &Arc<Volume>, control: &JobControl) {

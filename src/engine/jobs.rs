@@ -221,24 +221,30 @@ impl Engine {
         self.space_changed();
         let engine = self.clone();
         let job_volume = v.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("job-volume-{id}"))
-            .spawn(move || engine.run_job(&job_volume, kind, &control));
-        match spawned {
-            Ok(thread) => {
-                self.jobs.threads.lock().push(thread);
-                Ok(())
+        let spawned = self.spawn_job(format!("job-volume-{id}"), move || {
+            engine.run_job(&job_volume, kind, &control)
+        });
+        if let Err(e) = spawned {
+            // no job after all: the volume as it was, no row to resume
+            self.jobs.running.lock().remove(&id);
+            if !resuming {
+                self.meta.delete_job(id)?;
             }
-            Err(e) => {
-                // no job after all: the volume as it was, no row to resume
-                self.jobs.running.lock().remove(&id);
-                if !resuming {
-                    self.meta.delete_job(id)?;
-                }
-                self.back_in_business(&v);
-                Err(Error::io("cannot start a job thread", e))
-            }
+            self.back_in_business(&v);
+            return Err(Error::io("cannot start a job thread", e));
         }
+        Ok(())
+    }
+
+    /// Runs `job` on a thread of its own, joined at shutdown.
+    pub(super) fn spawn_job(
+        &self,
+        name: String,
+        job: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<()> {
+        let thread = std::thread::Builder::new().name(name).spawn(job)?;
+        self.jobs.threads.lock().push(thread);
+        Ok(())
     }
 
     /// A volume whose job ended (or never started) takes new sectors again
