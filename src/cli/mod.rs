@@ -253,14 +253,24 @@ fn root(files: &[PathBuf]) -> Result<(), String> {
 }
 
 /// Reads a file that must be exactly one sector.
+/// Reads no more than one byte past a sector, so an endless input (a
+/// device, a pipe) is refused rather than read forever.
 pub fn read_sector_file(path: &Path) -> Result<Vec<u8>, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if data.len() != SECTOR_SIZE {
-        return Err(format!(
-            "{} is {} bytes; a sector is exactly {SECTOR_SIZE} bytes (4 MiB)",
-            path.display(),
-            data.len()
-        ));
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut data = Vec::with_capacity(SECTOR_SIZE + 1);
+    file.take(SECTOR_SIZE as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match data.len() {
+        SECTOR_SIZE => Ok(data),
+        n if n > SECTOR_SIZE => Err(format!(
+            "{} is longer than 4 MiB; a sector is exactly {SECTOR_SIZE} bytes",
+            path.display()
+        )),
+        n => Err(format!(
+            "{} is {n} bytes; a sector is exactly {SECTOR_SIZE} bytes (4 MiB)",
+            path.display()
+        )),
     }
-    Ok(data)
 }

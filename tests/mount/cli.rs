@@ -47,6 +47,10 @@ fn root_prints_roots_like_b2sum() {
     assert!(stdout(&o).contains("  a\n"));
     let o = m.sh("cd $S && sectorfs root missing");
     assert_refused(&o, "missing");
+    // an endless input is refused, not read forever
+    let o = m.sh("timeout 20 sectorfs root /dev/zero");
+    assert_refused(&o, "/dev/zero");
+    assert!(stderr(&o).contains("longer than 4 MiB"), "{}", stderr(&o));
     // the README's pipeline
     let cut = m.sh_ok("sectorfs root $S/a | cut -c1-64");
     assert_eq!(cut.trim(), sector_root(&sector(900)).to_string());
