@@ -80,6 +80,14 @@ impl Error {
         }
     }
 
+    /// A database write that failed with an I/O error may still be found
+    /// committed at the next open (its pages written to the WAL, the sync
+    /// failing): what it would have made owned must stay as it is till then.
+    pub fn commit_uncertain(&self) -> bool {
+        matches!(self, Error::Db { source, .. }
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure))
+    }
+
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
             context: context.into(),

@@ -108,4 +108,21 @@ fn a_removed_file_is_noticed_and_a_returned_one_reopened() {
     engine.health_pass();
     assert_eq!(engine.volume_info(1).unwrap().state, VolumeState::Ready);
     assert!(read_whole(&engine, &root) == data);
+
+    // a sector freed while its volume is away: its slot is punched out and
+    // given back once the volume is back, not at the next start
+    let slot = engine.lookup(&root).unwrap().unwrap().slot;
+    std::fs::hard_link(&a, &aside).unwrap();
+    std::fs::remove_file(&a).unwrap();
+    engine.health_pass();
+    engine.unpin(&root).unwrap();
+    assert_eq!(engine.volume_info(1).unwrap().used, 1, "held until punched");
+    std::fs::rename(&aside, &a).unwrap();
+    engine.health_pass();
+    assert_eq!(engine.volume_info(1).unwrap().used, 0);
+    let mut on_disk = vec![1u8; SECTOR_SIZE];
+    let f = std::fs::File::open(&a).unwrap();
+    f.read_exact_at(&mut on_disk, slot * SECTOR_SIZE as u64)
+        .unwrap();
+    assert!(on_disk.iter().all(|b| *b == 0), "the freed data is gone");
 }

@@ -52,6 +52,7 @@ impl Engine {
         v.set_file(Some(file));
         v.stats.consecutive_errors.store(0, Ordering::Relaxed);
         v.set_state(state);
+        self.retry_punches(id);
         self.alloc.lock().set_writable(id, v.writable());
         self.alerts.clear(&format!("volume-unavailable-{id}"));
         self.alerts.raise(

@@ -171,19 +171,20 @@ impl Engine {
                 "volume {id} already has a job running; cancel it or wait for it to finish"
             )));
         }
-        let (to_move, room, state) = {
+        // counted before the allocator's lock is taken: every write waits
+        // on that lock, and a count can scan millions of rows
+        let to_move = match kind {
+            JobKind::Shrink(target) => self.meta.count_sectors_from(id, target)?,
+            JobKind::Remove { .. } => self.meta.used_slots(id)?,
+        };
+        let (room, state) = {
             let alloc = self.alloc.lock();
             match kind {
                 JobKind::Shrink(target) => (
-                    self.meta.count_sectors_from(id, target)?,
                     alloc.free_below(id, target) + alloc.placeable_free(id),
                     VolumeState::Resizing,
                 ),
-                JobKind::Remove { .. } => (
-                    self.meta.used_slots(id)?,
-                    alloc.placeable_free(id),
-                    VolumeState::Removing,
-                ),
+                JobKind::Remove { .. } => (alloc.placeable_free(id), VolumeState::Removing),
             }
         };
         // a forced removal of a volume whose file cannot be opened moves
@@ -568,7 +569,17 @@ impl JobRun<'_> {
                     .iter()
                     .all(|(v, f)| e.volume(*v).is_ok_and(|vol| vol.holds(f)))
         };
-        let done = e.meta.relocate(&moves, &intact)?;
+        let done = match e.meta.relocate(&moves, &intact) {
+            Ok(done) => done,
+            Err(err) => {
+                // may yet be found committed at the next open: the copies
+                // stay where they are, reserved, and the rows decide then
+                if err.commit_uncertain() {
+                    planned.iter().for_each(|i| settled[*i] = true);
+                }
+                return Err(err);
+            }
+        };
         let mut freed = Vec::new();
         for ((m, ok), i) in moves.iter().zip(done).zip(planned) {
             settled[i] = true;

@@ -60,6 +60,11 @@ impl Engine {
         self.meta.contract_roots(name)
     }
 
+    /// The roots of contract `id` in order (none if it is gone).
+    pub fn contract_roots_by_id(&self, id: i64) -> Result<Vec<Root>> {
+        self.meta.contract_roots_by_id(id)
+    }
+
     /// Drops the entries contract `id` had at `revision` (those below index
     /// `end`), unless its list was replaced since (or it is gone): what a
     /// truncation at open does, applied late. True if done.
@@ -171,18 +176,43 @@ impl Engine {
     /// only then hands the slots back, so a new sector never shares a slot
     /// with a pending punch. A slot that cannot be punched now stays
     /// pending and out of use until the next start retries it.
+    /// Punches out the slots of volume `vol` that were freed while its file
+    /// was unavailable, and gives them back.
+    pub(crate) fn retry_punches(&self, vol: u32) {
+        let Ok(pending) = self.meta.pending_punches() else {
+            return;
+        };
+        let free: Vec<(u32, u64)> = pending
+            .into_iter()
+            .filter(|(v, _)| *v == vol)
+            // never a slot a sector owns again (as at open)
+            .filter(|(v, slot)| {
+                self.meta
+                    .sectors_in_volume(*v, *slot, 1)
+                    .is_ok_and(|rows| rows.first().is_none_or(|s| s.slot != *slot))
+            })
+            .collect();
+        self.punch_and_release(&free);
+    }
+
     pub(crate) fn punch_and_release(&self, slots: &[(u32, u64)]) {
         let mut punched = Vec::with_capacity(slots.len());
         for &(vol, slot) in slots {
-            if let Ok(file) = self.volume(vol).and_then(|v| v.file()) {
-                match file.punch(slot) {
+            match self.volume(vol).and_then(|v| v.file()) {
+                Ok(file) => match file.punch(slot) {
                     Ok(()) => punched.push((vol, slot)),
                     Err(e) => tracing::warn!(
                         volume = vol,
                         slot,
                         "cannot punch out a freed slot, it will be retried at the next start: {e}"
                     ),
-                }
+                },
+                Err(_) => tracing::info!(
+                    volume = vol,
+                    slot,
+                    "a slot freed while its volume is unavailable is punched out (and reused) \
+                     once the volume is back"
+                ),
             }
         }
         if let Err(e) = self.meta.clear_punches(&punched) {

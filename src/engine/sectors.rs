@@ -196,6 +196,10 @@ impl Engine {
                 }))
             }
             Ok(Inserted::SlotGone) => Ok(None),
+            // the commit may yet be found committed (a failed WAL sync is
+            // recovered at the next open): the slot stays reserved, unpunched,
+            // and the next open sees from the rows whose it is
+            Err(e) if e.commit_uncertain() => return Err(e),
             Err(e) => Err(e),
         };
         self.discard_slot(volume.id, slot);

@@ -690,7 +690,7 @@ impl Filesystem for SectorFs {
                 let snapshot = if flags.acc_mode() == OpenAccMode::O_WRONLY {
                     Vec::new()
                 } else {
-                    contract_text(&self.engine.contract_roots(&c.name)?.unwrap_or_default())
+                    contract_text(&self.engine.contract_roots_by_id(c.id)?)
                 };
                 let edit = if !write {
                     None
@@ -818,7 +818,7 @@ impl Filesystem for SectorFs {
                 // not empty the list).
                 let readable = flags & libc::O_ACCMODE != libc::O_WRONLY;
                 let snapshot = match existed && readable {
-                    true => contract_text(&self.engine.contract_roots(name)?.unwrap_or_default()),
+                    true => contract_text(&self.engine.contract_roots_by_id(c.id)?),
                     false => Vec::new(),
                 };
                 let edit = if flags & libc::O_APPEND != 0 {

@@ -183,22 +183,19 @@ impl Meta {
     /// A contract's roots in order; `None` if there is no such contract.
     pub fn contract_roots(&self, name: &str) -> Result<Option<Vec<Root>>> {
         self.read(|c| {
-            let Some(id) = contract_id(c, name)? else {
+            // one snapshot: a rename between finding the contract and
+            // reading its list must not show an empty list
+            let tx = c.unchecked_transaction().ctx("reading a contract")?;
+            let Some(id) = contract_id(&tx, name)? else {
                 return Ok(None);
             };
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT s.root FROM contract_entries e JOIN sectors s ON s.id = e.sector_id \
-                     WHERE e.contract_id = ?1 ORDER BY e.idx",
-                )
-                .ctx("reading a contract")?;
-            let roots = stmt
-                .query_map([id], |r| root_of(r, 0))
-                .ctx("reading a contract")?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .ctx("reading a contract")?;
-            Ok(Some(roots))
+            roots_of(&tx, id).map(Some)
         })
+    }
+
+    /// The roots of contract `id` in order (none if it is gone).
+    pub fn contract_roots_by_id(&self, id: i64) -> Result<Vec<Root>> {
+        self.read(|c| roots_of(c, id))
     }
 
     /// Every contract as (id, name, entries), by name.
@@ -555,6 +552,18 @@ fn apply_revision(
     let mut touched = old;
     touched.extend_from_slice(ids);
     Ok(RefChange { touched, freed })
+}
+
+fn roots_of(c: &Connection, contract: i64) -> Result<Vec<Root>> {
+    c.prepare_cached(
+        "SELECT s.root FROM contract_entries e JOIN sectors s ON s.id = e.sector_id \
+         WHERE e.contract_id = ?1 ORDER BY e.idx",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_map([contract], |r| root_of(r, 0))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .ctx("reading a contract")
 }
 
 fn contract_name(c: &Connection, id: i64) -> Result<Option<String>> {

@@ -104,6 +104,12 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO settings (key, value)
         SELECT 'next_contract_id', coalesce(max(id), 0) + 1 FROM contracts;
     "#,
+    // 7: the contract counter again, for a store made by a build whose
+    // migration 6 numbered volumes only
+    r#"
+    INSERT OR IGNORE INTO settings (key, value)
+        SELECT 'next_contract_id', coalesce(max(id), 0) + 1 FROM contracts;
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
