@@ -26,6 +26,29 @@ pub struct VolumeFile {
     sync_errors: AtomicU64,
 }
 
+/// What [`VolumeFile::sync_since`] fails with when its own sync succeeded
+/// but another failed meanwhile: this write may be lost, and the error was
+/// already counted against the volume by the sync that saw it.
+#[derive(Debug)]
+pub struct SharedSyncError;
+
+impl std::fmt::Display for SharedSyncError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "a write-back error on this volume file since the write began: its bytes may not be \
+             on disk",
+        )
+    }
+}
+
+impl std::error::Error for SharedSyncError {}
+
+/// `e` is a [`SharedSyncError`].
+pub fn is_shared_sync_error(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<SharedSyncError>())
+}
+
 /// Alignment of buffer, offset and length that a write needs to bypass the
 /// page cache. A page: enough for any logical block size up to 4 KiB.
 pub const DIRECT_ALIGN: usize = 4096;
@@ -219,10 +242,7 @@ impl VolumeFile {
     pub fn sync_since(&self, mark: u64) -> io::Result<()> {
         self.sync()?;
         if self.error_mark() != mark {
-            return Err(io::Error::other(
-                "a write-back error on this volume file since the write began: its bytes may \
-                 not be on disk",
-            ));
+            return Err(io::Error::other(SharedSyncError));
         }
         Ok(())
     }
@@ -311,5 +331,20 @@ mod tests {
         assert!(got[3..1003] == page[5..1005]);
         assert!(got[2000..2009] == page[1..10] && got[2009..2019] == page[20..30]);
         assert!(got[..3].iter().chain(&got[1003..2000]).all(|b| *b == 0));
+    }
+
+    /// A sync that succeeds itself fails when another sync of the file
+    /// failed since the mark: the kernel told that error to the other one.
+    #[test]
+    fn a_sync_hears_of_an_error_another_sync_saw() {
+        let dir = tempfile::tempdir().unwrap();
+        let vol = VolumeFile::create(&dir.path().join("v.vol"), 1).unwrap();
+        let mark = vol.error_mark();
+        vol.sync_since(mark).unwrap();
+        // as `sync` counts a failure
+        vol.sync_errors.fetch_add(1, Ordering::SeqCst);
+        let e = vol.sync_since(mark).unwrap_err();
+        assert!(is_shared_sync_error(&e), "{e}");
+        vol.sync_since(vol.error_mark()).unwrap();
     }
 }

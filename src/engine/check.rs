@@ -83,7 +83,7 @@ impl Engine {
         if v.state() == VolumeState::Unavailable {
             self.reopen_volume(id)?;
         }
-        let control = Arc::new(JobControl::default());
+        let control = JobControl::new(VolumeState::Checking);
         {
             let mut running = self.jobs.running.lock();
             if running.contains_key(&id) {
@@ -101,8 +101,9 @@ impl Engine {
         });
         if let Err(e) = spawned {
             // no check after all: the volume as it was
-            self.jobs.running.lock().remove(&id);
-            v.set_state(VolumeState::Ready);
+            let mut running = self.jobs.running.lock();
+            self.back_in_business(&v);
+            running.remove(&id);
             return Err(Error::io("cannot start a check thread", e));
         }
         Ok(())
@@ -122,9 +123,6 @@ impl Engine {
                 Some(progress),
             );
         });
-        if v.state() == VolumeState::Checking {
-            v.set_state(VolumeState::Ready);
-        }
         let secs = started.elapsed().as_secs_f64().max(1e-3);
         let (severity, message, data) = match result {
             Ok(r) => {
@@ -151,7 +149,11 @@ impl Engine {
             ),
         };
         self.alerts.raise(&key, severity, message, data);
-        self.jobs.running.lock().remove(&id);
+        let mut running = self.jobs.running.lock();
+        if v.state() == VolumeState::Checking {
+            v.set_state(VolumeState::Ready);
+        }
+        running.remove(&id);
     }
 
     /// Verifies every sector of a volume now, on this thread (plus helpers),
@@ -244,12 +246,17 @@ impl Engine {
                     })
                 })
                 .collect();
-            let mut all: Vec<(usize, Verdict)> = workers
+            // a sector a worker never reported on (it panicked) was not read
+            let mut all: Vec<Verdict> = (0..batch.len())
+                .map(|_| Verdict::Unreadable("the check of it did not run".into()))
+                .collect();
+            for (i, verdict) in workers
                 .into_iter()
                 .flat_map(|w| w.join().unwrap_or_default())
-                .collect();
-            all.sort_by_key(|(i, _)| *i);
-            all.into_iter().map(|(_, v)| v).collect()
+            {
+                all[i] = verdict;
+            }
+            all
         })
     }
 

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use super::{Engine, Severity, Volume, VolumeState, now_secs};
 use crate::error::{Error, Result};
-use crate::meta::JobKind;
 use crate::volume::VolumeFile;
 
 /// I/O errors in a row after which a volume is taken out of service.
@@ -29,6 +28,9 @@ impl Engine {
     /// unreadable before). Ready at once, no restart needed.
     pub fn reopen_volume(&self, id: u32) -> Result<()> {
         let v = self.volume(id)?;
+        // one at a time: two reopens would both punch the slots freed while
+        // it was away, the second after the first gave them back
+        let _one = self.jobs.reopening.lock();
         if v.state() != VolumeState::Unavailable {
             return Ok(());
         }
@@ -39,21 +41,19 @@ impl Engine {
                 v.path.display()
             ))
         })?;
-        // a job under way keeps its state: a volume being removed must not
-        // take new sectors because its file came back
-        let state = match self.meta.jobs()?.iter().find(|j| j.volume_id == id) {
-            Some(j) => match j.kind {
-                JobKind::Shrink(_) => VolumeState::Resizing,
-                JobKind::Remove { .. } => VolumeState::Removing,
-            },
-            None if self.job_running(id) => VolumeState::Checking,
-            None => VolumeState::Ready,
-        };
         v.set_file(Some(file));
         v.stats.consecutive_errors.store(0, Ordering::Relaxed);
-        v.set_state(state);
+        // slots freed while it was away are punched out before it takes
+        // new sectors again
         self.retry_punches(id);
-        self.alloc.lock().set_writable(id, v.writable());
+        {
+            // a job under way keeps its state (a volume being removed must
+            // not take new sectors because its file came back); decided
+            // under the jobs' lock, so a job ending meanwhile sets it after
+            let running = self.jobs.running.lock();
+            v.set_state(running.get(&id).map_or(VolumeState::Ready, |c| c.state));
+            self.alloc.lock().set_writable(id, v.writable());
+        }
         self.alerts.clear(&format!("volume-unavailable-{id}"));
         self.alerts.raise(
             &format!("volume-back-{id}"),

@@ -39,14 +39,27 @@ pub struct Jobs {
     /// file and row say the new size), so no other can start meanwhile and
     /// cut the file under it.
     sizing: Mutex<()>,
+    /// Held while an unavailable volume is reopened: one at a time.
+    pub(super) reopening: Mutex<()>,
 }
 
-#[derive(Default)]
 pub(super) struct JobControl {
     /// The operator cancelled: stop, forget the job.
     pub(super) cancel: AtomicBool,
     /// The daemon is stopping: stop, resume at next start.
     pub(super) pause: AtomicBool,
+    /// The volume's state while the job runs.
+    pub(super) state: VolumeState,
+}
+
+impl JobControl {
+    pub(super) fn new(state: VolumeState) -> Arc<JobControl> {
+        Arc::new(JobControl {
+            cancel: AtomicBool::new(false),
+            pause: AtomicBool::new(false),
+            state,
+        })
+    }
 }
 
 /// How a job ended.
@@ -216,7 +229,7 @@ impl Engine {
             }
             alloc.set_writable(id, v.writable());
         }
-        let control = Arc::new(JobControl::default());
+        let control = JobControl::new(state);
         running.insert(id, control.clone());
         drop(running);
         self.space_changed();
@@ -227,11 +240,14 @@ impl Engine {
         });
         if let Err(e) = spawned {
             // no job after all: the volume as it was, no row to resume
-            self.jobs.running.lock().remove(&id);
+            {
+                let mut running = self.jobs.running.lock();
+                self.back_in_business(&v);
+                running.remove(&id);
+            }
             if !resuming {
                 self.meta.delete_job(id)?;
             }
-            self.back_in_business(&v);
             return Err(Error::io("cannot start a job thread", e));
         }
         Ok(())
@@ -249,8 +265,9 @@ impl Engine {
     }
 
     /// A volume whose job ended (or never started) takes new sectors again
-    /// anywhere, if it can.
-    fn back_in_business(&self, v: &Volume) {
+    /// anywhere, if it can. Called with the jobs' lock held, so a reopen
+    /// of the volume never sees the job's state after this.
+    pub(super) fn back_in_business(&self, v: &Volume) {
         v.set_state(if v.file().is_ok() {
             VolumeState::Ready
         } else {
@@ -307,17 +324,20 @@ impl Engine {
         {
             tracing::error!("cannot forget the finished job on volume {id}: {e}");
         }
-        if !matches!(result, Ok(Ended::Done) if matches!(kind, JobKind::Remove { .. })) {
-            // the volume stays: open for business again
-            self.back_in_business(v);
-        }
         self.alerts.raise(
             &key,
             severity,
             message,
             serde_json::json!({"volume": id, "moved": job.moved, "seconds": secs}),
         );
-        self.jobs.running.lock().remove(&id);
+        {
+            let mut running = self.jobs.running.lock();
+            if !matches!(result, Ok(Ended::Done) if matches!(kind, JobKind::Remove { .. })) {
+                // the volume stays: open for business again
+                self.back_in_business(v);
+            }
+            running.remove(&id);
+        }
         self.space_changed();
     }
 }
@@ -407,8 +427,11 @@ impl JobRun<'_> {
     fn move_batch(&mut self, batch: &[SectorRow]) -> Result<()> {
         let e = self.engine;
         let id = self.volume.id;
-        let verify = matches!(self.kind, JobKind::Remove { .. });
-        let src = job_source(self.volume);
+        // a removal verifies what it moves, and so does any job reading a
+        // volume that is out of service (through its path opened afresh)
+        let own = self.volume.file().ok();
+        let verify = matches!(self.kind, JobKind::Remove { .. }) || own.is_none();
+        let src = own.or_else(|| job_source(self.volume));
         if src.is_none() {
             for s in batch {
                 self.cannot_read(s, "the volume's file is unavailable")?;
@@ -709,7 +732,6 @@ impl std::fmt::Display for CopyError {
     }
 }
 
-/// Copies one sector to its new slot; with `verify`, checks its root first.
 /// The file a job reads a volume's sectors from: the volume's own, or,
 /// while the volume is out of service (too many errors in a row, or its
 /// file went missing), its path opened afresh. Only a file that cannot be
@@ -720,6 +742,7 @@ fn job_source(v: &Volume) -> Option<Arc<VolumeFile>> {
         .or_else(|| VolumeFile::open(&v.path, 0).ok().map(Arc::new))
 }
 
+/// Copies one sector to its new slot; with `verify`, checks its root first.
 fn copy_one(
     src: Option<&VolumeFile>,
     dest: Option<&Arc<VolumeFile>>,

@@ -171,11 +171,6 @@ impl Engine {
         self.space_changed();
     }
 
-    /// Punches out slots whose sector left them (recorded as pending in the
-    /// transaction that freed or moved it), clears the pending rows, and
-    /// only then hands the slots back, so a new sector never shares a slot
-    /// with a pending punch. A slot that cannot be punched now stays
-    /// pending and out of use until the next start retries it.
     /// Punches out the slots of volume `vol` that were freed while its file
     /// was unavailable, and gives them back.
     pub(crate) fn retry_punches(&self, vol: u32) {
@@ -195,6 +190,12 @@ impl Engine {
         self.punch_and_release(&free);
     }
 
+    /// Punches out slots whose sector left them (recorded as pending in the
+    /// transaction that freed or moved it), clears the pending rows, and
+    /// only then hands the slots back, so a new sector never shares a slot
+    /// with a pending punch. A slot that cannot be punched now stays
+    /// pending and out of use until its volume is reopened or the next
+    /// start retries it.
     pub(crate) fn punch_and_release(&self, slots: &[(u32, u64)]) {
         let mut punched = Vec::with_capacity(slots.len());
         for &(vol, slot) in slots {

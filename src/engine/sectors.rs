@@ -14,7 +14,7 @@ use super::{Engine, Reference, SectorRow, Severity, now_secs};
 use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
 use crate::meta::Inserted;
-use crate::volume::{SECTOR_BYTES, VolumeFile};
+use crate::volume::{SECTOR_BYTES, VolumeFile, is_shared_sync_error};
 
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,7 +276,9 @@ impl Engine {
         // A full file system is no failing device: the volume keeps serving
         // its sectors, and takes new ones again once there is room.
         let full = matches!(e.errno(), libc::ENOSPC | libc::EDQUOT);
-        if !full {
+        // an error another writer's sync saw (and counted) first
+        let shared = matches!(e, Error::Io { source, .. } if is_shared_sync_error(source));
+        if !full && !shared {
             self.note_io_error(volume, &e.to_string());
         }
         let what = if full {

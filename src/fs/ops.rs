@@ -88,6 +88,11 @@ impl SectorFs {
     /// its first descriptor before the command writes the new list, and
     /// emptying there would free sectors the new list names. Such a handle
     /// is emptied at its last flush or at release.
+    ///
+    /// `owner`: the lock owner of a flush (a close); `None` for an fsync,
+    /// which applies what was written so far (a truncation included) and,
+    /// when refused, leaves the handle as it was for more writes and the
+    /// close.
     fn commit_contract(
         &self,
         up: &mut ContractUpload,
@@ -104,10 +109,15 @@ impl SectorFs {
                 "refused revise contract {}: a write to it failed, so its list is unchanged",
                 up.name
             );
-            self.unmake_contract(up);
+            if owner.is_some() {
+                self.unmake_contract(up);
+            }
             return Err(Errno::from_i32(errno));
         }
-        if up.edit == Some(ContractEdit::Replace) && !up.written && !up.applied {
+        if up.edit == Some(ContractEdit::Replace) && !up.written && !up.applied && owner.is_none() {
+            // an fsync asks for the truncation now
+            up.dirty = true;
+        } else if up.edit == Some(ContractEdit::Replace) && !up.written && !up.applied {
             // another process (a child that inherited the descriptor, even
             // one closing it at exec) never empties the list for its opener
             let pid = fds::process_of(pid);
@@ -127,7 +137,7 @@ impl SectorFs {
             return up.outcome.unwrap_or(Ok(())).map_err(Errno::from_i32);
         }
         up.dirty = false;
-        up.applied = true;
+        let applied_before = std::mem::replace(&mut up.applied, true);
         let result = match up.edit {
             None => Err(Error::Invalid(format!(
                 "contract {} was written without O_TRUNC (replace) or O_APPEND (append); \
@@ -140,10 +150,16 @@ impl SectorFs {
             Some(edit) => crate::parse::parse_root_list(&up.data)
                 .and_then(|roots| self.engine.revise_contract_by_id(up.id, &roots, edit)),
         };
+        let outcome = result.map_err(|e| self.refuse("revise contract", &up.name, &e));
+        if owner.is_none() && outcome.is_err() {
+            // refused at an fsync: the writes go on, the close decides
+            up.dirty = true;
+            up.applied = applied_before;
+            return outcome;
+        }
         if up.edit == Some(ContractEdit::Append) {
             up.data.clear();
         }
-        let outcome = result.map_err(|e| self.refuse("revise contract", &up.name, &e));
         if outcome.is_err() {
             self.unmake_contract(up);
         }
@@ -1009,7 +1025,9 @@ impl Filesystem for SectorFs {
                     // one: a short write says so (a call that fails changes
                     // nothing), and the rest, written again, is refused
                     Err((_, applied)) if applied > earlier => {
-                        return reply.written((applied - earlier) as u32);
+                        // (capped: another write on the handle may have
+                        // come between)
+                        return reply.written((applied - earlier).min(data.len()) as u32);
                     }
                     Err((e, _)) => Err(e),
                 }

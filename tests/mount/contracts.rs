@@ -479,3 +479,28 @@ fn ls_lists_more_contracts_than_a_page() {
     m.sh_ok("rm contracts/c1 contracts/c350");
     assert_eq!(m.sh_ok("ls contracts | wc -l").trim(), "698");
 }
+
+/// An fsync of a contract applies what was written so far, a truncation
+/// included; refused (a line cut short), it changes nothing, and the writes
+/// and the close go on.
+#[test]
+fn fsync_of_a_contract_applies_or_changes_nothing() {
+    let m = Mount::start(&[]);
+    let (a, b) = (m.put(&sector(170)), m.put(&sector(171)));
+    let text = list(&[&a, &b]);
+    let mut f = replace().create(true).open(m.path("contracts/fs")).unwrap();
+    f.write_all(&text.as_bytes()[..70]).unwrap();
+    assert_eq!(errno(&f.sync_all().unwrap_err()), libc::EINVAL);
+    assert!(m.path("contracts/fs").exists());
+    f.write_all(&text.as_bytes()[70..]).unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(m.read("contracts/fs"), text);
+    close(f).unwrap();
+    assert_eq!(m.read("contracts/fs"), text);
+    // opened to replace, fsynced with nothing written: emptied then
+    let f = replace().open(m.path("contracts/fs")).unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(m.read("contracts/fs"), "");
+    close(f).unwrap();
+    assert_eq!(m.read("contracts/fs"), "");
+}
