@@ -560,3 +560,48 @@ fn the_default_volume_is_made_on_a_first_start_only() {
     let engine = open_default();
     assert!(engine.volume_infos().is_empty(), "not made again");
 }
+
+/// A removal whose destination runs out of room mid-batch fails, and every
+/// slot the batch reserved there is either its sector's or free again:
+/// none stays reserved with nothing in it.
+#[test]
+fn a_failed_batch_leaves_no_slot_reserved() {
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    // room for two sectors, though the volume says sixteen
+    nix::mount::mount(
+        Some("tmpfs"),
+        &small,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=10m"),
+    )
+    .expect("mount a small tmpfs (run as root)");
+    let _guard = Unmount(small.clone());
+    let engine = Arc::new(open(dir.path()));
+    let a = engine.add_volume(&dir.path().join("a.vol"), 6).unwrap();
+    let mut sectors = HashMap::new();
+    for seed in 30..36 {
+        let (root, data) = make_sector(seed);
+        engine.write_sector(&root, &data, Reference::Pin).unwrap();
+        sectors.insert(root, data);
+    }
+    let b = engine.add_volume(&small.join("b.vol"), 16).unwrap();
+    engine.remove_volume(a, false).unwrap();
+    wait_job(&engine, a, 60);
+    assert!(engine.volume(a).is_ok(), "the removal failed: a stays");
+    let job = engine.alerts().get(&format!("job-{a}")).unwrap();
+    assert!(job.message.contains("failed"), "{}", job.message);
+    for (root, data) in &sectors {
+        assert!(read_whole(&engine, root) == *data);
+    }
+    assert!(engine.volume_info(b).unwrap().used <= 2);
+    assert_slots_match(&engine);
+}
