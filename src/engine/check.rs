@@ -93,7 +93,7 @@ impl Engine {
             }
             running.insert(id, control.clone());
         }
-        v.set_state(VolumeState::Checking);
+        v.set_state_if_open(VolumeState::Checking);
         let engine = self.clone();
         let checked = v.clone();
         let spawned = self.spawn_job(format!("check-volume-{id}"), move || {
@@ -151,7 +151,7 @@ impl Engine {
         self.alerts.raise(&key, severity, message, data);
         let mut running = self.jobs.running.lock();
         if v.state() == VolumeState::Checking {
-            v.set_state(VolumeState::Ready);
+            v.set_state_if_open(VolumeState::Ready);
         }
         running.remove(&id);
     }

@@ -41,17 +41,18 @@ impl Engine {
                 v.path.display()
             ))
         })?;
+        // slots freed while it was away are punched out before it takes
+        // new sectors again, and before it has its file: a free meanwhile
+        // leaves its slot pending rather than punch it twice
+        self.retry_punches(id, &file);
         v.set_file(Some(file));
         v.stats.consecutive_errors.store(0, Ordering::Relaxed);
-        // slots freed while it was away are punched out before it takes
-        // new sectors again
-        self.retry_punches(id);
         {
             // a job under way keeps its state (a volume being removed must
             // not take new sectors because its file came back); decided
             // under the jobs' lock, so a job ending meanwhile sets it after
             let running = self.jobs.running.lock();
-            v.set_state(running.get(&id).map_or(VolumeState::Ready, |c| c.state));
+            v.set_state_if_open(running.get(&id).map_or(VolumeState::Ready, |c| c.state));
             self.alloc.lock().set_writable(id, v.writable());
         }
         self.alerts.clear(&format!("volume-unavailable-{id}"));

@@ -268,11 +268,7 @@ impl Engine {
     /// anywhere, if it can. Called with the jobs' lock held, so a reopen
     /// of the volume never sees the job's state after this.
     pub(super) fn back_in_business(&self, v: &Volume) {
-        v.set_state(if v.file().is_ok() {
-            VolumeState::Ready
-        } else {
-            VolumeState::Unavailable
-        });
+        v.set_state_if_open(VolumeState::Ready);
         let mut alloc = self.alloc.lock();
         alloc.set_limit(v.id, None);
         alloc.set_writable(v.id, v.writable());

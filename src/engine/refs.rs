@@ -5,6 +5,7 @@ use super::{ContractEdit, ContractRow, Engine, Reference, SectorRow};
 use crate::error::{Error, Result};
 use crate::merkle::Root;
 use crate::meta::RefChange;
+use crate::volume::VolumeFile;
 
 impl Engine {
     /// Drops a sector's pin (`rm /sectors/<root>`).
@@ -171,13 +172,14 @@ impl Engine {
         self.space_changed();
     }
 
-    /// Punches out the slots of volume `vol` that were freed while its file
-    /// was unavailable, and gives them back.
-    pub(crate) fn retry_punches(&self, vol: u32) {
+    /// Punches out, in `file` (the volume's file, reopened and not yet in
+    /// use), the slots of volume `vol` freed while it was unavailable, and
+    /// gives them back.
+    pub(crate) fn retry_punches(&self, vol: u32, file: &VolumeFile) {
         let Ok(pending) = self.meta.pending_punches() else {
             return;
         };
-        let free: Vec<(u32, u64)> = pending
+        let punched: Vec<(u32, u64)> = pending
             .into_iter()
             .filter(|(v, _)| *v == vol)
             // never a slot a sector owns again (as at open)
@@ -186,8 +188,16 @@ impl Engine {
                     .sectors_in_volume(*v, *slot, 1)
                     .is_ok_and(|rows| rows.first().is_none_or(|s| s.slot != *slot))
             })
+            .filter(|(_, slot)| file.punch(*slot).is_ok())
             .collect();
-        self.punch_and_release(&free);
+        if let Err(e) = self.meta.clear_punches(&punched) {
+            tracing::warn!("cannot record punched slots (retried at the next start): {e}");
+            return;
+        }
+        let mut alloc = self.alloc.lock();
+        for (vol, slot) in punched {
+            alloc.release(vol, slot);
+        }
     }
 
     /// Punches out slots whose sector left them (recorded as pending in the

@@ -172,6 +172,18 @@ impl Volume {
     pub(crate) fn set_state(&self, state: VolumeState) {
         *self.state.write() = state;
     }
+
+    /// Sets `state`, or `Unavailable` if the volume has no open file:
+    /// decided under the state's lock, which `mark_unavailable` takes before
+    /// it drops the file, so a volume never shows a state it cannot serve.
+    pub(crate) fn set_state_if_open(&self, state: VolumeState) {
+        let mut now = self.state.write();
+        *now = if self.file.read().is_some() {
+            state
+        } else {
+            VolumeState::Unavailable
+        };
+    }
 }
 
 /// A volume's row plus its live numbers, for listings and control files.
@@ -286,8 +298,12 @@ impl Engine {
     }
 
     pub(crate) fn mark_unavailable(&self, v: &Volume, reason: &str) {
-        *v.file.write() = None;
-        *v.state.write() = VolumeState::Unavailable;
+        {
+            // the state's lock first: see `set_state_if_open`
+            let mut state = v.state.write();
+            *v.file.write() = None;
+            *state = VolumeState::Unavailable;
+        }
         tracing::error!(
             volume = v.id,
             "volume {} is now unavailable: {reason}",

@@ -114,6 +114,7 @@ impl SectorFs {
             }
             return Err(Errno::from_i32(errno));
         }
+        let was_dirty = up.dirty;
         if up.edit == Some(ContractEdit::Replace) && !up.written && !up.applied && owner.is_none() {
             // an fsync asks for the truncation now
             up.dirty = true;
@@ -153,7 +154,7 @@ impl SectorFs {
         let outcome = result.map_err(|e| self.refuse("revise contract", &up.name, &e));
         if owner.is_none() && outcome.is_err() {
             // refused at an fsync: the writes go on, the close decides
-            up.dirty = true;
+            up.dirty = was_dirty;
             up.applied = applied_before;
             return outcome;
         }
