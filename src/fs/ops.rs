@@ -1184,7 +1184,12 @@ impl Filesystem for SectorFs {
             Ok(e) => e,
             Err(e) => return reply.error(self.refuse("list", &format_args!("{node:?}"), &e)),
         };
-        let dots = [(".".to_string(), node), ("..".to_string(), Node::Root)];
+        let parent = match node {
+            Node::TempHeight(_) => Node::TempDir,
+            Node::VolumeDir(_) => Node::VolumesDir,
+            _ => Node::Root,
+        };
+        let dots = [(".".to_string(), node), ("..".to_string(), parent)];
         for (i, (name, child)) in dots
             .into_iter()
             .chain(entries)

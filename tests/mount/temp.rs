@@ -26,6 +26,14 @@ fn temp_write_link_and_remove() {
     m.sh_ok("mkdir temp/10");
     assert_eq!(dir_names(&m, "temp"), ["10"]);
     assert!(std::fs::metadata(m.path("temp/10")).unwrap().is_dir());
+    // its ".." is /temp
+    let listing = m.sh_ok("ls -ia temp/10");
+    let dotdot = listing
+        .lines()
+        .find_map(|l| l.trim().strip_suffix(" ..").map(str::trim))
+        .unwrap_or_else(|| panic!("no .. in {listing:?}"));
+    let temp_ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(m.path("temp")).unwrap());
+    assert_eq!(dotdot, temp_ino.to_string());
     // mkdir twice: EEXIST
     assert_eq!(
         errno(&std::fs::create_dir(m.path("temp/10")).unwrap_err()),
