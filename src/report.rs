@@ -69,7 +69,9 @@ pub fn status_text(engine: &Engine) -> Result<String> {
     for a in &s.alerts {
         let _ = write!(out, "{} {} {}", a.severity, a.id, a.message);
         if let Some(p) = &a.progress {
-            let _ = write!(out, ": {}/{}, {:.0}%", p.done, p.total, p.percent);
+            // the message already counts what is done (`1840/4096 sectors
+            // moved`)
+            let _ = write!(out, ", {:.0}%", p.percent);
             if let Some(eta) = p.eta_secs {
                 let _ = write!(out, ", ~{} left", human_duration(eta));
             }
@@ -99,7 +101,7 @@ pub fn metrics(engine: &Engine) -> Result<String> {
     };
     let one = |v: u64| vec![(String::new(), v)];
     gauge(
-        "slots_total",
+        "slots",
         "Slots in all volumes.",
         "gauge",
         &one(c.total_slots),
@@ -248,9 +250,30 @@ pub fn metrics(engine: &Engine) -> Result<String> {
 /// `95s` → `~2m`; coarse on purpose, it is an estimate.
 pub fn human_duration(secs: f64) -> String {
     let s = secs.round() as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m", (s + 30) / 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    if s < 60 {
+        return format!("{s}s");
+    }
+    // rounded to the minute first, so 59m30s reads as 1h00m
+    let m = (s + 30) / 60;
+    if m < 60 {
+        format!("{m}m")
+    } else {
+        format!("{}h{:02}m", m / 60, m % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_duration;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(human_duration(0.4), "0s");
+        assert_eq!(human_duration(59.0), "59s");
+        assert_eq!(human_duration(90.0), "2m");
+        assert_eq!(human_duration(3569.0), "59m");
+        assert_eq!(human_duration(3570.0), "1h00m");
+        assert_eq!(human_duration(3600.0), "1h00m");
+        assert_eq!(human_duration(5400.0), "1h30m");
     }
 }

@@ -131,6 +131,8 @@ pub fn volume(mount: &Path, action: VolumeAction) -> Result<(), String> {
         VolumeAction::Add { path, size } => {
             let abs = std::path::absolute(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let before = volume_ids(mount)?;
+            // the line's last word is the size: `4 TiB` is sent as `4TiB`
+            let size: String = size.split_whitespace().collect();
             control_write(mount, "/volumes/add", &format!("{} {size}", abs.display()))?;
             let added: Vec<_> = volume_ids(mount)?
                 .into_iter()
@@ -185,11 +187,23 @@ pub fn status(mount: &Path, json: bool, watch: bool) -> Result<(), String> {
         );
         return Ok(());
     }
+    if json {
+        return Err(
+            "--watch redraws the text status; for JSON, read status.json \
+                    repeatedly (e.g. watch cat MOUNT/status.json)"
+                .into(),
+        );
+    }
+    // redrawn in place on a terminal (home, draw, clear what is left);
+    // plain screens one after another into a pipe
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    if tty {
+        print!("\x1b[2J");
+    }
     loop {
         let text = read(mount, "status")?;
         let status = status_json(mount)?;
-        let mut screen = String::from("\x1b[H\x1b[2J");
-        screen.push_str(&text);
+        let mut screen = text;
         for a in status["alerts"].as_array().into_iter().flatten() {
             let Some(p) = a.get("progress").filter(|p| !p.is_null()) else {
                 continue;
@@ -202,6 +216,12 @@ pub fn status(mount: &Path, json: bool, watch: bool) -> Result<(), String> {
                 "-".repeat(40 - filled),
                 a["message"].as_str().unwrap_or("")
             ));
+        }
+        if tty {
+            // home, each line cleared to its end, and the rest below
+            screen = format!("\x1b[H{}\n\x1b[J", screen.replace('\n', "\x1b[K\n"));
+        } else {
+            screen.push_str("\n\n");
         }
         print!("{screen}");
         let _ = std::io::stdout().flush();

@@ -111,8 +111,10 @@ fn volume_and_status_commands() {
     );
     let out = m.sh_ok("sectorfs volume list --mount $MNT");
     assert!(out.contains("v2.vol") && out.contains("16"), "{out}");
-    // a relative path is taken from the current directory
-    m.sh_ok("cd $S && sectorfs volume add v3.vol 2 --mount $MNT");
+    // a relative path is taken from the current directory; a size may
+    // have a space before its unit
+    m.sh_ok("cd $S && sectorfs volume add v3.vol '8 MiB' --mount $MNT");
+    assert_eq!(m.read("volumes/3/slots"), "2\n");
     assert_eq!(
         m.read("volumes/3/path"),
         format!("{}\n", m.scratch().join("v3.vol").display())
@@ -147,6 +149,13 @@ fn volume_and_status_commands() {
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(s["volumes"].as_array().unwrap().len(), 3);
     assert!(!s["alerts"].as_array().unwrap().is_empty());
+    // --watch into a pipe: a screen a second, no terminal codes; not JSON
+    let o = m.sh("timeout 2.5 sectorfs status --watch --mount $MNT");
+    let screens = stdout(&o).matches("slots used").count();
+    assert!(screens >= 2, "{screens} screens: {}", stdout(&o));
+    assert!(!stdout(&o).contains('\x1b'), "{:?}", stdout(&o));
+    let o = m.sh("sectorfs status --watch --json --mount $MNT");
+    assert_refused(&o, "--watch");
     // a mount that is not there
     let o = m.sh("sectorfs status --mount $S");
     assert!(!o.status.success());

@@ -114,7 +114,7 @@ fn metrics_are_prometheus_text() {
             .parse()
             .unwrap()
     };
-    assert_eq!(value("sectorfs_slots_total"), 256.0);
+    assert_eq!(value("sectorfs_slots"), 256.0);
     assert_eq!(value("sectorfs_slots_used"), 1.0);
     assert_eq!(value("sectorfs_sectors"), 1.0);
     // every sample line is `name{labels} value`, every metric has a TYPE
