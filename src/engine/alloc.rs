@@ -154,6 +154,12 @@ impl Allocator {
     }
 
     /// (total, used) slots of one volume.
+    /// Free slots of `volume` that new sectors may take (below a shrink's
+    /// new size while it runs).
+    pub fn placeable(&self, volume: u32) -> Option<u64> {
+        self.volumes.get(&volume).map(VolumeSlots::placeable)
+    }
+
     pub fn usage(&self, volume: u32) -> Option<(u64, u64)> {
         self.volumes
             .get(&volume)
@@ -181,6 +187,20 @@ mod tests {
             a.add_volume(id, m, writable);
         }
         a
+    }
+
+    /// While a shrink runs, only the slots below its new size take new
+    /// sectors, and only they count as placeable.
+    #[test]
+    fn a_shrink_limit_bounds_what_is_placeable() {
+        let mut a = alloc(Placement::FillFirst, &[(1, 10, 2, true)]);
+        assert_eq!(a.placeable(1), Some(8));
+        a.set_limit(1, Some(4));
+        assert_eq!(a.placeable(1), Some(2));
+        assert_eq!(a.reserve(&[]), Some((1, 2)));
+        assert_eq!(a.reserve(&[]), Some((1, 3)));
+        assert_eq!(a.reserve(&[]), None);
+        assert_eq!(a.placeable(9), None);
     }
 
     #[test]

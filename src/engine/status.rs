@@ -10,11 +10,13 @@ pub struct Capacity {
     pub total_slots: u64,
     /// Occupied slots in all volumes.
     pub used_slots: u64,
-    /// Free slots in volumes that take new sectors.
+    /// Free slots that new sectors can take (in a volume being shrunk,
+    /// those below its new size).
     pub free_writable: u64,
-    /// Free slots in read-only volumes.
+    /// Free slots that take no new sectors: in read-only volumes, volumes
+    /// being removed, and the part a shrink is cutting off.
     pub free_readonly: u64,
-    /// Free slots in unavailable or busy volumes.
+    /// Free slots in unavailable volumes.
     pub free_unavailable: u64,
 }
 
@@ -31,7 +33,9 @@ impl Engine {
             cap.used_slots += used;
             let free = total - used;
             if v.writable() {
-                cap.free_writable += free;
+                let placeable = alloc.placeable(v.id).unwrap_or(free).min(free);
+                cap.free_writable += placeable;
+                cap.free_readonly += free - placeable;
             } else if v.state() == VolumeState::Unavailable {
                 cap.free_unavailable += free;
             } else {
