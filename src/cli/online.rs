@@ -242,6 +242,10 @@ pub fn check(mount: &Path, only: Option<u32>) -> Result<(), String> {
     let mut clean = true;
     for id in ids {
         loop {
+            // the state first: a check raises its result before its volume
+            // stops `checking`, so a result read after is this check's
+            let state = read(mount, &format!("volumes/{id}/state")).unwrap_or_default();
+            let ended = state.trim() != "checking";
             let status = status_json(mount)?;
             let alert = status["alerts"]
                 .as_array()
@@ -256,15 +260,22 @@ pub fn check(mount: &Path, only: Option<u32>) -> Result<(), String> {
                             .is_some_and(|m| m.starts_with(&format!("checking volume {id}:")))
                 })
                 .cloned();
-            let state = read(mount, &format!("volumes/{id}/state")).unwrap_or_default();
             match alert {
-                Some(a) if state.trim() != "checking" && a["progress"].is_null() => {
+                Some(a) if ended && a["progress"].is_null() => {
                     println!("{}", a["message"].as_str().unwrap_or(""));
                     clean &= a["severity"].as_str() == Some("info");
                     break;
                 }
                 Some(a) if !a["progress"].is_null() => {
                     eprint!("\r{}   ", a["message"].as_str().unwrap_or(""));
+                }
+                None if ended => {
+                    println!(
+                        "check of volume {id}: ended, but its result was dismissed before it \
+                         could be read"
+                    );
+                    clean = false;
+                    break;
                 }
                 _ => {}
             }
