@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::inode::Node;
 use super::sector_writer::SectorWriter;
-use crate::engine::{ContractEdit, Reference};
+use crate::engine::{ContractEdit, ContractRow, Reference};
 use crate::merkle::Root;
 
 pub enum Handle {
@@ -91,7 +91,7 @@ pub struct ContractUpload {
     /// The contract's revision and end (one past its last entry index) at
     /// open: a late truncation drops the entries below that end, and only
     /// while the list was not replaced since.
-    pub opened_at: Option<(i64, i64)>,
+    pub opened_at: (i64, i64),
     /// Replace: the whole new list; append: what to append at next flush.
     pub data: Vec<u8>,
     /// Something was written since the handle was opened.
@@ -110,6 +110,36 @@ pub struct ContractUpload {
     /// A write through this handle failed: its data is incomplete, so no
     /// later flush applies it and the list keeps what it had.
     pub failed: Option<i32>,
+}
+
+impl ContractUpload {
+    /// A handle on contract `c` as read at open (its id and mark before
+    /// its list); `made`: this handle's create made it, empty, so its
+    /// truncation is done.
+    pub fn new(
+        c: ContractRow,
+        edit: Option<ContractEdit>,
+        snapshot: Vec<u8>,
+        opener: u32,
+        made: bool,
+    ) -> ContractUpload {
+        ContractUpload {
+            id: c.id,
+            name: c.name,
+            writers: Writers::default(),
+            edit,
+            snapshot,
+            opened_at: (c.revision, c.end),
+            data: Vec::new(),
+            written: false,
+            dirty: false,
+            applied: made,
+            made,
+            opener,
+            outcome: None,
+            failed: None,
+        }
+    }
 }
 
 #[derive(Default)]

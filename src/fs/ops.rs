@@ -174,10 +174,9 @@ impl SectorFs {
     /// a new contract leaves nothing behind.
     fn unmake_contract(&self, up: &mut ContractUpload) {
         if std::mem::take(&mut up.made)
-            && let Some((revision, _)) = up.opened_at
             && self
                 .engine
-                .delete_contract_if_unrevised(up.id, revision)
+                .delete_contract_if_unrevised(up.id, up.opened_at.0)
                 .unwrap_or(false)
         {
             tracing::info!(
@@ -202,10 +201,7 @@ impl SectorFs {
     /// replace by another handle meanwhile always wins, and entries
     /// appended meanwhile stay, as after a truncation at open.
     fn empty_if_unrevised(&self, up: &ContractUpload) -> Result<(), Error> {
-        // nothing known: the contract did not exist at open
-        let Some((revision, end)) = up.opened_at else {
-            return Ok(());
-        };
+        let (revision, end) = up.opened_at;
         if !self
             .engine
             .empty_contract_if_unrevised(up.id, revision, end)?
@@ -701,7 +697,6 @@ impl Filesystem for SectorFs {
                     .ok_or_else(|| Error::NotFound("the contract no longer exists".into()))?;
                 // read with the id and name, before the list: a revision in
                 // between shows as a newer list, never as an older mark
-                let opened_at = Some((c.revision, c.end));
                 // for reading only: an append to a long list must not read
                 // it all
                 let snapshot = if flags.acc_mode() == OpenAccMode::O_WRONLY {
@@ -718,22 +713,8 @@ impl Filesystem for SectorFs {
                 } else {
                     None
                 };
-                let up = ContractUpload {
-                    id: c.id,
-                    name: c.name,
-                    writers: Writers::default(),
-                    edit,
-                    snapshot,
-                    opened_at,
-                    data: Vec::new(),
-                    written: false,
-                    dirty: false,
-                    applied: false,
-                    made: false,
-                    opener: fds::process_of(req.pid()),
-                    outcome: None,
-                    failed: None,
-                };
+                let opener = fds::process_of(req.pid());
+                let up = ContractUpload::new(c, edit, snapshot, opener, false);
                 Ok((Handle::ContractWrite(Mutex::new(up)), direct))
             }
             Node::Pending(_) => Err(Error::Busy("this sector is still being written".into())),
@@ -829,7 +810,6 @@ impl Filesystem for SectorFs {
                 if existed && flags & libc::O_EXCL != 0 {
                     return Err(Error::Exists(format!("contract {name} already exists")));
                 }
-                let opened_at = Some((c.revision, c.end));
                 // Existing: made by another process since the kernel looked,
                 // so this is an open like any other (without O_TRUNC it must
                 // not empty the list).
@@ -845,25 +825,12 @@ impl Filesystem for SectorFs {
                 } else {
                     None
                 };
-                let up = ContractUpload {
-                    id: c.id,
-                    name: c.name,
-                    writers: Writers::default(),
-                    edit,
-                    snapshot,
-                    opened_at,
-                    data: Vec::new(),
-                    written: false,
-                    dirty: false,
-                    // made empty here: its truncation is done
-                    applied: created,
-                    made: created,
-                    opener: fds::process_of(req.pid()),
-                    outcome: None,
-                    failed: None,
-                };
+                // made empty here: its truncation is done
+                let opener = fds::process_of(req.pid());
+                let id = c.id;
+                let up = ContractUpload::new(c, edit, snapshot, opener, created);
                 let fh = self.handles.insert(Handle::ContractWrite(Mutex::new(up)));
-                Ok((Node::Contract(c.id), fh))
+                Ok((Node::Contract(id), fh))
             }
             _ => Err(Error::NotPermitted(format!(
                 "files can be created in /sectors, /temp/<height> and /contracts only, not {name}"
