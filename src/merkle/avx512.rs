@@ -164,25 +164,7 @@ unsafe fn hash8_raw(prefix: u8, src: *const u8, dst: *mut u8) {
     ];
 
     let h0 = IV[0] ^ PARAM0;
-    // v[12..16]: counter low word, high word, final-block flag, last-node flag.
-    let mut v = [
-        splat!(h0),
-        splat!(IV[1]),
-        splat!(IV[2]),
-        splat!(IV[3]),
-        splat!(IV[4]),
-        splat!(IV[5]),
-        splat!(IV[6]),
-        splat!(IV[7]),
-        splat!(IV[0]),
-        splat!(IV[1]),
-        splat!(IV[2]),
-        splat!(IV[3]),
-        splat!(IV[4] ^ INPUT_LEN),
-        splat!(IV[5]),
-        splat!(!IV[6]),
-        splat!(IV[7]),
-    ];
+    let mut v = initial_state!(splat);
     let _masks = ();
     rounds!(add, xor, [rot32, rot24, rot16, rot63], v, m, _masks);
 

@@ -110,6 +110,33 @@ macro_rules! rounds {
     };
 }
 
+/// The working vector at the start of a one-block compression with the
+/// tree's parameters, each word broadcast with the kernel's `splat`:
+/// v[12..16] are the counter's low and high words, the final-block flag and
+/// the last-node flag.
+macro_rules! initial_state {
+    ($splat:ident) => {
+        [
+            $splat!(IV[0] ^ PARAM0), // h[0]
+            $splat!(IV[1]),
+            $splat!(IV[2]),
+            $splat!(IV[3]),
+            $splat!(IV[4]),
+            $splat!(IV[5]),
+            $splat!(IV[6]),
+            $splat!(IV[7]),
+            $splat!(IV[0]),
+            $splat!(IV[1]),
+            $splat!(IV[2]),
+            $splat!(IV[3]),
+            $splat!(IV[4] ^ INPUT_LEN),
+            $splat!(IV[5]),
+            $splat!(!IV[6]),
+            $splat!(IV[7]),
+        ]
+    };
+}
+
 /// A kernel hashing `LANES` tree inputs per step. A value exists only on a
 /// CPU that can run it, which is what makes the safe tree functions below
 /// sound.
