@@ -189,7 +189,7 @@ impl Engine {
             for (s, verdict) in batch.iter().zip(verdicts) {
                 // moved or freed since it was listed: the read was of a
                 // slot it no longer owns, and says nothing about it
-                if !matches!(verdict, Verdict::Good) && !self.still_at(s) {
+                if !matches!(verdict, Verdict::Good) && !self.still_at(s).unwrap_or(false) {
                     continue;
                 }
                 report.checked += 1;

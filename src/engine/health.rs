@@ -182,7 +182,7 @@ impl Engine {
                     Ok(()) if crate::merkle::sector_root(&buf) == s.root => good.push(s.id),
                     // moved or freed since it was listed: nothing to hold
                     // against it (the next pass reads it where it is)
-                    _ if !self.still_at(s) => {}
+                    _ if !self.still_at(s).unwrap_or(false) => {}
                     Err(e) => self.note_io_error(&v, &e.to_string()),
                     Ok(()) => self.note_corrupt(&v, s),
                 }

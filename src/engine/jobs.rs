@@ -178,27 +178,14 @@ impl Engine {
 
     fn start_job(self: &Arc<Self>, id: u32, kind: JobKind, resuming: bool) -> Result<()> {
         let v = self.volume(id)?;
-        let mut running = self.jobs.running.lock();
-        if running.contains_key(&id) {
-            return Err(Error::Busy(format!(
-                "volume {id} already has a job running; cancel it or wait for it to finish"
-            )));
-        }
-        // counted before the allocator's lock is taken: every write waits
-        // on that lock, and a count can scan millions of rows
+        self.check_idle(id)?;
+        // counted, and the file tried, before the jobs' and the allocator's
+        // locks are taken: a count can scan millions of rows, an open can
+        // hang on a failing disk, and every write and status read waits on
+        // those locks (resizes and removals are decided one at a time)
         let to_move = match kind {
             JobKind::Shrink(target) => self.meta.count_sectors_from(id, target)?,
             JobKind::Remove { .. } => self.meta.used_slots(id)?,
-        };
-        let (room, state) = {
-            let alloc = self.alloc.lock();
-            match kind {
-                JobKind::Shrink(target) => (
-                    alloc.free_below(id, target) + alloc.placeable_free(id),
-                    VolumeState::Resizing,
-                ),
-                JobKind::Remove { .. } => (alloc.placeable_free(id), VolumeState::Removing),
-            }
         };
         // a forced removal of a volume whose file cannot be opened moves
         // nothing: its sectors are lost. Never on a resume, though: a disk
@@ -212,6 +199,22 @@ impl Engine {
                 v.path.display()
             )));
         }
+        let mut running = self.jobs.running.lock();
+        if running.contains_key(&id) {
+            return Err(Error::Busy(format!(
+                "volume {id} already has a job running; cancel it or wait for it to finish"
+            )));
+        }
+        let (room, state) = {
+            let alloc = self.alloc.lock();
+            match kind {
+                JobKind::Shrink(target) => (
+                    alloc.free_below(id, target) + alloc.placeable_free(id),
+                    VolumeState::Resizing,
+                ),
+                JobKind::Remove { .. } => (alloc.placeable_free(id), VolumeState::Removing),
+            }
+        };
         if to_move > room && !all_lost {
             return Err(Error::NoSpace(format!(
                 "volume {id} has {to_move} sectors to move but only {room} free slots can take \
@@ -558,11 +561,7 @@ impl JobRun<'_> {
                     settled[i] = true;
                     // freed since the batch was listed: its slot may be
                     // punched already, which is no sign of damage
-                    let still_here = e
-                        .meta
-                        .sector_by_id(s.id)?
-                        .is_some_and(|now| (now.volume_id, now.slot) == (id, s.slot));
-                    if !still_here {
+                    if !e.still_at(s)? {
                         tracing::debug!(
                             volume = id,
                             slot = s.slot,

@@ -118,7 +118,10 @@ impl Engine {
         engine.finish_punches()?;
         // only on a first start: an operator who removed every volume
         // meant it
-        if engine.options.default_volume_slots > 0 && !engine.meta.had_volumes()? {
+        if engine.options.default_volume_slots > 0
+            && engine.volumes.read().is_empty()
+            && !engine.meta.had_volumes()?
+        {
             let dir = data_dir.join("volumes");
             std::fs::create_dir_all(&dir).io_ctx(|| format!("cannot create {}", dir.display()))?;
             // A kill between creating default.vol and recording it leaves a

@@ -83,6 +83,11 @@ impl Engine {
         self.meta.list_contracts()
     }
 
+    /// The name contract `id` has now, if it still exists.
+    pub fn contract_name(&self, id: i64) -> Result<Option<String>> {
+        self.meta.contract_name(id)
+    }
+
     /// A page of the contracts: up to `limit` (id, name) with ids above
     /// `after`.
     pub fn contract_names_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, String)>> {
@@ -176,28 +181,16 @@ impl Engine {
     /// use), the slots of volume `vol` freed while it was unavailable, and
     /// gives them back.
     pub(crate) fn retry_punches(&self, vol: u32, file: &VolumeFile) {
-        let Ok(pending) = self.meta.pending_punches() else {
+        // never a slot a sector owns again (as at open)
+        let Ok(pending) = self.meta.pending_free_punches(vol) else {
             return;
         };
         let punched: Vec<(u32, u64)> = pending
             .into_iter()
-            .filter(|(v, _)| *v == vol)
-            // never a slot a sector owns again (as at open)
-            .filter(|(v, slot)| {
-                self.meta
-                    .sectors_in_volume(*v, *slot, 1)
-                    .is_ok_and(|rows| rows.first().is_none_or(|s| s.slot != *slot))
-            })
-            .filter(|(_, slot)| file.punch(*slot).is_ok())
+            .filter(|slot| file.punch(*slot).is_ok())
+            .map(|slot| (vol, slot))
             .collect();
-        if let Err(e) = self.meta.clear_punches(&punched) {
-            tracing::warn!("cannot record punched slots (retried at the next start): {e}");
-            return;
-        }
-        let mut alloc = self.alloc.lock();
-        for (vol, slot) in punched {
-            alloc.release(vol, slot);
-        }
+        self.release_punched(punched);
     }
 
     /// Punches out slots whose sector left them (recorded as pending in the
@@ -226,6 +219,13 @@ impl Engine {
                 ),
             }
         }
+        self.release_punched(punched);
+    }
+
+    /// Clears the pending rows of slots now punched out, and hands the
+    /// slots back (a row left by a failed clear is harmless: the next open
+    /// skips pending slots that a sector owns again).
+    fn release_punched(&self, punched: Vec<(u32, u64)>) {
         if let Err(e) = self.meta.clear_punches(&punched) {
             tracing::warn!("cannot record punched slots (retried at the next start): {e}");
         }

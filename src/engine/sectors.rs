@@ -42,7 +42,7 @@ impl Engine {
     /// than their sum; data that does not hash to `root` is punched out of
     /// the slot again, and nothing is recorded.
     pub fn write_sector(&self, root: &Root, data: &[u8], reference: Reference) -> Result<Stored> {
-        check_length(data.len())?;
+        // (`store` checks the length before anything runs)
         let verify = || {
             let actual = parallel_root(data);
             if actual != *root {
@@ -58,7 +58,6 @@ impl Engine {
     /// As [`write_sector`](Self::write_sector) for data the caller has
     /// already hashed to `root`.
     pub fn write_verified(&self, root: &Root, data: &[u8], reference: Reference) -> Result<Stored> {
-        check_length(data.len())?;
         self.store(root, data, reference, None, Vec::new())
     }
 
@@ -413,11 +412,12 @@ impl Engine {
     /// `s` is still where it was read from: the same sector (not freed and
     /// stored again) in the same slot. A failed or wrong read of a slot the
     /// sector has left since says nothing about the sector.
-    pub(crate) fn still_at(&self, s: &SectorRow) -> bool {
-        matches!(
-            self.meta.lookup(&s.root),
-            Ok(Some(now)) if (now.id, now.volume_id, now.slot) == (s.id, s.volume_id, s.slot)
-        )
+    pub(crate) fn still_at(&self, s: &SectorRow) -> Result<bool> {
+        // by id: ids are never given twice, so the same id is the same sector
+        Ok(self
+            .meta
+            .sector_by_id(s.id)?
+            .is_some_and(|now| (now.volume_id, now.slot) == (s.volume_id, s.slot)))
     }
 
     fn note_read_error(&self, volume: &super::Volume, at: &SectorRow, what: &str) {

@@ -101,8 +101,8 @@ impl SectorFs {
     ) -> Result<(), Errno> {
         // renamed since it was opened: messages and the holder check use
         // the name it has now
-        if let Ok(Some(c)) = self.engine.contract_by_id(up.id) {
-            up.name = c.name;
+        if let Ok(Some(name)) = self.engine.contract_name(up.id) {
+            up.name = name;
         }
         if let Some(errno) = up.failed {
             tracing::warn!(
@@ -115,16 +115,16 @@ impl SectorFs {
             return Err(Errno::from_i32(errno));
         }
         let was_dirty = up.dirty;
-        if up.edit == Some(ContractEdit::Replace) && !up.written && !up.applied && owner.is_none() {
-            // an fsync asks for the truncation now
-            up.dirty = true;
-        } else if up.edit == Some(ContractEdit::Replace) && !up.written && !up.applied {
-            // another process (a child that inherited the descriptor, even
-            // one closing it at exec) never empties the list for its opener
-            let pid = fds::process_of(pid);
-            if pid != up.opener
-                || fds::holds_open(pid, &std::path::Path::new("contracts").join(&up.name))
-            {
+        if up.edit == Some(ContractEdit::Replace) && !up.written && !up.applied {
+            // an fsync asks for the truncation now; at a close, another
+            // process (a child that inherited the descriptor, even one
+            // closing it at exec) never empties the list for its opener
+            let opener_may_write = || {
+                let pid = fds::process_of(pid);
+                pid != up.opener
+                    || fds::holds_open(pid, &std::path::Path::new("contracts").join(&up.name))
+            };
+            if owner.is_some() && opener_may_write() {
                 tracing::debug!(
                     "contract {} closed with nothing written while its opener may still \
                      write: emptied at its last close",

@@ -231,6 +231,22 @@ fn restrict_mode(path: &Path) {
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }
 
+/// The next id for a row of `table` (whose counter in `settings` is
+/// `counter`, migration 6): ids are never given twice, even after the
+/// newest row is deleted. Taken in the caller's transaction, so an insert
+/// that fails takes nothing.
+fn next_id(tx: &Transaction, table: &str, counter: &str) -> Result<i64> {
+    tx.query_row(
+        &format!(
+            "UPDATE settings SET value = max(value, (SELECT coalesce(max(id), 0) + 1 \
+             FROM {table})) + 1 WHERE key = ?1 RETURNING value - 1"
+        ),
+        [counter],
+        |r| r.get(0),
+    )
+    .ctx("numbering a new row")
+}
+
 fn root_of(row: &rusqlite::Row, idx: usize) -> rusqlite::Result<Root> {
     let blob = row.get_ref(idx)?.as_blob()?;
     Root::from_slice(blob).ok_or_else(|| {

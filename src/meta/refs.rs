@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::sectors::{lookup_in, ref_counts_in};
-use super::{ContractRow, Freed, Meta, RefChange, SectorRow, root_of};
+use super::{ContractRow, Freed, Meta, RefChange, SectorRow, next_id, root_of};
 use crate::error::{DbContext, Error, Result};
 use crate::merkle::Root;
 
@@ -209,6 +209,11 @@ impl Meta {
                 .collect::<rusqlite::Result<_>>()
                 .ctx("listing contracts")
         })
+    }
+
+    /// The name contract `id` has now, if it still exists.
+    pub fn contract_name(&self, id: i64) -> Result<Option<String>> {
+        self.read(|c| contract_name(c, id))
     }
 
     /// Up to `limit` contracts (id, name) with ids above `after`, in id
@@ -445,6 +450,22 @@ impl Meta {
         })
     }
 
+    /// The pending punches of volume `vol` whose slot no sector owns.
+    pub fn pending_free_punches(&self, vol: u32) -> Result<Vec<u64>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT p.slot FROM pending_punches p WHERE p.volume_id = ?1 AND NOT EXISTS \
+                     (SELECT 1 FROM sectors s WHERE s.volume_id = ?1 AND s.slot = p.slot)",
+                )
+                .ctx("reading pending punches")?;
+            stmt.query_map([vol], |r| Ok(r.get::<_, i64>(0)? as u64))
+                .ctx("reading pending punches")?
+                .collect::<rusqlite::Result<_>>()
+                .ctx("reading pending punches")
+        })
+    }
+
     /// Forgets slots whose bytes are now punched out.
     pub fn clear_punches(&self, slots: &[(u32, u64)]) -> Result<()> {
         if slots.is_empty() {
@@ -584,14 +605,7 @@ fn ensure_contract(tx: &Transaction, name: &str) -> Result<(i64, bool)> {
     if let Some(id) = contract_id(tx, name)? {
         return Ok((id, false));
     }
-    let id: i64 = tx
-        .query_row(
-            "UPDATE settings SET value = max(value, (SELECT coalesce(max(id), 0) + 1 \
-             FROM contracts)) + 1 WHERE key = 'next_contract_id' RETURNING value - 1",
-            [],
-            |r| r.get(0),
-        )
-        .ctx("numbering a new contract")?;
+    let id = next_id(tx, "contracts", "next_contract_id")?;
     tx.execute(
         "INSERT INTO contracts (id, name) VALUES (?1, ?2)",
         params![id, name],

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::params;
 
-use super::{Meta, VolumeRow};
+use super::{Meta, VolumeRow, next_id};
 use crate::error::{DbContext, Error, Result};
 
 impl Meta {
@@ -24,14 +24,7 @@ impl Meta {
     pub fn insert_volume(&self, uuid: &str, path: &Path, slots: u64) -> Result<u32> {
         let path_text = path_text(path)?;
         self.write(|tx| {
-            let id: i64 = tx
-                .query_row(
-                    "SELECT max(value, (SELECT coalesce(max(id), 0) + 1 FROM volumes)) \
-                     FROM settings WHERE key = 'next_volume_id'",
-                    [],
-                    |r| r.get(0),
-                )
-                .ctx("numbering a new volume")?;
+            let id = next_id(tx, "volumes", "next_volume_id")?;
             let id = u32::try_from(id).map_err(|_| {
                 Error::Invalid(format!("volume ids are used up ({id} given so far)"))
             })?;
@@ -45,11 +38,6 @@ impl Meta {
                 }
                 _ => Error::db("recording a new volume", e),
             })?;
-            tx.execute(
-                "UPDATE settings SET value = ?1 + 1 WHERE key = 'next_volume_id'",
-                [id],
-            )
-            .ctx("numbering a new volume")?;
             Ok(id)
         })
     }
