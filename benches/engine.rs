@@ -167,15 +167,7 @@ fn main() {
         .add_volume(&dir.path().join("big.vol"), meta_sectors)
         .unwrap();
     let mut rng = Rng(0x5EC7_0A5F);
-    let synthetic: Vec<Root> = (0..meta_sectors)
-        .map(|_| {
-            let mut r = [0u8; 32];
-            for w in r.chunks_exact_mut(8) {
-                w.copy_from_slice(&rng.next().to_le_bytes());
-            }
-            Root(r)
-        })
-        .collect();
+    let synthetic = rng.roots(meta_sectors);
     let t = Instant::now();
     engine
         .meta()

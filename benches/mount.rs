@@ -469,15 +469,7 @@ fn listing(
         std::fs::create_dir_all(d).unwrap();
     }
     let mut rng = Rng(0x1157_5EC7);
-    let roots: Vec<Root> = (0..count)
-        .map(|_| {
-            let mut r = [0u8; 32];
-            for w in r.chunks_exact_mut(8) {
-                w.copy_from_slice(&rng.next().to_le_bytes());
-            }
-            Root(r)
-        })
-        .collect();
+    let roots = rng.roots(count);
     {
         let engine = Engine::open(&data, options()).unwrap();
         std::fs::create_dir_all(data.join("volumes")).unwrap();

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sectorfs::merkle::SECTOR_SIZE;
+use sectorfs::merkle::{Root, SECTOR_SIZE};
 
 pub const MB: f64 = 1e6;
 
@@ -31,6 +31,18 @@ impl Rng {
     /// A number below `n`.
     pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
+    }
+    /// `count` roots of noise, for sectors recorded without data.
+    pub fn roots(&mut self, count: u64) -> Vec<Root> {
+        (0..count)
+            .map(|_| {
+                let mut r = [0u8; 32];
+                for w in r.chunks_exact_mut(8) {
+                    w.copy_from_slice(&self.next().to_le_bytes());
+                }
+                Root(r)
+            })
+            .collect()
     }
 }
 
