@@ -48,6 +48,37 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A directory where a file was expected.
+    #[error("{0}")]
+    IsDir(String),
+    /// A file the caller may not open that way (a read-only generated file).
+    #[error("{0}")]
+    Access(String),
+    /// A rename across directories: tools fall back to copy and remove.
+    #[error("{0}")]
+    CrossDevice(String),
+    /// A directory that still has entries.
+    #[error("{0}")]
+    NotEmpty(String),
+    /// An extended attribute the object does not have.
+    #[error("{0}")]
+    NoAttribute(String),
+    /// A request the file system does not support (setting attributes, ioctl).
+    #[error("{0}")]
+    NotSupported(String),
+    /// An ioctl: sectorfs files answer none.
+    #[error("{0}")]
+    NoIoctl(String),
+    /// A reply buffer too small for the answer (extended attributes).
+    #[error("{0}")]
+    Range(String),
+    /// A file handle that is not open, or not open for this.
+    #[error("{0}")]
+    BadHandle(String),
+    /// An outcome decided by an earlier call, reported again (a second
+    /// close of the same file).
+    #[error("{message}")]
+    Reported { errno: i32, message: String },
     /// The metadata database failed.
     #[error("metadata database error while {context}: {source}")]
     Db {
@@ -71,6 +102,16 @@ impl Error {
             Error::NotPermitted(_) => libc::EPERM,
             Error::Unavailable(_) | Error::Corrupt(_) => libc::EIO,
             Error::Locked(_) => libc::EWOULDBLOCK,
+            Error::IsDir(_) => libc::EISDIR,
+            Error::Access(_) => libc::EACCES,
+            Error::CrossDevice(_) => libc::EXDEV,
+            Error::NotEmpty(_) => libc::ENOTEMPTY,
+            Error::NoAttribute(_) => libc::ENODATA,
+            Error::NotSupported(_) => libc::ENOTSUP,
+            Error::Range(_) => libc::ERANGE,
+            Error::NoIoctl(_) => libc::ENOTTY,
+            Error::BadHandle(_) => libc::EBADF,
+            Error::Reported { errno, .. } => *errno,
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             Error::Db { source, .. } => match source.sqlite_error_code() {
                 Some(rusqlite::ErrorCode::DiskFull) => libc::ENOSPC,
@@ -86,6 +127,14 @@ impl Error {
     pub fn commit_uncertain(&self) -> bool {
         matches!(self, Error::Db { source, .. }
             if source.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure))
+    }
+
+    /// This error as it is reported again later: same errno, same words.
+    pub fn reported(&self) -> Error {
+        Error::Reported {
+            errno: self.errno(),
+            message: self.to_string(),
+        }
     }
 
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {

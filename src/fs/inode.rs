@@ -161,6 +161,33 @@ impl Node {
         })
     }
 
+    /// The path of a fixed node, for messages; others by kind and id.
+    pub fn path(self) -> String {
+        if let Some((name, _)) = ROOT_ENTRIES.iter().find(|(_, n)| *n == self) {
+            return format!("/{name}");
+        }
+        match self {
+            Node::Root => "/".into(),
+            Node::VolumesAdd => "/volumes/add".into(),
+            Node::VolumeDir(id) => format!("/volumes/{id}"),
+            Node::Volume(id, f) => format!("/volumes/{id}/{}", f.name()),
+            Node::TempHeight(h) => format!("/temp/{h}"),
+            Node::Sector(id) => format!("sector #{id}"),
+            Node::Contract(id) => format!("contract #{id}"),
+            Node::Pending(n) => format!("sector being written (handle {n})"),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// The directory holding a directory (`..`).
+    pub fn parent(self) -> Node {
+        match self {
+            Node::TempHeight(_) => Node::TempDir,
+            Node::VolumeDir(_) => Node::VolumesDir,
+            _ => Node::Root,
+        }
+    }
+
     pub fn is_dir(self) -> bool {
         matches!(
             self,

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use fuser::{Config, MountOption, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 
-use super::SectorFs;
+use super::filesystem::SectorFs;
+use super::fuse::Fuse;
+use super::inode::Node;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
@@ -69,7 +71,7 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
     config.n_threads = Some(options.threads.max(1));
     config.clone_fd = true;
 
-    let mut session = Session::new(fs, &mountpoint, &config).map_err(|e| {
+    let mut session = Session::new(Fuse(fs), &mountpoint, &config).map_err(|e| {
         Error::io(
             format!("cannot mount sectorfs at {}", mountpoint.display()),
             e,
@@ -82,7 +84,7 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
     // made the change, and it is done before that request is answered.
     engine.set_refs_listener(Box::new(move |ids| {
         for id in known.held(ids) {
-            let _ = attrs.inval_inode(fuser::INodeNo(super::Node::Sector(id).ino()), -1, 0);
+            let _ = attrs.inval_inode(fuser::INodeNo(Node::Sector(id).ino()), -1, 0);
         }
     }));
     let notifier = session.notifier();
@@ -91,7 +93,7 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
     // sector could wait on that very request.
     let (tx, rx) = std::sync::mpsc::channel::<u64>();
     engine.set_free_listener(Box::new(move |f| {
-        let _ = tx.send(super::Node::Sector(f.sector_id).ino());
+        let _ = tx.send(Node::Sector(f.sector_id).ino());
     }));
     std::thread::Builder::new()
         .name("invalidate".into())

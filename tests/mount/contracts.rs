@@ -127,7 +127,7 @@ fn refused_revisions_change_nothing() {
     // and the refusal is in the log at warning level, in words
     assert!(
         m.log().lines().any(|l| l.contains("WARN")
-            && l.contains("refused revise contract")
+            && l.contains("refused close: revise contract")
             && l.contains("is not stored")),
         "{}",
         m.log()

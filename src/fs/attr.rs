@@ -1,0 +1,149 @@
+//! Attributes of every node, and how long the kernel may keep them.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::filesystem::SectorFs;
+use super::generated;
+use super::handle::Handle;
+use super::inode::Node;
+use crate::error::{Error, Result};
+use crate::merkle::SECTOR_SIZE;
+
+/// Entries and attributes that never change may be cached for a while.
+const TTL_FIXED: Duration = Duration::from_secs(60);
+/// Everything else is looked up every time: sectors come and go, and their
+/// link counts change with references made elsewhere.
+pub const TTL_NONE: Duration = Duration::ZERO;
+/// A sector's attributes change only with its references. Its entry is
+/// still looked up every time (it may be freed, and stored again under a
+/// new inode), and each lookup refreshes them, so a `stat` by path is
+/// always exact; caching them spares the permission check's GETATTR on
+/// every open, and reference changes made through the mount invalidate them
+/// for `fstat` of open files.
+const TTL_SECTOR_ATTR: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+}
+
+/// What `stat` shows of a node.
+#[derive(Debug, Clone, Copy)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: Kind,
+    pub perm: u16,
+    pub size: u64,
+    pub nlink: u32,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub uid: u32,
+    pub gid: u32,
+    /// How long the kernel may keep these attributes.
+    pub ttl: Duration,
+}
+
+/// A name looked up: its node's attributes, and how long the kernel may
+/// keep the name → inode mapping.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub attr: Attr,
+    pub ttl: Duration,
+}
+
+/// How long the kernel may keep a name → inode mapping.
+pub fn entry_ttl(node: Node) -> Duration {
+    match node {
+        Node::Root | Node::SectorsDir | Node::ContractsDir | Node::TempDir | Node::VolumesDir => {
+            TTL_FIXED
+        }
+        _ => TTL_NONE,
+    }
+}
+
+impl SectorFs {
+    pub(super) fn base_attr(&self, node: Node, kind: Kind, perm: u16, size: u64) -> Attr {
+        Attr {
+            ino: node.ino(),
+            kind,
+            perm,
+            size,
+            nlink: if kind == Kind::Dir { 2 } else { 1 },
+            atime: self.started,
+            mtime: self.started,
+            ctime: self.started,
+            uid: self.uid,
+            gid: self.gid,
+            ttl: TTL_NONE,
+        }
+    }
+
+    /// Attributes of a node.
+    pub(super) fn attr(&self, node: Node) -> Result<Attr> {
+        let e = &self.engine;
+        let file = |perm, size| self.base_attr(node, Kind::File, perm, size);
+        let dir = |ttl| Attr {
+            ttl,
+            ..self.base_attr(node, Kind::Dir, 0o755, 0)
+        };
+        Ok(match node {
+            Node::Root
+            | Node::SectorsDir
+            | Node::ContractsDir
+            | Node::TempDir
+            | Node::VolumesDir => dir(TTL_FIXED),
+            Node::VolumeDir(id) => {
+                e.volume(id)?;
+                dir(TTL_NONE)
+            }
+            Node::TempHeight(h) => {
+                if !e.temp_dir_exists(h)? {
+                    return Err(Error::NotFound(format!("/temp/{h} does not exist")));
+                }
+                dir(TTL_NONE)
+            }
+            Node::Sector(id) => {
+                let s = e
+                    .sector_by_id(id)?
+                    .ok_or_else(|| Error::NotFound(format!("sector #{id} is no longer stored")))?;
+                let refs = e.ref_counts(id)?;
+                let stored = UNIX_EPOCH + Duration::from_secs(s.stored_at.max(0) as u64);
+                Attr {
+                    mtime: stored,
+                    ctime: stored,
+                    nlink: refs.total().min(u32::MAX as u64) as u32,
+                    ttl: TTL_SECTOR_ATTR,
+                    ..file(0o644, SECTOR_SIZE as u64)
+                }
+            }
+            Node::Contract(id) => {
+                let c = e
+                    .contract_by_id(id)?
+                    .ok_or_else(|| Error::NotFound(format!("contract #{id} no longer exists")))?;
+                file(0o644, c.entries * 65)
+            }
+            Node::Pending(fh) => match self.handles.get(fh).as_deref() {
+                Ok(Handle::SectorWrite(up)) => file(0o644, up.lock().len()),
+                _ => {
+                    return Err(Error::NotFound(
+                        "the sector being written was closed".into(),
+                    ));
+                }
+            },
+            Node::Status | Node::Metrics | Node::StatusJson => {
+                let perm = if node == Node::Status { 0o644 } else { 0o444 };
+                // generated on open; size 0 like /proc, read until EOF
+                file(perm, 0)
+            }
+            Node::Height | Node::VolumesAdd => {
+                file(0o644, generated::content(e, node)?.len() as u64)
+            }
+            Node::Volume(_, f) => {
+                let perm = if f.writable() { 0o644 } else { 0o444 };
+                file(perm, generated::content(e, node)?.len() as u64)
+            }
+        })
+    }
+}

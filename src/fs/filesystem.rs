@@ -1,0 +1,579 @@
+//! The file system's semantics, without FUSE: every operation takes inode
+//! numbers, names and flags, and returns a `Result` whose error knows its
+//! errno. `fuse.rs` only translates to and from the kernel's requests; the
+//! in-process model test drives this layer directly.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+
+use super::attr::{Attr, Entry, Kind, TTL_NONE, entry_ttl};
+use super::contract_file::{ContractFile, contract_text};
+use super::control_file::ControlFile;
+use super::dir::node_of;
+use super::fds;
+use super::generated;
+use super::handle::{Handle, Handles};
+use super::inode::{MAX_TEMP_HEIGHT, Node};
+use super::known::KnownSectors;
+use super::sector_file::SectorFile;
+use crate::engine::{Engine, Reference};
+use crate::error::{Error, Result};
+use crate::merkle::{Root, SECTOR_SIZE};
+
+/// How the kernel should treat an open file's pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caching {
+    /// Content never changes for a root: keep the kernel's cache, and a
+    /// reader's close has nothing to flush.
+    KeepCache,
+    /// Generated or being written: every read and write reaches us.
+    Direct,
+}
+
+/// An open file: its handle number and how the kernel may cache it.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened {
+    pub fh: u64,
+    pub caching: Caching,
+}
+
+/// What a `setattr` asks to change (the rest is ignored).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+}
+
+/// How a rename may treat an existing target.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RenameFlags {
+    pub noreplace: bool,
+    pub exchange: bool,
+}
+
+/// What `df` shows, in 4 MiB blocks.
+#[derive(Debug, Clone, Copy)]
+pub struct Statfs {
+    pub blocks: u64,
+    pub free: u64,
+    pub files: u64,
+    pub block_size: u32,
+}
+
+pub struct SectorFs {
+    pub(super) engine: Arc<Engine>,
+    mountpoint: PathBuf,
+    pub(super) handles: Handles,
+    /// `/temp/<height>` a sector was last looked up in, per (sector id,
+    /// thread): FUSE opens an inode, not a path, and a sector has one inode
+    /// wherever it is linked, so this tells a rewrite of
+    /// `/temp/<height>/<root>` (keep the temp entry) from one of
+    /// `/sectors/<root>` (add the pin).
+    temp_lookups: Mutex<lru::LruCache<(i64, u32), u64>>,
+    /// Sector inodes the kernel holds, whose cached attributes reference
+    /// changes must drop.
+    known: KnownSectors,
+    pub(super) uid: u32,
+    pub(super) gid: u32,
+    pub(super) started: SystemTime,
+}
+
+impl SectorFs {
+    /// The file system of `engine`, to be mounted at `mountpoint` (which
+    /// volume paths must stay out of).
+    pub fn new(engine: Arc<Engine>, mountpoint: &Path) -> SectorFs {
+        SectorFs {
+            engine,
+            mountpoint: mountpoint.to_path_buf(),
+            handles: Handles::default(),
+            temp_lookups: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(4096).expect("non-zero"),
+            )),
+            known: KnownSectors::default(),
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            started: SystemTime::now(),
+        }
+    }
+
+    pub fn known_sectors(&self) -> KnownSectors {
+        self.known.clone()
+    }
+
+    /// A node the kernel is told of: its attributes, and the sector noted
+    /// as held by the kernel.
+    pub(super) fn entry(&self, node: Node) -> Result<Entry> {
+        let attr = self.attr(node)?;
+        if let Node::Sector(id) = node {
+            self.known.looked_up(id);
+        }
+        Ok(Entry {
+            attr,
+            ttl: entry_ttl(node),
+        })
+    }
+
+    /// `pid`: the thread that asked (a sector looked up in
+    /// `/temp/<height>` and rewritten keeps its temp entry).
+    pub fn lookup(&self, parent: u64, name: &OsStr, pid: u32) -> Result<Entry> {
+        let parent = node_of(parent)?;
+        let name = text(name, || {
+            Error::NotFound(format!("{name:?} is not a name here"))
+        })?;
+        let node = self.child(parent, name)?;
+        if let Node::Sector(id) = node {
+            let mut lookups = self.temp_lookups.lock();
+            match parent {
+                Node::TempHeight(h) => {
+                    lookups.put((id, pid), h);
+                }
+                _ => {
+                    lookups.pop(&(id, pid));
+                }
+            }
+        }
+        self.entry(node)
+    }
+
+    pub fn forget(&self, ino: u64, lookups: u64) {
+        if let Some(Node::Sector(id)) = Node::from_ino(ino) {
+            self.known.forgotten(id, lookups);
+        }
+    }
+
+    pub fn getattr(&self, ino: u64, fh: Option<u64>) -> Result<Attr> {
+        let node = node_of(ino)?;
+        if let Some(Ok(handle)) = fh.map(|f| self.handles.get(f))
+            && let Handle::SectorWrite(up) = &*handle
+        {
+            return Ok(self.base_attr(node, Kind::File, 0o644, up.lock().len()));
+        }
+        self.attr(node)
+    }
+
+    pub fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> Result<Attr> {
+        let node = node_of(ino)?;
+        if set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
+            return Err(Error::NotPermitted(format!(
+                "chmod/chown of {}: sectorfs sets its own modes",
+                node.path()
+            )));
+        }
+        if let Some(size) = set.size {
+            let handle = match node {
+                Node::Pending(n) => self.handles.get(n).ok(),
+                _ => fh.and_then(|f| self.handles.get(f).ok()),
+            };
+            match (node, handle.as_deref()) {
+                (_, Some(Handle::SectorWrite(up))) => up.lock().set_len(size)?,
+                (_, Some(Handle::ContractWrite(up))) if size == 0 => up.lock().truncate(),
+                (Node::Contract(id), _) if size == 0 => self.engine.revise_contract_by_id(
+                    id,
+                    &[],
+                    crate::engine::ContractEdit::Replace,
+                )?,
+                (Node::Sector(_), _) if size == SECTOR_SIZE as u64 => {}
+                (Node::Sector(_) | Node::Contract(_), _) => {
+                    return Err(Error::NotPermitted(format!(
+                        "{}: stored data cannot be truncated to {size} bytes",
+                        node.path()
+                    )));
+                }
+                // generated files: truncation is meaningless and harmless
+                _ => {}
+            }
+        }
+        self.getattr(ino, fh)
+    }
+
+    pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
+        let parent = node_of(parent)?;
+        let name = text(name, || Error::NotFound(format!("{name:?} does not exist")))?;
+        let root = || {
+            name.parse::<Root>()
+                .map_err(|_| Error::NotFound(format!("{}/{name} does not exist", parent.path())))
+        };
+        match parent {
+            Node::SectorsDir => self.engine.unpin(&root()?),
+            Node::ContractsDir => self.engine.delete_contract(name),
+            // the directory stays, as it would on any file system
+            Node::TempHeight(h) => self.engine.remove_temp(h, &root()?),
+            _ => Err(Error::NotPermitted(format!(
+                "{}/{name} cannot be removed",
+                parent.path()
+            ))),
+        }
+    }
+
+    /// Renames a contract onto another name; `noreplace`: refused when the
+    /// target exists, checked in the transaction that renames.
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: RenameFlags,
+    ) -> Result<()> {
+        let from = text(name, || Error::NotFound(format!("{name:?} does not exist")))?;
+        let to = text(newname, || {
+            Error::Invalid(format!(
+                "cannot rename {from} to {newname:?}: not UTF-8 text, so not a valid name"
+            ))
+        })?;
+        let (p, np) = (node_of(parent)?, node_of(newparent)?);
+        if p != np {
+            // mv falls back to copy and remove, which is what moving a
+            // sector between /sectors and /temp means
+            return Err(Error::CrossDevice(format!(
+                "{from} can only be renamed within its directory"
+            )));
+        }
+        if p != Node::ContractsDir {
+            return Err(Error::NotPermitted(format!(
+                "only contracts can be renamed, not {}/{from}",
+                p.path()
+            )));
+        }
+        if flags.exchange {
+            return Err(Error::Invalid("contracts cannot be exchanged".into()));
+        }
+        if flags.noreplace && self.engine.contract_by_name(to)?.is_some() {
+            return Err(Error::Exists(format!("contract {to} exists")));
+        }
+        self.engine.rename_contract(from, to)
+    }
+
+    /// `ln /sectors/<root> /temp/<h>/<root>` (or back into `/sectors`):
+    /// another reference to a stored sector.
+    pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<Entry> {
+        let node = node_of(ino)?;
+        let parent = node_of(newparent)?;
+        let name = text(newname, || {
+            Error::NotFound(format!("{newname:?} is not a root"))
+        })?;
+        let Node::Sector(id) = node else {
+            return Err(Error::NotPermitted(format!(
+                "only sectors can be linked, not {}",
+                node.path()
+            )));
+        };
+        let sector = self
+            .engine
+            .sector_by_id(id)?
+            .ok_or_else(|| Error::NotFound("the sector is no longer stored".into()))?;
+        if name != sector.root.to_string() {
+            return Err(Error::Invalid(format!(
+                "a link to sector {} must be named by its root, not {name}",
+                sector.root
+            )));
+        }
+        let reference = match parent {
+            Node::TempHeight(h) => Reference::Temp(h),
+            Node::SectorsDir => Reference::Pin,
+            _ => {
+                return Err(Error::NotPermitted(
+                    "sectors can be linked into /sectors or /temp/<height> only".into(),
+                ));
+            }
+        };
+        self.engine.add_reference(&sector.root, reference)?;
+        self.entry(node)
+    }
+
+    /// `flags`: the open(2) flags; `pid`: the thread that asked.
+    pub fn open(&self, ino: u64, flags: i32, pid: u32) -> Result<Opened> {
+        let node = node_of(ino)?;
+        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let readable = flags & libc::O_ACCMODE != libc::O_WRONLY;
+        let direct = Caching::Direct;
+        let (handle, caching) = match node {
+            Node::Sector(id) => {
+                let s = self
+                    .engine
+                    .sector_by_id(id)?
+                    .ok_or_else(|| Error::NotFound("the sector is no longer stored".into()))?;
+                if !write {
+                    (Handle::SectorRead(s.root), Caching::KeepCache)
+                } else if flags & libc::O_TRUNC == 0 {
+                    return Err(Error::NotPermitted(format!(
+                        "sector {} is stored and cannot be modified; open it with O_TRUNC to \
+                         write it again",
+                        s.root
+                    )));
+                } else {
+                    // rewritten where it was opened: in /temp/<height>, its
+                    // temp entry stays as it is; in /sectors, the pin is added
+                    let reference = match self.temp_lookups.lock().pop(&(id, pid)) {
+                        Some(h) => Reference::Temp(h),
+                        None => Reference::Pin,
+                    };
+                    let file = SectorFile::new(self.engine.clone(), s.root, reference);
+                    (Handle::SectorWrite(Mutex::new(file)), direct)
+                }
+            }
+            Node::Contract(id) => {
+                let c = self
+                    .engine
+                    .contract_by_id(id)?
+                    .ok_or_else(|| Error::NotFound("the contract no longer exists".into()))?;
+                // read with the id and name, before the list: a revision in
+                // between shows as a newer list, never as an older mark.
+                // For reading only: an append to a long list must not read
+                // it all.
+                let snapshot = match readable {
+                    true => contract_text(&self.engine.contract_roots_by_id(c.id)?),
+                    false => Vec::new(),
+                };
+                let edit = write.then(|| ContractFile::edit_of(flags, false)).flatten();
+                let opener = fds::process_of(pid);
+                let file = ContractFile::new(c, edit, snapshot, opener, false);
+                (Handle::ContractWrite(Mutex::new(file)), direct)
+            }
+            Node::Pending(_) => {
+                return Err(Error::Busy("this sector is still being written".into()));
+            }
+            n if n.is_dir() => {
+                return Err(Error::IsDir(format!(
+                    "{} is a directory and cannot be opened as a file",
+                    n.path()
+                )));
+            }
+            n => {
+                let writable = matches!(n, Node::Height | Node::VolumesAdd | Node::Status)
+                    || matches!(n, Node::Volume(_, f) if f.writable());
+                if write && !writable {
+                    return Err(Error::Access(format!("{} is read-only", n.path())));
+                }
+                let snapshot = match readable {
+                    true => generated::content(&self.engine, n)?,
+                    false => Vec::new(),
+                };
+                match write {
+                    true => (Handle::Control(ControlFile::new(n, snapshot)), direct),
+                    false => (Handle::Snapshot(snapshot), direct),
+                }
+            }
+        };
+        Ok(Opened {
+            fh: self.handles.insert(handle),
+            caching,
+        })
+    }
+
+    /// Creates a sector file (stored at close) or a contract.
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        flags: i32,
+        pid: u32,
+    ) -> Result<(Entry, Opened)> {
+        let parent = node_of(parent)?;
+        let name = text(name, || {
+            Error::Invalid(format!(
+                "{name:?} is not UTF-8 text, so neither a root nor a contract id"
+            ))
+        })?;
+        let root = || {
+            name.parse::<Root>().map_err(|_| {
+                Error::Invalid(format!(
+                    "{name:?} is not a sector root (64 lowercase hex characters)"
+                ))
+            })
+        };
+        let sector = |root, reference| {
+            let file = SectorFile::new(self.engine.clone(), root, reference);
+            let fh = self.handles.insert(Handle::SectorWrite(Mutex::new(file)));
+            (Node::Pending(fh), fh)
+        };
+        let (node, fh) = match parent {
+            Node::SectorsDir => sector(root()?, Reference::Pin),
+            Node::TempHeight(h) => {
+                let root = root()?;
+                if h > MAX_TEMP_HEIGHT {
+                    return Err(Error::Invalid(format!("{h} is not a valid height")));
+                }
+                self.check_temp_height(h)?;
+                sector(root, Reference::Temp(h))
+            }
+            Node::ContractsDir => {
+                let (c, made) = self.engine.create_contract_if_absent(name)?;
+                if !made && flags & libc::O_EXCL != 0 {
+                    return Err(Error::Exists(format!("contract {name} already exists")));
+                }
+                // Existing: made by another process since the kernel looked,
+                // so this is an open like any other (without O_TRUNC it must
+                // not empty the list).
+                let readable = flags & libc::O_ACCMODE != libc::O_WRONLY;
+                let snapshot = match !made && readable {
+                    true => contract_text(&self.engine.contract_roots_by_id(c.id)?),
+                    false => Vec::new(),
+                };
+                let edit = ContractFile::edit_of(flags, made);
+                let opener = fds::process_of(pid);
+                let id = c.id;
+                let file = ContractFile::new(c, edit, snapshot, opener, made);
+                let fh = self.handles.insert(Handle::ContractWrite(Mutex::new(file)));
+                (Node::Contract(id), fh)
+            }
+            _ => {
+                return Err(Error::NotPermitted(format!(
+                    "files can be created in /sectors, /temp/<height> and /contracts only, not \
+                     {}/{name}",
+                    parent.path()
+                )));
+            }
+        };
+        match self.attr(node) {
+            Ok(attr) => Ok((
+                Entry {
+                    attr,
+                    ttl: TTL_NONE,
+                },
+                Opened {
+                    fh,
+                    caching: Caching::Direct,
+                },
+            )),
+            Err(e) => {
+                self.handles.remove(fh);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads up to `size` bytes at `offset` and hands them to `reply`
+    /// (sector bytes go through a buffer kept per thread: no allocation or
+    /// page faults per read).
+    pub fn read<R>(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+        reply: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        let handle = self.handles.get(fh)?;
+        let slice = |data: &[u8]| {
+            let start = (offset as usize).min(data.len());
+            let end = start.saturating_add(size as usize).min(data.len());
+            start..end
+        };
+        match &*handle {
+            Handle::Snapshot(data) => Ok(reply(&data[slice(data)])),
+            Handle::Control(c) => Ok(reply(&c.snapshot[slice(&c.snapshot)])),
+            Handle::ContractWrite(up) => {
+                let up = up.lock();
+                Ok(reply(&up.snapshot[slice(&up.snapshot)]))
+            }
+            Handle::SectorWrite(_) => Err(Error::BadHandle(
+                "a sector being written cannot be read until it is stored".into(),
+            )),
+            Handle::SectorRead(root) => {
+                let end = (offset + size as u64).min(SECTOR_SIZE as u64);
+                if offset >= end {
+                    return Ok(reply(&[]));
+                }
+                thread_local!(static BUF: std::cell::RefCell<Vec<u8>> = const {
+                    std::cell::RefCell::new(Vec::new())
+                });
+                BUF.with_borrow_mut(|buf| {
+                    let len = (end - offset) as usize;
+                    if buf.len() < len {
+                        buf.resize(len, 0);
+                    }
+                    self.engine.read_sector(root, offset, &mut buf[..len])?;
+                    Ok(reply(&buf[..len]))
+                })
+            }
+        }
+    }
+
+    /// Writes `data` at `offset`; `owner`: the lock owner of the writing
+    /// process. Returns the bytes taken (fewer for a control write whose
+    /// later line was refused).
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8], owner: Option<u64>) -> Result<usize> {
+        let handle = self.handles.get(fh)?;
+        match &*handle {
+            Handle::SectorWrite(up) => up.lock().write(offset, data, owner)?,
+            Handle::ContractWrite(up) => up.lock().write(offset, data, owner)?,
+            Handle::Control(c) => return c.write(&self.engine, &self.mountpoint, data),
+            Handle::Snapshot(_) | Handle::SectorRead(_) => {
+                return Err(Error::BadHandle("the file is open for reading only".into()));
+            }
+        }
+        Ok(data.len())
+    }
+
+    /// A close of one descriptor (`owner`: its lock owner, `pid`: the
+    /// thread): a sector is stored, a contract revised, a control file's
+    /// last line applied, when this close decides.
+    pub fn flush(&self, fh: u64, owner: u64, pid: u32) -> Result<()> {
+        let Ok(handle) = self.handles.get(fh) else {
+            return Ok(());
+        };
+        match &*handle {
+            Handle::SectorWrite(up) => up.lock().commit(Some(owner)),
+            Handle::ContractWrite(up) => up.lock().commit(&self.engine, Some(owner), pid),
+            Handle::Control(c) => c.flush(&self.engine, &self.mountpoint),
+            Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),
+        }
+    }
+
+    /// The last close: the handle goes, and what only a release can tell
+    /// is done (a contract's late truncation).
+    pub fn release(&self, fh: u64) -> Result<()> {
+        let Some(handle) = self.handles.remove(fh) else {
+            return Ok(());
+        };
+        match &*handle {
+            Handle::ContractWrite(up) => up.lock().release(&self.engine),
+            Handle::SectorWrite(up) => {
+                up.lock().release();
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// What a close would do, done now, so that a success is durable: a
+    /// whole sector is stored, a contract's list applied. A sector file not
+    /// yet 4 MiB cannot be stored, and says so rather than succeed.
+    pub fn fsync(&self, fh: u64, pid: u32) -> Result<()> {
+        let Ok(handle) = self.handles.get(fh) else {
+            return Ok(());
+        };
+        match &*handle {
+            Handle::SectorWrite(up) => up.lock().commit(None),
+            Handle::ContractWrite(up) => up.lock().commit(&self.engine, None, pid),
+            // each complete line took effect when it was written; a
+            // partial one waits for the rest or the close
+            Handle::Control(_) | Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),
+        }
+    }
+
+    pub fn statfs(&self) -> Statfs {
+        let cap = self.engine.capacity();
+        let sectors = self.engine.meta().count_sectors().unwrap_or_else(|e| {
+            tracing::warn!("statfs: cannot count the stored sectors, using the used slots: {e}");
+            cap.used_slots
+        });
+        Statfs {
+            blocks: cap.total_slots,
+            free: cap.free_writable,
+            files: sectors + cap.free_writable,
+            block_size: SECTOR_SIZE as u32,
+        }
+    }
+}
+
+/// A name as text; `bad` says what a name that is not UTF-8 means here.
+pub(super) fn text(name: &OsStr, bad: impl FnOnce() -> Error) -> Result<&str> {
+    name.to_str().ok_or_else(bad)
+}

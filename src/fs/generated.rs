@@ -1,0 +1,41 @@
+//! The generated files: what reading each one shows. Generated at open,
+//! so a read always shows the present.
+
+use super::inode::{Node, VolFile};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::report;
+
+/// Current content of a generated (non-sector, non-contract) file.
+pub fn content(engine: &Engine, node: Node) -> Result<Vec<u8>> {
+    let text = match node {
+        Node::Height => format!("{}\n", engine.height()?),
+        Node::VolumesAdd => String::new(),
+        Node::Status => report::status_text(engine)?,
+        Node::StatusJson => report::status_json(engine)?,
+        Node::Metrics => report::metrics(engine)?,
+        Node::Volume(id, f) => volume_file(engine, id, f)?,
+        _ => return Err(Error::Invalid(format!("{node:?} is not a generated file"))),
+    };
+    Ok(text.into_bytes())
+}
+
+fn volume_file(engine: &Engine, id: u32, f: VolFile) -> Result<String> {
+    let v = engine.volume_info(id)?;
+    Ok(match f {
+        VolFile::Path => format!("{}\n", v.path.display()),
+        VolFile::Uuid => format!("{}\n", v.uuid),
+        VolFile::Slots => format!("{}\n", v.slots),
+        VolFile::Used => format!("{}\n", v.used),
+        VolFile::Readonly => format!("{}\n", v.readonly as u8),
+        VolFile::State => format!("{}\n", v.state),
+        VolFile::Stats => {
+            let s = v.stats;
+            format!(
+                "reads {}\nwrites {}\nread_errors {}\nwrite_errors {}\ncorrupt {}\nbytes_read {}\n",
+                s.reads, s.writes, s.read_errors, s.write_errors, s.corrupt, s.bytes_read
+            )
+        }
+        VolFile::Remove | VolFile::Check => String::new(),
+    })
+}

@@ -1,0 +1,55 @@
+//! Extended attributes: where a sector is and what references it.
+
+use super::dir::node_of;
+use super::filesystem::SectorFs;
+use super::inode::Node;
+use crate::error::{Error, Result};
+
+const XATTRS: [&str; 3] = [
+    "user.sectorfs.volume",
+    "user.sectorfs.slot",
+    "user.sectorfs.refs",
+];
+
+impl SectorFs {
+    pub fn getxattr(&self, ino: u64, name: &std::ffi::OsStr) -> Result<Vec<u8>> {
+        let missing = || Error::NoAttribute(format!("no attribute {name:?} here"));
+        let Ok(Node::Sector(id)) = node_of(ino) else {
+            return Err(missing());
+        };
+        let s = self
+            .engine
+            .sector_by_id(id)?
+            .ok_or_else(|| Error::NotFound(format!("sector #{id} is no longer stored")))?;
+        let value = match name.to_str() {
+            Some("user.sectorfs.volume") => s.volume_id.to_string(),
+            Some("user.sectorfs.slot") => s.slot.to_string(),
+            Some("user.sectorfs.refs") => {
+                let r = self.engine.ref_counts(id)?;
+                format!("pin={} contracts={} temp={}", r.pins, r.contracts, r.temp)
+            }
+            _ => return Err(missing()),
+        };
+        Ok(value.into_bytes())
+    }
+
+    /// The attribute names of a node, each followed by a NUL.
+    pub fn listxattr(&self, ino: u64) -> Vec<u8> {
+        match node_of(ino) {
+            Ok(Node::Sector(_)) => XATTRS.iter().flat_map(|n| n.bytes().chain([0])).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn setxattr(&self, name: &std::ffi::OsStr) -> Result<()> {
+        Err(Error::NotSupported(format!(
+            "cannot set {name:?}: sectorfs attributes are read-only"
+        )))
+    }
+
+    pub fn removexattr(&self, name: &std::ffi::OsStr) -> Result<()> {
+        Err(Error::NotSupported(format!(
+            "cannot remove {name:?}: sectorfs attributes are read-only"
+        )))
+    }
+}
