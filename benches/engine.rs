@@ -166,7 +166,7 @@ fn main() {
     let vol = engine
         .add_volume(&dir.path().join("big.vol"), meta_sectors)
         .unwrap();
-    let mut rng = Rng(0x5EC7_0A5F);
+    let mut rng = Rng::new(0x5EC7_0A5F);
     let synthetic = rng.roots(meta_sectors);
     let t = Instant::now();
     engine

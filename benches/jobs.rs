@@ -67,11 +67,11 @@ fn reader(
     stop: &AtomicBool,
     failed: &AtomicU64,
 ) -> Vec<Duration> {
-    let mut rng = Rng(0xDEAD_BEEF);
+    let mut rng = Rng::new(0xDEAD_BEEF);
     let mut buf = vec![0u8; SECTOR_SIZE];
     let mut lat = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        let (root, data) = &sectors[rng.below(sectors.len())];
+        let (root, data) = rng.pick(sectors);
         let t = Instant::now();
         let r = engine.read_sector(root, 0, &mut buf);
         lat.push(t.elapsed());

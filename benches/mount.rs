@@ -468,7 +468,7 @@ fn listing(
     for d in [&mnt, &plain, &mnt_pt] {
         std::fs::create_dir_all(d).unwrap();
     }
-    let mut rng = Rng(0x1157_5EC7);
+    let mut rng = Rng::new(0x1157_5EC7);
     let roots = rng.roots(count);
     {
         let engine = Engine::open(&data, options()).unwrap();
@@ -516,9 +516,7 @@ fn listing(
     }
     let stats = 2000;
     let warmup = 200;
-    let picks: Vec<&Root> = (0..stats + warmup)
-        .map(|_| &roots[rng.below(roots.len())])
-        .collect();
+    let picks: Vec<&Root> = (0..stats + warmup).map(|_| rng.pick(&roots)).collect();
     let stat_all = |d: &Path| {
         let mut lat = Vec::with_capacity(stats);
         for (i, r) in picks.iter().enumerate() {

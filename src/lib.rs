@@ -3,6 +3,8 @@
 //! Layers, one way: `fs` (FUSE adapter) → `engine` (placement, references,
 //! jobs, alerts) → `meta` (SQLite) and `volume` (positioned file I/O).
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod engine;
 pub mod error;
 pub mod fs;

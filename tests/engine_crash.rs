@@ -31,30 +31,12 @@ const MAX_LIST: usize = 12;
 /// A child that is never killed stops after this many operations per thread.
 const MAX_OPS: u64 = 400;
 
-/// xorshift64: deterministic, seedable, good enough to pick operations.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 fn make_sector(seed: u64) -> (Root, Vec<u8>) {
-    let mut rng = Rng::new(seed);
-    let mut data = vec![0u8; SECTOR_SIZE];
-    for word in data.chunks_exact_mut(8) {
-        word.copy_from_slice(&rng.next().to_le_bytes());
-    }
+    let data = rng::noise_sector(seed);
     (sector_root(&data), data)
 }
 

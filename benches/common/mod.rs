@@ -6,8 +6,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sectorfs::merkle::{Root, SECTOR_SIZE};
-
 pub const MB: f64 = 1e6;
 
 pub fn env_u64(name: &str, default: u64) -> u64 {
@@ -17,43 +15,13 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// xorshift64: cheap, deterministic noise.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A number below `n`.
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// `count` roots of noise, for sectors recorded without data.
-    pub fn roots(&mut self, count: u64) -> Vec<Root> {
-        (0..count)
-            .map(|_| {
-                let mut r = [0u8; 32];
-                for w in r.chunks_exact_mut(8) {
-                    w.copy_from_slice(&self.next().to_le_bytes());
-                }
-                Root(r)
-            })
-            .collect()
-    }
-}
+#[path = "../../tests/common/rng.rs"]
+mod rng;
+pub use rng::Rng;
 
 /// A sector of noise, distinct per seed.
 pub fn make_sector(seed: u64) -> Vec<u8> {
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut data = vec![0u8; SECTOR_SIZE];
-    for word in data.chunks_exact_mut(8) {
-        word.copy_from_slice(&rng.next().to_le_bytes());
-    }
-    data
+    rng::noise_sector(seed)
 }
 
 /// Fastest of `passes` runs of `f`: the machine is shared, so the best run

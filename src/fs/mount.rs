@@ -84,7 +84,7 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
     // made the change, and it is done before that request is answered.
     engine.set_refs_listener(Box::new(move |ids| {
         for id in known.held(ids) {
-            let _ = attrs.inval_inode(fuser::INodeNo(Node::Sector(id).ino()), -1, 0);
+            invalidate(&attrs, Node::Sector(id).ino(), -1);
         }
     }));
     let notifier = session.notifier();
@@ -93,13 +93,17 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
     // sector could wait on that very request.
     let (tx, rx) = std::sync::mpsc::channel::<u64>();
     engine.set_free_listener(Box::new(move |f| {
-        let _ = tx.send(Node::Sector(f.sector_id).ino());
+        // the receiver lives as long as the session: a failed send means
+        // the mount is ending, and its page cache with it
+        if tx.send(Node::Sector(f.sector_id).ino()).is_err() {
+            tracing::debug!("sector #{} freed while the mount ends", f.sector_id);
+        }
     }));
     std::thread::Builder::new()
         .name("invalidate".into())
         .spawn(move || {
             for ino in rx {
-                let _ = notifier.inval_inode(fuser::INodeNo(ino), 0, 0);
+                invalidate(&notifier, ino, 0);
             }
         })
         .map_err(|e| Error::io("cannot start a thread", e))?;
@@ -137,6 +141,20 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
     }
     tracing::info!("sectorfs unmounted from {}", mountpoint.display());
     Ok(())
+}
+
+/// Tells the kernel to drop what it caches of inode `ino`: its attributes
+/// (`offset` -1) or its pages too (0). An inode the kernel has already
+/// forgotten is routine; anything else is logged.
+fn invalidate(notifier: &fuser::Notifier, ino: u64, offset: i64) {
+    match notifier.inval_inode(fuser::INodeNo(ino), offset, 0) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => tracing::warn!(
+            "cannot tell the kernel to drop its cache of inode {ino}; a stale link count or \
+             freed sector data may show until it expires: {e}"
+        ),
+    }
 }
 
 /// How long a busy mount is retried before it is detached.

@@ -7,16 +7,11 @@ use std::time::{Duration, Instant};
 use sectorfs::engine::{Engine, Options, Placement};
 use sectorfs::merkle::{Root, SECTOR_SIZE, sector_root};
 
-/// A sector of xorshift noise: distinct per seed, cheap to make.
+pub mod rng;
+
+/// A sector of noise and its root: distinct per seed, cheap to make.
 pub fn make_sector(seed: u64) -> (Root, Vec<u8>) {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut data = vec![0u8; SECTOR_SIZE];
-    for word in data.chunks_exact_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        word.copy_from_slice(&x.to_le_bytes());
-    }
+    let data = rng::noise_sector(seed);
     (sector_root(&data), data)
 }
 

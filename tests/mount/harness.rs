@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sectorfs::merkle::{Root, SECTOR_SIZE, sector_root};
+use sectorfs::merkle::{Root, sector_root};
+
+#[path = "../common/rng.rs"]
+mod rng;
+pub use rng::{Rng, noise_sector};
 
 /// The `sectorfs` binary built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_sectorfs");
@@ -352,15 +356,7 @@ pub fn close(f: std::fs::File) -> std::io::Result<()> {
 
 /// Deterministic pseudo-random sector content for `seed`.
 pub fn sector(seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = vec![0u8; SECTOR_SIZE];
-    for chunk in out.chunks_exact_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes());
-    }
-    out
+    noise_sector(seed)
 }
 
 pub fn errno(e: &std::io::Error) -> i32 {
@@ -420,31 +416,6 @@ pub fn xattr_names(path: &Path) -> std::io::Result<Vec<String>> {
 /// The root of data that is not stored anywhere.
 pub fn unstored_root(seed: u64) -> Root {
     sector_root(&sector(seed))
-}
-
-/// xorshift64: deterministic and seedable, for reproducible random tests.
-#[derive(Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
 }
 
 /// `sectorfs check --data-dir` on a stopped store must find it clean.
