@@ -160,10 +160,23 @@ impl SectorFs {
     pub fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> Result<Attr> {
         let node = node_of(ino)?;
         if set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
-            return Err(Error::NotPermitted(format!(
-                "chmod/chown of {}: sectorfs sets its own modes",
+            // tools that copy attributes (tar, cp -a, rsync -a) set them on
+            // every sector they store and on the directory they fill: a
+            // no-op there, so they do not fail; the store keeps its own
+            if !matches!(
+                node,
+                Node::Sector(_) | Node::Pending(_) | Node::SectorsDir | Node::TempHeight(_)
+            ) {
+                return Err(Error::NotPermitted(format!(
+                    "chmod/chown of {}: sectorfs sets its own modes",
+                    node.path()
+                )));
+            }
+            tracing::debug!(
+                mode = ?set.mode, uid = ?set.uid, gid = ?set.gid,
+                "chmod/chown of {}: accepted, nothing changes (sectorfs keeps its own modes)",
                 node.path()
-            )));
+            );
         }
         if let Some(size) = set.size {
             let handle = match node {
