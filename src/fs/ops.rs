@@ -260,14 +260,15 @@ impl SectorFs {
         }
     }
 
-    fn open_sector_write(&self, root: Root, reference: Reference) -> u64 {
-        self.handles
+    fn open_sector_write(&self, root: Root, reference: Reference) -> Result<u64, Error> {
+        Ok(self
+            .handles
             .insert(Handle::SectorWrite(Mutex::new(SectorUpload {
-                writer: SectorWriter::new(self.engine.clone(), root),
+                writer: SectorWriter::new(self.engine.clone(), root)?,
                 writers: Writers::default(),
                 reference,
                 outcome: None,
-            })))
+            }))))
     }
 
     /// A directory listed in pages straight from the database, never held
@@ -683,7 +684,7 @@ impl Filesystem for SectorFs {
                     None => Reference::Pin,
                 };
                 let up = SectorUpload {
-                    writer: SectorWriter::new(self.engine.clone(), s.root),
+                    writer: SectorWriter::new(self.engine.clone(), s.root)?,
                     writers: Writers::default(),
                     reference,
                     outcome: None,
@@ -790,7 +791,7 @@ impl Filesystem for SectorFs {
         };
         let created: Result<(Node, u64), Error> = (|| match parent {
             Node::SectorsDir => {
-                let fh = self.open_sector_write(root()?, Reference::Pin);
+                let fh = self.open_sector_write(root()?, Reference::Pin)?;
                 Ok((Node::Pending(fh), fh))
             }
             Node::TempHeight(h) => {
@@ -801,7 +802,7 @@ impl Filesystem for SectorFs {
                         "temp entries must expire above the current height {current}, not at {h}"
                     )));
                 }
-                let fh = self.open_sector_write(root, Reference::Temp(h));
+                let fh = self.open_sector_write(root, Reference::Temp(h))?;
                 Ok((Node::Pending(fh), fh))
             }
             Node::ContractsDir => {

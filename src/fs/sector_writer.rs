@@ -22,14 +22,14 @@ pub struct SectorWriter {
 }
 
 impl SectorWriter {
-    pub fn new(engine: Arc<Engine>, root: Root) -> SectorWriter {
-        SectorWriter {
+    pub fn new(engine: Arc<Engine>, root: Root) -> Result<SectorWriter> {
+        Ok(SectorWriter {
             root,
-            upload: Box::new(Upload::new(engine, root)),
+            upload: Box::new(Upload::new(engine, root)?),
             len: 0,
             too_big: false,
             untouched: true,
-        }
+        })
     }
 
     pub fn len(&self) -> u64 {
@@ -51,7 +51,7 @@ impl SectorWriter {
                 data.len()
             )));
         };
-        self.upload.write(offset as usize, data);
+        self.upload.write(offset as usize, data)?;
         self.len = self.len.max(end as usize);
         Ok(())
     }
@@ -66,7 +66,7 @@ impl SectorWriter {
         }
         let len = len as usize;
         if len < self.len {
-            self.upload.zero_from(len);
+            self.upload.zero_from(len)?;
         }
         self.len = len;
         Ok(())
@@ -76,7 +76,9 @@ impl SectorWriter {
     /// (the engine checks it hashes to the name before anything is
     /// recorded).
     pub fn store(&mut self, reference: Reference) -> Result<Stored> {
-        let stored = self.check().and_then(|()| self.upload.finish(reference));
+        let stored = (self.upload.refused())
+            .and_then(|()| self.check())
+            .and_then(|()| self.upload.finish(reference));
         // a failed close keeps no slot: the file may never be closed again
         self.upload.drop_target();
         stored
