@@ -424,10 +424,11 @@ impl Upload {
 
     /// Chunk `i`'s bytes, read back from the reserved slot into a buffer.
     fn read_back(&self, i: usize) -> Result<Buf> {
-        let mut buf = self.engine.uploads.pool.take(&format_args!(
-            "reading back part of sector {}",
-            self.root
-        ))?;
+        let mut buf = self
+            .engine
+            .uploads
+            .pool
+            .take(&format_args!("reading back part of sector {}", self.root))?;
         self.read_back_into(i, &mut buf)?;
         Ok(buf)
     }

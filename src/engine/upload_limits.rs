@@ -15,7 +15,12 @@ use crate::merkle::SECTOR_SIZE;
 /// than a host's network brings in.
 pub fn default_upload_memory() -> u64 {
     // SAFETY: sysconf reads system constants only.
-    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
     let ram = (pages.max(0) as u64).saturating_mul(page.max(0) as u64);
     (ram / 8).clamp(MIN_UPLOAD_MEMORY, 1 << 30)
 }

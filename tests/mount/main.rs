@@ -16,4 +16,5 @@ mod sectors;
 mod soak;
 mod status;
 mod temp;
+mod upload_memory;
 mod volumes;
