@@ -125,7 +125,7 @@ impl Pool {
             "{what}: the uploads' memory budget ({} MiB) is all in use and {why}; other \
              sector files open for writing hold it (written out of order, or left open \
              half written): close them, or raise --upload-memory",
-            self.limit * LEN >> 20
+            (self.limit * LEN) >> 20
         ))
     }
 

@@ -268,13 +268,13 @@ impl Upload {
             .map(|i| self.hasher.root(i, self.sent[i]))
             .collect();
         let mut in_memory = Vec::new();
-        for i in 0..CHUNKS {
-            if roots[i].is_some() {
+        for (i, root) in roots.iter_mut().enumerate() {
+            if root.is_some() {
                 continue;
             }
             match self.in_memory(i) {
                 Some(buf) => in_memory.push((i, buf)),
-                None => roots[i] = Some(merkle::subtree_root(&self.read_back(i)?)),
+                None => *root = Some(merkle::subtree_root(&self.read_back(i)?)),
             }
         }
         let synced = std::thread::scope(|scope| {
@@ -583,12 +583,11 @@ impl Upload {
         self.settle();
         let mut held = Vec::with_capacity(CHUNKS);
         for i in 0..CHUNKS {
-            match &self.chunks[i] {
-                Chunk::Sent { held: None, seen } => match seen.upgrade() {
+            if let Chunk::Sent { held: None, seen } = &self.chunks[i] {
+                match seen.upgrade() {
                     Some(buf) => held.push((i, buf)),
                     None => return,
-                },
-                _ => {}
+                }
             }
         }
         for (i, buf) in held {

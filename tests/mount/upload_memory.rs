@@ -61,7 +61,7 @@ impl Contents {
 
 /// How a file is written: each round writes one chunk of every file.
 #[derive(Clone, Copy, PartialEq, Debug)]
-enum Order {
+enum Pattern {
     /// Chunk r in round r, whole: what cp does.
     InOrder,
     /// Chunk 15 - r in round r: out of order, but each chunk whole.
@@ -131,9 +131,9 @@ fn thousands_of_uploads_stay_within_the_memory_budget() {
 
     let contents = Contents::new();
     let order = |f: usize| match f % 250 {
-        7 => Order::HalvesSwapped,
-        11 | 13 => Order::Reversed,
-        _ => Order::InOrder,
+        7 => Pattern::HalvesSwapped,
+        11 | 13 => Pattern::Reversed,
+        _ => Pattern::InOrder,
     };
     let mut files: Vec<(usize, File)> = Vec::new();
     let mut refused_open = 0;
@@ -163,13 +163,13 @@ fn thousands_of_uploads_stay_within_the_memory_budget() {
                 continue;
             }
             let c = match order(*f) {
-                Order::Reversed => CHUNKS - 1 - round,
+                Pattern::Reversed => CHUNKS - 1 - round,
                 _ => round,
             };
             let data = contents.chunk(*f, c);
             let at = (c * CHUNK) as u64;
             let written = match order(*f) {
-                Order::HalvesSwapped => {
+                Pattern::HalvesSwapped => {
                     let half = CHUNK / 2;
                     file.write_all_at(&data[half..], at + half as u64)
                         .and_then(|()| file.write_all_at(&data[..half], at))
@@ -217,8 +217,8 @@ fn thousands_of_uploads_stay_within_the_memory_budget() {
     // every out-of-order and reversed file, and most others, stored
     assert!(stored.len() + failed == MAX_UPLOADS);
     assert!(
-        stored.iter().any(|f| order(*f) == Order::HalvesSwapped)
-            && stored.iter().any(|f| order(*f) == Order::Reversed),
+        stored.iter().any(|f| order(*f) == Pattern::HalvesSwapped)
+            && stored.iter().any(|f| order(*f) == Pattern::Reversed),
         "files written out of order store too"
     );
 
