@@ -41,6 +41,12 @@ pub enum Error {
     /// Another process holds the data dir.
     #[error("{0}")]
     Locked(String),
+    /// The uploads' memory budget is in use and no buffer came back in time.
+    #[error("{0}")]
+    OutOfBuffers(String),
+    /// As many sector files are open for writing as the mount allows.
+    #[error("{0}")]
+    TooManyUploads(String),
     /// A failed system call on a volume or the data dir.
     #[error("{context}: {source}")]
     Io {
@@ -112,6 +118,8 @@ impl Error {
             Error::NoIoctl(_) => libc::ENOTTY,
             Error::BadHandle(_) => libc::EBADF,
             Error::Reported { errno, .. } => *errno,
+            Error::OutOfBuffers(_) => libc::ENOBUFS,
+            Error::TooManyUploads(_) => libc::EMFILE,
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             Error::Db { source, .. } => match source.sqlite_error_code() {
                 Some(rusqlite::ErrorCode::DiskFull) => libc::ENOSPC,

@@ -60,9 +60,9 @@ fn every_write_order_stores_the_same_sector() {
     ];
     for (seed, order) in orders.into_iter().enumerate() {
         let (root, data) = make_sector(0x5000 + seed as u64);
-        let mut up = Upload::new(engine.clone(), root);
+        let mut up = Upload::new(engine.clone(), root).unwrap();
         for (off, len) in order {
-            up.write(off, &data[off..off + len]);
+            up.write(off, &data[off..off + len]).unwrap();
         }
         let stored = up.finish(Reference::Pin).unwrap();
         assert!(stored.new, "order {seed}");
@@ -71,11 +71,11 @@ fn every_write_order_stores_the_same_sector() {
     }
     // a truncate while writing zeroes what it cuts, sent chunks included
     let (root, data) = make_sector(0x5100);
-    let mut up = Upload::new(engine.clone(), root);
-    up.write(0, &vec![0xAB; SECTOR_SIZE]);
-    up.zero_from(MIB + 10);
-    up.write(MIB + 10, &data[MIB + 10..]);
-    up.write(0, &data[..MIB + 10]);
+    let mut up = Upload::new(engine.clone(), root).unwrap();
+    up.write(0, &vec![0xAB; SECTOR_SIZE]).unwrap();
+    up.zero_from(MIB + 10).unwrap();
+    up.write(MIB + 10, &data[MIB + 10..]).unwrap();
+    up.write(0, &data[..MIB + 10]).unwrap();
     up.finish(Reference::Pin).unwrap();
     drop(up);
     assert!(read_whole(&engine, &root) == data, "read back differs");
@@ -91,8 +91,8 @@ fn bytes_never_written_read_as_zeros() {
     // an upload dropped after filling every buffer, so the next one is
     // likely to get them back with these bytes in them
     let (dirty_root, _) = make_sector(0x5300);
-    let mut dirty = Upload::new(engine.clone(), dirty_root);
-    dirty.write(0, &vec![0xFF; SECTOR_SIZE]);
+    let mut dirty = Upload::new(engine.clone(), dirty_root).unwrap();
+    dirty.write(0, &vec![0xFF; SECTOR_SIZE]).unwrap();
     drop(dirty);
     // written: a short start of chunk 0, a piece after a gap in chunk 1, a
     // whole chunk 2, the sector's last bytes; everything else never
@@ -108,9 +108,9 @@ fn bytes_never_written_read_as_zeros() {
         data[off..off + len].copy_from_slice(&noise[off..off + len]);
     }
     let root = sectorfs::merkle::sector_root(&data);
-    let mut up = Upload::new(engine.clone(), root);
+    let mut up = Upload::new(engine.clone(), root).unwrap();
     for (off, len) in pieces {
-        up.write(off, &data[off..off + len]);
+        up.write(off, &data[off..off + len]).unwrap();
     }
     assert!(up.finish(Reference::Pin).unwrap().new);
     drop(up);
@@ -124,8 +124,8 @@ fn bad_data_stores_nothing_and_leaves_no_slot() {
     let (engine, ids) = store(dir.path(), &[4]);
     let (root, data) = make_sector(0x5200);
     let (_, other) = make_sector(0x5201);
-    let mut up = Upload::new(engine.clone(), root);
-    up.write(0, &other);
+    let mut up = Upload::new(engine.clone(), root).unwrap();
+    up.write(0, &other).unwrap();
     let err = up.finish(Reference::Pin).unwrap_err();
     assert_eq!(err.errno(), libc::EBADMSG, "{err}");
     assert!(engine.lookup(&root).unwrap().is_none());
@@ -135,7 +135,7 @@ fn bad_data_stores_nothing_and_leaves_no_slot() {
     assert!(slot_bytes(&path, 0).iter().all(|b| *b == 0));
 
     // the same upload, written right, stores after all
-    up.write(0, &data);
+    up.write(0, &data).unwrap();
     assert!(up.finish(Reference::Pin).unwrap().new);
     drop(up);
     assert!(read_whole(&engine, &root) == data, "read back differs");
@@ -147,8 +147,8 @@ fn an_abandoned_upload_gives_its_slot_back() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, ids) = store(dir.path(), &[4]);
     let (root, data) = make_sector(0x5300);
-    let mut up = Upload::new(engine.clone(), root);
-    up.write(0, &data[..2 * MIB]);
+    let mut up = Upload::new(engine.clone(), root).unwrap();
+    up.write(0, &data[..2 * MIB]).unwrap();
     assert_eq!(
         used(&engine),
         1,
@@ -169,8 +169,8 @@ fn a_stored_root_only_gains_a_reference() {
     engine
         .write_sector(&root, &data, Reference::Temp(10))
         .unwrap();
-    let mut up = Upload::new(engine.clone(), root);
-    up.write(0, &data);
+    let mut up = Upload::new(engine.clone(), root).unwrap();
+    up.write(0, &data).unwrap();
     let stored = up.finish(Reference::Pin).unwrap();
     assert!(!stored.new);
     drop(up);
@@ -191,12 +191,12 @@ fn a_slot_cut_off_by_a_shrink_is_never_owned_twice() {
     }
     // reserved in slot 2 of volume a, then a shrinks to 2 slots under it
     let (root, data) = make_sector(0x5510);
-    let mut up = Upload::new(engine.clone(), root);
-    up.write(0, &data[..3 * MIB]);
+    let mut up = Upload::new(engine.clone(), root).unwrap();
+    up.write(0, &data[..3 * MIB]).unwrap();
     engine.resize_volume(a, 2).unwrap();
     wait_job(&engine, a, 30);
     assert_eq!(engine.volume_info(a).unwrap().slots, 2);
-    up.write(3 * MIB, &data[3 * MIB..]);
+    up.write(3 * MIB, &data[3 * MIB..]).unwrap();
     assert!(up.finish(Reference::Pin).unwrap().new);
     drop(up);
     let at = engine.lookup(&root).unwrap().unwrap();
@@ -207,9 +207,9 @@ fn a_slot_cut_off_by_a_shrink_is_never_owned_twice() {
     // cut off and grown back before the close: still this upload's slot,
     // and no other writer was given it meanwhile
     let (root, data) = make_sector(0x5511);
-    let mut up = Upload::new(engine.clone(), root);
+    let mut up = Upload::new(engine.clone(), root).unwrap();
     engine.resize_volume(a, 3).unwrap();
-    up.write(0, &data[..MIB]);
+    up.write(0, &data[..MIB]).unwrap();
     let reserved_in_a = engine.volume_info(a).unwrap().used == 3;
     engine.resize_volume(a, 2).unwrap();
     wait_job(&engine, a, 30);
@@ -217,7 +217,7 @@ fn a_slot_cut_off_by_a_shrink_is_never_owned_twice() {
     wait_job(&engine, a, 30);
     let (r2, d2) = make_sector(0x5512);
     engine.write_sector(&r2, &d2, Reference::Pin).unwrap();
-    up.write(MIB, &data[MIB..]);
+    up.write(MIB, &data[MIB..]).unwrap();
     up.finish(Reference::Pin).unwrap();
     drop(up);
     assert!(reserved_in_a, "the upload reserved slot 2 of volume a");
@@ -239,8 +239,8 @@ fn a_volume_removed_or_made_read_only_under_an_upload() {
     // removed, and a new volume added, while the upload holds slot 0 of b
     engine.set_readonly(a, true).unwrap();
     let (root, data) = make_sector(0x5600);
-    let mut up = Upload::new(engine.clone(), root);
-    up.write(0, &data[..MIB]);
+    let mut up = Upload::new(engine.clone(), root).unwrap();
+    up.write(0, &data[..MIB]).unwrap();
     assert_eq!(engine.volume_info(b).unwrap().used, 1, "reserved in b");
     engine.remove_volume(b, false).unwrap();
     wait_job(&engine, b, 30);
@@ -250,7 +250,7 @@ fn a_volume_removed_or_made_read_only_under_an_upload() {
     let (w, wd) = make_sector(0x5601);
     engine.write_sector(&w, &wd, Reference::Pin).unwrap();
     assert_eq!(engine.lookup(&w).unwrap().unwrap().volume_id, c);
-    up.write(MIB, &data[MIB..]);
+    up.write(MIB, &data[MIB..]).unwrap();
     assert!(up.finish(Reference::Pin).unwrap().new);
     drop(up);
     let at = engine.lookup(&root).unwrap().unwrap();
@@ -265,11 +265,11 @@ fn a_volume_removed_or_made_read_only_under_an_upload() {
     // set read-only while the upload holds a slot of it
     engine.set_readonly(a, false).unwrap();
     let (root, data) = make_sector(0x5602);
-    let mut up = Upload::new(engine.clone(), root);
-    up.write(0, &data[..MIB]);
+    let mut up = Upload::new(engine.clone(), root).unwrap();
+    up.write(0, &data[..MIB]).unwrap();
     assert_eq!(engine.volume_info(a).unwrap().used, 1, "reserved in a");
     engine.set_readonly(a, true).unwrap();
-    up.write(MIB, &data[MIB..]);
+    up.write(MIB, &data[MIB..]).unwrap();
     assert!(up.finish(Reference::Pin).unwrap().new);
     drop(up);
     let at = engine.lookup(&root).unwrap().unwrap();

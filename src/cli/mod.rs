@@ -169,6 +169,14 @@ struct MountArgs {
     /// Most MB/s the background scrub reads
     #[arg(long, default_value_t = 50)]
     scrub_rate: u64,
+    /// Memory the data of sectors being written may take at once (e.g.
+    /// 512MiB) [default: an eighth of physical memory, at most 1GiB]
+    #[arg(long)]
+    upload_memory: Option<String>,
+    /// Sector files open for writing at once; more are refused with EMFILE
+    /// [default: one per 1 MiB of --upload-memory]
+    #[arg(long)]
+    max_uploads: Option<usize>,
 }
 
 fn run_mount(a: MountArgs) -> Result<(), String> {
@@ -186,16 +194,32 @@ fn run_mount(a: MountArgs) -> Result<(), String> {
         }),
         None => None,
     };
+    let upload_memory = match &a.upload_memory {
+        Some(text) => Some(
+            sectorfs::parse::parse_size(text)
+                .map_err(|e| format!("--upload-memory: {e}"))?
+                .saturating_mul(SECTOR_SIZE as u64),
+        ),
+        None => None,
+    };
     let options = Options {
         placement: a.placement,
         verify_reads: a.verify_reads,
         default_volume_slots,
+        upload_memory,
+        max_uploads: a.max_uploads,
     };
     // before the engine starts its threads, so they leave SIGINT/SIGTERM
     // to the mount's clean unmount
     sectorfs::fs::block_signals().map_err(|e| e.to_string())?;
     let engine = Arc::new(Engine::open(&data_dir, options).map_err(|e| e.to_string())?);
     tracing::info!("data dir {}", data_dir.display());
+    let (memory, max_uploads) = engine.upload_limits();
+    tracing::info!(
+        "sectors being written may take {} MiB of memory; at most {max_uploads} sector files \
+         open for writing at once",
+        memory >> 20
+    );
     engine.resume_jobs().map_err(|e| e.to_string())?;
     engine.start_background(scrub).map_err(|e| e.to_string())?;
     let mount_options = sectorfs::fs::MountOptions {

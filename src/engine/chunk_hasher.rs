@@ -72,6 +72,7 @@ fn queue() -> Option<&'static Queue> {
 
 fn serve() {
     idle_priority();
+    buffers::quiet_thread();
     // woken by the first job, once the queue is in place
     let q = loop {
         match QUEUE.get() {
@@ -98,10 +99,9 @@ fn hash(job: Job) {
         return;
     };
     let root = merkle::subtree_root(&buf);
-    if let Ok(buf) = Arc::try_unwrap(buf) {
-        // the upload let go of it meanwhile
-        buffers::keep(buf);
-    }
+    // back to its pool if the upload let go of it meanwhile (without an
+    // unmap or a wake on this thread: see `buffers::quiet_thread`)
+    drop(buf);
     upload.roots.lock()[job.chunk] = Some((job.sent, root));
 }
 

@@ -16,6 +16,7 @@ mod slot_writer;
 mod slots;
 mod status;
 mod upload;
+mod upload_limits;
 mod volumes;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ pub use refs::check_contract_name;
 pub use sectors::Stored;
 pub use status::Capacity;
 pub use upload::{CHUNK as UPLOAD_CHUNK, Upload};
+pub use upload_limits::{MIN_UPLOAD_MEMORY, default_max_uploads, default_upload_memory};
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 
 pub use crate::meta::{ContractEdit, ContractRow, Freed, RefCounts, Reference, SectorRow};
@@ -51,6 +53,12 @@ pub struct Options {
     pub verify_reads: bool,
     /// Slots of the volume created on first start when there is none (0: none).
     pub default_volume_slots: u64,
+    /// Bytes the buffers of sectors being written may take at once
+    /// (`None`: [`default_upload_memory`]).
+    pub upload_memory: Option<u64>,
+    /// Sector files open for writing at once (`None`:
+    /// [`default_max_uploads`] of the memory).
+    pub max_uploads: Option<usize>,
 }
 
 impl Default for Options {
@@ -59,6 +67,8 @@ impl Default for Options {
             placement: Placement::default(),
             verify_reads: false,
             default_volume_slots: 256,
+            upload_memory: None,
+            max_uploads: None,
         }
     }
 }
@@ -83,6 +93,8 @@ pub struct Engine {
     jobs: jobs::Jobs,
     /// Sectors found corrupt since start: their reads fail with EIO.
     corrupt: Mutex<std::collections::HashSet<i64>>,
+    /// The memory and the number of sector files being written.
+    uploads: upload_limits::UploadLimits,
     _lock: DataDirLock,
 }
 
@@ -98,6 +110,17 @@ impl Engine {
                 .create(data_dir)
                 .io_ctx(|| format!("cannot create the data dir {}", data_dir.display()))?;
         }
+        let upload_memory = options.upload_memory.unwrap_or_else(default_upload_memory);
+        if upload_memory < MIN_UPLOAD_MEMORY {
+            return Err(crate::error::Error::Invalid(format!(
+                "the upload memory must hold at least one sector ({} MiB), not {upload_memory} \
+                 bytes",
+                MIN_UPLOAD_MEMORY >> 20
+            )));
+        }
+        let max_uploads = options
+            .max_uploads
+            .unwrap_or_else(|| default_max_uploads(upload_memory));
         let lock = DataDirLock::acquire(data_dir)?;
         let meta = Meta::open(&data_dir.join("sectorfs.db"))?;
         let engine = Engine {
@@ -112,6 +135,7 @@ impl Engine {
             refs_listener: RwLock::new(None),
             jobs: jobs::Jobs::default(),
             corrupt: Mutex::new(Default::default()),
+            uploads: upload_limits::UploadLimits::new(upload_memory, max_uploads),
             _lock: lock,
         };
         engine.load_volumes()?;
@@ -211,6 +235,12 @@ impl Engine {
 
     pub fn alerts(&self) -> &Alerts {
         &self.alerts
+    }
+
+    /// The memory budget of uploads in bytes, and the cap on sector files
+    /// open for writing.
+    pub fn upload_limits(&self) -> (u64, usize) {
+        self.uploads.describe()
     }
 
     pub fn options(&self) -> &Options {

@@ -135,6 +135,11 @@ impl Engine {
             }
             let file = match written {
                 Ok(file) => file,
+                // no memory for the buffers: no fault of the volume's
+                Err(e) if matches!(e.errno(), libc::ENOBUFS | libc::ENOMEM) => {
+                    self.discard_slot(vol_id, slot);
+                    return Err(e);
+                }
                 Err(e) => {
                     // the slot never had a row: return it and try elsewhere
                     self.discard_slot(vol_id, slot);
@@ -237,15 +242,19 @@ impl Engine {
         // work for cached writes, and the hash has the cores while the
         // device writes (measured 10-30% faster than cached pieces with
         // their writeback started one by one)
-        let bufs: Vec<buffers::Buf> = data
+        let taken: Result<Vec<buffers::Buf>> = data
             .chunks(buffers::LEN)
             .map(|piece| {
-                let mut buf = buffers::take();
+                let mut buf = self
+                    .uploads
+                    .pool
+                    .take(&format_args!("writing slot {slot} of volume {}", volume.id))?;
                 buf.copy_from_slice(piece);
-                buf
+                Ok(buf)
             })
             .collect();
         copied();
+        let bufs = taken?;
         // a whole sector (checked by `store`): every buffer is full
         let parts: Vec<&[u8]> = bufs.iter().map(|buf| &buf[..]).collect();
         let mark = file.error_mark();
@@ -253,7 +262,7 @@ impl Engine {
             .write_parts(slot, 0, &parts)
             .and_then(|()| file.sync_since(mark));
         drop(parts);
-        bufs.into_iter().for_each(buffers::give_back);
+        drop(bufs);
         written.map(|()| file).map_err(|e| {
             Error::io(
                 format!("writing slot {slot} of volume {} failed", volume.id),

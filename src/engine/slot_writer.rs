@@ -1,24 +1,37 @@
 //! Writes of an upload's chunks into its reserved slot, on a thread of their
 //! own: the writer's next piece is taken in while the device writes the
-//! last one, instead of waiting for it.
+//! last one, instead of waiting for it. A chunk written goes to its pool's
+//! kept buffers (see [`Pool::keep`]); one that failed comes back with its
+//! report, for the close to write elsewhere.
 
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
-use super::buffers::Buf;
+use super::buffers::{Buf, Flight, Pool};
 use crate::volume::VolumeFile;
 
 /// One chunk to write: its index, where in the slot, and its bytes (shared
 /// with the upload, whose root they go into).
-type Job = (usize, u64, Arc<Buf>);
+type Job = (usize, u64, Arc<Buf>, Flight);
+
+/// How a chunk's write went; a failed one hands its bytes back.
+pub(super) type Outcome = Result<(), (io::Error, Arc<Buf>)>;
+
+/// Where the writing thread puts what it wrote.
+struct Landing {
+    pool: Arc<Pool>,
+    /// The upload, for the pool's kept buffers.
+    owner: u64,
+}
 
 /// The writing thread of one reserved slot. Dropping it waits for every
 /// write under way, so nothing lands in a slot after it is given back.
 pub(super) struct SlotWriter {
+    pool: Arc<Pool>,
     jobs: Option<Sender<Job>>,
-    done: Receiver<(usize, io::Result<()>)>,
+    done: Receiver<(usize, Outcome)>,
     thread: Option<JoinHandle<()>>,
     /// Jobs sent and not yet reported.
     pending: usize,
@@ -27,7 +40,16 @@ pub(super) struct SlotWriter {
 impl SlotWriter {
     /// Starts the thread writing into `slot` of `file`; `None` if no thread
     /// can be had (the caller then writes each chunk as it sends it).
-    pub(super) fn start(file: Arc<VolumeFile>, slot: u64) -> Option<Self> {
+    pub(super) fn start(
+        file: Arc<VolumeFile>,
+        slot: u64,
+        pool: Arc<Pool>,
+        owner: u64,
+    ) -> Option<Self> {
+        let landing = Landing {
+            pool: pool.clone(),
+            owner,
+        };
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (report, done) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -38,7 +60,7 @@ impl SlotWriter {
                     // write, as far as it runs on without a gap
                     let mut run = vec![first];
                     while run.len() < MAX_RUN {
-                        let (_, offset, buf) = run.last().expect("never empty");
+                        let (_, offset, buf, _) = run.last().expect("never empty");
                         let end = offset + buf.len() as u64;
                         match inbox.try_recv() {
                             Ok(next) if next.1 == end => run.push(next),
@@ -47,6 +69,7 @@ impl SlotWriter {
                                     &file,
                                     slot,
                                     std::mem::replace(&mut run, vec![next]),
+                                    &landing,
                                     &report,
                                 ) {
                                     return;
@@ -55,13 +78,14 @@ impl SlotWriter {
                             Err(_) => break,
                         }
                     }
-                    if !write_run(&file, slot, run, &report) {
+                    if !write_run(&file, slot, run, &landing, &report) {
                         return;
                     }
                 }
             })
             .ok()?;
         Some(SlotWriter {
+            pool,
             jobs: Some(jobs),
             done,
             thread: Some(thread),
@@ -69,23 +93,24 @@ impl SlotWriter {
         })
     }
 
-    /// Queues chunk `i`'s bytes for `offset` in the slot.
-    pub(super) fn send(&mut self, i: usize, offset: u64, buf: Arc<Buf>) -> io::Result<()> {
+    /// Queues chunk `i`'s bytes for `offset` in the slot; hands them back
+    /// if the thread is gone.
+    pub(super) fn send(&mut self, i: usize, offset: u64, buf: Arc<Buf>) -> Result<(), Arc<Buf>> {
         let jobs = self
             .jobs
             .as_ref()
             .expect("only a finished writer has no queue");
-        match jobs.send((i, offset, buf)) {
+        match jobs.send((i, offset, buf, self.pool.flight())) {
             Ok(()) => {
                 self.pending += 1;
                 Ok(())
             }
-            Err(_) => Err(io::Error::other("the slot's writing thread is gone")),
+            Err(mpsc::SendError((_, _, buf, _))) => Err(buf),
         }
     }
 
     /// Waits for every write sent so far; returns each chunk's outcome.
-    pub(super) fn settle(&mut self) -> Vec<(usize, io::Result<()>)> {
+    pub(super) fn settle(&mut self) -> Vec<(usize, Outcome)> {
         let mut out = Vec::with_capacity(self.pending);
         while self.pending > 0 {
             match self.done.recv() {
@@ -110,22 +135,25 @@ fn write_run(
     file: &VolumeFile,
     slot: u64,
     run: Vec<Job>,
-    report: &Sender<(usize, io::Result<()>)>,
+    landing: &Landing,
+    report: &Sender<(usize, Outcome)>,
 ) -> bool {
     let offset = run[0].1;
-    let parts: Vec<&[u8]> = run.iter().map(|(_, _, buf)| &buf[..]).collect();
+    let parts: Vec<&[u8]> = run.iter().map(|(_, _, buf, _)| &buf[..]).collect();
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let written = file
         .write_parts(slot, offset, &parts)
         .and_then(|()| file.start_writeback_part(slot, offset, len as u64));
     drop(parts);
-    for (i, _, buf) in run {
-        // the upload may take its buffer back once told
-        drop(buf);
+    for (i, _, buf, flight) in run {
         let outcome = match &written {
-            Ok(()) => Ok(()),
-            Err(e) => Err(copy_error(e)),
+            Ok(()) => {
+                landing.pool.keep(landing.owner, buf);
+                Ok(())
+            }
+            Err(e) => Err((copy_error(e), buf)),
         };
+        drop(flight);
         if report.send((i, outcome)).is_err() {
             return false;
         }
@@ -134,7 +162,7 @@ fn write_run(
 }
 
 /// The same error again, for each chunk of a run that failed together.
-fn copy_error(e: &io::Error) -> io::Error {
+pub(super) fn copy_error(e: &io::Error) -> io::Error {
     match e.raw_os_error() {
         Some(code) => io::Error::from_raw_os_error(code),
         None => io::Error::new(e.kind(), e.to_string()),

@@ -11,12 +11,23 @@
 //! rewritten or cut by a truncate are simply done again at close. Nothing is
 //! recorded before the whole sector hashes to its name and is synced, as on
 //! every write path.
+//!
+//! Memory: buffers come from the engine's budget (`buffers::Pool`) as data
+//! arrives, never ahead of it. A chunk written into its slot leaves the
+//! upload's hands: the pool keeps its buffer while it has room (so a close
+//! whose slot was lost can still store the sector elsewhere) and takes it
+//! back first when another upload needs one; the close then reads what it
+//! still needs back from the slot. A write that can get no buffer fails
+//! with `ENOBUFS`, gives back all the upload holds, and the close refuses
+//! to store it.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use super::buffers::{self, Buf};
 use super::chunk_hasher::ChunkHasher;
-use super::slot_writer::SlotWriter;
+use super::slot_writer::{SlotWriter, copy_error};
+use super::upload_limits::Permit;
 use super::{Engine, Reference, Stored, Volume};
 use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
@@ -28,12 +39,12 @@ use crate::volume::VolumeFile;
 pub const CHUNK: usize = buffers::LEN;
 const CHUNKS: usize = SECTOR_SIZE / CHUNK;
 
-/// What stands in a chunk's place while its buffer is moved.
-fn placeholder() -> Chunk {
-    Chunk::Sent(buffers::empty())
-}
+/// Numbers uploads, for the pool's kept buffers.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 enum Chunk {
+    /// Nothing written, or all of it cut by a truncate: zeros, no buffer.
+    Empty,
     /// Being filled; its first `filled` bytes arrived without a gap, and
     /// `in_order` stays true while nothing else was written. While it is,
     /// the bytes from `filled` on are left over from an earlier upload;
@@ -43,9 +54,14 @@ enum Chunk {
         filled: usize,
         in_order: bool,
     },
-    /// Complete and sent to the slot (when there is one), whose writer may
-    /// still hold it; hashed at close.
-    Sent(Arc<Buf>),
+    /// Complete and sent to the slot (when there is one). `held` while its
+    /// bytes are nowhere else (no slot, or its write failed); else only
+    /// `seen`, alive while the slot's writer, the pool or the hasher holds
+    /// the buffer, and read back from the slot once it is gone.
+    Sent {
+        seen: Weak<Buf>,
+        held: Option<Arc<Buf>>,
+    },
 }
 
 /// Where the sector's data goes.
@@ -78,6 +94,11 @@ enum Syncing<'s> {
 pub struct Upload {
     engine: Arc<Engine>,
     root: Root,
+    id: u64,
+    /// Counts this upload against the cap on sector files being written.
+    _permit: Permit,
+    /// Why a write failed for want of memory: nothing is stored then.
+    refused: Option<String>,
     target: Target,
     chunks: Vec<Chunk>,
     /// Per chunk, where its bytes are.
@@ -102,34 +123,53 @@ fn nowhere() -> [Written; CHUNKS] {
 }
 
 impl Upload {
-    pub fn new(engine: Arc<Engine>, root: Root) -> Upload {
-        Upload {
+    /// A new upload of the sector named `root`; refused with
+    /// [`Error::TooManyUploads`] past the engine's cap. Takes no memory
+    /// until data arrives.
+    pub fn new(engine: Arc<Engine>, root: Root) -> Result<Upload> {
+        let permit = engine.uploads.admit()?;
+        Ok(Upload {
             engine,
             root,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            _permit: permit,
+            refused: None,
             target: Target::Unchosen,
-            chunks: (0..CHUNKS)
-                .map(|_| Chunk::Open {
-                    buf: buffers::take(),
-                    filled: 0,
-                    in_order: true,
-                })
-                .collect(),
+            chunks: (0..CHUNKS).map(|_| Chunk::Empty).collect(),
             written: nowhere(),
             sent: [0; CHUNKS],
             hasher: ChunkHasher::new(CHUNKS),
+        })
+    }
+
+    /// Refuses if an earlier write failed for want of memory: the upload
+    /// then holds nothing, and nothing may be stored from it.
+    pub fn refused(&self) -> Result<()> {
+        match &self.refused {
+            Some(why) => Err(Error::OutOfBuffers(format!(
+                "sector {}: an earlier write failed ({why}); nothing was stored, write it \
+                 again",
+                self.root
+            ))),
+            None => Ok(()),
         }
     }
 
     /// Copies `data` in at `offset`; the caller keeps writes inside the
-    /// sector.
-    pub fn write(&mut self, offset: usize, data: &[u8]) {
+    /// sector. A buffer that cannot be had fails the write and the upload.
+    pub fn write(&mut self, offset: usize, data: &[u8]) -> Result<()> {
         assert!(offset + data.len() <= SECTOR_SIZE, "write past the sector");
+        self.refused()?;
         let (mut at, mut rest) = (offset, data);
         while !rest.is_empty() {
             let (i, start) = (at / CHUNK, at % CHUNK);
             let (part, tail) = rest.split_at(rest.len().min(CHUNK - start));
             let end = start + part.len();
-            let complete = match self.reopen(i) {
+            let chunk = match self.reopen(i) {
+                Ok(chunk) => chunk,
+                Err(e) => return Err(self.refuse(e)),
+            };
+            let complete = match chunk {
                 Chunk::Open {
                     buf,
                     filled,
@@ -148,23 +188,48 @@ impl Upload {
                 }
                 _ => unreachable!("reopen leaves the chunk open"),
             };
-            if complete {
-                self.send(i);
+            if complete && let Err(e) = self.send(i) {
+                return Err(self.refuse(e));
             }
             at += part.len();
             rest = tail;
         }
+        Ok(())
+    }
+
+    /// Fails the upload for `e` (no memory to be had): gives back all it
+    /// holds, its slot included, so that others can go on.
+    fn refuse(&mut self, e: Error) -> Error {
+        self.refused = Some(e.to_string());
+        self.hasher.stop();
+        self.discard_target();
+        self.chunks.iter_mut().for_each(|c| *c = Chunk::Empty);
+        self.engine.uploads.pool.forget(self.id);
+        e
     }
 
     /// Zeroes everything from `len` on (a truncate while writing).
-    pub fn zero_from(&mut self, len: usize) {
+    pub fn zero_from(&mut self, len: usize) -> Result<()> {
+        self.refused()?;
+        // a chunk's write under way must report before the chunk changes
+        self.settle();
         for i in (len / CHUNK)..CHUNKS {
             let cut = len.saturating_sub(i * CHUNK);
-            if let Chunk::Open { buf, filled, .. } = self.reopen(i) {
+            if cut == 0 || matches!(self.chunks[i], Chunk::Empty) {
+                self.chunks[i] = Chunk::Empty;
+                self.written[i] = Written::Nowhere;
+                continue;
+            }
+            let chunk = match self.reopen(i) {
+                Ok(chunk) => chunk,
+                Err(e) => return Err(self.refuse(e)),
+            };
+            if let Chunk::Open { buf, filled, .. } = chunk {
                 buf[cut..].fill(0);
                 *filled = (*filled).min(cut);
             }
         }
+        Ok(())
     }
 
     /// Stores the sector with `reference`: checks it hashes to its name,
@@ -172,9 +237,10 @@ impl Upload {
     /// first. Leaves the data in place, so a failed close can be retried
     /// after more writes.
     pub fn finish(&mut self, reference: Reference) -> Result<Stored> {
+        self.refused()?;
         for i in 0..CHUNKS {
-            if matches!(self.chunks[i], Chunk::Open { .. }) {
-                self.send(i);
+            if !matches!(self.chunks[i], Chunk::Sent { .. }) {
+                self.send(i)?;
             }
         }
         self.settle();
@@ -190,18 +256,28 @@ impl Upload {
             } => Some((volume.clone(), file.clone(), *slot, *epoch, *sync_mark)),
             _ => None,
         };
-        let (mut all_in_slot, mut write_error) = (true, None);
-        for w in std::mem::replace(&mut self.written, nowhere()) {
-            match w {
-                Written::InSlot => {}
-                Written::Nowhere | Written::Pending => all_in_slot = false,
-                Written::Failed(e) => {
-                    all_in_slot = false;
-                    write_error.get_or_insert(e);
-                }
+        let all_in_slot = self.written.iter().all(|w| matches!(w, Written::InSlot));
+        let write_error = self.written.iter().find_map(|w| match w {
+            Written::Failed(e) => Some(copy_error(e)),
+            _ => None,
+        });
+        // the roots the background has not hashed: from memory where the
+        // bytes still are (taken before the hasher is stopped, which may
+        // let go of them), else read back from the slot one at a time
+        let mut roots: Vec<Option<Root>> = (0..CHUNKS)
+            .map(|i| self.hasher.root(i, self.sent[i]))
+            .collect();
+        let mut in_memory = Vec::new();
+        for (i, root) in roots.iter_mut().enumerate() {
+            if root.is_some() {
+                continue;
+            }
+            match self.in_memory(i) {
+                Some(buf) => in_memory.push((i, buf)),
+                None => *root = Some(merkle::subtree_root(&self.read_back(i)?)),
             }
         }
-        let (roots, synced) = std::thread::scope(|scope| {
+        let synced = std::thread::scope(|scope| {
             let sync = match &slot {
                 Some((_, file, _, _, mark)) if all_in_slot => {
                     // the hash waits until the sync is under way: started
@@ -225,15 +301,20 @@ impl Upload {
                 }
                 _ => None,
             };
-            let (hasher, sent) = (&self.hasher, &self.sent);
-            hasher.stop();
-            let roots = chunk_roots(&self.chunks, |i| hasher.root(i, sent[i]));
-            let synced = sync.map(|s| match s {
+            self.hasher.stop();
+            for (i, root) in chunk_roots(&in_memory) {
+                roots[i] = Some(root);
+            }
+            sync.map(|s| match s {
                 Syncing::Thread(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
                 Syncing::Done(r) => r,
-            });
-            (roots, synced)
+            })
         });
+        drop(in_memory);
+        let roots: Vec<Root> = roots
+            .into_iter()
+            .map(|r| r.expect("every chunk was hashed"))
+            .collect();
         let actual = merkle::combine(&roots);
         if actual != self.root {
             self.drop_target();
@@ -253,15 +334,26 @@ impl Upload {
             match outcome {
                 Ok(true) => {
                     // the slot is the commit's now, whatever it decides
-                    self.target = Target::Unchosen;
+                    let Target::Slot { writer, .. } =
+                        std::mem::replace(&mut self.target, Target::Unchosen)
+                    else {
+                        unreachable!("a slot was chosen")
+                    };
+                    drop(writer);
                     if let Some(stored) = self
                         .engine
                         .commit_new(&self.root, &volume, &file, slot, epoch, reference)?
                     {
+                        self.engine.uploads.pool.forget(self.id);
                         return Ok(stored);
                     }
+                    // read back from the slot (the file is still open)
+                    // before it may be reused; checked below
+                    let data = self.whole(Some((&file, slot)))?;
+                    self.written = nowhere();
+                    return self.store_elsewhere(&data, reference, Vec::new());
                 }
-                Ok(false) => self.drop_target(),
+                Ok(false) => {}
                 Err(e) => {
                     let e = Error::io(
                         format!("writing slot {slot} of volume {} failed", volume.id),
@@ -270,24 +362,108 @@ impl Upload {
                     tracing::error!(volume = volume.id, slot, "write failed: {e}");
                     self.engine.note_write_error(&volume, &e);
                     failed.push(volume.id);
-                    self.drop_target();
                 }
             }
         }
-        // the slot went, or there was none: the whole write path, already
-        // verified, with the data in one piece
-        self.target = Target::Unchosen;
-        let mut data = Vec::with_capacity(SECTOR_SIZE);
-        for chunk in &self.chunks {
-            data.extend_from_slice(chunk.bytes());
+        // the slot went, or there was none: the whole write path, with the
+        // data in one piece
+        let data = self.whole(None)?;
+        self.discard_target();
+        self.store_elsewhere(&data, reference, failed)
+    }
+
+    /// Stores the sector through the whole write path, once `data` is known
+    /// to be it: bytes read back from a slot cut off meanwhile may not be.
+    fn store_elsewhere(
+        &mut self,
+        data: &[u8],
+        reference: Reference,
+        failed: Vec<u32>,
+    ) -> Result<Stored> {
+        if merkle::sector_root(data) != self.root {
+            return Err(Error::Unavailable(format!(
+                "sector {}: its slot was cut off (a shrink or a removal of its volume) while \
+                 it arrived, and the memory budget no longer held its bytes; nothing was \
+                 stored, write it again",
+                self.root
+            )));
         }
-        self.engine
-            .store(&self.root, &data, reference, None, failed)
+        let stored = self.engine.store(&self.root, data, reference, None, failed);
+        if stored.is_ok() {
+            self.engine.uploads.pool.forget(self.id);
+        }
+        stored
+    }
+
+    /// The whole sector in one piece; chunks held nowhere else are read back
+    /// from `from`, or else from the reserved slot.
+    fn whole(&self, from: Option<(&VolumeFile, u64)>) -> Result<Vec<u8>> {
+        let mut data = vec![0u8; SECTOR_SIZE];
+        for (i, part) in data.chunks_exact_mut(CHUNK).enumerate() {
+            match self.in_memory(i) {
+                Some(buf) => part.copy_from_slice(&buf),
+                None => match from {
+                    Some((file, slot)) => file
+                        .read(slot, (i * CHUNK) as u64, part)
+                        .map_err(|e| Error::io(format!("reading back slot {slot}"), e))?,
+                    None => self.read_back_into(i, part)?,
+                },
+            }
+        }
+        Ok(data)
+    }
+
+    /// Chunk `i`'s bytes if a buffer still holds them.
+    fn in_memory(&self, i: usize) -> Option<Arc<Buf>> {
+        match &self.chunks[i] {
+            Chunk::Sent { held: Some(b), .. } => Some(b.clone()),
+            Chunk::Sent { seen, .. } => seen.upgrade(),
+            _ => None,
+        }
+    }
+
+    /// Chunk `i`'s bytes, read back from the reserved slot into a buffer.
+    fn read_back(&self, i: usize) -> Result<Buf> {
+        let mut buf = self
+            .engine
+            .uploads
+            .pool
+            .take(&format_args!("reading back part of sector {}", self.root))?;
+        self.read_back_into(i, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_back_into(&self, i: usize, into: &mut [u8]) -> Result<()> {
+        match (&self.target, &self.written[i]) {
+            (
+                Target::Slot {
+                    file, slot, epoch, ..
+                },
+                Written::InSlot,
+            ) => {
+                file.read(*slot, (i * CHUNK) as u64, into).map_err(|e| {
+                    Error::io(format!("reading back part of sector {}", self.root), e)
+                })?;
+                if !self.engine.truncations.none_since(*epoch) {
+                    return Err(self.lost());
+                }
+                Ok(())
+            }
+            _ => Err(self.lost()),
+        }
+    }
+
+    fn lost(&self) -> Error {
+        Error::NotPermitted(format!(
+            "part of sector {} is no longer held (it was stored, or its slot was cut off \
+             while it arrived); nothing more can be stored from this file, write it again",
+            self.root
+        ))
     }
 
     /// Sends chunk `i` to be written into the slot (once one is chosen).
-    fn send(&mut self, i: usize) {
-        let buf = match std::mem::replace(&mut self.chunks[i], placeholder()) {
+    fn send(&mut self, i: usize) -> Result<()> {
+        let buf = match std::mem::replace(&mut self.chunks[i], Chunk::Empty) {
             Chunk::Open {
                 mut buf,
                 filled,
@@ -299,32 +475,49 @@ impl Upload {
                 }
                 buf
             }
-            Chunk::Sent(_) => unreachable!("only open chunks are sent"),
+            Chunk::Empty => {
+                let taken = self
+                    .engine
+                    .uploads
+                    .pool
+                    .take(&format_args!("sector {}", self.root));
+                let mut buf = taken?;
+                buf.fill(0);
+                buf
+            }
+            Chunk::Sent { .. } => unreachable!("only open chunks are sent"),
         };
         let buf = Arc::new(buf);
         self.sent[i] += 1;
         self.hasher.send(i, self.sent[i], &buf);
+        let seen = Arc::downgrade(&buf);
         let offset = (i * CHUNK) as u64;
-        self.written[i] = match self.choose_target() {
+        let (id, pool) = (self.id, self.engine.uploads.pool.clone());
+        let (written, held) = match self.choose_target() {
             Target::Slot {
                 writer: Some(writer),
                 ..
-            } => match writer.send(i, offset, buf.clone()) {
-                Ok(()) => Written::Pending,
+            } => match writer.send(i, offset, buf) {
+                Ok(()) => (Written::Pending, None),
                 // the thread died, not the disk: the close writes it
                 // elsewhere without counting it against the volume
-                Err(_) => Written::Nowhere,
+                Err(buf) => (Written::Nowhere, Some(buf)),
             },
             Target::Slot { file, slot, .. } => match file
                 .write_part(*slot, offset, &buf)
                 .and_then(|()| file.start_writeback_part(*slot, offset, CHUNK as u64))
             {
-                Ok(()) => Written::InSlot,
-                Err(e) => Written::Failed(e),
+                Ok(()) => {
+                    pool.keep(id, buf);
+                    (Written::InSlot, None)
+                }
+                Err(e) => (Written::Failed(e), Some(buf)),
             },
-            _ => Written::Nowhere,
+            _ => (Written::Nowhere, Some(buf)),
         };
-        self.chunks[i] = Chunk::Sent(buf);
+        self.written[i] = written;
+        self.chunks[i] = Chunk::Sent { seen, held };
+        Ok(())
     }
 
     /// Waits for the chunk writes under way and records how each went.
@@ -337,7 +530,12 @@ impl Upload {
             for (i, outcome) in writer.settle() {
                 self.written[i] = match outcome {
                     Ok(()) => Written::InSlot,
-                    Err(e) => Written::Failed(e),
+                    Err((e, buf)) => {
+                        if let Chunk::Sent { held, .. } = &mut self.chunks[i] {
+                            *held = Some(buf);
+                        }
+                        Written::Failed(e)
+                    }
                 };
             }
         }
@@ -361,7 +559,12 @@ impl Upload {
             Ok((file, volume)) => Some(Target::Slot {
                 volume,
                 sync_mark: file.error_mark(),
-                writer: SlotWriter::start(file.clone(), slot),
+                writer: SlotWriter::start(
+                    file.clone(),
+                    slot,
+                    self.engine.uploads.pool.clone(),
+                    self.id,
+                ),
                 file,
                 slot,
                 epoch,
@@ -374,8 +577,29 @@ impl Upload {
     }
 
     /// Gives back a reserved slot; chunks written into it are written
-    /// again wherever the close puts the sector.
+    /// again wherever the close puts the sector. Keeps it (till the upload
+    /// goes) while some chunk's bytes are in it only: they would be lost.
     pub fn drop_target(&mut self) {
+        self.settle();
+        let mut held = Vec::with_capacity(CHUNKS);
+        for i in 0..CHUNKS {
+            if let Chunk::Sent { held: None, seen } = &self.chunks[i] {
+                match seen.upgrade() {
+                    Some(buf) => held.push((i, buf)),
+                    None => return,
+                }
+            }
+        }
+        for (i, buf) in held {
+            if let Chunk::Sent { held, .. } = &mut self.chunks[i] {
+                *held = Some(buf);
+            }
+        }
+        self.discard_target();
+    }
+
+    /// Gives back the reserved slot, whatever it holds.
+    fn discard_target(&mut self) {
         if let Target::Slot {
             volume,
             slot,
@@ -391,68 +615,60 @@ impl Upload {
         self.written = nowhere();
     }
 
-    /// Makes chunk `i` writable again; a sent chunk must be redone at close.
-    fn reopen(&mut self, i: usize) -> &mut Chunk {
-        if matches!(self.chunks[i], Chunk::Sent(_)) {
-            // the writer lets go of the buffer once it wrote it
-            self.settle();
-            // taken first: should it fail, the chunk is as it was
-            let spare = buffers::take();
-            let Chunk::Sent(shared) = std::mem::replace(&mut self.chunks[i], placeholder()) else {
-                unreachable!("matched above")
-            };
-            let buf = match Arc::try_unwrap(shared) {
-                Ok(buf) => {
-                    buffers::give_back(spare);
-                    buf
-                }
-                // the background hasher has it in hand
-                Err(shared) => {
-                    let mut copy = spare;
-                    copy.copy_from_slice(&shared);
-                    copy
-                }
-            };
-            self.written[i] = Written::Nowhere;
-            self.chunks[i] = Chunk::Open {
-                buf,
-                filled: CHUNK,
-                in_order: false,
-            };
+    /// Makes chunk `i` writable again (taking a buffer for it); a sent
+    /// chunk must be redone at close. Should no buffer be had, the chunk
+    /// is as it was.
+    fn reopen(&mut self, i: usize) -> Result<&mut Chunk> {
+        match &self.chunks[i] {
+            Chunk::Open { .. } => {}
+            Chunk::Empty => {
+                let buf = self
+                    .engine
+                    .uploads
+                    .pool
+                    .take(&format_args!("sector {}", self.root))?;
+                self.chunks[i] = Chunk::Open {
+                    buf,
+                    filled: 0,
+                    in_order: true,
+                };
+            }
+            Chunk::Sent { .. } => {
+                // the writer lets go of the buffer once it wrote it
+                self.settle();
+                let buf = match self.in_memory(i) {
+                    Some(shared) => {
+                        let mut copy = self
+                            .engine
+                            .uploads
+                            .pool
+                            .take(&format_args!("sector {}", self.root))?;
+                        copy.copy_from_slice(&shared);
+                        copy
+                    }
+                    None => self.read_back(i)?,
+                };
+                self.written[i] = Written::Nowhere;
+                self.chunks[i] = Chunk::Open {
+                    buf,
+                    filled: CHUNK,
+                    in_order: false,
+                };
+            }
         }
-        &mut self.chunks[i]
+        Ok(&mut self.chunks[i])
     }
 }
 
-impl Chunk {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Chunk::Open { buf, .. } => buf,
-            Chunk::Sent(buf) => buf,
-        }
-    }
-
-    /// The buffer, unless a writer still shares it.
-    fn into_buffer(self) -> Option<Buf> {
-        match self {
-            Chunk::Open { buf, .. } => Some(buf),
-            Chunk::Sent(buf) => Arc::try_unwrap(buf).ok(),
-        }
-    }
-}
-
-/// Each chunk's root: those `known` (hashed while the sector arrived), and
-/// the rest on two threads.
-fn chunk_roots(chunks: &[Chunk], known: impl Fn(usize) -> Option<Root>) -> Vec<Root> {
-    let mut roots: Vec<Option<Root>> = (0..chunks.len()).map(known).collect();
-    let missing: Vec<usize> = (0..chunks.len()).filter(|&i| roots[i].is_none()).collect();
-    let hash = |part: &[usize]| -> Vec<(usize, Root)> {
+/// The roots of chunks still in memory, on two threads.
+fn chunk_roots(chunks: &[(usize, Arc<Buf>)]) -> Vec<(usize, Root)> {
+    let hash = |part: &[(usize, Arc<Buf>)]| -> Vec<(usize, Root)> {
         part.iter()
-            .map(|&i| (i, merkle::subtree_root(chunks[i].bytes())))
+            .map(|(i, buf)| (*i, merkle::subtree_root(buf)))
             .collect()
     };
-    let (mine, theirs) = missing.split_at(missing.len() / 2);
-    let hashed = std::thread::scope(|scope| {
+    let (mine, theirs) = chunks.split_at(chunks.len() / 2);
+    std::thread::scope(|scope| {
         let other = (!theirs.is_empty())
             .then(|| {
                 std::thread::Builder::new()
@@ -468,24 +684,13 @@ fn chunk_roots(chunks: &[Chunk], known: impl Fn(usize) -> Option<Root>) -> Vec<R
             None => hash(theirs),
         });
         hashed
-    });
-    for (i, root) in hashed {
-        roots[i] = Some(root);
-    }
-    roots
-        .into_iter()
-        .map(|r| r.expect("every chunk was hashed"))
-        .collect()
+    })
 }
 
 impl Drop for Upload {
     fn drop(&mut self) {
         self.hasher.stop();
-        self.drop_target();
-        for chunk in std::mem::take(&mut self.chunks) {
-            if let Some(buf) = chunk.into_buffer() {
-                buffers::give_back(buf);
-            }
-        }
+        self.discard_target();
+        self.engine.uploads.pool.forget(self.id);
     }
 }

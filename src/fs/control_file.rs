@@ -8,6 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::control;
+use super::handle::Writers;
 use super::inode::Node;
 use crate::engine::{Engine, Severity};
 use crate::error::{Error, Result};
@@ -31,6 +32,7 @@ struct Input {
     /// The start of a line still to come.
     partial: Vec<u8>,
     state: State,
+    writers: Writers,
 }
 
 pub struct ControlFile {
@@ -48,6 +50,7 @@ impl ControlFile {
             input: Mutex::new(Input {
                 partial: Vec::new(),
                 state: State::Fresh,
+                writers: Writers::default(),
             }),
         }
     }
@@ -55,9 +58,16 @@ impl ControlFile {
     /// A write: buffers `data` and applies every line it completes.
     /// Returns how many bytes took effect (fewer than `data` when a later
     /// line was refused).
-    pub fn write(&self, engine: &Arc<Engine>, mountpoint: &Path, data: &[u8]) -> Result<usize> {
+    pub fn write(
+        &self,
+        engine: &Arc<Engine>,
+        mountpoint: &Path,
+        data: &[u8],
+        owner: Option<u64>,
+    ) -> Result<usize> {
         let earlier = {
             let mut input = self.input.lock();
+            input.writers.note(owner);
             let earlier = input.partial.len();
             if earlier + data.len() > MAX_INPUT {
                 input.partial.clear();
@@ -100,8 +110,13 @@ impl ControlFile {
         }
     }
 
-    /// A close: applies what is left, even without a newline.
-    pub fn flush(&self, engine: &Arc<Engine>, mountpoint: &Path) -> Result<()> {
+    /// A close by lock owner `owner`: applies what is left, even without a
+    /// newline, when the closing process wrote (a child that inherited the
+    /// descriptor and closes it at exec must not apply half a line).
+    pub fn flush(&self, engine: &Arc<Engine>, mountpoint: &Path, owner: u64) -> Result<()> {
+        if !self.input.lock().writers.may_decide(Some(owner)) {
+            return Ok(());
+        }
         self.apply_lines(engine, mountpoint, true)
             .map(|_| ())
             .map_err(|(e, _)| e)

@@ -327,7 +327,7 @@ impl SectorFs {
                         Some(h) => Reference::Temp(h),
                         None => Reference::Pin,
                     };
-                    let file = SectorFile::new(self.engine.clone(), s.root, reference);
+                    let file = SectorFile::new(self.engine.clone(), s.root, reference)?;
                     (Handle::SectorWrite(Mutex::new(file)), direct)
                 }
             }
@@ -401,20 +401,20 @@ impl SectorFs {
                 ))
             })
         };
-        let sector = |root, reference| {
-            let file = SectorFile::new(self.engine.clone(), root, reference);
+        let sector = |root, reference| -> Result<(Node, u64)> {
+            let file = SectorFile::new(self.engine.clone(), root, reference)?;
             let fh = self.handles.insert(Handle::SectorWrite(Mutex::new(file)));
-            (Node::Pending(fh), fh)
+            Ok((Node::Pending(fh), fh))
         };
         let (node, fh) = match parent {
-            Node::SectorsDir => sector(root()?, Reference::Pin),
+            Node::SectorsDir => sector(root()?, Reference::Pin)?,
             Node::TempHeight(h) => {
                 let root = root()?;
                 if h > MAX_TEMP_HEIGHT {
                     return Err(Error::Invalid(format!("{h} is not a valid height")));
                 }
                 self.check_temp_height(h)?;
-                sector(root, Reference::Temp(h))
+                sector(root, Reference::Temp(h))?
             }
             Node::ContractsDir => {
                 let (c, made) = self.engine.create_contract_if_absent(name)?;
@@ -516,7 +516,7 @@ impl SectorFs {
         match &*handle {
             Handle::SectorWrite(up) => up.lock().write(offset, data, owner)?,
             Handle::ContractWrite(up) => up.lock().write(offset, data, owner)?,
-            Handle::Control(c) => return c.write(&self.engine, &self.mountpoint, data),
+            Handle::Control(c) => return c.write(&self.engine, &self.mountpoint, data, owner),
             Handle::Snapshot(_) | Handle::SectorRead(_) => {
                 return Err(Error::BadHandle("the file is open for reading only".into()));
             }
@@ -534,7 +534,7 @@ impl SectorFs {
         match &*handle {
             Handle::SectorWrite(up) => up.lock().commit(Some(owner)),
             Handle::ContractWrite(up) => up.lock().commit(&self.engine, Some(owner), pid),
-            Handle::Control(c) => c.flush(&self.engine, &self.mountpoint),
+            Handle::Control(c) => c.flush(&self.engine, &self.mountpoint, owner),
             Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),
         }
     }

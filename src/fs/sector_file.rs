@@ -38,15 +38,15 @@ pub struct SectorFile {
 }
 
 impl SectorFile {
-    pub fn new(engine: Arc<Engine>, root: Root, reference: Reference) -> SectorFile {
-        SectorFile {
+    pub fn new(engine: Arc<Engine>, root: Root, reference: Reference) -> Result<SectorFile> {
+        Ok(SectorFile {
             root,
             reference,
-            upload: Box::new(Upload::new(engine, root)),
+            upload: Box::new(Upload::new(engine, root)?),
             len: 0,
             writers: Writers::default(),
             state: State::Untouched,
-        }
+        })
     }
 
     pub fn len(&self) -> u64 {
@@ -78,7 +78,7 @@ impl SectorFile {
                 data.len()
             )));
         };
-        self.upload.write(offset as usize, data);
+        self.upload.write(offset as usize, data)?;
         self.len = self.len.max(end as usize);
         Ok(())
     }
@@ -94,7 +94,7 @@ impl SectorFile {
         }
         let len = len as usize;
         if len < self.len {
-            self.upload.zero_from(len);
+            self.upload.zero_from(len)?;
         }
         self.len = len;
         Ok(())

@@ -17,4 +17,5 @@ mod soak;
 mod status;
 mod temp;
 mod tools;
+mod upload_memory;
 mod volumes;
