@@ -16,7 +16,9 @@ mod slot_writer;
 mod slots;
 mod status;
 mod upload;
+mod volume_errors;
 mod volumes;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
@@ -81,6 +83,7 @@ pub struct Engine {
     free_listener: RwLock<Option<FreeListener>>,
     refs_listener: RwLock<Option<RefsListener>>,
     jobs: jobs::Jobs,
+    health: health::Health,
     /// Sectors found corrupt since start: their reads fail with EIO.
     corrupt: Mutex<std::collections::HashSet<i64>>,
     _lock: DataDirLock,
@@ -111,6 +114,7 @@ impl Engine {
             free_listener: RwLock::new(None),
             refs_listener: RwLock::new(None),
             jobs: jobs::Jobs::default(),
+            health: health::Health::default(),
             corrupt: Mutex::new(Default::default()),
             _lock: lock,
         };
