@@ -139,11 +139,7 @@ impl Engine {
                     "check of volume {id}: done in {secs:.1}s ({mb:.0} MB/s): {}",
                     r.summary()
                 );
-                (
-                    severity,
-                    message,
-                    serde_json::to_value(&r).unwrap_or_default(),
-                )
+                (severity, message, super::alerts::data_of(&r))
             }
             Err(e) => (
                 Severity::Error,
@@ -192,7 +188,7 @@ impl Engine {
             for (s, verdict) in batch.iter().zip(verdicts) {
                 // moved or freed since it was listed: the read was of a
                 // slot it no longer owns, and says nothing about it
-                if !matches!(verdict, Verdict::Good) && !self.still_at(s).unwrap_or(false) {
+                if !matches!(verdict, Verdict::Good) && !self.still_at(s)? {
                     continue;
                 }
                 report.checked += 1;

@@ -92,8 +92,10 @@ impl Engine {
         for id in self.volume_ids() {
             let Ok(v) = self.volume(id) else { continue };
             if v.state() == VolumeState::Unavailable {
-                if self.reopen_volume(id).is_ok() {
-                    tracing::info!(volume = id, "volume {id} is back");
+                match self.reopen_volume(id) {
+                    Ok(()) => tracing::info!(volume = id, "volume {id} is back"),
+                    // its alert says so already; this, every pass
+                    Err(e) => tracing::debug!(volume = id, "{e}"),
                 }
                 continue;
             }
@@ -173,6 +175,8 @@ impl Engine {
             let mut good = Vec::new();
             let mut buf = vec![0u8; crate::merkle::SECTOR_SIZE];
             for s in &batch {
+                // a volume removed or out of service meanwhile: its alerts
+                // say so, and a later pass reads the sector where it is
                 let Ok(v) = self.volume(s.volume_id) else {
                     continue;
                 };
@@ -181,7 +185,7 @@ impl Engine {
                     Ok(()) if crate::merkle::sector_root(&buf) == s.root => good.push(s.id),
                     // moved or freed since it was listed: nothing to hold
                     // against it (the next pass reads it where it is)
-                    _ if !self.still_at(s).unwrap_or(false) => {}
+                    _ if !self.still_at(s)? => {}
                     Err(e) => self.note_scrub_read_error(&v, &e.to_string()),
                     Ok(()) => self.note_corrupt(&v, s),
                 }

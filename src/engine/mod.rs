@@ -10,6 +10,7 @@ mod health;
 mod jobs;
 mod lock;
 pub mod placement;
+mod punches;
 mod refs;
 mod sectors;
 mod slot_writer;
@@ -189,26 +190,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Punches slots freed by transactions that committed before the last
-    /// process could punch them.
-    fn finish_punches(&self) -> Result<()> {
-        let pending = self.meta.pending_punches()?;
-        let mut done = Vec::new();
-        for (vol, slot) in pending {
-            let occupied = self.alloc.lock().is_used(vol, slot);
-            let punched = occupied
-                || self
-                    .volume(vol)
-                    .and_then(|v| v.file())
-                    .is_ok_and(|f| f.punch(slot).is_ok());
-            // a volume gone or unavailable keeps its row for a later open
-            if punched || self.volume(vol).is_err() {
-                done.push((vol, slot));
-            }
-        }
-        self.meta.clear_punches(&done)
-    }
-
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
@@ -242,6 +223,18 @@ impl Engine {
             listener(sectors);
         }
     }
+}
+
+/// A store for unit tests: sectors fill the first volume first, and there
+/// is no default volume.
+#[cfg(test)]
+pub(crate) fn test_engine(dir: &Path) -> Engine {
+    let options = Options {
+        placement: Placement::FillFirst,
+        default_volume_slots: 0,
+        ..Options::default()
+    };
+    Engine::open(dir, options).expect("open the engine")
 }
 
 /// Unix seconds now.

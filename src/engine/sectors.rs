@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::buffers;
 use super::volumes::bump;
+use super::workers::no_thread;
 use super::{Engine, Reference, SectorRow, now_secs};
 use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
@@ -122,7 +123,10 @@ impl Engine {
                     let verified = v();
                     let written = match writer {
                         Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                        Err(_) => self.write_slot(&volume, slot, data, || {}),
+                        Err(e) => {
+                            no_thread("sector-write", &e);
+                            self.write_slot(&volume, slot, data, || {})
+                        }
                     };
                     (written, verified)
                 }),
@@ -262,14 +266,6 @@ impl Engine {
         })
     }
 
-    /// Gives back a reserved slot whose data was written but never committed.
-    pub(crate) fn discard_slot(&self, volume: u32, slot: u64) {
-        if let Ok(f) = self.volume(volume).and_then(|v| v.file()) {
-            let _ = f.punch(slot);
-        }
-        self.alloc.lock().release(volume, slot);
-    }
-
     pub fn lookup(&self, root: &Root) -> Result<Option<SectorRow>> {
         self.meta.lookup(root)
     }
@@ -405,7 +401,10 @@ fn parallel_root(data: &[u8]) -> Root {
         let l = merkle::subtree_root(left);
         let r = match spawned {
             Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            Err(_) => merkle::subtree_root(right),
+            Err(e) => {
+                no_thread("sector-hash", &e);
+                merkle::subtree_root(right)
+            }
         };
         merkle::node_hash(&l, &r)
     })

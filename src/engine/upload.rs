@@ -17,6 +17,7 @@ use std::sync::Arc;
 use super::buffers::{self, Buf};
 use super::chunk_hasher::ChunkHasher;
 use super::slot_writer::SlotWriter;
+use super::workers::no_thread;
 use super::{Engine, Reference, Stored, Volume};
 use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
@@ -220,7 +221,10 @@ impl Upload {
                             Syncing::Thread(h)
                         }
                         // no thread to be had: synced here, before the hash
-                        Err(_) => Syncing::Done(file.sync_since(*mark)),
+                        Err(e) => {
+                            no_thread("sector-sync", &e);
+                            Syncing::Done(file.sync_since(*mark))
+                        }
                     })
                 }
                 _ => None,
@@ -313,7 +317,10 @@ impl Upload {
                 Ok(()) => Written::Pending,
                 // the thread died, not the disk: the close writes it
                 // elsewhere without counting it against the volume
-                Err(_) => Written::Nowhere,
+                Err(e) => {
+                    tracing::warn!("{e}; the close writes sector {} elsewhere", self.root);
+                    Written::Nowhere
+                }
             },
             Target::Slot { file, slot, .. } => match file
                 .write_part(*slot, offset, &buf)
@@ -351,10 +358,22 @@ impl Upload {
     }
 
     fn reserve(&self) -> Option<Target> {
-        if self.engine.lookup(&self.root).ok()?.is_some() {
-            return None;
+        // an error here leaves the sector to the close, which reports it
+        match self.engine.lookup(&self.root) {
+            Ok(None) => {}
+            Ok(Some(_)) => return None,
+            Err(e) => {
+                tracing::warn!("cannot look up sector {} before storing it: {e}", self.root);
+                return None;
+            }
         }
-        let (id, slot) = self.engine.reserve(&[]).ok()?;
+        let (id, slot) = match self.engine.reserve(&[]) {
+            Ok(reserved) => reserved,
+            Err(e) => {
+                tracing::debug!("no slot for sector {} yet: {e}", self.root);
+                return None;
+            }
+        };
         let epoch = self.engine.truncations.snapshot();
         let file = self.engine.volume(id).and_then(|v| Ok((v.file()?, v)));
         match file {
@@ -366,8 +385,10 @@ impl Upload {
                 slot,
                 epoch,
             }),
-            Err(_) => {
-                self.engine.discard_slot(id, slot);
+            Err(e) => {
+                tracing::debug!("no slot for sector {} yet: {e}", self.root);
+                // nothing was written into it: no punch needed
+                self.engine.alloc.lock().release(id, slot);
                 None
             }
         }
@@ -458,6 +479,7 @@ fn chunk_roots(chunks: &[Chunk], known: impl Fn(usize) -> Option<Root>) -> Vec<R
                 std::thread::Builder::new()
                     .name("sector-hash".into())
                     .spawn_scoped(scope, || hash(theirs))
+                    .map_err(|e| no_thread("sector-hash", &e))
                     .ok()
             })
             .flatten();

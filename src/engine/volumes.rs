@@ -274,7 +274,13 @@ impl Engine {
         let id = match self.meta.insert_volume(&uuid, path, slots) {
             Ok(id) => id,
             Err(e) => {
-                let _ = std::fs::remove_file(path);
+                if let Err(rm) = std::fs::remove_file(path) {
+                    tracing::warn!(
+                        "volume file {} was made but not recorded ({e}), and cannot be deleted: \
+                         {rm}",
+                        path.display()
+                    );
+                }
                 return Err(e);
             }
         };

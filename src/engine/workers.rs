@@ -83,12 +83,7 @@ impl Crew<'_> {
                         })
                     }),
                     Err((w, e)) => {
-                        tracing::warn!(
-                            volume = self.volume,
-                            "{}: cannot start a worker thread ({e}); its share runs on the job's \
-                             own thread",
-                            self.job
-                        );
+                        no_thread(&format!("{} worker", self.job), &e);
                         share(w)
                     }
                 });
@@ -132,6 +127,12 @@ impl Crew<'_> {
             source: std::io::Error::from_raw_os_error(libc::EIO),
         }
     }
+}
+
+/// Logs that a helper thread could not be started; the caller does its
+/// work on its own thread instead.
+pub(crate) fn no_thread(name: &str, e: &std::io::Error) {
+    tracing::warn!("cannot start a {name} thread ({e}); its work is done on the calling thread");
 }
 
 /// The text a panic was raised with.

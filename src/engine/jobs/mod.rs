@@ -148,8 +148,14 @@ impl Engine {
         // a forced removal of a volume whose file cannot be opened moves
         // nothing: its sectors are lost. Never on a resume, though: a disk
         // not mounted yet at a restart is no sign its sectors are gone.
-        let all_lost =
-            matches!(kind, JobKind::Remove { force: true }) && mover::job_source(&v).is_none();
+        let source = match kind {
+            JobKind::Remove { force: true } => mover::job_source(&v).err(),
+            _ => None,
+        };
+        if let Some(why) = &source {
+            tracing::warn!(volume = id, "{why}");
+        }
+        let all_lost = source.is_some();
         if all_lost && resuming {
             return Err(Error::Unavailable(format!(
                 "the file of volume {id} ({}) cannot be opened, so its forced removal was not \

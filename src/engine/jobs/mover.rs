@@ -5,7 +5,7 @@
 //! look a sector up again after reading, so they never return bytes from a
 //! slot it has left.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::run::JobRun;
@@ -25,17 +25,18 @@ impl JobRun<'_> {
     pub(super) fn move_batch(&mut self, batch: &[SectorRow]) -> Result<()> {
         let e = self.engine;
         let id = self.volume.id;
+        let (src, afresh) = match job_source(self.volume) {
+            Ok(source) => source,
+            Err(err) => {
+                for s in batch {
+                    self.cannot_read(s, &err.to_string())?;
+                }
+                return Ok(());
+            }
+        };
         // a removal verifies what it moves, and so does any job reading a
         // volume that is out of service (through its path opened afresh)
-        let own = self.volume.file().ok();
-        let verify = matches!(self.kind, JobKind::Remove { .. }) || own.is_none();
-        let src = own.or_else(|| job_source(self.volume));
-        if src.is_none() {
-            for s in batch {
-                self.cannot_read(s, "the volume's file is unavailable")?;
-            }
-            return Ok(());
-        }
+        let verify = matches!(self.kind, JobKind::Remove { .. }) || afresh;
         // destinations first, so a full store fails before any copying
         let epoch = e.truncations.snapshot();
         let mut plan = Vec::with_capacity(batch.len());
@@ -79,16 +80,33 @@ impl JobRun<'_> {
         &mut self,
         plan: &[(SectorRow, u32, u64)],
         settled: &mut [bool],
-        src: Option<Arc<VolumeFile>>,
+        src: Arc<VolumeFile>,
         epoch: u64,
         verify: bool,
     ) -> Result<()> {
         let e = self.engine;
         let id = self.volume.id;
-        let files: HashMap<u32, Arc<VolumeFile>> = plan
-            .iter()
-            .filter_map(|(_, vol, _)| Some((*vol, e.volume(*vol).ok()?.file().ok()?)))
-            .collect();
+        // a destination without its file fails its copies (and the job)
+        let mut files: HashMap<u32, Arc<VolumeFile>> = HashMap::new();
+        let mut unusable = HashSet::new();
+        for (_, vol, _) in plan {
+            if files.contains_key(vol) || unusable.contains(vol) {
+                continue;
+            }
+            match e.volume(*vol).and_then(|v| v.file()) {
+                Ok(f) => {
+                    files.insert(*vol, f);
+                }
+                Err(err) => {
+                    tracing::error!(
+                        volume = id,
+                        "{}: cannot move sectors into volume {vol}: {err}",
+                        self.verb
+                    );
+                    unusable.insert(*vol);
+                }
+            }
+        }
         let marks: HashMap<u32, u64> = files.iter().map(|(v, f)| (*v, f.error_mark())).collect();
         let crew = Crew {
             alerts: &e.alerts,
@@ -99,7 +117,7 @@ impl JobRun<'_> {
             COPIERS,
             plan,
             |(s, vol, slot)| format!("copying sector {} to volume {vol} slot {slot}", s.root),
-            |(s, vol, slot), buf| copy_one(src.as_deref(), files.get(vol), s, *slot, verify, buf),
+            |(s, vol, slot), buf| copy_one(&src, files.get(vol), s, *slot, verify, buf),
         )?;
         for (v, f) in &files {
             f.sync_since(marks[v])
@@ -200,17 +218,26 @@ impl std::fmt::Display for CopyError {
 
 /// The file a job reads a volume's sectors from: the volume's own, or,
 /// while the volume is out of service (too many errors in a row, or its
-/// file went missing), its path opened afresh. Only a file that cannot be
-/// opened at all makes its sectors unreadable as a whole.
-pub(super) fn job_source(v: &Volume) -> Option<Arc<VolumeFile>> {
-    v.file()
-        .ok()
-        .or_else(|| VolumeFile::open(&v.path, 0).ok().map(Arc::new))
+/// file went missing), its path opened afresh (then true). Only a file
+/// that cannot be opened at all makes its sectors unreadable as a whole.
+pub(super) fn job_source(v: &Volume) -> Result<(Arc<VolumeFile>, bool)> {
+    if let Ok(own) = v.file() {
+        return Ok((own, false));
+    }
+    // out of service: its alert says why
+    match VolumeFile::open(&v.path, 0) {
+        Ok(file) => Ok((Arc::new(file), true)),
+        Err(e) => Err(Error::Unavailable(format!(
+            "volume {} is out of service and its file {} cannot be opened: {e}",
+            v.id,
+            v.path.display()
+        ))),
+    }
 }
 
 /// Copies one sector to its new slot; with `verify`, checks its root first.
 fn copy_one(
-    src: Option<&VolumeFile>,
+    src: &VolumeFile,
     dest: Option<&Arc<VolumeFile>>,
     s: &SectorRow,
     to_slot: u64,
@@ -219,11 +246,17 @@ fn copy_one(
 ) -> std::result::Result<(), CopyError> {
     #[cfg(test)]
     tests::panic_if_chosen(s);
-    let src =
-        src.ok_or_else(|| CopyError::Unreadable("the volume's file is unavailable".into()))?;
     // once more before giving up: a failing disk often reads on a retry
     src.read(s.slot, 0, buf)
-        .or_else(|_| src.read(s.slot, 0, buf))
+        .or_else(|e| {
+            tracing::warn!(
+                volume = s.volume_id,
+                slot = s.slot,
+                "reading sector {} to move it failed, trying once more: {e}",
+                s.root
+            );
+            src.read(s.slot, 0, buf)
+        })
         .map_err(|e| CopyError::Unreadable(e.to_string()))?;
     if verify && merkle::sector_root(buf) != s.root {
         return Err(CopyError::Corrupt);
@@ -235,7 +268,12 @@ fn copy_one(
     // the disk writes this copy while the next ones are made, rather than
     // the whole batch at its sync; only a hint, so a failure is left to the
     // sync to report
-    let _ = dest.start_writeback(to_slot);
+    if let Err(e) = dest.start_writeback(to_slot) {
+        tracing::debug!(
+            slot = to_slot,
+            "cannot start writing a moved sector back early: {e}"
+        );
+    }
     Ok(())
 }
 
@@ -244,7 +282,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
-    use crate::engine::{Engine, Options, Placement, Reference, SectorRow, Severity, VolumeState};
+    use crate::engine::{Reference, SectorRow, Severity, VolumeState, test_engine};
     use crate::merkle::{Root, SECTOR_SIZE, sector_root};
 
     /// The sector whose copy panics (one test sets it; roots are unique).
@@ -259,12 +297,7 @@ mod tests {
     #[test]
     fn a_panicking_copier_fails_the_job_and_gives_its_destinations_back() {
         let dir = tempfile::tempdir().unwrap();
-        let options = Options {
-            placement: Placement::FillFirst,
-            default_volume_slots: 0,
-            ..Options::default()
-        };
-        let engine = Arc::new(Engine::open(dir.path(), options).unwrap());
+        let engine = Arc::new(test_engine(dir.path()));
         let from = engine.add_volume(&dir.path().join("from.vol"), 8).unwrap();
         let to = engine.add_volume(&dir.path().join("to.vol"), 8).unwrap();
         // bytes no other test stores, so the chosen root is this test's
