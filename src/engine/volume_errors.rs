@@ -129,7 +129,10 @@ impl Engine {
             ),
             Err(e) => self.mark_unavailable(
                 v,
-                &format!("its file {} cannot be found: {e}", v.path.display()),
+                &format!(
+                    "its file {} was removed or replaced (it cannot be found: {e})",
+                    v.path.display()
+                ),
             ),
         }
     }
