@@ -165,6 +165,14 @@ impl Alerts {
     }
 }
 
+/// `value` as an alert's data (null, logged, should it not serialize).
+pub(crate) fn data_of(value: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_else(|e| {
+        tracing::error!("cannot serialize an alert's data: {e}");
+        serde_json::Value::Null
+    })
+}
+
 fn log(a: &Alert) {
     match a.severity {
         Severity::Info => tracing::info!(alert = a.id, "{}", a.message),

@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::jobs::JobControl;
-use super::volumes::bump;
+use super::workers::Crew;
 use super::{Engine, Progress, SectorRow, Severity, Volume, VolumeState, now_secs};
 use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
@@ -74,12 +74,7 @@ impl Engine {
         self.check_idle(id)?;
         // a file removed or replaced under an open volume would go on
         // "working" through the old fd: look before checking
-        if let Ok(file) = v.file()
-            && !file.still_at_path().unwrap_or(false)
-        {
-            let why = format!("its file {} was removed or replaced", v.path.display());
-            self.mark_unavailable(&v, &why);
-        }
+        self.check_file_still_there(&v);
         if v.state() == VolumeState::Unavailable {
             self.reopen_volume(id)?;
         }
@@ -113,15 +108,23 @@ impl Engine {
         let id = v.id;
         let key = format!("job-{id}");
         let started = Instant::now();
-        let result = self.verify_volume(v, Some(control), |done, total| {
-            let progress = Progress::new(done, total, started);
-            self.alerts.raise_with(
-                &key,
-                Severity::Info,
-                format!("checking volume {id}: {done}/{total} sectors checked"),
-                serde_json::json!({"volume": id}),
-                Some(progress),
-            );
+        let job = format!("checking volume {id}");
+        let crew = Crew {
+            alerts: &self.alerts,
+            job: &job,
+            volume: id,
+        };
+        let result = crew.guard("the check itself", || {
+            self.verify_volume(v, Some(control), |done, total| {
+                let progress = Progress::new(done, total, started);
+                self.alerts.raise_with(
+                    &key,
+                    Severity::Info,
+                    format!("{job}: {done}/{total} sectors checked"),
+                    serde_json::json!({"volume": id}),
+                    Some(progress),
+                );
+            })
         });
         let secs = started.elapsed().as_secs_f64().max(1e-3);
         let (severity, message, data) = match result {
@@ -136,11 +139,7 @@ impl Engine {
                     "check of volume {id}: done in {secs:.1}s ({mb:.0} MB/s): {}",
                     r.summary()
                 );
-                (
-                    severity,
-                    message,
-                    serde_json::to_value(&r).unwrap_or_default(),
-                )
+                (severity, message, super::alerts::data_of(&r))
             }
             Err(e) => (
                 Severity::Error,
@@ -184,12 +183,12 @@ impl Engine {
                 break;
             };
             cursor = last.slot + 1;
-            let verdicts = self.verify_batch(v, &batch);
+            let verdicts = self.verify_batch(v, &batch)?;
             let mut good = Vec::new();
             for (s, verdict) in batch.iter().zip(verdicts) {
                 // moved or freed since it was listed: the read was of a
                 // slot it no longer owns, and says nothing about it
-                if !matches!(verdict, Verdict::Good) && !self.still_at(s).unwrap_or(false) {
+                if !matches!(verdict, Verdict::Good) && !self.still_at(s)? {
                     continue;
                 }
                 report.checked += 1;
@@ -214,82 +213,33 @@ impl Engine {
         Ok(report)
     }
 
-    fn verify_batch(&self, v: &Volume, batch: &[SectorRow]) -> Vec<Verdict> {
+    /// Each sector's verdict, read and hashed on the crew's threads.
+    fn verify_batch(&self, v: &Volume, batch: &[SectorRow]) -> Result<Vec<Verdict>> {
         let file = match v.file() {
             Ok(f) => f,
             Err(e) => {
-                return batch
+                return Ok(batch
                     .iter()
                     .map(|_| Verdict::Unreadable(e.to_string()))
-                    .collect();
+                    .collect());
             }
         };
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..HASHERS)
-                .map(|w| {
-                    let file = &file;
-                    scope.spawn(move || {
-                        let mut buf = vec![0u8; SECTOR_SIZE];
-                        batch
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, _)| i % HASHERS == w)
-                            .map(|(i, s)| {
-                                let verdict = match file.read(s.slot, 0, &mut buf) {
-                                    Err(e) => Verdict::Unreadable(e.to_string()),
-                                    Ok(()) if merkle::sector_root(&buf) == s.root => Verdict::Good,
-                                    Ok(()) => Verdict::Corrupt,
-                                };
-                                (i, verdict)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            // a sector a worker never reported on (it panicked) was not read
-            let mut all: Vec<Verdict> = (0..batch.len())
-                .map(|_| Verdict::Unreadable("the check of it did not run".into()))
-                .collect();
-            for (i, verdict) in workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap_or_default())
-            {
-                all[i] = verdict;
-            }
-            all
-        })
-    }
-
-    /// Counts and alerts a sector whose data no longer matches its root; its
-    /// reads fail with `EIO` from now on.
-    pub(crate) fn note_corrupt(&self, v: &Volume, s: &SectorRow) {
-        bump(&v.stats.corrupt);
-        self.corrupt.lock().insert(s.id);
-        self.sector_alert(
-            "corrupt",
-            v,
-            s,
-            "is corrupt: its data no longer hashes to its root",
-        );
-    }
-
-    fn note_unreadable(&self, v: &Volume, s: &SectorRow, why: &str) {
-        bump(&v.stats.read_errors);
-        self.sector_alert("unreadable", v, s, &format!("cannot be read: {why}"));
-    }
-
-    /// An error alert about one sector, keyed `<kind>-<root>`, naming its
-    /// root, volume and slot.
-    fn sector_alert(&self, kind: &str, v: &Volume, s: &SectorRow, what: &str) {
-        self.alerts.raise(
-            &format!("{kind}-{}", s.root),
-            Severity::Error,
-            format!(
-                "sector {} in volume {} slot {} {what}",
-                s.root, v.id, s.slot
-            ),
-            serde_json::json!({"root": s.root.to_string(), "volume": v.id, "slot": s.slot}),
-        );
+        let job = format!("checking volume {}", v.id);
+        let crew = Crew {
+            alerts: &self.alerts,
+            job: &job,
+            volume: v.id,
+        };
+        crew.run(
+            HASHERS,
+            batch,
+            |s| format!("sector {} at slot {}", s.root, s.slot),
+            |s, buf| match file.read(s.slot, 0, buf) {
+                Err(e) => Verdict::Unreadable(e.to_string()),
+                Ok(()) if merkle::sector_root(buf) == s.root => Verdict::Good,
+                Ok(()) => Verdict::Corrupt,
+            },
+        )
     }
 }
 

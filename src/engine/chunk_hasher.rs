@@ -61,6 +61,7 @@ fn queue() -> Option<&'static Queue> {
             let handle = std::thread::Builder::new()
                 .name("chunk-hash".into())
                 .spawn(serve)
+                .map_err(|e| super::workers::no_thread("chunk-hash", &e))
                 .ok()?;
             Some(Queue {
                 jobs: SegQueue::new(),

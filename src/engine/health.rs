@@ -3,15 +3,15 @@
 //! background scrub that verifies every sector over time.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Engine, Severity, Volume, VolumeState, now_secs};
+use parking_lot::Mutex;
+
+use super::{Engine, Severity, VolumeState, now_secs};
 use crate::error::{Error, Result};
 use crate::volume::VolumeFile;
 
-/// I/O errors in a row after which a volume is taken out of service.
-const ERRORS_BEFORE_UNAVAILABLE: u64 = 3;
 /// How often unavailable volumes are retried and files looked at.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -23,6 +23,26 @@ pub struct ScrubOptions {
     pub bytes_per_sec: u64,
 }
 
+/// Health's flags.
+#[derive(Default)]
+pub(super) struct Health {
+    /// Set at shutdown: background loops (health, scrub) end.
+    stopping: AtomicBool,
+    /// Held while an unavailable volume is reopened: one at a time.
+    reopening: Mutex<()>,
+}
+
+impl Health {
+    /// Tells the background loops to end.
+    pub(super) fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+}
+
 impl Engine {
     /// Re-opens an unavailable volume whose file is back (missing, short or
     /// unreadable before). Ready at once, no restart needed.
@@ -30,7 +50,7 @@ impl Engine {
         let v = self.volume(id)?;
         // one at a time: two reopens would both punch the slots freed while
         // it was away, the second after the first gave them back
-        let _one = self.jobs.reopening.lock();
+        let _one = self.health.reopening.lock();
         if v.state() != VolumeState::Unavailable {
             return Ok(());
         }
@@ -44,9 +64,10 @@ impl Engine {
         // slots freed while it was away are punched out before it takes
         // new sectors again, and before it has its file: a free meanwhile
         // leaves its slot pending rather than punch it twice
+        let file = Arc::new(file);
         self.retry_punches(id, &file);
-        v.set_file(Some(file));
-        v.stats.consecutive_errors.store(0, Ordering::Relaxed);
+        v.set_file(file);
+        self.note_back_in_service(&v);
         {
             // a job under way keeps its state (a volume being removed must
             // not take new sectors because its file came back); decided
@@ -55,7 +76,6 @@ impl Engine {
             v.set_state_if_open(running.get(&id).map_or(VolumeState::Ready, |c| c.state));
             self.alloc.lock().set_writable(id, v.writable());
         }
-        self.alerts.clear(&format!("volume-unavailable-{id}"));
         self.alerts.raise(
             &format!("volume-back-{id}"),
             Severity::Info,
@@ -66,39 +86,20 @@ impl Engine {
         Ok(())
     }
 
-    /// Counts an I/O error; after several in a row the volume is taken out
-    /// of service so no new sectors go to it.
-    pub(crate) fn note_io_error(&self, v: &Volume, what: &str) {
-        let n = v.stats.consecutive_errors.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= ERRORS_BEFORE_UNAVAILABLE && v.state() != VolumeState::Unavailable {
-            self.mark_unavailable(v, &format!("{n} I/O errors in a row; last: {what}"));
-        }
-    }
-
     /// One look at every volume: retry the unavailable ones, and take out
     /// of service those whose file was removed or replaced under them.
     pub fn health_pass(&self) {
         for id in self.volume_ids() {
             let Ok(v) = self.volume(id) else { continue };
             if v.state() == VolumeState::Unavailable {
-                if self.reopen_volume(id).is_ok() {
-                    tracing::info!(volume = id, "volume {id} is back");
+                match self.reopen_volume(id) {
+                    Ok(()) => tracing::info!(volume = id, "volume {id} is back"),
+                    // its alert says so already; this, every pass
+                    Err(e) => tracing::debug!(volume = id, "{e}"),
                 }
                 continue;
             }
-            if let Ok(file) = v.file() {
-                match file.still_at_path() {
-                    Ok(true) => {}
-                    Ok(false) => self.mark_unavailable(
-                        &v,
-                        &format!("its file {} was removed or replaced", v.path.display()),
-                    ),
-                    Err(e) => self.mark_unavailable(
-                        &v,
-                        &format!("its file {} cannot be found: {e}", v.path.display()),
-                    ),
-                }
-            }
+            self.check_file_still_there(&v);
         }
     }
 
@@ -130,12 +131,12 @@ impl Engine {
     fn sleep_unless_stopping(&self, d: Duration) -> bool {
         let until = Instant::now() + d;
         while Instant::now() < until {
-            if self.jobs.stopping.load(Ordering::Relaxed) {
+            if self.health.stopping() {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
         }
-        !self.jobs.stopping.load(Ordering::Relaxed)
+        !self.health.stopping()
     }
 
     /// Walks every sector in id order from where the last pass stopped (so
@@ -162,7 +163,7 @@ impl Engine {
         let started = Instant::now();
         let mut bytes: u64 = 0;
         loop {
-            if self.jobs.stopping.load(Ordering::Relaxed) {
+            if self.health.stopping() {
                 return Ok(false);
             }
             let batch = self.meta.list_sectors(cursor, 8)?;
@@ -174,6 +175,8 @@ impl Engine {
             let mut good = Vec::new();
             let mut buf = vec![0u8; crate::merkle::SECTOR_SIZE];
             for s in &batch {
+                // a volume removed or out of service meanwhile: its alerts
+                // say so, and a later pass reads the sector where it is
                 let Ok(v) = self.volume(s.volume_id) else {
                     continue;
                 };
@@ -182,8 +185,8 @@ impl Engine {
                     Ok(()) if crate::merkle::sector_root(&buf) == s.root => good.push(s.id),
                     // moved or freed since it was listed: nothing to hold
                     // against it (the next pass reads it where it is)
-                    _ if !self.still_at(s).unwrap_or(false) => {}
-                    Err(e) => self.note_io_error(&v, &e.to_string()),
+                    _ if !self.still_at(s)? => {}
+                    Err(e) => self.note_scrub_read_error(&v, &e.to_string()),
                     Ok(()) => self.note_corrupt(&v, s),
                 }
                 bytes += buf.len() as u64;

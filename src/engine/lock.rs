@@ -28,7 +28,9 @@ impl DataDirLock {
         // SAFETY: plain syscall on an fd we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
+            if let Err(e) = file.read_to_string(&mut holder) {
+                tracing::debug!("cannot read the process id in {}: {e}", path.display());
+            }
             let holder = holder.trim();
             let who = if holder.is_empty() {
                 String::new()
@@ -41,9 +43,17 @@ impl DataDirLock {
                 dir.display()
             )));
         }
-        let _ = file.set_len(0);
-        let _ = file.rewind();
-        let _ = write!(file, "{}", std::process::id());
+        // only for the message another process gets: the lock holds anyway
+        let noted = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|_| write!(file, "{}", std::process::id()));
+        if let Err(e) = noted {
+            tracing::warn!(
+                "cannot write this process's id into {}: {e}",
+                path.display()
+            );
+        }
         Ok(DataDirLock { _file: file })
     }
 }

@@ -10,6 +10,7 @@ mod health;
 mod jobs;
 mod lock;
 pub mod placement;
+mod punches;
 mod refs;
 mod sectors;
 mod slot_writer;
@@ -17,7 +18,9 @@ mod slots;
 mod status;
 mod upload;
 mod upload_limits;
+mod volume_errors;
 mod volumes;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
@@ -91,6 +94,7 @@ pub struct Engine {
     free_listener: RwLock<Option<FreeListener>>,
     refs_listener: RwLock<Option<RefsListener>>,
     jobs: jobs::Jobs,
+    health: health::Health,
     /// Sectors found corrupt since start: their reads fail with EIO.
     corrupt: Mutex<std::collections::HashSet<i64>>,
     /// The memory and the number of sector files being written.
@@ -134,6 +138,7 @@ impl Engine {
             free_listener: RwLock::new(None),
             refs_listener: RwLock::new(None),
             jobs: jobs::Jobs::default(),
+            health: health::Health::default(),
             corrupt: Mutex::new(Default::default()),
             uploads: upload_limits::UploadLimits::new(upload_memory, max_uploads),
             _lock: lock,
@@ -209,26 +214,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Punches slots freed by transactions that committed before the last
-    /// process could punch them.
-    fn finish_punches(&self) -> Result<()> {
-        let pending = self.meta.pending_punches()?;
-        let mut done = Vec::new();
-        for (vol, slot) in pending {
-            let occupied = self.alloc.lock().is_used(vol, slot);
-            let punched = occupied
-                || self
-                    .volume(vol)
-                    .and_then(|v| v.file())
-                    .is_ok_and(|f| f.punch(slot).is_ok());
-            // a volume gone or unavailable keeps its row for a later open
-            if punched || self.volume(vol).is_err() {
-                done.push((vol, slot));
-            }
-        }
-        self.meta.clear_punches(&done)
-    }
-
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
@@ -268,6 +253,18 @@ impl Engine {
             listener(sectors);
         }
     }
+}
+
+/// A store for unit tests: sectors fill the first volume first, and there
+/// is no default volume.
+#[cfg(test)]
+pub(crate) fn test_engine(dir: &Path) -> Engine {
+    let options = Options {
+        placement: Placement::FillFirst,
+        default_volume_slots: 0,
+        ..Options::default()
+    };
+    Engine::open(dir, options).expect("open the engine")
 }
 
 /// Unix seconds now.

@@ -1,11 +1,11 @@
 //! Reference changes. The transactional rules live in `meta`; here each
-//! freed sector's bytes are punched out and its slot handed back.
+//! freed sector's bytes are punched out and its slot handed back (through
+//! `punches.rs`).
 
 use super::{ContractEdit, ContractRow, Engine, Reference, SectorRow};
 use crate::error::{Error, Result};
 use crate::merkle::Root;
 use crate::meta::RefChange;
-use crate::volume::VolumeFile;
 
 impl Engine {
     /// Drops a sector's pin (`rm /sectors/<root>`).
@@ -175,64 +175,6 @@ impl Engine {
         let slots: Vec<(u32, u64)> = freed.iter().map(|f| (f.volume_id, f.slot)).collect();
         self.punch_and_release(&slots);
         self.space_changed();
-    }
-
-    /// Punches out, in `file` (the volume's file, reopened and not yet in
-    /// use), the slots of volume `vol` freed while it was unavailable, and
-    /// gives them back.
-    pub(crate) fn retry_punches(&self, vol: u32, file: &VolumeFile) {
-        // never a slot a sector owns again (as at open)
-        let Ok(pending) = self.meta.pending_free_punches(vol) else {
-            return;
-        };
-        let punched: Vec<(u32, u64)> = pending
-            .into_iter()
-            .filter(|slot| file.punch(*slot).is_ok())
-            .map(|slot| (vol, slot))
-            .collect();
-        self.release_punched(punched);
-    }
-
-    /// Punches out slots whose sector left them (recorded as pending in the
-    /// transaction that freed or moved it), clears the pending rows, and
-    /// only then hands the slots back, so a new sector never shares a slot
-    /// with a pending punch. A slot that cannot be punched now stays
-    /// pending and out of use until its volume is reopened or the next
-    /// start retries it.
-    pub(crate) fn punch_and_release(&self, slots: &[(u32, u64)]) {
-        let mut punched = Vec::with_capacity(slots.len());
-        for &(vol, slot) in slots {
-            match self.volume(vol).and_then(|v| v.file()) {
-                Ok(file) => match file.punch(slot) {
-                    Ok(()) => punched.push((vol, slot)),
-                    Err(e) => tracing::warn!(
-                        volume = vol,
-                        slot,
-                        "cannot punch out a freed slot, it will be retried at the next start: {e}"
-                    ),
-                },
-                Err(_) => tracing::info!(
-                    volume = vol,
-                    slot,
-                    "a slot freed while its volume is unavailable is punched out (and reused) \
-                     once the volume is back"
-                ),
-            }
-        }
-        self.release_punched(punched);
-    }
-
-    /// Clears the pending rows of slots now punched out, and hands the
-    /// slots back (a row left by a failed clear is harmless: the next open
-    /// skips pending slots that a sector owns again).
-    fn release_punched(&self, punched: Vec<(u32, u64)>) {
-        if let Err(e) = self.meta.clear_punches(&punched) {
-            tracing::warn!("cannot record punched slots (retried at the next start): {e}");
-        }
-        let mut alloc = self.alloc.lock();
-        for (vol, slot) in punched {
-            alloc.release(vol, slot);
-        }
     }
 }
 

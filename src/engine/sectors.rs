@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use super::buffers;
 use super::volumes::bump;
-use super::{Engine, Reference, SectorRow, Severity, now_secs};
+use super::workers::no_thread;
+use super::{Engine, Reference, SectorRow, now_secs};
 use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
 use crate::meta::Inserted;
-use crate::volume::{SECTOR_BYTES, VolumeFile, is_shared_sync_error};
+use crate::volume::{SECTOR_BYTES, VolumeFile};
 
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +123,10 @@ impl Engine {
                     let verified = v();
                     let written = match writer {
                         Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                        Err(_) => self.write_slot(&volume, slot, data, || {}),
+                        Err(e) => {
+                            no_thread("sector-write", &e);
+                            self.write_slot(&volume, slot, data, || {})
+                        }
                     };
                     (written, verified)
                 }),
@@ -183,7 +187,7 @@ impl Engine {
         let stored = match inserted {
             Ok(Inserted::New(id)) => {
                 bump(&volume.stats.writes);
-                volume.note_success();
+                self.note_success(volume);
                 // the last free slot just went: alert now, not at the next
                 // write refused
                 self.space_changed();
@@ -271,42 +275,6 @@ impl Engine {
         })
     }
 
-    /// Gives back a reserved slot whose data was written but never committed.
-    pub(crate) fn discard_slot(&self, volume: u32, slot: u64) {
-        if let Ok(f) = self.volume(volume).and_then(|v| v.file()) {
-            let _ = f.punch(slot);
-        }
-        self.alloc.lock().release(volume, slot);
-    }
-
-    pub(super) fn note_write_error(&self, volume: &super::Volume, e: &Error) {
-        bump(&volume.stats.write_errors);
-        // A full file system is no failing device: the volume keeps serving
-        // its sectors, and takes new ones again once there is room.
-        let full = matches!(e.errno(), libc::ENOSPC | libc::EDQUOT);
-        // an error another writer's sync saw (and counted) first
-        let shared = matches!(e, Error::Io { source, .. } if is_shared_sync_error(source));
-        if !full && !shared {
-            self.note_io_error(volume, &e.to_string());
-        }
-        let what = if full {
-            "the file system holding it is full, new sectors go elsewhere"
-        } else {
-            "had write errors"
-        };
-        self.alerts.raise(
-            &format!("volume-write-errors-{}", volume.id),
-            Severity::Warning,
-            format!(
-                "volume {} ({}) {what} ({} write errors so far); last: {e}",
-                volume.id,
-                volume.path.display(),
-                volume.stats.snapshot().write_errors
-            ),
-            serde_json::json!({"volume": volume.id}),
-        );
-    }
-
     pub fn lookup(&self, root: &Root) -> Result<Option<SectorRow>> {
         self.meta.lookup(root)
     }
@@ -359,7 +327,7 @@ impl Engine {
             let volume = volume?;
             return match read {
                 SlotRead::Read => {
-                    volume.note_success();
+                    self.note_success(&volume);
                     bump(&volume.stats.reads);
                     volume
                         .stats
@@ -428,24 +396,6 @@ impl Engine {
             .sector_by_id(s.id)?
             .is_some_and(|now| (now.volume_id, now.slot) == (s.volume_id, s.slot)))
     }
-
-    fn note_read_error(&self, volume: &super::Volume, at: &SectorRow, what: &str) {
-        bump(&volume.stats.read_errors);
-        self.note_io_error(volume, what);
-        self.alerts.raise(
-            &format!("volume-read-errors-{}", volume.id),
-            Severity::Warning,
-            format!(
-                "volume {} ({}) had read errors ({} so far); last: sector {} at slot {}: {what}",
-                volume.id,
-                volume.path.display(),
-                volume.stats.snapshot().read_errors,
-                at.root,
-                at.slot
-            ),
-            serde_json::json!({"volume": volume.id, "root": at.root.to_string(), "slot": at.slot}),
-        );
-    }
 }
 
 /// A whole sector's root with its two halves hashed on two threads: a lone
@@ -460,7 +410,10 @@ fn parallel_root(data: &[u8]) -> Root {
         let l = merkle::subtree_root(left);
         let r = match spawned {
             Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            Err(_) => merkle::subtree_root(right),
+            Err(e) => {
+                no_thread("sector-hash", &e);
+                merkle::subtree_root(right)
+            }
         };
         merkle::node_hash(&l, &r)
     })

@@ -83,6 +83,7 @@ impl SlotWriter {
                     }
                 }
             })
+            .map_err(|e| super::workers::no_thread("slot-write", &e))
             .ok()?;
         Some(SlotWriter {
             pool,
@@ -172,8 +173,12 @@ pub(super) fn copy_error(e: &io::Error) -> io::Error {
 impl Drop for SlotWriter {
     fn drop(&mut self) {
         self.jobs = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!(
+                "a slot's writing thread panicked; its chunks are written again at close"
+            );
         }
     }
 }

@@ -62,7 +62,7 @@ impl Engine {
                  writable",
                 cap.free_readonly, cap.free_unavailable
             ),
-            serde_json::to_value(cap).unwrap_or_default(),
+            super::alerts::data_of(&cap),
         );
     }
 }

@@ -28,6 +28,7 @@ use super::buffers::{self, Buf};
 use super::chunk_hasher::ChunkHasher;
 use super::slot_writer::{SlotWriter, copy_error};
 use super::upload_limits::Permit;
+use super::workers::no_thread;
 use super::{Engine, Reference, Stored, Volume};
 use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
@@ -296,7 +297,10 @@ impl Upload {
                             Syncing::Thread(h)
                         }
                         // no thread to be had: synced here, before the hash
-                        Err(_) => Syncing::Done(file.sync_since(*mark)),
+                        Err(e) => {
+                            no_thread("sector-sync", &e);
+                            Syncing::Done(file.sync_since(*mark))
+                        }
                     })
                 }
                 _ => None,
@@ -501,7 +505,13 @@ impl Upload {
                 Ok(()) => (Written::Pending, None),
                 // the thread died, not the disk: the close writes it
                 // elsewhere without counting it against the volume
-                Err(buf) => (Written::Nowhere, Some(buf)),
+                Err(buf) => {
+                    tracing::warn!(
+                        "the writer thread of sector {} stopped; the close writes it elsewhere",
+                        self.root
+                    );
+                    (Written::Nowhere, Some(buf))
+                }
             },
             Target::Slot { file, slot, .. } => match file
                 .write_part(*slot, offset, &buf)
@@ -549,10 +559,22 @@ impl Upload {
     }
 
     fn reserve(&self) -> Option<Target> {
-        if self.engine.lookup(&self.root).ok()?.is_some() {
-            return None;
+        // an error here leaves the sector to the close, which reports it
+        match self.engine.lookup(&self.root) {
+            Ok(None) => {}
+            Ok(Some(_)) => return None,
+            Err(e) => {
+                tracing::warn!("cannot look up sector {} before storing it: {e}", self.root);
+                return None;
+            }
         }
-        let (id, slot) = self.engine.reserve(&[]).ok()?;
+        let (id, slot) = match self.engine.reserve(&[]) {
+            Ok(reserved) => reserved,
+            Err(e) => {
+                tracing::debug!("no slot for sector {} yet: {e}", self.root);
+                return None;
+            }
+        };
         let epoch = self.engine.truncations.snapshot();
         let file = self.engine.volume(id).and_then(|v| Ok((v.file()?, v)));
         match file {
@@ -569,8 +591,10 @@ impl Upload {
                 slot,
                 epoch,
             }),
-            Err(_) => {
-                self.engine.discard_slot(id, slot);
+            Err(e) => {
+                tracing::debug!("no slot for sector {} yet: {e}", self.root);
+                // nothing was written into it: no punch needed
+                self.engine.alloc.lock().release(id, slot);
                 None
             }
         }
@@ -674,6 +698,7 @@ fn chunk_roots(chunks: &[(usize, Arc<Buf>)]) -> Vec<(usize, Root)> {
                 std::thread::Builder::new()
                     .name("sector-hash".into())
                     .spawn_scoped(scope, || hash(theirs))
+                    .map_err(|e| no_thread("sector-hash", &e))
                     .ok()
             })
             .flatten();

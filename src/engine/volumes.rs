@@ -9,7 +9,6 @@ use parking_lot::RwLock;
 use serde::Serialize;
 
 use super::Engine;
-use super::alerts::Severity;
 use super::slots::SlotMap;
 use crate::error::{Error, Result};
 use crate::volume::{SECTOR_BYTES, VolumeFile};
@@ -158,15 +157,16 @@ impl Volume {
             .is_some_and(|f| Arc::ptr_eq(f, file))
     }
 
-    pub(crate) fn set_file(&self, file: Option<VolumeFile>) {
-        *self.file.write() = file.map(Arc::new);
+    pub(crate) fn set_file(&self, file: Arc<VolumeFile>) {
+        *self.file.write() = Some(file);
     }
 
-    /// A success after errors: the volume works again.
-    pub(crate) fn note_success(&self) {
-        if self.stats.consecutive_errors.load(Ordering::Relaxed) != 0 {
-            self.stats.consecutive_errors.store(0, Ordering::Relaxed);
-        }
+    /// Drops the file and shows the volume unavailable (see
+    /// `set_state_if_open` for the order of the locks).
+    pub(crate) fn close_file(&self) {
+        let mut state = self.state.write();
+        *self.file.write() = None;
+        *state = VolumeState::Unavailable;
     }
 
     pub(crate) fn set_state(&self, state: VolumeState) {
@@ -174,8 +174,8 @@ impl Volume {
     }
 
     /// Sets `state`, or `Unavailable` if the volume has no open file:
-    /// decided under the state's lock, which `mark_unavailable` takes before
-    /// it drops the file, so a volume never shows a state it cannot serve.
+    /// decided under the state's lock, which `close_file` takes before it
+    /// drops the file, so a volume never shows a state it cannot serve.
     pub(crate) fn set_state_if_open(&self, state: VolumeState) {
         let mut now = self.state.write();
         *now = if self.file.read().is_some() {
@@ -274,7 +274,13 @@ impl Engine {
         let id = match self.meta.insert_volume(&uuid, path, slots) {
             Ok(id) => id,
             Err(e) => {
-                let _ = std::fs::remove_file(path);
+                if let Err(rm) = std::fs::remove_file(path) {
+                    tracing::warn!(
+                        "volume file {} was made but not recorded ({e}), and cannot be deleted: \
+                         {rm}",
+                        path.display()
+                    );
+                }
                 return Err(e);
             }
         };
@@ -295,31 +301,5 @@ impl Engine {
         tracing::info!(volume = id, readonly, "volume read-only flag changed");
         self.space_changed();
         Ok(())
-    }
-
-    pub(crate) fn mark_unavailable(&self, v: &Volume, reason: &str) {
-        {
-            // the state's lock first: see `set_state_if_open`
-            let mut state = v.state.write();
-            *v.file.write() = None;
-            *state = VolumeState::Unavailable;
-        }
-        tracing::error!(
-            volume = v.id,
-            "volume {} is now unavailable: {reason}",
-            v.id
-        );
-        self.alloc.lock().set_writable(v.id, false);
-        self.alerts.raise(
-            &format!("volume-unavailable-{}", v.id),
-            Severity::Error,
-            format!(
-                "volume {} ({}) is unavailable: {reason}",
-                v.id,
-                v.path.display()
-            ),
-            serde_json::json!({"volume": v.id, "path": v.path, "reason": reason}),
-        );
-        self.space_changed();
     }
 }

@@ -466,6 +466,26 @@ impl Meta {
         })
     }
 
+    /// Records slots whose bytes must be punched out before they are used
+    /// again (a punch that failed), for the next open to finish.
+    pub fn record_punches(&self, slots: &[(u32, u64)]) -> Result<()> {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO pending_punches (volume_id, slot) VALUES (?1, ?2)",
+                )
+                .ctx("recording slots to punch")?;
+            for (vol, slot) in slots {
+                stmt.execute(params![vol, *slot as i64])
+                    .ctx("recording slots to punch")?;
+            }
+            Ok(())
+        })
+    }
+
     /// Forgets slots whose bytes are now punched out.
     pub fn clear_punches(&self, slots: &[(u32, u64)]) -> Result<()> {
         if slots.is_empty() {

@@ -1,0 +1,71 @@
+//! Removing a volume: every sector moves to other volumes (verified as it
+//! is read), then the row and the file go. A forced removal drops the
+//! sectors it cannot read as lost.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::run::JobRun;
+use crate::engine::{Engine, SectorRow, Severity};
+use crate::error::Result;
+use crate::meta::{JobKind, RefChange};
+
+impl Engine {
+    /// Moves every sector of a volume elsewhere, then deletes its file and
+    /// row. With `force`, sectors that cannot be read are dropped as lost.
+    pub fn remove_volume(self: &Arc<Self>, id: u32, force: bool) -> Result<()> {
+        self.volume(id)?;
+        let _sizing = self.jobs.sizing.lock();
+        self.start_job(id, JobKind::Remove { force }, false)
+    }
+}
+
+impl JobRun<'_> {
+    /// Deletes the volume's row, then its file; false when a sector landed
+    /// in it meanwhile.
+    pub(super) fn finish_remove(&mut self) -> Result<bool> {
+        let e = self.engine;
+        let id = self.volume.id;
+        if !e.meta.delete_volume(id)? {
+            return Ok(false);
+        }
+        e.alloc.lock().remove_volume(id);
+        e.volumes.write().remove(&id);
+        e.clear_volume_alerts(id);
+        if let Err(err) = std::fs::remove_file(&self.volume.path) {
+            tracing::warn!(
+                "volume {id} was removed but its file {} could not be deleted: {err}",
+                self.volume.path.display()
+            );
+        }
+        Ok(true)
+    }
+
+    /// A forced removal drops a sector it cannot read as lost, and tells
+    /// which contracts held it.
+    pub(super) fn drop_lost(&mut self, s: &SectorRow, why: &str) -> Result<()> {
+        let e = self.engine;
+        if let Some((freed, contracts)) = e.meta.drop_lost_sector(s.id)? {
+            e.jobs.lost.fetch_add(1, Ordering::Relaxed);
+            e.alerts.raise(
+                &format!("lost-{}", s.root),
+                Severity::Error,
+                format!(
+                    "sector {} was lost with volume {} (slot {}): {why}; contracts that held it: {}",
+                    s.root,
+                    self.volume.id,
+                    s.slot,
+                    if contracts.is_empty() { "none".to_string() } else { contracts.join(", ") }
+                ),
+                serde_json::json!({"root": s.root.to_string(), "volume": self.volume.id,
+                    "slot": s.slot, "contracts": contracts}),
+            );
+            e.release(RefChange {
+                touched: vec![freed.sector_id],
+                freed: vec![freed],
+            });
+            self.lost.push(*s);
+        }
+        Ok(())
+    }
+}
