@@ -190,6 +190,7 @@ fn run_mount(a: MountArgs) -> Result<(), String> {
         placement: a.placement,
         verify_reads: a.verify_reads,
         default_volume_slots,
+        ..Options::default()
     };
     // before the engine starts its threads, so they leave SIGINT/SIGTERM
     // to the mount's clean unmount

@@ -190,7 +190,7 @@ impl Engine {
         // a forced removal of a volume whose file cannot be opened moves
         // nothing: its sectors are lost. Never on a resume, though: a disk
         // not mounted yet at a restart is no sign its sectors are gone.
-        let all_lost = matches!(kind, JobKind::Remove { force: true }) && job_source(&v).is_none();
+        let all_lost = matches!(kind, JobKind::Remove { force: true }) && job_source(self, &v).is_none();
         if all_lost && resuming {
             return Err(Error::Unavailable(format!(
                 "the file of volume {id} ({}) cannot be opened, so its forced removal was not \
@@ -318,6 +318,7 @@ impl Engine {
             ),
             Err(e) => (Severity::Error, format!("{verb}: failed: {e}; {summary}")),
         };
+        self.crash_point("job:ended");
         if !matches!(result, Ok(Ended::Paused))
             && let Err(e) = self.meta.delete_job(id)
         {
@@ -430,7 +431,7 @@ impl JobRun<'_> {
         // volume that is out of service (through its path opened afresh)
         let own = self.volume.file().ok();
         let verify = matches!(self.kind, JobKind::Remove { .. }) || own.is_none();
-        let src = own.or_else(|| job_source(self.volume));
+        let src = own.or_else(|| job_source(e, self.volume));
         if src.is_none() {
             for s in batch {
                 self.cannot_read(s, "the volume's file is unavailable")?;
@@ -532,10 +533,12 @@ impl JobRun<'_> {
             }
             all
         });
+        e.crash_point("move:copied");
         for (v, f) in &files {
             f.sync_since(marks[v])
                 .map_err(|err| Error::io("cannot sync moved sectors", err))?;
         }
+        e.crash_point("move:synced");
         let mut moves = Vec::new();
         let mut planned = Vec::new();
         for (i, ((s, vol, slot), r)) in plan.iter().zip(&results).enumerate() {
@@ -609,6 +612,7 @@ impl JobRun<'_> {
                 e.discard_slot(m.to_volume, m.to_slot);
             }
         }
+        e.crash_point("move:repointed");
         e.punch_and_release(&freed);
         Ok(())
     }
@@ -672,6 +676,7 @@ impl JobRun<'_> {
                 if !e.meta.shrink_volume(id, target)? {
                     return Ok(false);
                 }
+                e.crash_point("shrink:recorded");
                 e.alloc.lock().resize(id, target);
                 if let Ok(f) = self.volume.file() {
                     // the row already says `target`; a longer file still opens
@@ -687,6 +692,7 @@ impl JobRun<'_> {
                 if !e.meta.delete_volume(id)? {
                     return Ok(false);
                 }
+                e.crash_point("remove:deleted");
                 e.alloc.lock().remove_volume(id);
                 e.volumes.write().remove(&id);
                 for key in [
@@ -731,10 +737,10 @@ impl std::fmt::Display for CopyError {
 /// while the volume is out of service (too many errors in a row, or its
 /// file went missing), its path opened afresh. Only a file that cannot be
 /// opened at all makes its sectors unreadable as a whole.
-fn job_source(v: &Volume) -> Option<Arc<VolumeFile>> {
+fn job_source(e: &Engine, v: &Volume) -> Option<Arc<VolumeFile>> {
     v.file()
         .ok()
-        .or_else(|| VolumeFile::open(&v.path, 0).ok().map(Arc::new))
+        .or_else(|| VolumeFile::open(e.storage(), &v.path, 0).ok().map(Arc::new))
 }
 
 /// Copies one sector to its new slot; with `verify`, checks its root first.

@@ -39,6 +39,7 @@ pub use crate::meta::{ContractEdit, ContractRow, Freed, RefCounts, Reference, Se
 
 use crate::error::{IoContext, Result};
 use crate::meta::Meta;
+use crate::volume::{Disk, StorageOpener, VolumeFile};
 use alloc::Allocator;
 use lock::DataDirLock;
 use slots::SlotMap;
@@ -51,6 +52,9 @@ pub struct Options {
     pub verify_reads: bool,
     /// Slots of the volume created on first start when there is none (0: none).
     pub default_volume_slots: u64,
+    /// Opens the volume files: the real files, or in tests files that fail
+    /// on demand (`volume::faults`).
+    pub storage: Arc<dyn StorageOpener>,
 }
 
 impl Default for Options {
@@ -59,6 +63,7 @@ impl Default for Options {
             placement: Placement::default(),
             verify_reads: false,
             default_volume_slots: 256,
+            storage: Arc::new(Disk),
         }
     }
 }
@@ -156,7 +161,7 @@ impl Engine {
         let mut volumes = self.volumes.write();
         let mut maps: BTreeMap<u32, SlotMap> = BTreeMap::new();
         for row in rows {
-            let file = match crate::volume::VolumeFile::open(&row.path, row.slots) {
+            let file = match VolumeFile::open(self.storage(), &row.path, row.slots) {
                 Ok(f) => Some(f),
                 Err(e) => {
                     let reason = format!("cannot open {}: {e}", row.path.display());
@@ -215,6 +220,20 @@ impl Engine {
 
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// What opens the volume files.
+    pub(crate) fn storage(&self) -> &dyn StorageOpener {
+        &*self.options.storage
+    }
+
+    /// A named step of a write, move or free path (`faults::CRASH_POINTS`),
+    /// where a test's storage may stop the engine. Nothing in builds
+    /// without the `faults` feature.
+    #[inline(always)]
+    pub(crate) fn crash_point(&self, _name: &'static str) {
+        #[cfg(any(test, feature = "faults"))]
+        self.options.storage.crash_point(_name);
     }
 
     pub fn meta(&self) -> &Meta {

@@ -173,6 +173,7 @@ impl Engine {
             freed.iter().for_each(listener);
         }
         let slots: Vec<(u32, u64)> = freed.iter().map(|f| (f.volume_id, f.slot)).collect();
+        self.crash_point("free:recorded");
         self.punch_and_release(&slots);
         self.space_changed();
     }
@@ -226,9 +227,11 @@ impl Engine {
     /// slots back (a row left by a failed clear is harmless: the next open
     /// skips pending slots that a sector owns again).
     fn release_punched(&self, punched: Vec<(u32, u64)>) {
+        self.crash_point("free:punched");
         if let Err(e) = self.meta.clear_punches(&punched) {
             tracing::warn!("cannot record punched slots (retried at the next start): {e}");
         }
+        self.crash_point("free:cleared");
         let mut alloc = self.alloc.lock();
         for (vol, slot) in punched {
             alloc.release(vol, slot);
