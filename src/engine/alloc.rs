@@ -147,6 +147,13 @@ impl Allocator {
         }
     }
 
+    /// Keeps `slot` out of use (a freed slot not punched yet).
+    pub fn hold(&mut self, volume: u32, slot: u64) {
+        if let Some(v) = self.volumes.get_mut(&volume) {
+            v.map.mark(slot);
+        }
+    }
+
     pub fn is_used(&self, volume: u32, slot: u64) -> bool {
         self.volumes
             .get(&volume)

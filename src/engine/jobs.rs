@@ -190,7 +190,8 @@ impl Engine {
         // a forced removal of a volume whose file cannot be opened moves
         // nothing: its sectors are lost. Never on a resume, though: a disk
         // not mounted yet at a restart is no sign its sectors are gone.
-        let all_lost = matches!(kind, JobKind::Remove { force: true }) && job_source(self, &v).is_none();
+        let all_lost =
+            matches!(kind, JobKind::Remove { force: true }) && job_source(self, &v).is_none();
         if all_lost && resuming {
             return Err(Error::Unavailable(format!(
                 "the file of volume {id} ({}) cannot be opened, so its forced removal was not \
@@ -689,10 +690,26 @@ impl JobRun<'_> {
                 }
             }
             JobKind::Remove { .. } => {
+                // the file before the rows: a crash between leaves the job
+                // to resume (and finish) at the next start, not a file no
+                // row names. No sector can land meanwhile: the volume takes
+                // none while it is removed.
+                if e.meta.used_slots(id)? > 0 {
+                    return Ok(false);
+                }
+                match std::fs::remove_file(&self.volume.path) {
+                    Ok(()) => {}
+                    // deleted by the run a crash cut short
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => tracing::warn!(
+                        "volume {id} is being removed but its file {} could not be deleted: {err}",
+                        self.volume.path.display()
+                    ),
+                }
+                e.crash_point("remove:file-deleted");
                 if !e.meta.delete_volume(id)? {
                     return Ok(false);
                 }
-                e.crash_point("remove:deleted");
                 e.alloc.lock().remove_volume(id);
                 e.volumes.write().remove(&id);
                 for key in [
@@ -701,12 +718,6 @@ impl JobRun<'_> {
                     "volume-write-errors",
                 ] {
                     e.alerts.clear(&format!("{key}-{id}"));
-                }
-                if let Err(err) = std::fs::remove_file(&self.volume.path) {
-                    tracing::warn!(
-                        "volume {id} was removed but its file {} could not be deleted: {err}",
-                        self.volume.path.display()
-                    );
                 }
             }
         }

@@ -191,20 +191,34 @@ impl Engine {
     }
 
     /// Punches slots freed by transactions that committed before the last
-    /// process could punch them.
+    /// process could punch them. A slot that cannot be punched now stays
+    /// pending and out of use, as at run time.
     fn finish_punches(&self) -> Result<()> {
         let pending = self.meta.pending_punches()?;
         let mut done = Vec::new();
         for (vol, slot) in pending {
             let occupied = self.alloc.lock().is_used(vol, slot);
             let punched = occupied
-                || self
-                    .volume(vol)
-                    .and_then(|v| v.file())
-                    .is_ok_and(|f| f.punch(slot).is_ok());
-            // a volume gone or unavailable keeps its row for a later open
+                || match self.volume(vol).and_then(|v| v.file()) {
+                    Ok(f) => f
+                        .punch(slot)
+                        .inspect_err(|e| {
+                            tracing::warn!(
+                                volume = vol,
+                                slot,
+                                "cannot punch out a freed slot, it stays out of use and is \
+                                 retried at the next start: {e}"
+                            )
+                        })
+                        .is_ok(),
+                    Err(_) => false,
+                };
+            // a volume gone keeps no row; an unavailable one keeps it for
+            // its reopen or a later start
             if punched || self.volume(vol).is_err() {
                 done.push((vol, slot));
+            } else {
+                self.alloc.lock().hold(vol, slot);
             }
         }
         self.meta.clear_punches(&done)

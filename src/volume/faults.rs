@@ -38,10 +38,10 @@ pub const CRASH_POINTS: &[&str] = &[
     "move:copied",
     "move:synced",
     "move:repointed",
-    // a job's end: a shrink's row cut (file not yet), a removal's rows
-    // deleted (file not yet), and the job ended (its row not yet forgotten)
+    // a job's end: a shrink's row cut (file not yet), a removal's file
+    // deleted (rows not yet), and the job ended (its row not yet forgotten)
     "shrink:recorded",
-    "remove:deleted",
+    "remove:file-deleted",
     "job:ended",
     // free: rows deleted and punches recorded, slots punched, pending rows
     // cleared (slots not yet handed back)
@@ -356,9 +356,9 @@ impl Storage for FaultyStorage {
             .run(Op::SetLen, &self.path, || self.inner.set_len(len))
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         self.faults.alive()?;
-        self.inner.len()
+        self.inner.size()
     }
 
     fn allocated(&self) -> io::Result<u64> {

@@ -80,7 +80,7 @@ impl VolumeFile {
     /// Opens an existing volume file and checks it holds `slots` slots.
     pub fn open(opener: &dyn StorageOpener, path: &Path, slots: u64) -> io::Result<VolumeFile> {
         let storage = opener.open(path)?;
-        let len = storage.len()?;
+        let len = storage.size()?;
         let want = slots * SECTOR_BYTES;
         // Longer is fine: a grow that crashed before its row was updated.
         if len < want {

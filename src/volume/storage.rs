@@ -24,7 +24,8 @@ pub trait Storage: Debug + Send + Sync {
     /// Frees `len` bytes from `at`: read back as zeros from then on.
     fn punch(&self, at: u64, len: u64) -> io::Result<()>;
     fn set_len(&self, len: u64) -> io::Result<()>;
-    fn len(&self) -> io::Result<u64>;
+    /// The file's length in bytes.
+    fn size(&self) -> io::Result<u64>;
     /// Bytes the file really occupies on disk.
     fn allocated(&self) -> io::Result<u64>;
     /// Whether `path` names this open file (not removed nor replaced).
