@@ -371,3 +371,64 @@ impl Storage for FaultyStorage {
         self.inner.is_at(path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::VolumeFile;
+    use std::panic::AssertUnwindSafe;
+
+    /// The Nth write of a kind is torn and fails; the calls around it work.
+    #[test]
+    fn the_nth_write_is_torn() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Faults::new();
+        let vol = VolumeFile::create(&faults, &dir.path().join("v.vol"), 1).unwrap();
+        faults.inject(
+            Some(Op::Write),
+            2,
+            Fault::Tear {
+                keep: 10,
+                errno: libc::ENOSPC,
+            },
+        );
+        vol.write_part(0, 0, &[1; 100]).unwrap();
+        let e = vol.write_part(0, 100, &[2; 100]).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+        vol.write_part(0, 200, &[3; 100]).unwrap();
+        vol.sync().unwrap();
+        let mut got = [0u8; 300];
+        vol.read(0, 0, &mut got).unwrap();
+        assert!(
+            got[..110]
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == 1 + (i >= 100) as u8)
+        );
+        assert!(
+            got[110..200].iter().all(|b| *b == 0),
+            "only 10 bytes landed"
+        );
+        assert!(got[200..].iter().all(|b| *b == 3));
+        assert_eq!((faults.fired(), faults.calls(Op::Write)), (1, 3));
+    }
+
+    /// After a crash point, every volume call panics too (and fails
+    /// quietly in a thread already unwinding).
+    #[test]
+    fn nothing_runs_after_a_crash_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Faults::new();
+        let vol = VolumeFile::create(&faults, &dir.path().join("v.vol"), 1).unwrap();
+        faults.crash_at("write:synced", 2);
+        faults.crash_point("write:synced");
+        let crash =
+            std::panic::catch_unwind(AssertUnwindSafe(|| faults.crash_point("write:synced")));
+        assert!(is_crash(&*crash.unwrap_err()));
+        assert_eq!(faults.crashed().as_deref(), Some("write:synced"));
+        let write = std::panic::catch_unwind(AssertUnwindSafe(|| vol.write_part(0, 0, &[1; 10])));
+        assert!(is_crash(&*write.unwrap_err()));
+        faults.reset();
+        vol.write_part(0, 0, &[1; 10]).unwrap();
+    }
+}
