@@ -208,6 +208,7 @@ fn run_mount(a: MountArgs) -> Result<(), String> {
         default_volume_slots,
         upload_memory,
         max_uploads: a.max_uploads,
+        ..Options::default()
     };
     // before the engine starts its threads, so they leave SIGINT/SIGTERM
     // to the mount's clean unmount

@@ -55,7 +55,7 @@ impl Engine {
             return Ok(());
         }
         let (slots, _) = self.alloc.lock().usage(id).unwrap_or((0, 0));
-        let file = VolumeFile::open(&v.path, slots).map_err(|e| {
+        let file = VolumeFile::open(self.storage(), &v.path, slots).map_err(|e| {
             Error::Unavailable(format!(
                 "volume {id} is still unavailable: cannot open {}: {e}",
                 v.path.display()

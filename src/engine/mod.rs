@@ -44,6 +44,7 @@ pub use crate::meta::{ContractEdit, ContractRow, Freed, RefCounts, Reference, Se
 
 use crate::error::{IoContext, Result};
 use crate::meta::Meta;
+use crate::volume::{Disk, StorageOpener, VolumeFile};
 use alloc::Allocator;
 use lock::DataDirLock;
 use slots::SlotMap;
@@ -62,6 +63,9 @@ pub struct Options {
     /// Sector files open for writing at once (`None`:
     /// [`default_max_uploads`] of the memory).
     pub max_uploads: Option<usize>,
+    /// Opens the volume files: the real files, or in tests files that fail
+    /// on demand (`volume::faults`).
+    pub storage: Arc<dyn StorageOpener>,
 }
 
 impl Default for Options {
@@ -72,6 +76,7 @@ impl Default for Options {
             default_volume_slots: 256,
             upload_memory: None,
             max_uploads: None,
+            storage: Arc::new(Disk),
         }
     }
 }
@@ -185,7 +190,7 @@ impl Engine {
         let mut volumes = self.volumes.write();
         let mut maps: BTreeMap<u32, SlotMap> = BTreeMap::new();
         for row in rows {
-            let file = match crate::volume::VolumeFile::open(&row.path, row.slots) {
+            let file = match VolumeFile::open(self.storage(), &row.path, row.slots) {
                 Ok(f) => Some(f),
                 Err(e) => {
                     let reason = format!("cannot open {}: {e}", row.path.display());
@@ -230,6 +235,20 @@ impl Engine {
 
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// What opens the volume files.
+    pub(crate) fn storage(&self) -> &dyn StorageOpener {
+        &*self.options.storage
+    }
+
+    /// A named step of a write, move or free path (`faults::CRASH_POINTS`),
+    /// where a test's storage may stop the engine. Nothing in builds
+    /// without the `faults` feature.
+    #[inline(always)]
+    pub(crate) fn crash_point(&self, _name: &'static str) {
+        #[cfg(any(test, feature = "faults"))]
+        self.options.storage.crash_point(_name);
     }
 
     pub fn meta(&self) -> &Meta {

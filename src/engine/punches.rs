@@ -131,10 +131,12 @@ impl Engine {
         // a row left by a failed clear is harmless: the next open skips
         // pending slots that a sector owns again, and punches the others
         // once more
-        if recorded == Recorded::Yes
-            && let Err(e) = self.meta.clear_punches(&punched)
-        {
-            tracing::warn!("cannot record punched slots (retried at the next start): {e}");
+        if recorded == Recorded::Yes {
+            self.crash_point("free:punched");
+            if let Err(e) = self.meta.clear_punches(&punched) {
+                tracing::warn!("cannot record punched slots (retried at the next start): {e}");
+            }
+            self.crash_point("free:cleared");
         }
         let mut alloc = self.alloc.lock();
         for (vol, slot) in punched {
@@ -169,7 +171,7 @@ mod tests {
         );
         memfd.set_len(4 * SECTOR_BYTES).unwrap();
         let path = format!("/proc/self/fd/{}", memfd.as_raw_fd());
-        let sealed = Arc::new(VolumeFile::open(Path::new(&path), 4).unwrap());
+        let sealed = Arc::new(VolumeFile::open(&crate::volume::Disk, Path::new(&path), 4).unwrap());
         v.set_file(sealed.clone());
         let (_, slot) = engine.reserve(&[]).unwrap();
         sealed.write_sector(slot, &vec![0x5A; SECTOR_SIZE]).unwrap();

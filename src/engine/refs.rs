@@ -173,6 +173,7 @@ impl Engine {
             freed.iter().for_each(listener);
         }
         let slots: Vec<(u32, u64)> = freed.iter().map(|f| (f.volume_id, f.slot)).collect();
+        self.crash_point("free:recorded");
         self.punch_and_release(&slots);
         self.space_changed();
     }

@@ -177,6 +177,7 @@ impl Engine {
         epoch: u64,
         reference: Reference,
     ) -> Result<Option<Stored>> {
+        self.crash_point("write:synced");
         // checked inside the transaction: a shrink commits its new size
         // before it cuts the file, and no grow can follow until it has
         let intact =
@@ -186,6 +187,7 @@ impl Engine {
                 .insert_sector(root, volume.id, slot, now_secs(), reference, &intact);
         let stored = match inserted {
             Ok(Inserted::New(id)) => {
+                self.crash_point("write:committed");
                 bump(&volume.stats.writes);
                 self.note_success(volume);
                 // the last free slot just went: alert now, not at the next
@@ -262,9 +264,10 @@ impl Engine {
         // a whole sector (checked by `store`): every buffer is full
         let parts: Vec<&[u8]> = bufs.iter().map(|buf| &buf[..]).collect();
         let mark = file.error_mark();
-        let written = file
-            .write_parts(slot, 0, &parts)
-            .and_then(|()| file.sync_since(mark));
+        let written = file.write_parts(slot, 0, &parts).and_then(|()| {
+            self.crash_point("write:slot-written");
+            file.sync_since(mark)
+        });
         drop(parts);
         drop(bufs);
         written.map(|()| file).map_err(|e| {

@@ -281,6 +281,7 @@ impl Upload {
         let synced = std::thread::scope(|scope| {
             let sync = match &slot {
                 Some((_, file, _, _, mark)) if all_in_slot => {
+                    self.engine.crash_point("write:slot-written");
                     // the hash waits until the sync is under way: started
                     // beside it, it kept both cores and the sync waited to
                     // be scheduled (up to 5 ms, seen in traces)

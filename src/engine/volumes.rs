@@ -264,7 +264,7 @@ impl Engine {
                 )));
             }
         }
-        let file = VolumeFile::create(path, slots).map_err(|e| match e.kind() {
+        let file = VolumeFile::create(self.storage(), path, slots).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => {
                 Error::Exists(format!("{} already exists", path.display()))
             }

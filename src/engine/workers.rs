@@ -52,6 +52,7 @@ impl Crew<'_> {
                 match catch_unwind(AssertUnwindSafe(|| work(item, &mut buf))) {
                     Ok(r) => done.push((i, r)),
                     Err(payload) => {
+                        let payload = go_on_if_crash(payload);
                         stop.store(true, Ordering::Relaxed);
                         return Err(Panicked {
                             on: describe(item),
@@ -77,6 +78,7 @@ impl Crew<'_> {
             for s in spawned {
                 shares.push(match s {
                     Ok(h) => h.join().unwrap_or_else(|payload| {
+                        let payload = go_on_if_crash(payload);
                         Err(Panicked {
                             on: "its share of the batch".into(),
                             message: panic_message(payload.as_ref()),
@@ -104,8 +106,10 @@ impl Crew<'_> {
     /// Runs `body` (a job's own work, on its thread); a panic in it is
     /// logged and alerted as a worker's, and returned as an error.
     pub(super) fn guard<R>(&self, what: &str, body: impl FnOnce() -> Result<R>) -> Result<R> {
-        catch_unwind(AssertUnwindSafe(body))
-            .unwrap_or_else(|payload| Err(self.panicked(what, &panic_message(payload.as_ref()))))
+        catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+            let payload = go_on_if_crash(payload);
+            Err(self.panicked(what, &panic_message(payload.as_ref())))
+        })
     }
 
     /// Logs a panic and raises its alert; the error the job fails with.
@@ -133,6 +137,18 @@ impl Crew<'_> {
 /// work on its own thread instead.
 pub(crate) fn no_thread(name: &str, e: &std::io::Error) {
     tracing::warn!("cannot start a {name} thread ({e}); its work is done on the calling thread");
+}
+
+/// A planned crash of the fault tests (`volume::faults`) is no worker's
+/// failure: it goes on unwinding, so nothing after it runs (no cleanup,
+/// no job row deleted), as after a real crash. Any other panic is handed
+/// back to be reported.
+fn go_on_if_crash(payload: Box<dyn Any + Send>) -> Box<dyn Any + Send> {
+    #[cfg(any(test, feature = "faults"))]
+    if crate::volume::faults::is_crash(payload.as_ref()) {
+        std::panic::resume_unwind(payload);
+    }
+    payload
 }
 
 /// The text a panic was raised with.

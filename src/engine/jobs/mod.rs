@@ -149,7 +149,7 @@ impl Engine {
         // nothing: its sectors are lost. Never on a resume, though: a disk
         // not mounted yet at a restart is no sign its sectors are gone.
         let source = match kind {
-            JobKind::Remove { force: true } => mover::job_source(&v).err(),
+            JobKind::Remove { force: true } => mover::job_source(self, &v).err(),
             _ => None,
         };
         if let Some(why) = &source {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::run::JobRun;
 use crate::engine::workers::Crew;
 use crate::engine::{SectorRow, Volume};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::merkle;
 use crate::meta::{JobKind, Move};
@@ -25,7 +26,7 @@ impl JobRun<'_> {
     pub(super) fn move_batch(&mut self, batch: &[SectorRow]) -> Result<()> {
         let e = self.engine;
         let id = self.volume.id;
-        let (src, afresh) = match job_source(self.volume) {
+        let (src, afresh) = match job_source(self.engine, self.volume) {
             Ok(source) => source,
             Err(err) => {
                 for s in batch {
@@ -119,10 +120,12 @@ impl JobRun<'_> {
             |(s, vol, slot)| format!("copying sector {} to volume {vol} slot {slot}", s.root),
             |(s, vol, slot), buf| copy_one(&src, files.get(vol), s, *slot, verify, buf),
         )?;
+        e.crash_point("move:copied");
         for (v, f) in &files {
             f.sync_since(marks[v])
                 .map_err(|err| Error::io("cannot sync moved sectors", err))?;
         }
+        e.crash_point("move:synced");
         let mut moves = Vec::new();
         let mut planned = Vec::new();
         for (i, ((s, vol, slot), r)) in plan.iter().zip(&results).enumerate() {
@@ -192,6 +195,7 @@ impl JobRun<'_> {
                 e.discard_slot(m.to_volume, m.to_slot);
             }
         }
+        e.crash_point("move:repointed");
         e.punch_and_release(&freed);
         Ok(())
     }
@@ -220,12 +224,12 @@ impl std::fmt::Display for CopyError {
 /// while the volume is out of service (too many errors in a row, or its
 /// file went missing), its path opened afresh (then true). Only a file
 /// that cannot be opened at all makes its sectors unreadable as a whole.
-pub(super) fn job_source(v: &Volume) -> Result<(Arc<VolumeFile>, bool)> {
+pub(super) fn job_source(e: &Engine, v: &Volume) -> Result<(Arc<VolumeFile>, bool)> {
     if let Ok(own) = v.file() {
         return Ok((own, false));
     }
     // out of service: its alert says why
-    match VolumeFile::open(&v.path, 0) {
+    match VolumeFile::open(e.storage(), &v.path, 0) {
         Ok(file) => Ok((Arc::new(file), true)),
         Err(e) => Err(Error::Unavailable(format!(
             "volume {} is out of service and its file {} cannot be opened: {e}",

@@ -21,23 +21,32 @@ impl Engine {
 }
 
 impl JobRun<'_> {
-    /// Deletes the volume's row, then its file; false when a sector landed
-    /// in it meanwhile.
+    /// Deletes the volume's file, then its row; false when a sector landed
+    /// in it meanwhile. The file first: a crash between leaves the job to
+    /// resume (and finish) at the next start, not a file no row names. No
+    /// sector can land meanwhile: the volume takes none while it is removed.
     pub(super) fn finish_remove(&mut self) -> Result<bool> {
         let e = self.engine;
         let id = self.volume.id;
+        if e.meta.used_slots(id)? > 0 {
+            return Ok(false);
+        }
+        match std::fs::remove_file(&self.volume.path) {
+            Ok(()) => {}
+            // deleted by the run a crash cut short
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => tracing::warn!(
+                "volume {id} is being removed but its file {} could not be deleted: {err}",
+                self.volume.path.display()
+            ),
+        }
+        e.crash_point("remove:file-deleted");
         if !e.meta.delete_volume(id)? {
             return Ok(false);
         }
         e.alloc.lock().remove_volume(id);
         e.volumes.write().remove(&id);
         e.clear_volume_alerts(id);
-        if let Err(err) = std::fs::remove_file(&self.volume.path) {
-            tracing::warn!(
-                "volume {id} was removed but its file {} could not be deleted: {err}",
-                self.volume.path.display()
-            );
-        }
         Ok(true)
     }
 

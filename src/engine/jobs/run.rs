@@ -64,6 +64,7 @@ impl Engine {
             ),
             Err(e) => (Severity::Error, format!("{verb}: failed: {e}; {summary}")),
         };
+        self.crash_point("job:ended");
         if !matches!(result, Ok(Ended::Paused))
             && let Err(e) = self.meta.delete_job(id)
         {

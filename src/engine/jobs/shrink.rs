@@ -53,6 +53,7 @@ impl JobRun<'_> {
         if !e.meta.shrink_volume(id, target)? {
             return Ok(false);
         }
+        e.crash_point("shrink:recorded");
         e.alloc.lock().resize(id, target);
         match self.volume.file() {
             Ok(f) => {

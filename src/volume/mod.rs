@@ -1,27 +1,29 @@
 //! Volume files: sparse files of N slots, slot i at byte offset i × 4 MiB
 //! (the hostd/siad data-file format: no header, no overflow file).
 
-use std::fs::{File, OpenOptions};
+mod disk;
+#[cfg(any(test, feature = "faults"))]
+pub mod faults;
+mod storage;
+
+use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use disk::{DIRECT_ALIGN, Disk};
+pub use storage::{Storage, StorageOpener};
 
 use crate::merkle::SECTOR_SIZE;
 
 pub const SECTOR_BYTES: u64 = SECTOR_SIZE as u64;
 
-/// An open volume file. Every method uses positioned I/O, so one handle
-/// serves many threads at once without a lock.
+/// An open volume file: slots over a [`Storage`]. Every method uses
+/// positioned I/O, so one handle serves many threads at once without a lock.
 #[derive(Debug)]
 pub struct VolumeFile {
-    file: File,
+    storage: Box<dyn Storage>,
     path: PathBuf,
-    /// The same file opened again with `O_DIRECT`, once a write could use
-    /// it; `None` where the file system refuses direct I/O.
-    direct: OnceLock<Option<File>>,
     /// Syncs of this file that failed so far (see [`sync_since`](Self::sync_since)).
     sync_errors: AtomicU64,
 }
@@ -49,28 +51,21 @@ pub fn is_shared_sync_error(e: &io::Error) -> bool {
         .is_some_and(|inner| inner.is::<SharedSyncError>())
 }
 
-/// Alignment of buffer, offset and length that a write needs to bypass the
-/// page cache. A page: enough for any logical block size up to 4 KiB.
-pub const DIRECT_ALIGN: usize = 4096;
-
 impl VolumeFile {
+    fn new(storage: Box<dyn Storage>, path: &Path) -> VolumeFile {
+        VolumeFile {
+            storage,
+            path: path.to_path_buf(),
+            sync_errors: AtomicU64::new(0),
+        }
+    }
+
     /// Creates a new sparse volume file of `slots` slots: `ftruncate`, never
     /// filled, so a volume of any size is ready at once. Refuses an existing
     /// path (and a symlink, since `O_EXCL` does not follow it).
-    pub fn create(path: &Path, slots: u64) -> io::Result<VolumeFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)?;
-        let vol = VolumeFile {
-            file,
-            path: path.to_path_buf(),
-            direct: OnceLock::new(),
-            sync_errors: AtomicU64::new(0),
-        };
-        let made = vol.set_len(slots).and_then(|()| vol.file.sync_all());
+    pub fn create(opener: &dyn StorageOpener, path: &Path, slots: u64) -> io::Result<VolumeFile> {
+        let vol = VolumeFile::new(opener.create(path)?, path);
+        let made = vol.set_len(slots).and_then(|()| vol.storage.sync_all());
         if let Err(e) = made {
             let _ = std::fs::remove_file(path);
             return Err(e);
@@ -83,9 +78,9 @@ impl VolumeFile {
     }
 
     /// Opens an existing volume file and checks it holds `slots` slots.
-    pub fn open(path: &Path, slots: u64) -> io::Result<VolumeFile> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
-        let len = file.metadata()?.len();
+    pub fn open(opener: &dyn StorageOpener, path: &Path, slots: u64) -> io::Result<VolumeFile> {
+        let storage = opener.open(path)?;
+        let len = storage.size()?;
         let want = slots * SECTOR_BYTES;
         // Longer is fine: a grow that crashed before its row was updated.
         if len < want {
@@ -94,12 +89,7 @@ impl VolumeFile {
                 format!("volume file is {len} bytes, expected {want} ({slots} slots)"),
             ));
         }
-        Ok(VolumeFile {
-            file,
-            path: path.to_path_buf(),
-            direct: OnceLock::new(),
-            sync_errors: AtomicU64::new(0),
-        })
+        Ok(VolumeFile::new(storage, path))
     }
 
     pub fn path(&self) -> &Path {
@@ -109,7 +99,7 @@ impl VolumeFile {
     /// Writes a whole sector into `slot`. Not durable until [`sync`](Self::sync).
     pub fn write_sector(&self, slot: u64, data: &[u8]) -> io::Result<()> {
         debug_assert_eq!(data.len(), SECTOR_SIZE);
-        self.file.write_all_at(data, slot * SECTOR_BYTES)
+        self.storage.write_at(slot * SECTOR_BYTES, &[data])
     }
 
     /// Writes part of a sector into `slot` at `offset` within it. Not
@@ -119,81 +109,12 @@ impl VolumeFile {
     }
 
     /// Writes `parts`, back to back, into `slot` from `offset` within it, in
-    /// one system call where they can go past the page cache. Not durable
+    /// one system call where they can go past the page cache (parts aligned
+    /// to [`DIRECT_ALIGN`], on a file system with direct I/O). Not durable
     /// until [`sync`](Self::sync).
-    ///
-    /// Parts aligned to [`DIRECT_ALIGN`] (address and length, and the
-    /// offset) go straight to the device: no copy, and none of the file
-    /// system's per-block work for cached writes, which together cost about
-    /// as much CPU as hashing the data did. Anything else, or a file system
-    /// without direct I/O, takes the page cache.
     pub fn write_parts(&self, slot: u64, offset: u64, parts: &[&[u8]]) -> io::Result<()> {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        debug_assert!(offset + len as u64 <= SECTOR_BYTES);
-        let at = slot * SECTOR_BYTES + offset;
-        let aligned = at.is_multiple_of(DIRECT_ALIGN as u64)
-            && parts.iter().all(|p| {
-                (p.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN)
-                    && p.len().is_multiple_of(DIRECT_ALIGN)
-            });
-        if aligned && let Some(direct) = self.direct() {
-            let iov: Vec<libc::iovec> = parts
-                .iter()
-                .map(|p| libc::iovec {
-                    iov_base: p.as_ptr() as *mut libc::c_void,
-                    iov_len: p.len(),
-                })
-                .collect();
-            // SAFETY: every iovec points into a live slice of its length,
-            // which the kernel only reads.
-            let n = unsafe {
-                libc::pwritev(
-                    direct.as_raw_fd(),
-                    iov.as_ptr(),
-                    iov.len() as libc::c_int,
-                    at as libc::off_t,
-                )
-            };
-            if n >= 0 && n as usize == len {
-                return Ok(());
-            }
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                // refused after all (a block size above a page, say)
-                if e.raw_os_error() != Some(libc::EINVAL) {
-                    return Err(e);
-                }
-            }
-            // short, or refused: all of it again through the cache, below
-        }
-        let mut from = at;
-        for p in parts {
-            self.file.write_all_at(p, from)?;
-            from += p.len() as u64;
-        }
-        Ok(())
-    }
-
-    /// The file opened for direct I/O, opened on first use through
-    /// `/proc/self/fd` (so it is this very file even if its path was
-    /// replaced meanwhile). Only the file system's refusal is final; any
-    /// other failure (out of descriptors, say) is tried again next time.
-    fn direct(&self) -> Option<&File> {
-        if let Some(known) = self.direct.get() {
-            return known.as_ref();
-        }
-        let fd = format!("/proc/self/fd/{}", self.file.as_raw_fd());
-        match OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(fd)
-        {
-            Ok(f) => self.direct.get_or_init(|| Some(f)).as_ref(),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                self.direct.get_or_init(|| None).as_ref()
-            }
-            Err(_) => None,
-        }
+        debug_assert!(offset + parts.iter().map(|p| p.len() as u64).sum::<u64>() <= SECTOR_BYTES);
+        self.storage.write_at(slot * SECTOR_BYTES + offset, parts)
     }
 
     /// Starts writing a slot's dirty pages to disk without waiting, so a
@@ -205,25 +126,13 @@ impl VolumeFile {
     /// As [`start_writeback`](Self::start_writeback) for `len` bytes at
     /// `offset` within the slot.
     pub fn start_writeback_part(&self, slot: u64, offset: u64, len: u64) -> io::Result<()> {
-        // SAFETY: plain syscall on an fd we own.
-        let rc = unsafe {
-            libc::sync_file_range(
-                self.file.as_raw_fd(),
-                (slot * SECTOR_BYTES + offset) as libc::off64_t,
-                len as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WRITE,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        self.storage
+            .start_writeback(slot * SECTOR_BYTES + offset, len)
     }
 
     /// Makes every completed write durable.
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data().inspect_err(|_| {
+        self.storage.sync_data().inspect_err(|_| {
             self.sync_errors.fetch_add(1, Ordering::SeqCst);
         })
     }
@@ -250,52 +159,29 @@ impl VolumeFile {
     /// Reads `buf.len()` bytes of `slot` starting at `offset` within the sector.
     pub fn read(&self, slot: u64, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         debug_assert!(offset + buf.len() as u64 <= SECTOR_BYTES);
-        self.file.read_exact_at(buf, slot * SECTOR_BYTES + offset)
+        self.storage.read_at(slot * SECTOR_BYTES + offset, buf)
     }
 
     /// Frees a slot's bytes: punches a hole so the data cannot be read back
-    /// and the space returns to the file system; zeroes the range where the
-    /// file system cannot punch.
+    /// and the space returns to the file system (zeroes where it cannot).
     pub fn punch(&self, slot: u64) -> io::Result<()> {
-        let off = (slot * SECTOR_BYTES) as libc::off_t;
-        // SAFETY: plain syscall on an fd we own.
-        let rc = unsafe {
-            libc::fallocate(
-                self.file.as_raw_fd(),
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                off,
-                SECTOR_BYTES as libc::off_t,
-            )
-        };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => {
-                self.file.write_all_at(&vec![0u8; SECTOR_SIZE], off as u64)
-            }
-            _ => Err(err),
-        }
+        self.storage.punch(slot * SECTOR_BYTES, SECTOR_BYTES)
     }
 
     /// Sets the file to hold exactly `slots` slots (sparse growth or truncation).
     pub fn set_len(&self, slots: u64) -> io::Result<()> {
-        self.file.set_len(slots * SECTOR_BYTES)
+        self.storage.set_len(slots * SECTOR_BYTES)
     }
 
     /// Whether the path still names this open file (it may have been removed
     /// or replaced while open: the fd would go on working on the old one).
     pub fn still_at_path(&self) -> io::Result<bool> {
-        use std::os::unix::fs::MetadataExt;
-        let (open, named) = (self.file.metadata()?, std::fs::metadata(&self.path)?);
-        Ok(open.dev() == named.dev() && open.ino() == named.ino())
+        self.storage.is_at(&self.path)
     }
 
     /// Bytes the file really occupies on disk (sparse files use less).
     pub fn allocated_bytes(&self) -> io::Result<u64> {
-        use std::os::unix::fs::MetadataExt;
-        Ok(self.file.metadata()?.blocks() * 512)
+        self.storage.allocated()
     }
 }
 
@@ -309,7 +195,7 @@ mod tests {
     #[test]
     fn aligned_and_unaligned_writes_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let vol = VolumeFile::create(&dir.path().join("v.vol"), 2).unwrap();
+        let vol = VolumeFile::create(&Disk, &dir.path().join("v.vol"), 2).unwrap();
         let mut page = memmap2::MmapMut::map_anon(4 * DIRECT_ALIGN).unwrap();
         for (i, b) in page.iter_mut().enumerate() {
             *b = (i % 251) as u8;
@@ -338,7 +224,7 @@ mod tests {
     #[test]
     fn a_sync_hears_of_an_error_another_sync_saw() {
         let dir = tempfile::tempdir().unwrap();
-        let vol = VolumeFile::create(&dir.path().join("v.vol"), 1).unwrap();
+        let vol = VolumeFile::create(&Disk, &dir.path().join("v.vol"), 1).unwrap();
         let mark = vol.error_mark();
         vol.sync_since(mark).unwrap();
         // as `sync` counts a failure
