@@ -26,7 +26,7 @@
 //! last step.
 //!
 //! A few thousand operations by default; the long mode, over 100,000:
-//! `SECTORFS_MODEL_CASES=2000 SECTORFS_MODEL_OPS=100 cargo test --test
+//! `SECTORFS_MODEL_CASES=1200 SECTORFS_MODEL_OPS=200 cargo test --test
 //! model_inprocess -- --nocapture`.
 
 mod common;
