@@ -1,6 +1,8 @@
 //! Integration tests through a real mount: std::fs and standard tools.
 
 mod cli;
+#[path = "../common/mod.rs"]
+mod common;
 mod concurrency;
 mod contracts;
 mod faults;
@@ -14,6 +16,8 @@ mod persistence;
 mod safety;
 mod sectors;
 mod soak;
+#[path = "../spec_model/mod.rs"]
+mod spec_model;
 mod status;
 mod temp;
 mod tools;
