@@ -94,6 +94,7 @@ impl InProcess {
             placement: Placement::FillFirst,
             verify_reads: false,
             default_volume_slots: self.slots,
+            ..Options::default()
         };
         let engine =
             Engine::open(&self.data_dir(), options).map_err(|e| format!("open the engine: {e}"))?;

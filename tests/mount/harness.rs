@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use sectorfs::merkle::{Root, sector_root};
 
-#[path = "../common/rng.rs"]
-mod rng;
-pub use rng::{Rng, noise_sector};
+pub use crate::common::rng::{Rng, noise_sector};
 
 /// The `sectorfs` binary built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_sectorfs");

@@ -9,9 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::run::JobRun;
+use crate::engine::Engine;
 use crate::engine::workers::Crew;
 use crate::engine::{SectorRow, Volume};
-use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::merkle;
 use crate::meta::{JobKind, Move};
