@@ -130,9 +130,12 @@ impl SectorFile {
             )));
         }
         let stored = self
-            .check()
+            .upload
+            .refused()
+            .and_then(|()| self.check())
             .and_then(|()| self.upload.finish(self.reference));
-        // a failed close keeps no slot: the file may never be closed again
+        // a failed close keeps no slot it does not need: the file may never
+        // be closed again
         self.upload.drop_target();
         let outcome = stored
             .map(|s| tracing::debug!(%root, new = s.new, "sector stored"))

@@ -263,7 +263,7 @@ fn a_write_past_a_budget_held_by_others_fails_cleanly() {
     let e = c.write_all_at(&contents.chunk(3, 0), 0).unwrap_err();
     assert_eq!(errno(&e), libc::ENOBUFS, "{e}");
     let e = close(c).unwrap_err();
-    assert_eq!(errno(&e), libc::ENOBUFS, "{e}");
+    assert_eq!(errno(&e), libc::ENOBUFS, "{e}\n{}", m.log());
     close(a).unwrap();
     close(b).unwrap();
     let again = open(3);
