@@ -10,6 +10,7 @@ if [ "$(id -u)" = 0 ]; then
   command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
   command -v getfattr >/dev/null 2>&1 || need+=(attr)
   command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+  command -v rsync >/dev/null 2>&1 || need+=(rsync)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]}"
     apt-get update -qq

@@ -37,6 +37,9 @@ use crate::volume::VolumeFile;
 /// Bytes written together: a quarter of the mount's largest write, so the
 /// device starts on a write before all of it arrived. The mount reports it
 /// as the files' block size, so tools write in pieces of this size.
+/// The root of an upload not named yet: no data hashes to it, so no
+/// stored sector has it and a slot is reserved as for any new sector.
+const UNNAMED: Root = Root([0; 32]);
 pub const CHUNK: usize = buffers::LEN;
 const CHUNKS: usize = SECTOR_SIZE / CHUNK;
 
@@ -141,6 +144,18 @@ impl Upload {
             sent: [0; CHUNKS],
             hasher: ChunkHasher::new(CHUNKS),
         })
+    }
+
+    /// An upload whose root is not known yet (a staging file, written
+    /// under a temporary name and renamed onto its root): named by
+    /// [`name`](Self::name) before it is finished.
+    pub fn unnamed(engine: Arc<Engine>) -> Result<Upload> {
+        Upload::new(engine, UNNAMED)
+    }
+
+    /// The root the data must hash to when it is finished.
+    pub fn name(&mut self, root: Root) {
+        self.root = root;
     }
 
     /// Refuses if an earlier write failed for want of memory: the upload

@@ -132,6 +132,16 @@ impl SectorFs {
                     ));
                 }
             },
+            Node::Staging(id) => {
+                let staged = self.staged(id)?;
+                let staged = staged.lock();
+                let mtime = staged.mtime.unwrap_or(self.started);
+                Attr {
+                    mtime,
+                    ctime: mtime,
+                    ..file(0o644, staged.len())
+                }
+            }
             Node::Status | Node::Metrics | Node::StatusJson => {
                 let perm = if node == Node::Status { 0o644 } else { 0o444 };
                 // generated on open; size 0 like /proc, read until EOF

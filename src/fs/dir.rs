@@ -7,6 +7,7 @@ use std::ffi::OsStr;
 use super::attr::{Entry, Kind};
 use super::filesystem::{SectorFs, text};
 use super::inode::{MAX_TEMP_HEIGHT, Node, ROOT_ENTRIES, VolFile};
+use super::staging::is_staging_name;
 use crate::error::{Error, Result};
 use crate::merkle::Root;
 
@@ -34,6 +35,9 @@ impl SectorFs {
                 .find(|(n, _)| *n == name)
                 .map(|(_, node)| *node)
                 .ok_or_else(missing)?,
+            Node::SectorsDir | Node::TempHeight(_) if is_staging_name(name) => {
+                Node::Staging(self.staging.find(parent, name).ok_or_else(missing)?)
+            }
             Node::SectorsDir => {
                 let root: Root = name.parse().map_err(|_| missing())?;
                 Node::Sector(e.lookup(&root)?.ok_or_else(missing)?.id)

@@ -20,6 +20,7 @@ use super::handle::{Handle, Handles};
 use super::inode::{MAX_TEMP_HEIGHT, Node};
 use super::known::KnownSectors;
 use super::sector_file::SectorFile;
+use super::staging::{Staging, is_staging_name};
 use crate::engine::{Engine, Reference};
 use crate::error::{Error, Result};
 use crate::merkle::{Root, SECTOR_SIZE};
@@ -79,6 +80,8 @@ pub struct SectorFs {
     /// Sector inodes the kernel holds, whose cached attributes reference
     /// changes must drop.
     known: KnownSectors,
+    /// Files written under a `.` name, stored when renamed onto a root.
+    pub(super) staging: Staging,
     pub(super) uid: u32,
     pub(super) gid: u32,
     pub(super) started: SystemTime,
@@ -96,6 +99,7 @@ impl SectorFs {
                 std::num::NonZeroUsize::new(4096).expect("non-zero"),
             )),
             known: KnownSectors::default(),
+            staging: Staging::default(),
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
             started: SystemTime::now(),
@@ -165,7 +169,11 @@ impl SectorFs {
             // no-op there, so they do not fail; the store keeps its own
             if !matches!(
                 node,
-                Node::Sector(_) | Node::Pending(_) | Node::SectorsDir | Node::TempHeight(_)
+                Node::Sector(_)
+                    | Node::Pending(_)
+                    | Node::Staging(_)
+                    | Node::SectorsDir
+                    | Node::TempHeight(_)
             ) {
                 return Err(Error::NotPermitted(format!(
                     "chmod/chown of {}: sectorfs sets its own modes",
@@ -184,6 +192,7 @@ impl SectorFs {
                 _ => fh.and_then(|f| self.handles.get(f).ok()),
             };
             match (node, handle.as_deref()) {
+                (Node::Staging(id), _) => self.staged(id)?.lock().set_len(size)?,
                 (_, Some(Handle::SectorWrite(up))) => up.lock().set_len(size)?,
                 (_, Some(Handle::ContractWrite(up))) if size == 0 => up.lock().truncate(),
                 (Node::Contract(id), _) if size == 0 => self.engine.revise_contract_by_id(
@@ -213,6 +222,11 @@ impl SectorFs {
                 .map_err(|_| Error::NotFound(format!("{}/{name} does not exist", parent.path())))
         };
         match parent {
+            Node::SectorsDir | Node::TempHeight(_) if is_staging_name(name) => self
+                .staging
+                .remove(parent, name)
+                .map(|_| ())
+                .ok_or_else(|| Error::NotFound(format!("{}/{name} does not exist", parent.path()))),
             Node::SectorsDir => self.engine.unpin(&root()?),
             Node::ContractsDir => self.engine.delete_contract(name),
             // the directory stays, as it would on any file system
@@ -248,9 +262,12 @@ impl SectorFs {
                 "{from} can only be renamed within its directory"
             )));
         }
+        if matches!(p, Node::SectorsDir | Node::TempHeight(_)) && is_staging_name(from) {
+            return self.rename_staged(p, from, to, flags);
+        }
         if p != Node::ContractsDir {
             return Err(Error::NotPermitted(format!(
-                "only contracts can be renamed, not {}/{from}",
+                "only contracts and staging files (.<name>) can be renamed, not {}/{from}",
                 p.path()
             )));
         }
@@ -261,6 +278,46 @@ impl SectorFs {
             return Err(Error::Exists(format!("contract {to} exists")));
         }
         self.engine.rename_contract(from, to)
+    }
+
+    /// A staging file renamed: onto a root, it is stored (checked, synced,
+    /// committed) before the rename returns, with a close's errnos, and
+    /// leaves nothing behind if refused; onto another staging name, it is
+    /// only renamed.
+    fn rename_staged(&self, dir: Node, from: &str, to: &str, flags: RenameFlags) -> Result<()> {
+        let missing = || Error::NotFound(format!("{}/{from} does not exist", dir.path()));
+        let id = self.staging.find(dir, from).ok_or_else(missing)?;
+        if flags.exchange {
+            return Err(Error::Invalid("staging files cannot be exchanged".into()));
+        }
+        if is_staging_name(to) {
+            if flags.noreplace && self.staging.find(dir, to).is_some() {
+                return Err(Error::Exists(format!("{}/{to} exists", dir.path())));
+            }
+            self.staging.rename(dir, from, to);
+            return Ok(());
+        }
+        let root: Root = to.parse().map_err(|_| {
+            Error::Invalid(format!(
+                "cannot rename {from} to {to:?}: a sector is named by its root (64 lowercase                  hex characters)"
+            ))
+        })?;
+        if flags.noreplace && self.engine.lookup(&root)?.is_some() {
+            return Err(Error::Exists(format!("sector {root} is stored already")));
+        }
+        let file = self.staged(id)?;
+        let mut file = file.lock();
+        file.store_as(root)?;
+        drop(file);
+        self.staging.remove(dir, from);
+        Ok(())
+    }
+
+    /// The file of staging file `id`.
+    pub(super) fn staged(&self, id: u64) -> Result<Arc<Mutex<SectorFile>>> {
+        self.staging
+            .file(id)
+            .ok_or_else(|| Error::NotFound(format!("staging file #{id} is gone")))
     }
 
     /// `ln /sectors/<root> /temp/<h>/<root>` (or back into `/sectors`):
@@ -327,8 +384,8 @@ impl SectorFs {
                         Some(h) => Reference::Temp(h),
                         None => Reference::Pin,
                     };
-                    let file = SectorFile::new(self.engine.clone(), s.root, reference)?;
-                    (Handle::SectorWrite(Mutex::new(file)), direct)
+                    let file = SectorFile::new(self.engine.clone(), Some(s.root), reference)?;
+                    (Handle::SectorWrite(Arc::new(Mutex::new(file))), direct)
                 }
             }
             Node::Contract(id) => {
@@ -351,6 +408,20 @@ impl SectorFs {
             }
             Node::Pending(_) => {
                 return Err(Error::Busy("this sector is still being written".into()));
+            }
+            Node::Staging(id) if write => {
+                let file = self.staged(id)?;
+                if flags & libc::O_TRUNC != 0 {
+                    file.lock().set_len(0)?;
+                }
+                (Handle::SectorWrite(file), direct)
+            }
+            Node::Staging(_) => {
+                return Err(Error::Busy(
+                    "a staging file cannot be read: rename it onto its root to store it, then \
+                     read the sector"
+                        .into(),
+                ));
             }
             n if n.is_dir() => {
                 return Err(Error::IsDir(format!(
@@ -402,11 +473,16 @@ impl SectorFs {
             })
         };
         let sector = |root, reference| -> Result<(Node, u64)> {
-            let file = SectorFile::new(self.engine.clone(), root, reference)?;
-            let fh = self.handles.insert(Handle::SectorWrite(Mutex::new(file)));
+            let file = SectorFile::new(self.engine.clone(), Some(root), reference)?;
+            let fh = self
+                .handles
+                .insert(Handle::SectorWrite(Arc::new(Mutex::new(file))));
             Ok((Node::Pending(fh), fh))
         };
         let (node, fh) = match parent {
+            Node::SectorsDir | Node::TempHeight(_) if is_staging_name(name) => {
+                self.create_staged(parent, name, flags)?
+            }
             Node::SectorsDir => sector(root()?, Reference::Pin)?,
             Node::TempHeight(h) => {
                 let root = root()?;
@@ -460,6 +536,40 @@ impl SectorFs {
                 Err(e)
             }
         }
+    }
+
+    /// A staging file made (or, made meanwhile by another process, opened
+    /// as by `open`).
+    fn create_staged(&self, dir: Node, name: &str, flags: i32) -> Result<(Node, u64)> {
+        let reference = match dir {
+            Node::TempHeight(h) => {
+                self.check_temp_height(h)?;
+                Reference::Temp(h)
+            }
+            _ => Reference::Pin,
+        };
+        let file = match self.staging.find(dir, name) {
+            Some(_) if flags & libc::O_EXCL != 0 => {
+                return Err(Error::Exists(format!("{}/{name} exists", dir.path())));
+            }
+            Some(id) => {
+                let file = self.staged(id)?;
+                if flags & libc::O_TRUNC != 0 {
+                    file.lock().set_len(0)?;
+                }
+                (id, file)
+            }
+            None => {
+                let file = Arc::new(Mutex::new(SectorFile::new(
+                    self.engine.clone(),
+                    None,
+                    reference,
+                )?));
+                (self.staging.add(dir, name, file.clone()), file)
+            }
+        };
+        let fh = self.handles.insert(Handle::SectorWrite(file.1));
+        Ok((Node::Staging(file.0), fh))
     }
 
     /// Reads up to `size` bytes at `offset` and hands them to `reply`
@@ -532,7 +642,7 @@ impl SectorFs {
             return Ok(());
         };
         match &*handle {
-            Handle::SectorWrite(up) => up.lock().commit(Some(owner)),
+            Handle::SectorWrite(up) => up.lock().commit(Some(owner)).map(|_| ()),
             Handle::ContractWrite(up) => up.lock().commit(&self.engine, Some(owner), pid),
             Handle::Control(c) => c.flush(&self.engine, &self.mountpoint, owner),
             Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),
@@ -563,7 +673,7 @@ impl SectorFs {
             return Ok(());
         };
         match &*handle {
-            Handle::SectorWrite(up) => up.lock().commit(None),
+            Handle::SectorWrite(up) => up.lock().commit(None).map(|_| ()),
             Handle::ContractWrite(up) => up.lock().commit(&self.engine, None, pid),
             // each complete line took effect when it was written; a
             // partial one waits for the rest or the close

@@ -18,8 +18,9 @@ pub enum Handle {
     Snapshot(Vec<u8>),
     /// A stored sector open for reading.
     SectorRead(Root),
-    /// A sector being written; stored at the first deciding flush.
-    SectorWrite(Mutex<SectorFile>),
+    /// A sector being written; stored at the first deciding flush (or, a
+    /// staging file, at its rename: it outlives the handle).
+    SectorWrite(Arc<Mutex<SectorFile>>),
     /// A contract open for writing; revised at the first deciding flush.
     ContractWrite(Mutex<ContractFile>),
     /// A control file: lines apply as they are written.

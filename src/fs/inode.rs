@@ -11,11 +11,13 @@ const ID_MASK: u64 = (1 << TAG_SHIFT) - 1;
 const VOLUME_BASE: u64 = 1 << 32;
 /// Sectors being written have no id yet: a number per open handle.
 const PENDING_BASE: u64 = 1 << 48;
+/// Staging files (`.<name>` in `/sectors` or `/temp/<h>`): a number each.
+const STAGING_BASE: u64 = 1 << 40;
 
 /// Largest height a `/temp/<height>` directory can have.
 pub const MAX_TEMP_HEIGHT: u64 = ID_MASK;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VolFile {
     Path,
     Uuid,
@@ -71,7 +73,7 @@ impl VolFile {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Node {
     Root,
     SectorsDir,
@@ -93,6 +95,8 @@ pub enum Node {
     TempHeight(u64),
     /// A sector being written, by handle number.
     Pending(u64),
+    /// A staging file, by its number.
+    Staging(u64),
 }
 
 /// The fixed entries of the root directory.
@@ -126,6 +130,7 @@ impl Node {
             Node::Contract(id) => TAG_CONTRACT | (id as u64 & ID_MASK),
             Node::TempHeight(h) => TAG_TEMP_DIR | (h & ID_MASK),
             Node::Pending(n) => PENDING_BASE + n,
+            Node::Staging(n) => STAGING_BASE + n,
         }
     }
 
@@ -149,6 +154,7 @@ impl Node {
             9 => Node::StatusJson,
             10 => Node::Metrics,
             n if n >= PENDING_BASE => Node::Pending(n - PENDING_BASE),
+            n if n >= STAGING_BASE => Node::Staging(n - STAGING_BASE),
             n if n >= VOLUME_BASE => {
                 let rel = n - VOLUME_BASE;
                 let id = u32::try_from(rel / 16).ok()?;
@@ -175,6 +181,7 @@ impl Node {
             Node::Sector(id) => format!("sector #{id}"),
             Node::Contract(id) => format!("contract #{id}"),
             Node::Pending(n) => format!("sector being written (handle {n})"),
+            Node::Staging(n) => format!("staging file #{n}"),
             other => format!("{other:?}"),
         }
     }
@@ -219,6 +226,8 @@ mod tests {
             Node::TempHeight(0),
             Node::TempHeight(MAX_TEMP_HEIGHT),
             Node::Pending(9),
+            Node::Staging(0),
+            Node::Staging(12345),
         ];
         nodes.extend(ROOT_ENTRIES.iter().map(|(_, n)| *n));
         nodes.extend(VolFile::ALL.iter().map(|f| Node::Volume(3, *f)));

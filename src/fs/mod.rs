@@ -9,6 +9,7 @@
 //! - `handle.rs`: the open files, one kind per module below;
 //! - `sector_file.rs`, `contract_file.rs`, `control_file.rs`: a sector, a
 //!   contract, a control file open for writing;
+//! - `staging.rs`: `.<name>` files written, then renamed onto their root;
 //! - `generated.rs`: what the status and control files show;
 //! - `control.rs`: what a control line does;
 //! - `xattr.rs`: extended attributes;
@@ -29,6 +30,7 @@ mod inode;
 mod known;
 mod mount;
 mod sector_file;
+mod staging;
 mod xattr;
 
 pub use attr::{Attr, Entry, Kind};

@@ -1,9 +1,10 @@
 //! A sector file open for writing: the file rules (one whole sector,
-//! nothing past 4 MiB, stored at the close of a process that wrote) over
-//! the engine's [`Upload`], which writes and hashes each chunk as it
-//! arrives.
+//! nothing past 4 MiB, stored at the close of a process that wrote, or at
+//! the rename of a staging file onto its root) over the engine's
+//! [`Upload`], which writes and hashes each chunk as it arrives.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::handle::Writers;
 use crate::engine::{Engine, Reference, Upload};
@@ -25,7 +26,9 @@ enum State {
 }
 
 pub struct SectorFile {
-    pub root: Root,
+    /// The root the data must hash to; `None` for a staging file until it
+    /// is renamed onto one.
+    root: Option<Root>,
     /// The reference the sector gets when stored.
     reference: Reference,
     /// Boxed: an upload is a few hundred bytes, and handles of every kind
@@ -35,18 +38,39 @@ pub struct SectorFile {
     len: usize,
     writers: Writers,
     state: State,
+    /// A modification time set while it was written (`touch`, `cp -p`,
+    /// rsync on its temporary file): the stored sector keeps it.
+    pub mtime: Option<SystemTime>,
 }
 
 impl SectorFile {
-    pub fn new(engine: Arc<Engine>, root: Root, reference: Reference) -> Result<SectorFile> {
+    /// A sector file named by `root`, or a staging file (`None`).
+    pub fn new(
+        engine: Arc<Engine>,
+        root: Option<Root>,
+        reference: Reference,
+    ) -> Result<SectorFile> {
+        let upload = match root {
+            Some(root) => Upload::new(engine, root)?,
+            None => Upload::unnamed(engine)?,
+        };
         Ok(SectorFile {
             root,
             reference,
-            upload: Box::new(Upload::new(engine, root)?),
+            upload: Box::new(upload),
             len: 0,
             writers: Writers::default(),
             state: State::Untouched,
+            mtime: None,
         })
+    }
+
+    /// What messages call it.
+    fn label(&self) -> String {
+        match self.root {
+            Some(root) => format!("sector {root}"),
+            None => "staging file".into(),
+        }
     }
 
     pub fn len(&self) -> u64 {
@@ -72,9 +96,9 @@ impl SectorFile {
         let Some(end) = end.filter(|e| *e <= SECTOR_SIZE as u64) else {
             self.state = State::TooBig;
             return Err(Error::TooBig(format!(
-                "sector {}: a sector is {SECTOR_SIZE} bytes; a write of {} bytes at offset \
-                 {offset} runs past it",
-                self.root,
+                "{}: a sector is {SECTOR_SIZE} bytes; a write of {} bytes at offset {offset} \
+                 runs past it",
+                self.label(),
                 data.len()
             )));
         };
@@ -88,8 +112,8 @@ impl SectorFile {
         self.touched();
         if len > SECTOR_SIZE as u64 {
             return Err(Error::TooBig(format!(
-                "sector {}: a sector is {SECTOR_SIZE} bytes, it cannot be {len}",
-                self.root
+                "{}: a sector is {SECTOR_SIZE} bytes, it cannot be {len}",
+                self.label()
             )));
         }
         let len = len as usize;
@@ -102,48 +126,74 @@ impl SectorFile {
 
     /// Stores the sector at a flush (`owner`: the closing lock owner) or an
     /// fsync (`None`). Only a process that wrote decides; a flush before
-    /// any data refuses without deciding anything.
-    pub fn commit(&mut self, owner: Option<u64>) -> Result<()> {
-        if let State::Decided(done) = &self.state {
-            return done.as_ref().map_err(Error::reported).copied();
+    /// any data refuses without deciding anything. A staging file is
+    /// stored by its rename, not by a close. Returns the stored sector's id.
+    pub fn commit(&mut self, owner: Option<u64>) -> Result<Option<i64>> {
+        if self.root.is_none() {
+            return Ok(None);
         }
-        let root = self.root;
+        if let State::Decided(done) = &self.state {
+            return done.as_ref().map_err(Error::reported).map(|_| None);
+        }
+        let label = self.label();
         if !self.writers.may_decide(owner) {
-            tracing::debug!(%root, "flush by a process that did not write: left to the writer");
-            return Ok(());
+            tracing::debug!("flush by a process that did not write {label}: left to the writer");
+            return Ok(None);
         }
         if self.is_untouched() {
             // a shell's redirection closes its first fd before the command
             // writes: routine, so logged only if it stays so (at release)
-            tracing::debug!(%root, "flush before any data: nothing stored yet");
-            return Err(Error::Invalid(format!(
-                "sector {root}: nothing was written yet"
-            )));
+            tracing::debug!("flush of {label} before any data: nothing stored yet");
+            return Err(Error::Invalid(format!("{label}: nothing was written yet")));
         }
         if owner.is_none() && self.len < SECTOR_SIZE {
             // nothing can be made durable yet, and a close may still come
             // with the rest
             return Err(Error::Invalid(format!(
-                "sector {root} is {} bytes so far, and is stored (and durable) only once it \
-                 is all {SECTOR_SIZE}",
+                "{label} is {} bytes so far, and is stored (and durable) only once it is all \
+                 {SECTOR_SIZE}",
                 self.len
             )));
         }
+        self.store("at close").map(Some)
+    }
+
+    /// A staging file renamed onto `root`: stored now, as a close of a file
+    /// named `root` would. Refused, it stays the staging file it was.
+    pub fn store_as(&mut self, root: Root) -> Result<i64> {
+        self.root = Some(root);
+        self.upload.name(root);
+        let stored = self.store("at its rename");
+        if stored.is_err() {
+            self.root = None;
+            self.touched();
+        }
+        stored
+    }
+
+    /// Checks the file is one whole sector that hashes to its name, then
+    /// makes it durable and records it; the outcome is kept for later
+    /// flushes.
+    fn store(&mut self, when: &str) -> Result<i64> {
+        let label = self.label();
         let stored = self
             .upload
             .refused()
-            .and_then(|()| self.check())
+            .and_then(|()| self.check(when))
             .and_then(|()| self.upload.finish(self.reference));
         // a failed close keeps no slot it does not need: the file may never
         // be closed again
         self.upload.drop_target();
         let outcome = stored
-            .map(|s| tracing::debug!(%root, new = s.new, "sector stored"))
+            .map(|s| {
+                tracing::debug!(new = s.new, "{label} stored");
+                s.sector_id
+            })
             .map_err(|e| Error::Reported {
                 errno: e.errno(),
-                message: format!("store sector {root}: {e}"),
+                message: format!("store {label}: {e}"),
             });
-        let reported = outcome.as_ref().map_err(Error::reported).copied();
+        let reported = outcome.as_ref().map_err(Error::reported).map(|_| ());
         if !matches!(self.state, State::TooBig) {
             self.state = State::Decided(reported);
         }
@@ -153,27 +203,28 @@ impl SectorFile {
     /// At release: a file closed with nothing written stored nothing, and
     /// the writer should hear of it in the log.
     pub fn release(&self) {
-        if self.is_untouched() {
+        if self.is_untouched() && self.root.is_some() {
             tracing::warn!(
-                "refused store sector {}: it was closed with nothing written (a sector is \
-                 exactly {SECTOR_SIZE} bytes); nothing new was stored",
-                self.root
+                "refused store {}: it was closed with nothing written (a sector is exactly \
+                 {SECTOR_SIZE} bytes); nothing new was stored",
+                self.label()
             );
         }
     }
 
-    fn check(&self) -> Result<()> {
+    fn check(&self, when: &str) -> Result<()> {
         if matches!(self.state, State::TooBig) {
             return Err(Error::TooBig(format!(
-                "sector {} was written past 4 MiB; nothing was stored",
-                self.root
+                "{} was written past 4 MiB; nothing was stored",
+                self.label()
             )));
         }
         if self.len != SECTOR_SIZE {
             return Err(Error::Invalid(format!(
-                "sector {} is {} bytes at close; a sector is exactly {SECTOR_SIZE} bytes, \
-                 nothing was stored",
-                self.root, self.len
+                "{} is {} bytes {when}; a sector is exactly {SECTOR_SIZE} bytes, nothing was \
+                 stored",
+                self.label(),
+                self.len
             )));
         }
         Ok(())

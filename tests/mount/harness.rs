@@ -272,6 +272,11 @@ impl Mount {
         xattr(&self.sector_path(root), "user.sectorfs.refs").unwrap()
     }
 
+    /// The references of the sector of noise `seed`.
+    pub fn refs_of(&self, seed: u64) -> String {
+        self.refs(&sector_root(&sector(seed)))
+    }
+
     pub fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
     }

@@ -2,8 +2,10 @@
 //! temporary names they write and rename, times they keep.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
 
-use super::harness::{Mount, errno, sector};
+use super::harness::{Mount, errno, offline_check, sector};
+use sectorfs::merkle::{SECTOR_SIZE, sector_root};
 
 /// chmod, chown and chgrp of sectors and of the directories sectors go
 /// into succeed and change nothing (tar, cp -a, rsync -a set them);
@@ -50,5 +52,188 @@ fn attributes_of_sectors_and_their_directories_are_accepted_and_kept() {
         assert_eq!(errno(&e), libc::EPERM, "chmod {other}");
         let e = std::os::unix::fs::chown(m.path(other), Some(1), None).unwrap_err();
         assert_eq!(errno(&e), libc::EPERM, "chown {other}");
+    }
+}
+
+/// A directory of sector files named by their roots, in the scratch dir
+/// (another file system than the mount): `seeds` good ones, and the data
+/// of `damaged.0` under the name of `damaged.1`'s root.
+fn source_dir(m: &Mount, name: &str, seeds: &[u64], damaged: Option<(u64, u64)>) -> PathBuf {
+    let dir = m.scratch().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for &seed in seeds {
+        let data = sector(seed);
+        std::fs::write(dir.join(sector_root(&data).to_string()), &data).unwrap();
+    }
+    if let Some((data_seed, name_seed)) = damaged {
+        let name = sector_root(&sector(name_seed)).to_string();
+        std::fs::write(dir.join(name), sector(data_seed)).unwrap();
+    }
+    dir
+}
+
+fn root_of(seed: u64) -> String {
+    sector_root(&sector(seed)).to_string()
+}
+
+/// Every listed sector's bytes are its seed's.
+fn assert_stored(m: &Mount, seeds: &[u64]) {
+    let listed = m.listed();
+    for &seed in seeds {
+        let root = root_of(seed);
+        assert!(listed.contains(&root), "{root} (seed {seed}) not stored");
+        let back = std::fs::read(m.path(&format!("sectors/{root}"))).unwrap();
+        assert!(back == sector(seed), "sector of seed {seed} differs");
+    }
+}
+
+/// rsync's default mode writes each file under a hidden temporary name and
+/// renames it: each rename stores its sector; a damaged file's rename fails
+/// with EBADMSG, rsync says so (exit 23) and the others are stored.
+#[test]
+fn rsync_stores_through_staging_names_and_a_damaged_file_fails_alone() {
+    let m = Mount::start(&[]);
+    let good = [71, 72, 73, 74];
+    let src = source_dir(&m, "src", &good, Some((75, 76)));
+    let out = m.sh(&format!("rsync -a {}/ \"$MNT/sectors/\"", src.display()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(23), "rsync: {stderr}");
+    assert!(
+        stderr.contains("Bad message"),
+        "rsync names the failure: {stderr}"
+    );
+    assert_stored(&m, &good);
+    assert_eq!(
+        m.listed().len(),
+        good.len(),
+        "the damaged file is not stored"
+    );
+    assert_eq!(m.used(1), good.len() as u64);
+    // nothing staged is left behind, listed or looked up
+    let all = m.sh_ok("ls -a \"$MNT/sectors\" | grep -c '^\\.[^.]' || true");
+    assert_eq!(all.trim(), "0", "no staging file is listed");
+    // the good ones again, with --inplace and to /temp/<h>: exit 0
+    std::fs::remove_file(src.join(root_of(76))).unwrap();
+    m.sh_ok(&format!(
+        "rsync -a --inplace {}/ \"$MNT/sectors/\"",
+        src.display()
+    ));
+    std::fs::create_dir(m.path("temp/50")).unwrap();
+    m.sh_ok(&format!("rsync -a {}/ \"$MNT/temp/50/\"", src.display()));
+    for seed in good {
+        assert_eq!(m.refs_of(seed), "pin=1 contracts=0 temp=1");
+    }
+}
+
+/// tar as root (which sets owners, modes and times, of `.` too), cp -a,
+/// cp -p, install, mv from another file system and Python's copy2 store
+/// sectors and exit 0.
+#[test]
+fn archivers_and_copiers_store_sectors_and_exit_0() {
+    let m = Mount::start(&[]);
+    let tar_seeds = [81, 82, 83];
+    let src = source_dir(&m, "tar-src", &tar_seeds, None);
+    m.sh_ok(&format!("tar -C {} -cf \"$S/s.tar\" .", src.display()));
+    m.sh_ok("tar -C \"$MNT/sectors\" -xf \"$S/s.tar\"");
+    m.sh_ok("tar -C \"$MNT/sectors\" --no-same-owner -xf \"$S/s.tar\"");
+    std::fs::create_dir(m.path("temp/60")).unwrap();
+    m.sh_ok("tar -C \"$MNT/temp/60\" -xf \"$S/s.tar\"");
+    assert_stored(&m, &tar_seeds);
+
+    let cp_seeds = [84, 85];
+    let src = source_dir(&m, "cp-src", &cp_seeds, None);
+    m.sh_ok(&format!("cp -a {}/. \"$MNT/sectors/\"", src.display()));
+    assert_stored(&m, &cp_seeds);
+
+    let one = source_dir(&m, "one", &[86, 87, 88, 89], None);
+    let file = |seed| one.join(root_of(seed));
+    m.sh_ok(&format!(
+        "cp -p {} \"$MNT/sectors/\" && install -m 644 {} \"$MNT/sectors/\" && mv {} \"$MNT/sectors/\"",
+        file(86).display(),
+        file(87).display(),
+        file(88).display()
+    ));
+    assert!(!file(88).exists(), "mv removed its source");
+    m.sh_ok(&format!(
+        "python3 -c 'import shutil, sys; shutil.copy2(sys.argv[1], sys.argv[2])' {} \"$MNT/sectors/\"",
+        file(89).display()
+    ));
+    assert_stored(&m, &[86, 87, 88, 89]);
+}
+
+/// A staging file is not listed, gives no reference, holds its slot only
+/// while it waits, and goes with `rm`, an unmount or a kill -9.
+#[test]
+fn staging_files_are_dropped_by_rm_unmount_and_restart() {
+    let mut m = Mount::start(&[]);
+    let free = |m: &Mount| {
+        m.sh_ok("stat -f -c %a \"$MNT\"")
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = free(&m);
+    let stage = |m: &Mount, name: &str, seed: u64| {
+        std::fs::write(m.path(&format!("sectors/{name}")), sector(seed)).unwrap()
+    };
+    stage(&m, ".a", 91);
+    stage(&m, ".b", 92);
+    assert!(m.listed().is_empty(), "staging files are not listed");
+    assert!(
+        std::fs::metadata(m.path("sectors/.a")).is_ok(),
+        "but they can be looked up"
+    );
+    assert_eq!(
+        std::fs::metadata(m.path("sectors/.a")).unwrap().len(),
+        SECTOR_SIZE as u64
+    );
+    assert_eq!(
+        m.used(1),
+        2,
+        "each holds a slot while it waits for its rename"
+    );
+    // renamed onto a name that is not a root: EINVAL, and it stays as it was
+    let e = std::fs::rename(m.path("sectors/.a"), m.path("sectors/nothex")).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
+    // onto the wrong root: EBADMSG, nothing stored, still there
+    let e = std::fs::rename(
+        m.path("sectors/.a"),
+        m.path(&format!("sectors/{}", root_of(92))),
+    )
+    .unwrap_err();
+    assert_eq!(errno(&e), libc::EBADMSG);
+    assert!(m.listed().is_empty());
+    // onto its root: stored, pinned, and the staging name is gone
+    std::fs::rename(
+        m.path("sectors/.a"),
+        m.path(&format!("sectors/{}", root_of(91))),
+    )
+    .unwrap();
+    assert_stored(&m, &[91]);
+    let e = std::fs::metadata(m.path("sectors/.a")).unwrap_err();
+    assert_eq!(errno(&e), libc::ENOENT);
+    // rm drops one, and its slot comes back
+    std::fs::remove_file(m.path("sectors/.b")).unwrap();
+    assert_eq!(free(&m), before - 1, "only the stored sector takes a slot");
+    // left behind at a kill -9: gone after the restart, no slot leaked
+    stage(&m, ".c", 93);
+    m.kill();
+    m.mount();
+    let e = std::fs::metadata(m.path("sectors/.c")).unwrap_err();
+    assert_eq!(errno(&e), libc::ENOENT);
+    assert_eq!(m.used(1), 1);
+    assert_eq!(free(&m), before - 1);
+    // and at a clean unmount
+    stage(&m, ".d", 94);
+    m.remount();
+    assert!(std::fs::metadata(m.path("sectors/.d")).is_err());
+    assert_eq!(free(&m), before - 1);
+    m.unmount();
+    offline_check(&m, "after staging files were left behind");
+    m.mount();
+    // a staging name elsewhere is refused as before
+    for dir in ["", "volumes/", "volumes/1/"] {
+        let e = std::fs::write(m.path(&format!("{dir}.x")), b"1").unwrap_err();
+        assert_eq!(errno(&e), libc::EPERM, "/{dir}.x");
     }
 }
