@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::fds;
 use super::handle::Writers;
-use crate::engine::{ContractEdit, ContractRow, Engine};
+use crate::engine::{ContractEdit, ContractRow, Engine, Severity};
 use crate::error::{Error, Result};
 use crate::merkle::Root;
 
@@ -44,6 +44,11 @@ pub struct ContractFile {
     opened_at: (i64, i64),
     /// Replace: the whole new list; append: what to append at next flush.
     data: Vec<u8>,
+    /// `data` up to here arrived without a gap (a hole reads as zeros
+    /// until it is written).
+    contiguous: usize,
+    /// `data` up to here is whole lines, each a root: checked as it came.
+    checked: usize,
     writers: Writers,
     /// This handle made the contract (a create), and no list of it was
     /// applied yet: a refused first list takes the contract away again.
@@ -76,6 +81,8 @@ impl ContractFile {
             snapshot,
             opened_at: (c.revision, c.end),
             data: Vec::new(),
+            contiguous: 0,
+            checked: 0,
             writers: Writers::default(),
             made,
             opener,
@@ -96,7 +103,16 @@ impl ContractFile {
         }
     }
 
-    pub fn write(&mut self, offset: u64, data: &[u8], owner: Option<u64>) -> Result<()> {
+    /// A write: buffered, and every line it completes checked at once, so
+    /// the write that carries a bad line fails (a shell reports a failed
+    /// write, not a failed close); the list is applied at close.
+    pub fn write(
+        &mut self,
+        engine: &Engine,
+        offset: u64,
+        data: &[u8],
+        owner: Option<u64>,
+    ) -> Result<()> {
         self.writers.note(owner);
         if let State::Failed(e) = &self.state {
             return Err(e.reported());
@@ -123,7 +139,61 @@ impl ContractFile {
             self.data.resize(end, 0);
         }
         self.data[start..end].copy_from_slice(data);
+        if let Err(e) = self.check_lines(start, end) {
+            // sticky, as any failed write: the close applies nothing
+            self.state = State::Failed(e.reported());
+            return Err(self.refused(engine, e));
+        }
         Ok(())
+    }
+
+    /// Checks the lines that bytes `start..end` just written completed.
+    /// Lines after a gap wait for it to be filled (or for the close).
+    fn check_lines(&mut self, start: usize, end: usize) -> Result<()> {
+        if start < self.checked {
+            // rewritten: from the start of the line it falls in
+            self.checked = self.data[..start]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
+        }
+        if start <= self.contiguous {
+            self.contiguous = self.contiguous.max(end);
+        }
+        while let Some(nl) = self.data[self.checked..self.contiguous]
+            .iter()
+            .position(|b| *b == b'\n')
+        {
+            let line = &self.data[self.checked..self.checked + nl];
+            let good = std::str::from_utf8(line).is_ok_and(|t| t.parse::<Root>().is_ok());
+            if !good {
+                let number = self.data[..self.checked]
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count();
+                return Err(Error::Invalid(format!(
+                    "contract {}: line {} is {:?}, not a root of 64 lowercase hex characters; \
+                     the list is unchanged",
+                    self.name,
+                    number + 1,
+                    String::from_utf8_lossy(&line[..line.len().min(80)])
+                )));
+            }
+            self.checked += nl + 1;
+        }
+        Ok(())
+    }
+
+    /// A refused revision raises a warning in /status naming the contract
+    /// and the reason, beside the log line.
+    fn refused(&self, engine: &Engine, e: Error) -> Error {
+        engine.alerts().raise(
+            &format!("refused-contract-{}", self.id),
+            Severity::Warning,
+            format!("refused a revision of contract {}: {e}", self.name),
+            serde_json::json!({"contract": self.name, "errno": e.errno()}),
+        );
+        e
     }
 
     /// `ftruncate(0)` through this handle. Opened without `O_TRUNC`
@@ -132,6 +202,8 @@ impl ContractFile {
     /// revision.
     pub fn truncate(&mut self) {
         self.data.clear();
+        self.contiguous = 0;
+        self.checked = 0;
         if self.edit != Some(ContractEdit::Replace) {
             self.edit = Some(ContractEdit::Replace);
             if !matches!(self.state, State::Failed(_)) {
@@ -200,9 +272,14 @@ impl ContractFile {
             (Some(edit), _) => crate::parse::parse_root_list(&self.data)
                 .and_then(|roots| engine.revise_contract_by_id(self.id, &roots, edit)),
         };
-        let result = result.map_err(|e| Error::Reported {
-            errno: e.errno(),
-            message: format!("revise contract {}: {e}", self.name),
+        let result = result.map_err(|e| {
+            self.refused(
+                engine,
+                Error::Reported {
+                    errno: e.errno(),
+                    message: format!("revise contract {}: {e}", self.name),
+                },
+            )
         });
         if owner.is_none() && result.is_err() {
             // refused at an fsync: the writes go on, the close decides
@@ -210,6 +287,8 @@ impl ContractFile {
         }
         if self.edit == Some(ContractEdit::Append) {
             self.data.clear();
+            self.contiguous = 0;
+            self.checked = 0;
         }
         if result.is_err() {
             self.unmake(engine);

@@ -625,7 +625,7 @@ impl SectorFs {
         let handle = self.handles.get(fh)?;
         match &*handle {
             Handle::SectorWrite(up) => up.lock().write(offset, data, owner)?,
-            Handle::ContractWrite(up) => up.lock().write(offset, data, owner)?,
+            Handle::ContractWrite(up) => up.lock().write(&self.engine, offset, data, owner)?,
             Handle::Control(c) => return c.write(&self.engine, &self.mountpoint, data, owner),
             Handle::Snapshot(_) | Handle::SectorRead(_) => {
                 return Err(Error::BadHandle("the file is open for reading only".into()));
