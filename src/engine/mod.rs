@@ -35,7 +35,10 @@ pub use status::Capacity;
 pub use upload::{CHUNK as UPLOAD_CHUNK, Upload};
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 
-pub use crate::meta::{ContractEdit, ContractRow, Freed, RefCounts, Reference, SectorRow};
+pub use crate::meta::{
+    ContractEdit, ContractRow, Freed, MAX_TEMP_HEIGHT, RefCounts, Reference, SectorRow,
+    check_temp_height,
+};
 
 use crate::error::{IoContext, Result};
 use crate::meta::Meta;

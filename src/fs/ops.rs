@@ -578,21 +578,13 @@ impl Filesystem for SectorFs {
                 Errno::EINVAL,
             ))
         } else {
-            let exists = self.engine.contract_by_name(to).map(|c| c.is_some());
-            match exists {
-                Ok(true) if flags.contains(RenameFlags::RENAME_NOREPLACE) => Err((
-                    Error::Exists(format!("contract {to} exists")),
-                    Errno::EEXIST,
-                )),
-                Ok(_) => self.engine.rename_contract(from, to).map_err(|e| {
+            let replace = !flags.contains(RenameFlags::RENAME_NOREPLACE);
+            self.engine
+                .rename_contract(from, to, replace)
+                .map_err(|e| {
                     let errno = Errno::from_i32(e.errno());
                     (e, errno)
-                }),
-                Err(e) => {
-                    let errno = Errno::from_i32(e.errno());
-                    Err((e, errno))
-                }
-            }
+                })
         };
         match result {
             Ok(()) => reply.ok(),

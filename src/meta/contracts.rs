@@ -1,15 +1,25 @@
-//! References that keep sectors alive: pins, contract entries, temp entries
-//! and the height. Every change that can drop a last reference frees the
-//! sector in the same transaction, by asking what references remain.
-
-use std::collections::HashSet;
+//! Contracts: named lists of sector roots, revised whole or appended to.
+//! Every change that can drop a last reference frees the sector in the
+//! same transaction, by asking what references remain.
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::sectors::{lookup_in, ref_counts_in};
-use super::{ContractRow, Freed, Meta, RefChange, SectorRow, next_id, root_of};
+use super::db::Meta;
+use super::query::{RefChange, changed, free_unreferenced, lookup_in, next_id, root_of};
 use crate::error::{DbContext, Error, Result};
 use crate::merkle::Root;
+
+/// A contract and the length of its root list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContractRow {
+    pub id: i64,
+    pub name: String,
+    pub entries: u64,
+    /// Set anew whenever the list is replaced (migration 5).
+    pub revision: i64,
+    /// One past the index of its last entry: appends go from here.
+    pub end: i64,
+}
 
 /// How a contract revision changes the list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,27 +29,6 @@ pub enum ContractEdit {
 }
 
 impl Meta {
-    /// Drops a sector's pin. `EBUSY` if it has no pin but other references.
-    pub fn unpin(&self, root: &Root) -> Result<RefChange> {
-        self.write(|tx| {
-            let sector = lookup_in(tx, root)?
-                .ok_or_else(|| Error::NotFound(format!("sector {root} is not stored")))?;
-            let removed = tx
-                .prepare_cached("DELETE FROM pins WHERE sector_id = ?1")
-                .and_then(|mut s| s.execute([sector.id]))
-                .ctx("unpinning a sector")?;
-            if removed == 0 {
-                let refs = ref_counts_in(tx, sector.id)?;
-                return Err(Error::Busy(format!(
-                    "sector {root} is not pinned but is still held by {} contract entries and \
-                     {} temp entries",
-                    refs.contracts, refs.temp
-                )));
-            }
-            changed(tx, vec![sector.id])
-        })
-    }
-
     /// Applies a contract revision atomically: every root must be stored,
     /// otherwise nothing changes. Creates the contract if it is new.
     pub fn revise_contract(
@@ -78,16 +67,23 @@ impl Meta {
         })
     }
 
-    /// Moves `from`'s list onto `to` (replacing `to`'s), and `from` is gone.
-    pub fn rename_contract(&self, from: &str, to: &str) -> Result<RefChange> {
+    /// Moves `from`'s list onto `to`, and `from` is gone. An existing `to`
+    /// is replaced (its list dropped) only if `replace`; otherwise `EEXIST`,
+    /// decided in the same transaction as the rename, so a contract made
+    /// meanwhile is never replaced by a rename that must not replace.
+    pub fn rename_contract(&self, from: &str, to: &str, replace: bool) -> Result<RefChange> {
         self.write(|tx| {
             let src = contract_id(tx, from)?
                 .ok_or_else(|| Error::NotFound(format!("contract {from} does not exist")))?;
+            let dst = contract_id(tx, to)?;
+            if dst.is_some() && !replace {
+                return Err(Error::Exists(format!("contract {to} exists")));
+            }
             if from == to {
                 return Ok(RefChange::default());
             }
             let mut old = Vec::new();
-            if let Some(dst) = contract_id(tx, to)? {
+            if let Some(dst) = dst {
                 old = contract_sector_ids(tx, dst)?;
                 delete_entries(tx, dst)?;
                 tx.execute("DELETE FROM contracts WHERE id = ?1", [dst])
@@ -246,242 +242,11 @@ impl Meta {
         })
     }
 
-    /// The sector with a temp entry at `expiration` under `root`, if any.
-    pub fn temp_entry(&self, expiration: u64, root: &Root) -> Result<Option<SectorRow>> {
-        self.read(|c| {
-            let Some(sector) = lookup_in(c, root)? else {
-                return Ok(None);
-            };
-            let found = c
-                .prepare_cached(
-                    "SELECT 1 FROM temp_entries WHERE expiration = ?1 AND sector_id = ?2",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![expiration as i64, sector.id], |_| Ok(()))
-                        .optional()
-                })
-                .ctx("looking up a temp entry")?;
-            Ok(found.map(|()| sector))
-        })
-    }
-
     /// Names of the contracts holding a sector (for alerts about lost data).
     pub fn contracts_of(&self, sector_id: i64) -> Result<Vec<String>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT DISTINCT c.name FROM contract_entries e \
-                     JOIN contracts c ON c.id = e.contract_id WHERE e.sector_id = ?1 ORDER BY 1",
-                )
-                .ctx("finding a sector's contracts")?;
-            stmt.query_map([sector_id], |r| r.get(0))
-                .ctx("finding a sector's contracts")?
-                .collect::<rusqlite::Result<_>>()
-                .ctx("finding a sector's contracts")
-        })
+        self.read(|c| contracts_of_in(c, sector_id))
     }
 
-    /// Drops one temp entry.
-    pub fn remove_temp(&self, expiration: u64, root: &Root) -> Result<RefChange> {
-        self.write(|tx| {
-            let sector = lookup_in(tx, root)?
-                .ok_or_else(|| Error::NotFound(format!("sector {root} is not stored")))?;
-            let n = tx
-                .prepare_cached("DELETE FROM temp_entries WHERE expiration = ?1 AND sector_id = ?2")
-                .and_then(|mut s| s.execute(params![expiration as i64, sector.id]))
-                .ctx("removing a temp entry")?;
-            if n == 0 {
-                return Err(Error::NotFound(format!(
-                    "sector {root} has no temp entry at height {expiration}"
-                )));
-            }
-            // the directory stays, as it would on any file system
-            tx.prepare_cached("INSERT OR IGNORE INTO temp_dirs (height) VALUES (?1)")
-                .and_then(|mut s| s.execute([expiration as i64]))
-                .ctx("keeping a temp directory")?;
-            changed(tx, vec![sector.id])
-        })
-    }
-
-    /// Makes the directory `/temp/<height>`: `EINVAL` unless the height is
-    /// above the current one, `EEXIST` if it is there already.
-    pub fn make_temp_dir(&self, height: u64) -> Result<()> {
-        self.write(|tx| {
-            let current = height_in(tx)?;
-            if height <= current || height > i64::MAX as u64 {
-                return Err(Error::Invalid(format!(
-                    "temp entries must expire above the current height {current}, not at {height}"
-                )));
-            }
-            if temp_dir_in(tx, height)? {
-                return Err(Error::Exists(format!("/temp/{height} already exists")));
-            }
-            tx.prepare_cached("INSERT INTO temp_dirs (height) VALUES (?1)")
-                .and_then(|mut s| s.execute([height as i64]))
-                .ctx("making a temp directory")?;
-            Ok(())
-        })
-    }
-
-    /// Removes the empty directory `/temp/<height>`: `EBUSY` if it has
-    /// entries, `ENOENT` if there is no such directory.
-    pub fn remove_temp_dir(&self, height: u64) -> Result<()> {
-        self.write(|tx| {
-            let entries: i64 = tx
-                .prepare_cached("SELECT count(*) FROM temp_entries WHERE expiration = ?1")
-                .and_then(|mut s| s.query_row([height as i64], |r| r.get(0)))
-                .ctx("counting temp entries")?;
-            if entries > 0 {
-                return Err(Error::Busy(format!("/temp/{height} still has entries")));
-            }
-            let removed = tx
-                .prepare_cached("DELETE FROM temp_dirs WHERE height = ?1")
-                .and_then(|mut s| s.execute([height as i64]))
-                .ctx("removing a temp directory")?;
-            if removed == 0 || height <= height_in(tx)? {
-                return Err(Error::NotFound(format!("/temp/{height} does not exist")));
-            }
-            Ok(())
-        })
-    }
-
-    /// Whether `/temp/<height>` exists: above the current height, and made
-    /// or holding entries.
-    pub fn temp_dir_exists(&self, height: u64) -> Result<bool> {
-        self.read(|c| Ok(height > height_in(c)? && temp_dir_in(c, height)?))
-    }
-
-    /// Every `/temp/<height>` directory (made, or holding entries), ascending.
-    pub fn temp_dirs(&self) -> Result<Vec<u64>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT height FROM temp_dirs WHERE height > ?1 \
-                     UNION SELECT expiration FROM temp_entries WHERE expiration > ?1 ORDER BY 1",
-                )
-                .ctx("listing temp directories")?;
-            stmt.query_map([height_in(c)? as i64], |r| {
-                r.get::<_, i64>(0).map(|h| h as u64)
-            })
-            .ctx("listing temp directories")?
-            .collect::<rusqlite::Result<_>>()
-            .ctx("listing temp directories")
-        })
-    }
-
-    /// Heights that have temp entries, ascending.
-    pub fn temp_heights(&self) -> Result<Vec<u64>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached("SELECT DISTINCT expiration FROM temp_entries ORDER BY 1")
-                .ctx("listing temp heights")?;
-            stmt.query_map([], |r| r.get::<_, i64>(0).map(|h| h as u64))
-                .ctx("listing temp heights")?
-                .collect::<rusqlite::Result<_>>()
-                .ctx("listing temp heights")
-        })
-    }
-
-    /// Sectors (id, root) with a temp entry expiring at `expiration`.
-    pub fn temp_roots(&self, expiration: u64) -> Result<Vec<(i64, Root)>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT s.id, s.root FROM temp_entries t JOIN sectors s ON s.id = t.sector_id \
-                     WHERE t.expiration = ?1 ORDER BY s.id",
-                )
-                .ctx("listing temp entries")?;
-            stmt.query_map([expiration as i64], |r| Ok((r.get(0)?, root_of(r, 1)?)))
-                .ctx("listing temp entries")?
-                .collect::<rusqlite::Result<_>>()
-                .ctx("listing temp entries")
-        })
-    }
-
-    pub fn height(&self) -> Result<u64> {
-        self.read(height_in)
-    }
-
-    /// Sets the chain height and drops every temp entry at or below it.
-    /// Heights never go back.
-    pub fn set_height(&self, height: u64) -> Result<RefChange> {
-        if height > i64::MAX as u64 {
-            return Err(Error::Invalid(format!("height {height} is too large")));
-        }
-        self.write(|tx| {
-            let current = height_in(tx)?;
-            if height < current {
-                return Err(Error::Invalid(format!(
-                    "the height cannot go back from {current} to {height}"
-                )));
-            }
-            tx.execute(
-                "UPDATE settings SET value = ?1 WHERE key = 'height'",
-                [height as i64],
-            )
-            .ctx("setting the height")?;
-            tx.execute("DELETE FROM temp_dirs WHERE height <= ?1", [height as i64])
-                .ctx("dropping expired temp directories")?;
-            let expired: Vec<i64> = {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "DELETE FROM temp_entries WHERE expiration <= ?1 RETURNING sector_id",
-                    )
-                    .ctx("dropping expired temp entries")?;
-                stmt.query_map([height as i64], |r| r.get(0))
-                    .ctx("dropping expired temp entries")?
-                    .collect::<rusqlite::Result<_>>()
-                    .ctx("dropping expired temp entries")?
-            };
-            changed(tx, expired)
-        })
-    }
-
-    /// Slots freed in committed transactions whose bytes may not be punched yet.
-    pub fn pending_punches(&self) -> Result<Vec<(u32, u64)>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached("SELECT volume_id, slot FROM pending_punches")
-                .ctx("reading pending punches")?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
-                .ctx("reading pending punches")?
-                .collect::<rusqlite::Result<_>>()
-                .ctx("reading pending punches")
-        })
-    }
-
-    /// The pending punches of volume `vol` whose slot no sector owns.
-    pub fn pending_free_punches(&self, vol: u32) -> Result<Vec<u64>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT p.slot FROM pending_punches p WHERE p.volume_id = ?1 AND NOT EXISTS \
-                     (SELECT 1 FROM sectors s WHERE s.volume_id = ?1 AND s.slot = p.slot)",
-                )
-                .ctx("reading pending punches")?;
-            stmt.query_map([vol], |r| Ok(r.get::<_, i64>(0)? as u64))
-                .ctx("reading pending punches")?
-                .collect::<rusqlite::Result<_>>()
-                .ctx("reading pending punches")
-        })
-    }
-
-    /// Forgets slots whose bytes are now punched out.
-    pub fn clear_punches(&self, slots: &[(u32, u64)]) -> Result<()> {
-        if slots.is_empty() {
-            return Ok(());
-        }
-        self.write(|tx| {
-            let mut stmt = tx
-                .prepare_cached("DELETE FROM pending_punches WHERE volume_id = ?1 AND slot = ?2")
-                .ctx("clearing punched slots")?;
-            for (vol, slot) in slots {
-                stmt.execute(params![vol, *slot as i64])
-                    .ctx("clearing punched slots")?;
-            }
-            Ok(())
-        })
-    }
 }
 
 const CONTRACT_SELECT: &str = "SELECT c.id, c.name, (SELECT count(*) FROM contract_entries e \
@@ -496,23 +261,6 @@ fn contract_of(r: &rusqlite::Row) -> rusqlite::Result<ContractRow> {
         revision: r.get(3)?,
         end: r.get(4)?,
     })
-}
-
-/// Whether `/temp/<height>` was made or holds entries (expired or not).
-fn temp_dir_in(c: &Connection, height: u64) -> Result<bool> {
-    c.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM temp_dirs WHERE height = ?1) \
-         OR EXISTS (SELECT 1 FROM temp_entries WHERE expiration = ?1)",
-    )
-    .and_then(|mut s| s.query_row([height as i64], |r| r.get(0)))
-    .ctx("looking up a temp directory")
-}
-
-pub(super) fn height_in(c: &Connection) -> Result<u64> {
-    c.prepare_cached("SELECT value FROM settings WHERE key = 'height'")
-        .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
-        .map(|h| h as u64)
-        .ctx("reading the height")
 }
 
 /// The sector ids of `roots`, in order; refused, naming the first root
@@ -647,44 +395,16 @@ fn delete_entries(c: &Connection, contract: i64) -> Result<()> {
     Ok(())
 }
 
-/// The change to `touched`, whose references changed: those left with none
-/// are freed.
-fn changed(c: &Connection, touched: Vec<i64>) -> Result<RefChange> {
-    let freed = free_unreferenced(c, &touched)?;
-    Ok(RefChange { touched, freed })
-}
-
-/// Deletes every candidate sector that has no reference left, records its
-/// slot as pending a punch, and returns what was freed.
-pub(super) fn free_unreferenced(c: &Connection, candidates: &[i64]) -> Result<Vec<Freed>> {
-    let mut freed = Vec::new();
-    let mut seen = HashSet::new();
-    for &id in candidates {
-        if !seen.insert(id) || ref_counts_in(c, id)?.total() > 0 {
-            continue;
-        }
-        let row = c
-            .prepare_cached("DELETE FROM sectors WHERE id = ?1 RETURNING root, volume_id, slot")
-            .and_then(|mut s| {
-                s.query_row([id], |r| {
-                    Ok(Freed {
-                        root: root_of(r, 0)?,
-                        sector_id: id,
-                        volume_id: r.get(1)?,
-                        slot: r.get::<_, i64>(2)? as u64,
-                    })
-                })
-                .optional()
-            })
-            .ctx("freeing a sector")?;
-        if let Some(f) = row {
-            c.prepare_cached(
-                "INSERT OR IGNORE INTO pending_punches (volume_id, slot) VALUES (?1, ?2)",
-            )
-            .and_then(|mut s| s.execute(params![f.volume_id, f.slot as i64]))
-            .ctx("recording a freed slot")?;
-            freed.push(f);
-        }
-    }
-    Ok(freed)
+/// Names of the contracts holding sector `sector_id`, by name.
+pub(super) fn contracts_of_in(c: &Connection, sector_id: i64) -> Result<Vec<String>> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT DISTINCT c.name FROM contract_entries e \
+             JOIN contracts c ON c.id = e.contract_id WHERE e.sector_id = ?1 ORDER BY 1",
+        )
+        .ctx("finding a sector's contracts")?;
+    stmt.query_map([sector_id], |r| r.get(0))
+        .ctx("finding a sector's contracts")?
+        .collect::<rusqlite::Result<_>>()
+        .ctx("finding a sector's contracts")
 }
