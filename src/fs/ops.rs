@@ -579,12 +579,10 @@ impl Filesystem for SectorFs {
             ))
         } else {
             let replace = !flags.contains(RenameFlags::RENAME_NOREPLACE);
-            self.engine
-                .rename_contract(from, to, replace)
-                .map_err(|e| {
-                    let errno = Errno::from_i32(e.errno());
-                    (e, errno)
-                })
+            self.engine.rename_contract(from, to, replace).map_err(|e| {
+                let errno = Errno::from_i32(e.errno());
+                (e, errno)
+            })
         };
         match result {
             Ok(()) => reply.ok(),

@@ -246,7 +246,6 @@ impl Meta {
     pub fn contracts_of(&self, sector_id: i64) -> Result<Vec<String>> {
         self.read(|c| contracts_of_in(c, sector_id))
     }
-
 }
 
 const CONTRACT_SELECT: &str = "SELECT c.id, c.name, (SELECT count(*) FROM contract_entries e \
