@@ -7,7 +7,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use sectorfs::engine::{ContractEdit, Engine, Options, Placement, RefCounts, Reference};
+use sectorfs::engine::{
+    ContractEdit, Engine, MAX_TEMP_HEIGHT, Options, Placement, RefCounts, Reference,
+};
 use sectorfs::error::Error;
 use sectorfs::merkle::{Root, SECTOR_SIZE};
 
@@ -492,6 +494,17 @@ fn reference_cases() {
                 (AddRef(A, Temp(5)), libc::EINVAL),
             ],
             end: &[(A, Some((1, 0, 0)))],
+        },
+        Case {
+            name: "temp entries past the largest height are refused",
+            steps: &[
+                (Write(A, Temp(MAX_TEMP_HEIGHT + 1)), libc::EINVAL),
+                (Write(A, Temp(u64::MAX)), libc::EINVAL),
+                (Write(A, Pin), OK),
+                (AddRef(A, Temp(u64::MAX)), libc::EINVAL),
+                (AddRef(A, Temp(MAX_TEMP_HEIGHT)), OK),
+            ],
+            end: &[(A, Some((1, 0, 1)))],
         },
         Case {
             name: "a height below a temp entry keeps it",

@@ -188,3 +188,21 @@ fn temp_dir_in(c: &Connection, height: u64) -> Result<bool> {
     .and_then(|mut s| s.query_row([height as i64], |r| r.get(0)))
     .ctx("looking up a temp directory")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_temp_height_rule() {
+        assert!(check_temp_height(11, 10).is_ok());
+        assert!(check_temp_height(MAX_TEMP_HEIGHT, 10).is_ok());
+        for (height, current) in [(10, 10), (9, 10), (0, 0), (MAX_TEMP_HEIGHT + 1, 10)] {
+            let e = check_temp_height(height, current).unwrap_err();
+            assert!(matches!(e, Error::Invalid(_)), "{height} at {current}: {e}");
+            assert!(e.to_string().contains(&height.to_string()), "names it: {e}");
+        }
+        // nothing is above the largest height
+        assert!(check_temp_height(u64::MAX, MAX_TEMP_HEIGHT).is_err());
+    }
+}
