@@ -175,7 +175,7 @@ fn main() {
         .unwrap();
     let insert_time = t.elapsed();
     engine.meta().checkpoint().unwrap();
-    let per_sector = engine.meta().size_bytes() as f64 / meta_sectors as f64;
+    let per_sector = engine.meta().size_bytes().unwrap() as f64 / meta_sectors as f64;
     drop(engine);
 
     let t = Instant::now();

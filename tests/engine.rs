@@ -7,7 +7,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use sectorfs::engine::{ContractEdit, Engine, Options, Placement, RefCounts, Reference};
+use sectorfs::engine::{
+    ContractEdit, Engine, MAX_TEMP_HEIGHT, Options, Placement, RefCounts, Reference,
+};
 use sectorfs::error::Error;
 use sectorfs::merkle::{Root, SECTOR_SIZE};
 
@@ -257,7 +259,8 @@ enum Op {
     AddRef(u64, Reference),
     Unpin(u64),
     Revise(&'static str, &'static [u64], ContractEdit),
-    Rename(&'static str, &'static str),
+    /// (from, to, replace an existing `to`)
+    Rename(&'static str, &'static str, bool),
     Delete(&'static str),
     RemoveTemp(u64, u64),
     Height(u64),
@@ -287,7 +290,7 @@ fn apply(engine: &Engine, op: Op) -> sectorfs::error::Result<()> {
             let roots: Vec<Root> = seeds.iter().map(|&s| root(s)).collect();
             engine.revise_contract(name, &roots, edit)
         }
-        Op::Rename(from, to) => engine.rename_contract(from, to),
+        Op::Rename(from, to, replace) => engine.rename_contract(from, to, replace),
         Op::Delete(name) => engine.delete_contract(name),
         Op::RemoveTemp(s, h) => engine.remove_temp(h, &root(s)),
         Op::Height(h) => engine.set_height(h),
@@ -435,7 +438,8 @@ fn reference_cases() {
             end: &[(A, Some((0, 2, 0)))],
         },
         Case {
-            name: "a rename onto a contract frees the target's sectors",
+            name: "a rename onto a contract is refused unless it may replace, then frees the \
+                   target's sectors",
             steps: &[
                 (Write(A, Pin), OK),
                 (Write(B, Pin), OK),
@@ -443,7 +447,9 @@ fn reference_cases() {
                 (Revise("c2", &[B], Replace), OK),
                 (Unpin(A), OK),
                 (Unpin(B), OK),
-                (Rename("c1", "c2"), OK),
+                (Rename("c1", "c2", false), libc::EEXIST),
+                (Rename("c1", "c1", false), libc::EEXIST),
+                (Rename("c1", "c2", true), OK),
             ],
             end: &[(A, Some((0, 1, 0))), (B, None)],
         },
@@ -467,8 +473,8 @@ fn reference_cases() {
                 (Revise("a/b", &[A], Replace), libc::EINVAL),
                 (Revise("", &[A], Replace), libc::EINVAL),
                 (Revise("..", &[A], Replace), libc::EINVAL),
-                (Rename("c", "x y"), libc::EINVAL),
-                (Rename("nope", "d"), libc::ENOENT),
+                (Rename("c", "x y", true), libc::EINVAL),
+                (Rename("nope", "d", true), libc::ENOENT),
                 (Delete("nope"), libc::ENOENT),
             ],
             end: &[(A, Some((1, 1, 0)))],
@@ -488,6 +494,17 @@ fn reference_cases() {
                 (AddRef(A, Temp(5)), libc::EINVAL),
             ],
             end: &[(A, Some((1, 0, 0)))],
+        },
+        Case {
+            name: "temp entries past the largest height are refused",
+            steps: &[
+                (Write(A, Temp(MAX_TEMP_HEIGHT + 1)), libc::EINVAL),
+                (Write(A, Temp(u64::MAX)), libc::EINVAL),
+                (Write(A, Pin), OK),
+                (AddRef(A, Temp(u64::MAX)), libc::EINVAL),
+                (AddRef(A, Temp(MAX_TEMP_HEIGHT)), OK),
+            ],
+            end: &[(A, Some((1, 0, 1)))],
         },
         Case {
             name: "a height below a temp entry keeps it",
@@ -802,13 +819,13 @@ fn contract_revisions() {
     engine.revise_contract(&max, &r(&[30]), Replace).unwrap();
 
     // rename replaces the target's list atomically and removes the source
-    engine.rename_contract("alpha", "beta").unwrap();
+    engine.rename_contract("alpha", "beta", true).unwrap();
     assert_eq!(engine.contract_roots("alpha").unwrap(), None);
     assert_eq!(
         engine.contract_roots("beta").unwrap(),
         Some(r(&[30, 31, 30, 32]))
     );
-    engine.rename_contract("beta", "gamma").unwrap();
+    engine.rename_contract("beta", "gamma", false).unwrap();
     let names: Vec<(String, u64)> = engine
         .list_contracts()
         .unwrap()
@@ -827,6 +844,59 @@ fn contract_revisions() {
     assert_eq!(errno(engine.delete_contract("gamma")), libc::ENOENT);
     // 33 had two entries in beta, dropped by the rename; its pin stays
     assert_eq!(refs(&engine, 33), Some(counts(1, 0, 0)));
+    assert_consistent(&engine);
+}
+
+/// `RENAME_NOREPLACE`: a rename that must not replace is refused with
+/// `Exists` when the target is there, decided in the renaming transaction,
+/// and changes nothing; the same rename allowed to replace does.
+#[test]
+fn rename_without_replace() {
+    use ContractEdit::Replace;
+    let (_dir, engine, _) = store(Placement::FillFirst, &[8]);
+    for s in 50..53 {
+        write(&engine, s, Reference::Pin).unwrap();
+    }
+    let r = |seeds: &[u64]| seeds.iter().map(|&s| root(s)).collect::<Vec<_>>();
+    engine
+        .revise_contract("src", &r(&[50, 51]), Replace)
+        .unwrap();
+    engine.revise_contract("dst", &r(&[52]), Replace).unwrap();
+    for s in 50..53 {
+        engine.unpin(&root(s)).unwrap();
+    }
+    let lists = |engine: &Engine| {
+        let names: Vec<String> = engine
+            .list_contracts()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        let roots = ["src", "dst"].map(|n| engine.contract_roots(n).unwrap());
+        (names, roots)
+    };
+    let before = lists(&engine);
+
+    let e = engine.rename_contract("src", "dst", false).unwrap_err();
+    assert!(matches!(e, Error::Exists(_)), "{e}");
+    assert_eq!(e.errno(), libc::EEXIST);
+    assert!(e.to_string().contains("dst"), "names the target: {e}");
+    assert_eq!(lists(&engine), before, "both lists exactly as they were");
+    assert_eq!(
+        refs(&engine, 52),
+        Some(counts(0, 1, 0)),
+        "dst's sector kept"
+    );
+    assert_consistent(&engine);
+
+    engine.rename_contract("src", "dst", true).unwrap();
+    assert_eq!(engine.contract_roots("src").unwrap(), None);
+    assert_eq!(engine.contract_roots("dst").unwrap(), Some(r(&[50, 51])));
+    assert_eq!(
+        refs(&engine, 52),
+        None,
+        "the replaced list's sector is freed"
+    );
     assert_consistent(&engine);
 }
 
@@ -875,11 +945,11 @@ fn emptying_if_unrevised() {
 
     // renamed: still the same contract, emptied under its new name
     let (id, rev, end) = mark(&engine);
-    engine.rename_contract("c", "d").unwrap();
+    engine.rename_contract("c", "d", false).unwrap();
     assert!(engine.empty_contract_if_unrevised(id, rev, end).unwrap());
     assert_eq!(engine.contract_roots("d").unwrap(), Some(vec![]));
     assert_eq!(engine.contract_roots("c").unwrap(), None);
-    engine.rename_contract("d", "c").unwrap();
+    engine.rename_contract("d", "c", false).unwrap();
 
     // deleted and made again, or replaced by a rename onto its name: the
     // new one is another contract and keeps its list
@@ -892,13 +962,13 @@ fn emptying_if_unrevised() {
     assert_eq!(engine.contract_roots("c").unwrap(), Some(vec![root(41)]));
     let (id, rev, end) = mark(&engine);
     engine.revise_contract("e", &[root(41)], Replace).unwrap();
-    engine.rename_contract("e", "c").unwrap();
+    engine.rename_contract("e", "c", true).unwrap();
     assert!(!engine.empty_contract_if_unrevised(id, rev, end).unwrap());
     assert_eq!(engine.contract_roots("c").unwrap(), Some(vec![root(41)]));
 
     // a revision by id follows renames, and is refused once it is gone
     let (id, _, _) = mark(&engine);
-    engine.rename_contract("c", "f").unwrap();
+    engine.rename_contract("c", "f", false).unwrap();
     engine
         .revise_contract_by_id(id, &[root(42)], Append)
         .unwrap();

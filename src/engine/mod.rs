@@ -40,7 +40,10 @@ pub use upload::{CHUNK as UPLOAD_CHUNK, Upload};
 pub use upload_limits::{MIN_UPLOAD_MEMORY, default_max_uploads, default_upload_memory};
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 
-pub use crate::meta::{ContractEdit, ContractRow, Freed, RefCounts, Reference, SectorRow};
+pub use crate::meta::{
+    ContractEdit, ContractRow, Freed, MAX_TEMP_HEIGHT, RefCounts, Reference, SectorRow,
+    check_temp_height,
+};
 
 use crate::error::{IoContext, Result};
 use crate::meta::Meta;

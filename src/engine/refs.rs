@@ -38,9 +38,12 @@ impl Engine {
         Ok(())
     }
 
-    pub fn rename_contract(&self, from: &str, to: &str) -> Result<()> {
+    /// Renames contract `from` to `to`. An existing `to` is replaced only
+    /// if `replace`; otherwise `EEXIST`, checked in the renaming
+    /// transaction (`RENAME_NOREPLACE`).
+    pub fn rename_contract(&self, from: &str, to: &str, replace: bool) -> Result<()> {
         check_contract_name(to)?;
-        let change = self.meta.rename_contract(from, to)?;
+        let change = self.meta.rename_contract(from, to, replace)?;
         self.release(change);
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::buffers;
 use super::volumes::bump;
 use super::workers::no_thread;
-use super::{Engine, Reference, SectorRow, now_secs};
+use super::{Engine, Reference, SectorRow, check_temp_height, now_secs};
 use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
 use crate::meta::Inserted;
@@ -92,13 +92,7 @@ impl Engine {
             }
         }
         if let Reference::Temp(expiration) = reference {
-            let height = self.meta.height()?;
-            if expiration <= height {
-                return Err(Error::Invalid(format!(
-                    "temp entries must expire above the current height {height}, not at \
-                     {expiration}"
-                )));
-            }
+            check_temp_height(expiration, self.meta.height()?)?;
         }
         loop {
             let (vol_id, slot) = self.reserve(&failed)?;

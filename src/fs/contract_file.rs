@@ -2,7 +2,7 @@
 //! `O_TRUNC`, append with `O_APPEND`), the list buffered until a close, and
 //! the rules of a truncation done late.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::fds;
 use super::handle::Writers;
@@ -222,15 +222,15 @@ impl ContractFile {
     /// `owner`: the lock owner of a flush (a close); `None` for an fsync,
     /// which applies what was written so far (a truncation included) and,
     /// when refused, leaves the handle as it was for more writes and the
-    /// close. `pid`: the thread that asked.
-    pub fn commit(&mut self, engine: &Engine, owner: Option<u64>, pid: u32) -> Result<()> {
-        // renamed since it was opened: messages and the holder check use
-        // the name it has now
-        match engine.contract_name(self.id) {
-            Ok(Some(name)) => self.name = name,
-            Ok(None) => {}
-            Err(e) => tracing::warn!("cannot read the name of contract {}: {e}", self.name),
-        }
+    /// close. `opener_may_write`: what [`opener_probe`](Self::opener_probe)
+    /// found, for a close with a truncation pending.
+    pub fn commit(
+        &mut self,
+        engine: &Engine,
+        owner: Option<u64>,
+        opener_may_write: Option<bool>,
+    ) -> Result<()> {
+        self.refresh_name(engine);
         if let State::Failed(e) = &self.state {
             let e = e.reported();
             tracing::warn!(
@@ -246,7 +246,9 @@ impl ContractFile {
             // an fsync asks for the truncation now; at a close, another
             // process (a child that inherited the descriptor, even one
             // closing it at exec) never empties the list for its opener
-            if owner.is_some() && self.opener_may_write(pid) {
+            // not known (the state changed since the probe): the cautious
+            // way, the truncation waits for the last close
+            if owner.is_some() && opener_may_write.unwrap_or(true) {
                 tracing::debug!(
                     "contract {} closed with nothing written while its opener may still \
                      write: emptied at its last close",
@@ -308,11 +310,25 @@ impl ContractFile {
         }
     }
 
-    /// Whether the opener (or a child of it) may still write the list:
-    /// the flush came from another process, or the opener holds the file.
-    fn opener_may_write(&self, pid: u32) -> bool {
-        let pid = fds::process_of(pid);
-        pid != self.opener || fds::holds_open(pid, &Path::new("contracts").join(&self.name))
+    /// Renamed since it was opened: messages and the holder check use the
+    /// name it has now.
+    fn refresh_name(&mut self, engine: &Engine) {
+        match engine.contract_name(self.id) {
+            Ok(Some(name)) => self.name = name,
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot read the name of contract {}: {e}", self.name),
+        }
+    }
+
+    /// For a close while the truncation is pending: the opener, and the
+    /// path whose descriptors tell whether it may still write. Looked at by
+    /// the caller without this file's lock (see [`opener_may_write`]).
+    pub fn opener_probe(&mut self, engine: &Engine) -> Option<(u32, PathBuf)> {
+        if !matches!(self.state, State::TruncationPending) {
+            return None;
+        }
+        self.refresh_name(engine);
+        Some((self.opener, Path::new("contracts").join(&self.name)))
     }
 
     /// A contract this handle made, whose first list was refused, goes
@@ -352,6 +368,16 @@ impl ContractFile {
         }
         Ok(())
     }
+}
+
+/// Whether the opener (or a child of it) may still write the list: the
+/// close came from another process (thread `pid`'s), or the opener holds
+/// the file. Never called under a file's lock: reading `/proc` of a process
+/// in the middle of an exec waits for that exec, and the exec's close of
+/// its inherited copy of the file waits for the lock.
+pub fn opener_may_write(pid: u32, (opener, tail): (u32, PathBuf)) -> bool {
+    let pid = fds::process_of(pid);
+    pid != opener || fds::holds_open(pid, &tail)
 }
 
 /// A contract's list as its file shows it: one root per line.

@@ -8,6 +8,7 @@ use super::attr::{Entry, Kind};
 use super::filesystem::{SectorFs, text};
 use super::inode::{MAX_TEMP_HEIGHT, Node, ROOT_ENTRIES, VolFile};
 use super::staging::is_staging_name;
+use crate::engine::check_temp_height;
 use crate::error::{Error, Result};
 use crate::merkle::Root;
 
@@ -76,16 +77,10 @@ impl SectorFs {
         })
     }
 
-    /// A temp entry at height `h` must expire above the current height.
+    /// A temp entry at height `h` must expire above the current height
+    /// (the engine's one rule).
     pub(super) fn check_temp_height(&self, h: u64) -> Result<()> {
-        let current = self.engine.height()?;
-        if h <= current {
-            return Err(Error::Invalid(format!(
-                "/temp/{h} is not above the current height {current}: temp entries must \
-                 expire above it"
-            )));
-        }
-        Ok(())
+        check_temp_height(h, self.engine.height()?)
     }
 
     /// Lists directory `ino` from `offset`, handing each entry to `add`

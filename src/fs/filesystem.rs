@@ -11,13 +11,13 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 
 use super::attr::{Attr, Entry, Kind, TTL_NONE, entry_ttl};
-use super::contract_file::{ContractFile, contract_text};
+use super::contract_file::{self, ContractFile, contract_text};
 use super::control_file::ControlFile;
 use super::dir::node_of;
 use super::fds;
 use super::generated;
 use super::handle::{Handle, Handles};
-use super::inode::{MAX_TEMP_HEIGHT, Node};
+use super::inode::Node;
 use super::known::KnownSectors;
 use super::sector_file::SectorFile;
 use super::staging::{Staging, is_staging_name};
@@ -274,10 +274,7 @@ impl SectorFs {
         if flags.exchange {
             return Err(Error::Invalid("contracts cannot be exchanged".into()));
         }
-        if flags.noreplace && self.engine.contract_by_name(to)?.is_some() {
-            return Err(Error::Exists(format!("contract {to} exists")));
-        }
-        self.engine.rename_contract(from, to)
+        self.engine.rename_contract(from, to, !flags.noreplace)
     }
 
     /// A staging file renamed: onto a root, it is stored (checked, synced,
@@ -486,9 +483,6 @@ impl SectorFs {
             Node::SectorsDir => sector(root()?, Reference::Pin)?,
             Node::TempHeight(h) => {
                 let root = root()?;
-                if h > MAX_TEMP_HEIGHT {
-                    return Err(Error::Invalid(format!("{h} is not a valid height")));
-                }
                 self.check_temp_height(h)?;
                 sector(root, Reference::Temp(h))?
             }
@@ -643,7 +637,12 @@ impl SectorFs {
         };
         match &*handle {
             Handle::SectorWrite(up) => up.lock().commit(Some(owner)).map(|_| ()),
-            Handle::ContractWrite(up) => up.lock().commit(&self.engine, Some(owner), pid),
+            Handle::ContractWrite(up) => {
+                // looked at without the file's lock: see `opener_may_write`
+                let probe = up.lock().opener_probe(&self.engine);
+                let may_write = probe.map(|p| contract_file::opener_may_write(pid, p));
+                up.lock().commit(&self.engine, Some(owner), may_write)
+            }
             Handle::Control(c) => c.flush(&self.engine, &self.mountpoint, owner),
             Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),
         }
@@ -668,13 +667,13 @@ impl SectorFs {
     /// What a close would do, done now, so that a success is durable: a
     /// whole sector is stored, a contract's list applied. A sector file not
     /// yet 4 MiB cannot be stored, and says so rather than succeed.
-    pub fn fsync(&self, fh: u64, pid: u32) -> Result<()> {
+    pub fn fsync(&self, fh: u64) -> Result<()> {
         let Ok(handle) = self.handles.get(fh) else {
             return Ok(());
         };
         match &*handle {
             Handle::SectorWrite(up) => up.lock().commit(None).map(|_| ()),
-            Handle::ContractWrite(up) => up.lock().commit(&self.engine, None, pid),
+            Handle::ContractWrite(up) => up.lock().commit(&self.engine, None, None),
             // each complete line took effect when it was written; a
             // partial one waits for the rest or the close
             Handle::Control(_) | Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),

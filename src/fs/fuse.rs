@@ -358,8 +358,8 @@ impl Filesystem for Fuse {
         reply.error(refuse("ioctl", &e));
     }
 
-    fn fsync(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
-        reply_empty(reply, "fsync", self.0.fsync(fh.0, req.pid()));
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
+        reply_empty(reply, "fsync", self.0.fsync(fh.0));
     }
 
     fn readdir(

@@ -14,8 +14,10 @@ const PENDING_BASE: u64 = 1 << 48;
 /// Staging files (`.<name>` in `/sectors` or `/temp/<h>`): a number each.
 const STAGING_BASE: u64 = 1 << 40;
 
-/// Largest height a `/temp/<height>` directory can have.
-pub const MAX_TEMP_HEIGHT: u64 = ID_MASK;
+/// Largest height a `/temp/<height>` directory can have: the engine's,
+/// which is what the inode's id bits hold.
+pub use crate::engine::MAX_TEMP_HEIGHT;
+const _: () = assert!(MAX_TEMP_HEIGHT == ID_MASK);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VolFile {

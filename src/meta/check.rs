@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::Meta;
+use super::db::Meta;
 use crate::error::{DbContext, Result};
 
 impl Meta {

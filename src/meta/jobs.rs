@@ -3,9 +3,9 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::refs::free_unreferenced;
-use super::sectors::slot_inside;
-use super::{Freed, Meta};
+use super::contracts::contracts_of_in;
+use super::db::Meta;
+use super::query::{Freed, free_unreferenced, slot_inside};
 use crate::error::{DbContext, Result};
 
 /// A job as recorded.
@@ -148,19 +148,7 @@ impl Meta {
     /// Returns what was freed and the contracts that held it.
     pub fn drop_lost_sector(&self, sector_id: i64) -> Result<Option<(Freed, Vec<String>)>> {
         self.write(|tx| {
-            let contracts: Vec<String> = {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT DISTINCT c.name FROM contract_entries e \
-                         JOIN contracts c ON c.id = e.contract_id WHERE e.sector_id = ?1 \
-                         ORDER BY 1",
-                    )
-                    .ctx("finding a lost sector's contracts")?;
-                stmt.query_map([sector_id], |r| r.get(0))
-                    .ctx("finding a lost sector's contracts")?
-                    .collect::<rusqlite::Result<_>>()
-                    .ctx("finding a lost sector's contracts")?
-            };
+            let contracts = contracts_of_in(tx, sector_id)?;
             for table in ["pins", "contract_entries", "temp_entries"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE sector_id = ?1"),

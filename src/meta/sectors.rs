@@ -3,9 +3,36 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Inserted, Meta, RefCounts, Reference, SECTOR_COLUMNS, SectorRow, sector_of};
+use super::db::Meta;
+use super::pins::pin_in;
+use super::query::{
+    RefCounts, SECTOR_COLUMNS, SectorRow, lookup_in, ref_counts_in, sector_of, slot_inside,
+};
+use super::temp::{add_temp_in, check_expiration_in};
 use crate::error::{DbContext, Error, Result};
 use crate::merkle::Root;
+
+/// A reason to keep a sector that a write can add. Contract entries are
+/// added by revisions instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference {
+    Pin,
+    /// A temp entry expiring at this height.
+    Temp(u64),
+}
+
+/// What inserting a sector found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// A new sector row now owns the slot.
+    New(i64),
+    /// Another writer stored the root first; only the reference was added,
+    /// and the slot given is still the caller's to release.
+    AlreadyStored(i64),
+    /// The slot is no longer inside its volume (it shrank or was removed
+    /// while the data was being written): nothing was recorded.
+    SlotGone,
+}
 
 impl Meta {
     pub fn lookup(&self, root: &Root) -> Result<Option<SectorRow>> {
@@ -126,39 +153,6 @@ impl Meta {
         })
     }
 
-    /// For benchmarks and tests only: records `roots` as pinned sectors in
-    /// consecutive slots of `volume_id` from `first_slot` on, in ONE
-    /// transaction, without writing any data. The engine's free-slot map is
-    /// built at open, so reopen the engine before writing to that volume.
-    pub fn insert_synthetic(
-        &self,
-        volume_id: u32,
-        first_slot: u64,
-        roots: &[Root],
-        stored_at: i64,
-    ) -> Result<()> {
-        self.write(|tx| {
-            let mut sector = tx
-                .prepare_cached(
-                    "INSERT INTO sectors (root, volume_id, slot, stored_at) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .ctx("recording synthetic sectors")?;
-            let mut pin = tx
-                .prepare_cached("INSERT INTO pins (sector_id) VALUES (?1)")
-                .ctx("recording synthetic sectors")?;
-            for (i, root) in roots.iter().enumerate() {
-                let slot = (first_slot + i as u64) as i64;
-                sector
-                    .execute(params![&root.0[..], volume_id, slot, stored_at])
-                    .ctx("recording synthetic sectors")?;
-                pin.execute([tx.last_insert_rowid()])
-                    .ctx("recording synthetic sectors")?;
-            }
-            Ok(())
-        })
-    }
-
     /// Adds a reference to a stored sector. `NotFound` when it is not stored.
     pub fn add_reference(&self, root: &Root, reference: Reference) -> Result<i64> {
         self.write(|tx| {
@@ -170,69 +164,18 @@ impl Meta {
     }
 }
 
-pub(super) fn lookup_in(c: &Connection, root: &Root) -> Result<Option<SectorRow>> {
-    c.prepare_cached(&format!(
-        "SELECT {SECTOR_COLUMNS} FROM sectors WHERE root = ?1"
-    ))
-    .and_then(|mut s| s.query_row([&root.0[..]], sector_of).optional())
-    .ctx("looking up a sector")
-}
-
-pub(super) fn ref_counts_in(c: &Connection, sector_id: i64) -> Result<RefCounts> {
-    c.prepare_cached(
-        "SELECT (SELECT count(*) FROM pins WHERE sector_id = ?1), \
-                (SELECT count(*) FROM contract_entries WHERE sector_id = ?1), \
-                (SELECT count(*) FROM temp_entries WHERE sector_id = ?1)",
-    )
-    .and_then(|mut s| {
-        s.query_row([sector_id], |r| {
-            Ok(RefCounts {
-                pins: r.get::<_, i64>(0)? as u64,
-                contracts: r.get::<_, i64>(1)? as u64,
-                temp: r.get::<_, i64>(2)? as u64,
-            })
-        })
-    })
-    .ctx("counting a sector's references")
-}
-
 /// Refuses a reference that could never hold (a temp entry that is already
 /// expired) before anything is written.
-/// Whether `slot` lies inside volume `volume_id` as recorded (false if the
-/// volume is gone).
-pub(super) fn slot_inside(c: &Connection, volume_id: u32, slot: u64) -> Result<bool> {
-    let slots: Option<i64> = c
-        .prepare_cached("SELECT slots FROM volumes WHERE id = ?1")
-        .and_then(|mut s| s.query_row([volume_id], |r| r.get(0)).optional())
-        .ctx("checking a slot is inside its volume")?;
-    Ok(slots.is_some_and(|n| slot < n as u64))
-}
-
 fn check_reference(c: &Connection, reference: Reference) -> Result<()> {
-    if let Reference::Temp(expiration) = reference {
-        let height = super::refs::height_in(c)?;
-        if expiration <= height {
-            return Err(Error::Invalid(format!(
-                "temp entries must expire above the current height {height}, not at {expiration}"
-            )));
-        }
+    match reference {
+        Reference::Pin => Ok(()),
+        Reference::Temp(expiration) => check_expiration_in(c, expiration),
     }
-    Ok(())
 }
 
 fn add_reference_in(c: &Connection, sector_id: i64, reference: Reference) -> Result<()> {
-    check_reference(c, reference)?;
     match reference {
-        Reference::Pin => c
-            .prepare_cached("INSERT OR IGNORE INTO pins (sector_id) VALUES (?1)")
-            .and_then(|mut s| s.execute([sector_id]))
-            .ctx("pinning a sector")?,
-        Reference::Temp(expiration) => c
-            .prepare_cached(
-                "INSERT OR IGNORE INTO temp_entries (expiration, sector_id) VALUES (?1, ?2)",
-            )
-            .and_then(|mut s| s.execute(params![expiration as i64, sector_id]))
-            .ctx("adding a temp entry")?,
-    };
-    Ok(())
+        Reference::Pin => pin_in(c, sector_id),
+        Reference::Temp(expiration) => add_temp_in(c, expiration, sector_id),
+    }
 }

@@ -4,8 +4,19 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::params;
 
-use super::{Meta, VolumeRow, next_id};
+use super::db::Meta;
+use super::query::next_id;
 use crate::error::{DbContext, Error, Result};
+
+/// A volume as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeRow {
+    pub id: u32,
+    pub uuid: String,
+    pub path: PathBuf,
+    pub slots: u64,
+    pub readonly: bool,
+}
 
 impl Meta {
     /// Some volume was added to this store at some time (a store whose

@@ -764,17 +764,20 @@ fn hostile_input_is_refused_and_changes_nothing() {
         "g".repeat(64).into(),
         format!("{}G", &rs[..63]).into(),
         format!("{rs}.tmp").into(),
-        format!(".{rs}").into(),
         "a".repeat(255).into(),
         "0".repeat(128).into(),
         [&rs.as_bytes()[..32], b"\xff\xfe", &rs.as_bytes()[34..]].concat(),
         "\u{0430}".repeat(32).into(), // Cyrillic a: 64 bytes, not hex
-        b"...".to_vec(),
         b"-".to_vec(),
         b"*".to_vec(),
     ];
     for _ in 0..n_random * 4 {
-        bad_roots.push(random_name(&mut rng, |_| false));
+        let mut name = random_name(&mut rng, |_| false);
+        // a name starting with a dot is a staging file's (tools::)
+        if name[0] == b'.' {
+            name[0] = b'x';
+        }
+        bad_roots.push(name);
     }
     for name in &bad_roots {
         let p = os_path(&sectors, name);

@@ -1,0 +1,172 @@
+//! Rows and queries every table family shares: a sector's row, its
+//! reference counts, freeing sectors left without references, and id
+//! numbering. A leaf: it imports no other meta module, so each family can
+//! import it without importing another.
+
+use std::collections::HashSet;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::error::{DbContext, Result};
+use crate::merkle::Root;
+
+/// A stored sector and where it lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectorRow {
+    pub id: i64,
+    pub root: Root,
+    pub volume_id: u32,
+    pub slot: u64,
+    /// Unix seconds when the sector was first stored.
+    pub stored_at: i64,
+}
+
+/// A sector whose last reference went: its slot is free in the database and
+/// its bytes must be punched out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freed {
+    pub root: Root,
+    pub sector_id: i64,
+    pub volume_id: u32,
+    pub slot: u64,
+}
+
+/// What a reference change did.
+#[derive(Debug, Default)]
+pub struct RefChange {
+    /// Sectors whose reference counts changed (freed ones included).
+    pub touched: Vec<i64>,
+    pub freed: Vec<Freed>,
+}
+
+/// How many references of each kind a sector has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefCounts {
+    pub pins: u64,
+    pub contracts: u64,
+    pub temp: u64,
+}
+
+impl RefCounts {
+    pub fn total(&self) -> u64 {
+        self.pins + self.contracts + self.temp
+    }
+}
+
+pub(super) const SECTOR_COLUMNS: &str = "id, root, volume_id, slot, stored_at";
+
+pub(super) fn root_of(row: &rusqlite::Row, idx: usize) -> rusqlite::Result<Root> {
+    let blob = row.get_ref(idx)?.as_blob()?;
+    Root::from_slice(blob).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Blob,
+            "a stored root is not 32 bytes".into(),
+        )
+    })
+}
+
+/// A row of `SECTOR_COLUMNS`.
+pub(super) fn sector_of(row: &rusqlite::Row) -> rusqlite::Result<SectorRow> {
+    Ok(SectorRow {
+        id: row.get(0)?,
+        root: root_of(row, 1)?,
+        volume_id: row.get(2)?,
+        slot: row.get::<_, i64>(3)? as u64,
+        stored_at: row.get(4)?,
+    })
+}
+
+pub(super) fn lookup_in(c: &Connection, root: &Root) -> Result<Option<SectorRow>> {
+    c.prepare_cached(&format!(
+        "SELECT {SECTOR_COLUMNS} FROM sectors WHERE root = ?1"
+    ))
+    .and_then(|mut s| s.query_row([&root.0[..]], sector_of).optional())
+    .ctx("looking up a sector")
+}
+
+pub(super) fn ref_counts_in(c: &Connection, sector_id: i64) -> Result<RefCounts> {
+    c.prepare_cached(
+        "SELECT (SELECT count(*) FROM pins WHERE sector_id = ?1), \
+                (SELECT count(*) FROM contract_entries WHERE sector_id = ?1), \
+                (SELECT count(*) FROM temp_entries WHERE sector_id = ?1)",
+    )
+    .and_then(|mut s| {
+        s.query_row([sector_id], |r| {
+            Ok(RefCounts {
+                pins: r.get::<_, i64>(0)? as u64,
+                contracts: r.get::<_, i64>(1)? as u64,
+                temp: r.get::<_, i64>(2)? as u64,
+            })
+        })
+    })
+    .ctx("counting a sector's references")
+}
+
+/// Whether `slot` lies inside volume `volume_id` as recorded (false if the
+/// volume is gone).
+pub(super) fn slot_inside(c: &Connection, volume_id: u32, slot: u64) -> Result<bool> {
+    let slots: Option<i64> = c
+        .prepare_cached("SELECT slots FROM volumes WHERE id = ?1")
+        .and_then(|mut s| s.query_row([volume_id], |r| r.get(0)).optional())
+        .ctx("checking a slot is inside its volume")?;
+    Ok(slots.is_some_and(|n| slot < n as u64))
+}
+
+/// The change to `touched`, whose references changed: those left with none
+/// are freed.
+pub(super) fn changed(c: &Connection, touched: Vec<i64>) -> Result<RefChange> {
+    let freed = free_unreferenced(c, &touched)?;
+    Ok(RefChange { touched, freed })
+}
+
+/// Deletes every candidate sector that has no reference left, records its
+/// slot as pending a punch, and returns what was freed.
+pub(super) fn free_unreferenced(c: &Connection, candidates: &[i64]) -> Result<Vec<Freed>> {
+    let mut freed = Vec::new();
+    let mut seen = HashSet::new();
+    for &id in candidates {
+        if !seen.insert(id) || ref_counts_in(c, id)?.total() > 0 {
+            continue;
+        }
+        let row = c
+            .prepare_cached("DELETE FROM sectors WHERE id = ?1 RETURNING root, volume_id, slot")
+            .and_then(|mut s| {
+                s.query_row([id], |r| {
+                    Ok(Freed {
+                        root: root_of(r, 0)?,
+                        sector_id: id,
+                        volume_id: r.get(1)?,
+                        slot: r.get::<_, i64>(2)? as u64,
+                    })
+                })
+                .optional()
+            })
+            .ctx("freeing a sector")?;
+        if let Some(f) = row {
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO pending_punches (volume_id, slot) VALUES (?1, ?2)",
+            )
+            .and_then(|mut s| s.execute(params![f.volume_id, f.slot as i64]))
+            .ctx("recording a freed slot")?;
+            freed.push(f);
+        }
+    }
+    Ok(freed)
+}
+
+/// The next id for a row of `table` (whose counter in `settings` is
+/// `counter`, migration 6): ids are never given twice, even after the
+/// newest row is deleted. Taken in the caller's transaction, so an insert
+/// that fails takes nothing.
+pub(super) fn next_id(tx: &Transaction, table: &str, counter: &str) -> Result<i64> {
+    tx.query_row(
+        &format!(
+            "UPDATE settings SET value = max(value, (SELECT coalesce(max(id), 0) + 1 \
+             FROM {table})) + 1 WHERE key = ?1 RETURNING value - 1"
+        ),
+        [counter],
+        |r| r.get(0),
+    )
+    .ctx("numbering a new row")
+}
