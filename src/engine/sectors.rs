@@ -280,6 +280,21 @@ impl Engine {
         self.meta.sector_by_id(id)
     }
 
+    /// Sets sector `id`'s modification time (`touch`, `cp -p`, `rsync -a`);
+    /// the time it was first stored stays as it was.
+    pub fn set_mtime(&self, id: i64, mtime: std::time::SystemTime) -> Result<()> {
+        let ns = match mtime.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+            Err(before) => -i64::try_from(before.duration().as_nanos()).unwrap_or(i64::MAX),
+        };
+        if !self.meta.set_mtime(id, ns)? {
+            return Err(Error::NotFound(format!("sector #{id} is no longer stored")));
+        }
+        // its cached attributes go, as with a reference change
+        self.refs_changed(&[id]);
+        Ok(())
+    }
+
     /// One page of stored sectors after `after_id`, in id order.
     pub fn list_sectors(&self, after_id: i64, limit: usize) -> Result<Vec<SectorRow>> {
         self.meta.list_sectors(after_id, limit)

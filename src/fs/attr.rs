@@ -110,8 +110,13 @@ impl SectorFs {
                     .ok_or_else(|| Error::NotFound(format!("sector #{id} is no longer stored")))?;
                 let refs = e.ref_counts(id)?;
                 let stored = UNIX_EPOCH + Duration::from_secs(s.stored_at.max(0) as u64);
+                let mtime = match s.mtime_ns {
+                    Some(ns) if ns >= 0 => UNIX_EPOCH + Duration::from_nanos(ns as u64),
+                    Some(ns) => UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs()),
+                    None => stored,
+                };
                 Attr {
-                    mtime: stored,
+                    mtime,
                     ctime: stored,
                     nlink: refs.total().min(u32::MAX as u64) as u32,
                     ttl: TTL_SECTOR_ATTR,

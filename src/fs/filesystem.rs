@@ -49,6 +49,8 @@ pub struct SetAttr {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub size: Option<u64>,
+    /// A modification time (`touch`, `utimensat`).
+    pub mtime: Option<SystemTime>,
 }
 
 /// How a rename may treat an existing target.
@@ -211,7 +213,43 @@ impl SectorFs {
                 _ => {}
             }
         }
+        if let Some(mtime) = set.mtime {
+            self.set_mtime(node, fh, mtime)?;
+        }
         self.getattr(ino, fh)
+    }
+
+    /// A sector keeps a modification time set on it (rsync -a compares it);
+    /// a file still being written keeps it for the sector it stores. On
+    /// other files and directories it changes nothing, as before.
+    fn set_mtime(&self, node: Node, fh: Option<u64>, mtime: SystemTime) -> Result<()> {
+        let writing = |n| match self.handles.get(n).as_deref() {
+            Ok(Handle::SectorWrite(up)) => Some(up.clone()),
+            _ => None,
+        };
+        let file = match node {
+            Node::Sector(id) => return self.engine.set_mtime(id, mtime),
+            Node::Staging(id) => Some(self.staged(id)?),
+            Node::Pending(n) => writing(n),
+            _ => fh.and_then(writing),
+        };
+        if let Some(file) = file {
+            file.lock().mtime = Some(mtime);
+        } else {
+            tracing::debug!("times of {}: accepted, nothing changes", node.path());
+        }
+        Ok(())
+    }
+
+    /// Stores what a sector file holds (at a close or fsync, `owner` as
+    /// [`SectorFile::commit`] takes it), and the modification time set
+    /// while it was written.
+    fn commit_sector(&self, file: &Mutex<SectorFile>, owner: Option<u64>) -> Result<()> {
+        let mut file = file.lock();
+        if let (Some(id), Some(mtime)) = (file.commit(owner)?, file.mtime) {
+            self.engine.set_mtime(id, mtime)?;
+        }
+        Ok(())
     }
 
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
@@ -304,7 +342,10 @@ impl SectorFs {
         }
         let file = self.staged(id)?;
         let mut file = file.lock();
-        file.store_as(root)?;
+        let id = file.store_as(root)?;
+        if let Some(mtime) = file.mtime {
+            self.engine.set_mtime(id, mtime)?;
+        }
         drop(file);
         self.staging.remove(dir, from);
         Ok(())
@@ -636,7 +677,7 @@ impl SectorFs {
             return Ok(());
         };
         match &*handle {
-            Handle::SectorWrite(up) => up.lock().commit(Some(owner)).map(|_| ()),
+            Handle::SectorWrite(up) => self.commit_sector(up, Some(owner)),
             Handle::ContractWrite(up) => {
                 // looked at without the file's lock: see `opener_may_write`
                 let probe = up.lock().opener_probe(&self.engine);
@@ -672,7 +713,7 @@ impl SectorFs {
             return Ok(());
         };
         match &*handle {
-            Handle::SectorWrite(up) => up.lock().commit(None).map(|_| ()),
+            Handle::SectorWrite(up) => self.commit_sector(up, None),
             Handle::ContractWrite(up) => up.lock().commit(&self.engine, None, None),
             // each complete line took effect when it was written; a
             // partial one waits for the rest or the close

@@ -5,10 +5,11 @@ use super::filesystem::SectorFs;
 use super::inode::Node;
 use crate::error::{Error, Result};
 
-const XATTRS: [&str; 3] = [
+const XATTRS: [&str; 4] = [
     "user.sectorfs.volume",
     "user.sectorfs.slot",
     "user.sectorfs.refs",
+    "user.sectorfs.stored_at",
 ];
 
 impl SectorFs {
@@ -24,6 +25,8 @@ impl SectorFs {
         let value = match name.to_str() {
             Some("user.sectorfs.volume") => s.volume_id.to_string(),
             Some("user.sectorfs.slot") => s.slot.to_string(),
+            // when it was first stored: its mtime may be set since
+            Some("user.sectorfs.stored_at") => s.stored_at.to_string(),
             Some("user.sectorfs.refs") => {
                 let r = self.engine.ref_counts(id)?;
                 format!("pin={} contracts={} temp={}", r.pins, r.contracts, r.temp)

@@ -19,6 +19,8 @@ pub struct SectorRow {
     pub slot: u64,
     /// Unix seconds when the sector was first stored.
     pub stored_at: i64,
+    /// Its modification time in Unix nanoseconds, when one was set.
+    pub mtime_ns: Option<i64>,
 }
 
 /// A sector whose last reference went: its slot is free in the database and
@@ -53,7 +55,7 @@ impl RefCounts {
     }
 }
 
-pub(super) const SECTOR_COLUMNS: &str = "id, root, volume_id, slot, stored_at";
+pub(super) const SECTOR_COLUMNS: &str = "id, root, volume_id, slot, stored_at, mtime_ns";
 
 pub(super) fn root_of(row: &rusqlite::Row, idx: usize) -> rusqlite::Result<Root> {
     let blob = row.get_ref(idx)?.as_blob()?;
@@ -74,6 +76,7 @@ pub(super) fn sector_of(row: &rusqlite::Row) -> rusqlite::Result<SectorRow> {
         volume_id: row.get(2)?,
         slot: row.get::<_, i64>(3)? as u64,
         stored_at: row.get(4)?,
+        mtime_ns: row.get(5)?,
     })
 }
 

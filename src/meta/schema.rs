@@ -110,6 +110,11 @@ const MIGRATIONS: &[&str] = &[
     INSERT OR IGNORE INTO settings (key, value)
         SELECT 'next_contract_id', coalesce(max(id), 0) + 1 FROM contracts;
     "#,
+    // 8: a sector's modification time, when one was set (touch, cp -p,
+    // rsync -a); NULL: the time it was first stored
+    r#"
+    ALTER TABLE sectors ADD COLUMN mtime_ns INTEGER;
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -39,6 +39,17 @@ impl Meta {
         self.read(|c| lookup_in(c, root))
     }
 
+    /// Sets sector `id`'s modification time (Unix nanoseconds); false if
+    /// it is no longer stored.
+    pub fn set_mtime(&self, id: i64, mtime_ns: i64) -> Result<bool> {
+        self.write(|tx| {
+            tx.prepare_cached("UPDATE sectors SET mtime_ns = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![id, mtime_ns]))
+                .map(|n| n > 0)
+                .ctx("setting a sector's modification time")
+        })
+    }
+
     pub fn sector_by_id(&self, id: i64) -> Result<Option<SectorRow>> {
         self.read(|c| {
             c.prepare_cached(&format!(

@@ -237,3 +237,86 @@ fn staging_files_are_dropped_by_rm_unmount_and_restart() {
         assert_eq!(errno(&e), libc::EPERM, "/{dir}.x");
     }
 }
+
+/// A sector's mtime may be set, by path or through the file being
+/// written, and is reported from then on; the time it was first stored
+/// stays in user.sectorfs.stored_at; rsync -a run twice sends nothing the
+/// second time.
+#[test]
+fn mtimes_are_kept_so_rsync_twice_sends_nothing() {
+    let mut m = Mount::start(&[]);
+    let seeds = [101, 102, 103];
+    let src = source_dir(&m, "src", &seeds, None);
+    m.sh_ok(&format!(
+        "touch -d '2020-02-03 04:05:06.789' {}/*",
+        src.display()
+    ));
+    let first = m.sh_ok(&format!(
+        "rsync -a --stats {}/ \"$MNT/sectors/\"",
+        src.display()
+    ));
+    assert!(
+        first.contains("Number of regular files transferred: 3"),
+        "{first}"
+    );
+    let second = m.sh_ok(&format!(
+        "rsync -a --stats {}/ \"$MNT/sectors/\"",
+        src.display()
+    ));
+    assert!(
+        second.contains("Number of regular files transferred: 0"),
+        "{second}"
+    );
+    let path = m.path(&format!("sectors/{}", root_of(101)));
+    assert_eq!(mtime_of(&path), mtime_of(&src.join(root_of(101))));
+    // stored_at: when it was first stored, not the time set
+    let stored_at: u64 = super::harness::xattr(&path, "user.sectorfs.stored_at")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        now - stored_at < 600,
+        "stored_at {stored_at} is the store's time"
+    );
+    // touch by path (the shell's time zone: compare with date's answer)
+    m.sh_ok(&format!(
+        "touch -d '2021-01-01 00:00:00' {}",
+        path.display()
+    ));
+    let secs: u64 = m
+        .sh_ok("date -d '2021-01-01 00:00:00' +%s")
+        .trim()
+        .parse()
+        .unwrap();
+    let touched = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    assert_eq!(mtime_of(&path), touched);
+    // cp -p sets the times through the file it is writing, before its close
+    let one = source_dir(&m, "one", &[104], None);
+    let original = one.join(root_of(104));
+    m.sh_ok(&format!(
+        "touch -d '2019-05-05 05:05:05.5' {0} && cp -p {0} \"$MNT/sectors/\"",
+        original.display()
+    ));
+    let copied = m.path(&format!("sectors/{}", root_of(104)));
+    assert_eq!(mtime_of(&copied), mtime_of(&original));
+    // kept across a restart
+    m.remount();
+    assert_eq!(mtime_of(&path), touched);
+    assert_eq!(mtime_of(&copied), mtime_of(&original));
+    let third = m.sh_ok(&format!(
+        "rsync -a --stats {}/ \"$MNT/sectors/\"",
+        src.display()
+    ));
+    assert!(
+        third.contains("Number of regular files transferred: 1"),
+        "only the one touched: {third}"
+    );
+}
+
+fn mtime_of(p: &std::path::Path) -> std::time::SystemTime {
+    std::fs::metadata(p).unwrap().modified().unwrap()
+}
