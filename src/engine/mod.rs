@@ -36,7 +36,7 @@ pub use placement::Placement;
 pub use refs::check_contract_name;
 pub use sectors::Stored;
 pub use status::Capacity;
-pub use upload::{CHUNK as UPLOAD_CHUNK, Upload};
+pub use upload::{CHUNK as UPLOAD_CHUNK, UNNAMED as UNNAMED_UPLOAD, Upload};
 pub use upload_limits::{MIN_UPLOAD_MEMORY, default_max_uploads, default_upload_memory};
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 

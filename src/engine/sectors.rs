@@ -254,9 +254,21 @@ impl Engine {
             })
             .collect();
         copied();
-        let bufs = taken?;
+        let bufs = match taken {
+            Ok(bufs) => bufs,
+            // the uploads hold the memory budget: the caller's bytes go
+            // through the page cache instead, rather than fail the write
+            Err(Error::OutOfBuffers(why)) => {
+                tracing::debug!("writing slot {slot} through the page cache: {why}");
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
         // a whole sector (checked by `store`): every buffer is full
-        let parts: Vec<&[u8]> = bufs.iter().map(|buf| &buf[..]).collect();
+        let parts: Vec<&[u8]> = match bufs.is_empty() {
+            true => vec![data],
+            false => bufs.iter().map(|buf| &buf[..]).collect(),
+        };
         let mark = file.error_mark();
         let written = file.write_parts(slot, 0, &parts).and_then(|()| {
             self.crash_point("write:slot-written");

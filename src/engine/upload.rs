@@ -39,7 +39,7 @@ use crate::volume::VolumeFile;
 /// as the files' block size, so tools write in pieces of this size.
 /// The root of an upload not named yet: no data hashes to it, so no
 /// stored sector has it and a slot is reserved as for any new sector.
-const UNNAMED: Root = Root([0; 32]);
+pub const UNNAMED: Root = Root([0; 32]);
 pub const CHUNK: usize = buffers::LEN;
 const CHUNKS: usize = SECTOR_SIZE / CHUNK;
 
@@ -153,7 +153,8 @@ impl Upload {
         Upload::new(engine, UNNAMED)
     }
 
-    /// The root the data must hash to when it is finished.
+    /// The root the data must hash to when it is finished ([`UNNAMED`]
+    /// again when a rename onto it was refused).
     pub fn name(&mut self, root: Root) {
         self.root = root;
     }

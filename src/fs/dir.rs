@@ -245,7 +245,10 @@ impl SectorFs {
         self.engine.remove_temp_dir(h).map_err(|e| match e {
             Error::Busy(m) => Error::NotEmpty(m),
             e => e,
-        })
+        })?;
+        // its staging files (never listed) go with it
+        self.staging.sweep(|d| d == Node::TempHeight(h));
+        Ok(())
     }
 }
 

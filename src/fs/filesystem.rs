@@ -227,18 +227,42 @@ impl SectorFs {
             Ok(Handle::SectorWrite(up)) => Some(up.clone()),
             _ => None,
         };
-        let file = match node {
-            Node::Sector(id) => return self.engine.set_mtime(id, mtime),
-            Node::Staging(id) => Some(self.staged(id)?),
-            Node::Pending(n) => writing(n),
-            _ => fh.and_then(writing),
+        // through a file being written (futimens) first: a sector opened
+        // to be written again takes its time with what it stores
+        let file = match (fh.and_then(writing), node) {
+            (Some(file), _) => file,
+            (None, Node::Sector(id)) => return self.engine.set_mtime(id, mtime),
+            (None, Node::Staging(id)) => self.staged(id)?,
+            (None, Node::Pending(n)) => match writing(n) {
+                Some(file) => file,
+                None => return Ok(()),
+            },
+            (None, _) => {
+                tracing::debug!("times of {}: accepted, nothing changes", node.path());
+                return Ok(());
+            }
         };
-        if let Some(file) = file {
-            file.lock().mtime = Some(mtime);
-        } else {
-            tracing::debug!("times of {}: accepted, nothing changes", node.path());
+        let mut file = file.lock();
+        file.mtime = Some(mtime);
+        // stored already (an fsync): the sector takes it now
+        match file.stored {
+            Some(id) => self.engine.set_mtime(id, mtime),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// The modification time set while a sector was written, given to the
+    /// sector it stored. The sector is stored whatever happens here: a
+    /// failure is only logged (the time it was first stored shows instead).
+    fn keep_mtime(&self, file: &SectorFile, id: i64) {
+        if let Some(mtime) = file.mtime
+            && let Err(e) = self.engine.set_mtime(id, mtime)
+        {
+            tracing::warn!(
+                "sector #{id} is stored, but the modification time set while it was written \
+                 could not be kept: {e}"
+            );
+        }
     }
 
     /// Stores what a sector file holds (at a close or fsync, `owner` as
@@ -246,8 +270,8 @@ impl SectorFs {
     /// while it was written.
     fn commit_sector(&self, file: &Mutex<SectorFile>, owner: Option<u64>) -> Result<()> {
         let mut file = file.lock();
-        if let (Some(id), Some(mtime)) = (file.commit(owner)?, file.mtime) {
-            self.engine.set_mtime(id, mtime)?;
+        if let Some(id) = file.commit(owner)? {
+            self.keep_mtime(&file, id);
         }
         Ok(())
     }
@@ -337,17 +361,14 @@ impl SectorFs {
                 "cannot rename {from} to {to:?}: a sector is named by its root (64 lowercase                  hex characters)"
             ))
         })?;
-        if flags.noreplace && self.engine.lookup(&root)?.is_some() {
-            return Err(Error::Exists(format!("sector {root} is stored already")));
+        if flags.noreplace && self.child(dir, to).is_ok() {
+            return Err(Error::Exists(format!("{}/{to} exists", dir.path())));
         }
         let file = self.staged(id)?;
         let mut file = file.lock();
         let id = file.store_as(root)?;
-        if let Some(mtime) = file.mtime {
-            self.engine.set_mtime(id, mtime)?;
-        }
-        drop(file);
         self.staging.remove(dir, from);
+        self.keep_mtime(&file, id);
         Ok(())
     }
 
@@ -583,6 +604,9 @@ impl SectorFs {
             }
             _ => Reference::Pin,
         };
+        let height = self.engine.height()?;
+        self.staging
+            .sweep(|d| matches!(d, Node::TempHeight(h) if h <= height));
         let file = match self.staging.find(dir, name) {
             Some(_) if flags & libc::O_EXCL != 0 => {
                 return Err(Error::Exists(format!("{}/{name} exists", dir.path())));

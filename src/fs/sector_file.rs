@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::handle::Writers;
-use crate::engine::{Engine, Reference, Upload};
+use crate::engine::{Engine, Reference, UNNAMED_UPLOAD, Upload};
 use crate::error::{Error, Result};
 use crate::merkle::{Root, SECTOR_SIZE};
 
@@ -41,6 +41,8 @@ pub struct SectorFile {
     /// A modification time set while it was written (`touch`, `cp -p`,
     /// rsync on its temporary file): the stored sector keeps it.
     pub mtime: Option<SystemTime>,
+    /// The sector it stored, while no write came since.
+    pub stored: Option<i64>,
 }
 
 impl SectorFile {
@@ -62,6 +64,7 @@ impl SectorFile {
             writers: Writers::default(),
             state: State::Untouched,
             mtime: None,
+            stored: None,
         })
     }
 
@@ -84,6 +87,7 @@ impl SectorFile {
     /// The data changed: the next deciding flush decides anew (a file
     /// written past 4 MiB stays refused).
     fn touched(&mut self) {
+        self.stored = None;
         if !matches!(self.state, State::TooBig) {
             self.state = State::Writing;
         }
@@ -166,6 +170,7 @@ impl SectorFile {
         let stored = self.store("at its rename");
         if stored.is_err() {
             self.root = None;
+            self.upload.name(UNNAMED_UPLOAD);
             self.touched();
         }
         stored
@@ -187,6 +192,7 @@ impl SectorFile {
         let outcome = stored
             .map(|s| {
                 tracing::debug!(new = s.new, "{label} stored");
+                self.stored = Some(s.sector_id);
                 s.sector_id
             })
             .map_err(|e| Error::Reported {

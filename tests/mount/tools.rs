@@ -320,3 +320,37 @@ fn mtimes_are_kept_so_rsync_twice_sends_nothing() {
 fn mtime_of(p: &std::path::Path) -> std::time::SystemTime {
     std::fs::metadata(p).unwrap().modified().unwrap()
 }
+
+/// Staging files of a /temp/<h> go when the height passes it or the
+/// directory is removed; a rename with RENAME_NOREPLACE looks at the
+/// target name in that directory only.
+#[test]
+fn staging_files_go_with_their_temp_directory() {
+    let m = Mount::start(&[]);
+    let free = |m: &Mount| {
+        m.sh_ok("stat -f -c %a \"$MNT\"")
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = free(&m);
+    for h in [20, 21] {
+        std::fs::create_dir(m.path(&format!("temp/{h}"))).unwrap();
+        std::fs::write(m.path(&format!("temp/{h}/.x")), sector(111)).unwrap();
+    }
+    assert_eq!(free(&m), before - 2);
+    std::fs::remove_dir(m.path("temp/20")).unwrap();
+    m.write("height", "21\n").unwrap();
+    // the next staging file made sweeps them
+    std::fs::write(m.path("sectors/.y"), sector(112)).unwrap();
+    assert_eq!(free(&m), before - 1, "only .y holds a slot");
+    // mv -n (RENAME_NOREPLACE) onto a root pinned elsewhere but not in
+    // this /temp/<h>: the name is free there, so it is stored
+    let root = m.put(&sector(113));
+    std::fs::create_dir(m.path("temp/30")).unwrap();
+    std::fs::write(m.path("temp/30/.z"), sector(113)).unwrap();
+    m.sh_ok(&format!(
+        "mv -n \"$MNT/temp/30/.z\" \"$MNT/temp/30/{root}\""
+    ));
+    assert_eq!(m.refs(&root), "pin=1 contracts=0 temp=1");
+}
