@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use sectorfs::engine::{
     ContractEdit, Engine, MAX_TEMP_HEIGHT, Options, Placement, RefCounts, Reference,
@@ -18,19 +18,7 @@ use common::make_sector;
 
 // ---------------------------------------------------------------- helpers
 
-/// Sectors shared by every test (hashing is the slow part, so each seed is
-/// made once per test binary).
-type Sector = (Root, Vec<u8>);
-
-fn sector(seed: u64) -> &'static Sector {
-    static CACHE: OnceLock<Mutex<HashMap<u64, &'static Sector>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(s) = cache.lock().unwrap().get(&seed) {
-        return s;
-    }
-    let made: &'static _ = Box::leak(Box::new(make_sector(seed)));
-    cache.lock().unwrap().entry(seed).or_insert(made)
-}
+use common::cached_sector as sector;
 
 fn root(seed: u64) -> Root {
     sector(seed).0

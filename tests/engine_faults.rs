@@ -15,25 +15,19 @@ use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::FileExt;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
-use common::{assert_slots_match, make_sector, wait_job};
+use common::{assert_slots_match, wait_job};
 use sectorfs::engine::{Engine, Options, Placement, Reference, Severity, Upload, VolumeState};
 use sectorfs::merkle::{Root, SECTOR_SIZE, sector_root};
 use sectorfs::volume::faults::{CRASH_POINTS, Fault, Faults, Op, is_crash};
 
-type Sector = (Root, Vec<u8>);
+use common::{Sector, cached_sector};
 
 /// Sectors shared by every test (hashing is the slow part).
 fn sector(seed: u64) -> &'static Sector {
-    static CACHE: OnceLock<Mutex<HashMap<u64, &'static Sector>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(s) = cache.lock().unwrap().get(&seed) {
-        return s;
-    }
-    let made: &'static _ = Box::leak(Box::new(make_sector(0xFA17_0000 + seed)));
-    cache.lock().unwrap().entry(seed).or_insert(made)
+    cached_sector(0xFA17_0000 + seed)
 }
 
 fn root(seed: u64) -> Root {
@@ -594,44 +588,35 @@ fn every_crash_point_is_tested() {
     assert_eq!(tested, all);
 }
 
-#[test]
-fn write_sector_into_one_volume() {
+/// A write of one sector, through `write_sector` or an upload, into
+/// volumes of these slot counts.
+fn write_case(name: &str, volumes: &[u64], upload: bool) {
     let sc = Write {
-        name: "write_sector, one volume".into(),
-        volumes: vec![4],
-        upload: false,
+        name: name.into(),
+        volumes: volumes.to_vec(),
+        upload,
     };
     check(&sc, WRITE_POINTS);
+}
+
+#[test]
+fn write_sector_into_one_volume() {
+    write_case("write_sector, one volume", &[4], false);
 }
 
 #[test]
 fn write_sector_into_two_volumes() {
-    let sc = Write {
-        name: "write_sector, two volumes".into(),
-        volumes: vec![2, 2],
-        upload: false,
-    };
-    check(&sc, WRITE_POINTS);
+    write_case("write_sector, two volumes", &[2, 2], false);
 }
 
 #[test]
 fn upload_into_one_volume() {
-    let sc = Write {
-        name: "upload, one volume".into(),
-        volumes: vec![4],
-        upload: true,
-    };
-    check(&sc, WRITE_POINTS);
+    write_case("upload, one volume", &[4], true);
 }
 
 #[test]
 fn upload_into_two_volumes() {
-    let sc = Write {
-        name: "upload, two volumes".into(),
-        volumes: vec![2, 2],
-        upload: true,
-    };
-    check(&sc, WRITE_POINTS);
+    write_case("upload, two volumes", &[2, 2], true);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Helpers shared by the engine test binaries.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,22 @@ use sectorfs::engine::{Engine, Options, Placement};
 use sectorfs::merkle::{Root, SECTOR_SIZE, sector_root};
 
 pub mod rng;
+
+/// A sector and its root.
+pub type Sector = (Root, Vec<u8>);
+
+/// The sector of `seed`, made once per test binary (hashing is the slow
+/// part) and shared by every test.
+pub fn cached_sector(seed: u64) -> &'static Sector {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<HashMap<u64, &'static Sector>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(s) = cache.lock().unwrap().get(&seed) {
+        return s;
+    }
+    let made: &'static _ = Box::leak(Box::new(make_sector(seed)));
+    cache.lock().unwrap().entry(seed).or_insert(made)
+}
 
 /// A sector of noise and its root: distinct per seed, cheap to make.
 pub fn make_sector(seed: u64) -> (Root, Vec<u8>) {

@@ -272,6 +272,11 @@ impl Mount {
         xattr(&self.sector_path(root), "user.sectorfs.refs").unwrap()
     }
 
+    /// Free writable slots, as `df` counts them (`f_bavail`).
+    pub fn df_free(&self) -> u64 {
+        self.sh_ok("stat -f -c %a \"$MNT\"").trim().parse().unwrap()
+    }
+
     /// The references of the sector of noise `seed`.
     pub fn refs_of(&self, seed: u64) -> String {
         self.refs(&sector_root(&sector(seed)))

@@ -166,13 +166,7 @@ fn archivers_and_copiers_store_sectors_and_exit_0() {
 #[test]
 fn staging_files_are_dropped_by_rm_unmount_and_restart() {
     let mut m = Mount::start(&[]);
-    let free = |m: &Mount| {
-        m.sh_ok("stat -f -c %a \"$MNT\"")
-            .trim()
-            .parse::<u64>()
-            .unwrap()
-    };
-    let before = free(&m);
+    let before = m.df_free();
     let stage = |m: &Mount, name: &str, seed: u64| {
         std::fs::write(m.path(&format!("sectors/{name}")), sector(seed)).unwrap()
     };
@@ -214,7 +208,11 @@ fn staging_files_are_dropped_by_rm_unmount_and_restart() {
     assert_eq!(errno(&e), libc::ENOENT);
     // rm drops one, and its slot comes back
     std::fs::remove_file(m.path("sectors/.b")).unwrap();
-    assert_eq!(free(&m), before - 1, "only the stored sector takes a slot");
+    assert_eq!(
+        m.df_free(),
+        before - 1,
+        "only the stored sector takes a slot"
+    );
     // left behind at a kill -9: gone after the restart, no slot leaked
     stage(&m, ".c", 93);
     m.kill();
@@ -222,12 +220,12 @@ fn staging_files_are_dropped_by_rm_unmount_and_restart() {
     let e = std::fs::metadata(m.path("sectors/.c")).unwrap_err();
     assert_eq!(errno(&e), libc::ENOENT);
     assert_eq!(m.used(1), 1);
-    assert_eq!(free(&m), before - 1);
+    assert_eq!(m.df_free(), before - 1);
     // and at a clean unmount
     stage(&m, ".d", 94);
     m.remount();
     assert!(std::fs::metadata(m.path("sectors/.d")).is_err());
-    assert_eq!(free(&m), before - 1);
+    assert_eq!(m.df_free(), before - 1);
     m.unmount();
     offline_check(&m, "after staging files were left behind");
     m.mount();
@@ -327,23 +325,17 @@ fn mtime_of(p: &std::path::Path) -> std::time::SystemTime {
 #[test]
 fn staging_files_go_with_their_temp_directory() {
     let m = Mount::start(&[]);
-    let free = |m: &Mount| {
-        m.sh_ok("stat -f -c %a \"$MNT\"")
-            .trim()
-            .parse::<u64>()
-            .unwrap()
-    };
-    let before = free(&m);
+    let before = m.df_free();
     for h in [20, 21] {
         std::fs::create_dir(m.path(&format!("temp/{h}"))).unwrap();
         std::fs::write(m.path(&format!("temp/{h}/.x")), sector(111)).unwrap();
     }
-    assert_eq!(free(&m), before - 2);
+    assert_eq!(m.df_free(), before - 2);
     std::fs::remove_dir(m.path("temp/20")).unwrap();
     m.write("height", "21\n").unwrap();
     // the next staging file made sweeps them
     std::fs::write(m.path("sectors/.y"), sector(112)).unwrap();
-    assert_eq!(free(&m), before - 1, "only .y holds a slot");
+    assert_eq!(m.df_free(), before - 1, "only .y holds a slot");
     // mv -n (RENAME_NOREPLACE) onto a root pinned elsewhere but not in
     // this /temp/<h>: the name is free there, so it is stored
     let root = m.put(&sector(113));
