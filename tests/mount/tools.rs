@@ -234,6 +234,11 @@ fn staging_files_are_dropped_by_rm_unmount_and_restart() {
         let e = std::fs::write(m.path(&format!("{dir}.x")), b"1").unwrap_err();
         assert_eq!(errno(&e), libc::EPERM, "/{dir}.x");
     }
+    // and in /contracts it is a contract id, as before
+    std::fs::write(m.path("contracts/.x"), format!("{}\n", root_of(91))).unwrap();
+    assert_eq!(m.read("contracts/.x"), format!("{}\n", root_of(91)));
+    let e = std::fs::rename(m.path("contracts/.x"), m.path("contracts/bad name")).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
 }
 
 /// A sector's mtime may be set, by path or through the file being
