@@ -384,7 +384,7 @@ impl Driver for InProcess {
 
     fn statfs(&self) -> io::Result<(u64, u64, u64, u64)> {
         let s = self.fs().statfs();
-        Ok((s.blocks, s.free, s.free, s.block_size as u64))
+        Ok((s.blocks, s.free, s.available, s.block_size as u64))
     }
 
     fn scratch(&self) -> &Path {

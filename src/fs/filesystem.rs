@@ -60,11 +60,15 @@ pub struct RenameFlags {
     pub exchange: bool,
 }
 
-/// What `df` shows, in 4 MiB blocks.
+/// What `df` shows, in 4 MiB blocks: used = what sectors occupy
+/// (`blocks - free`), available = what new sectors can take. Free slots
+/// that take none (read-only, unavailable, being cut off) are free but not
+/// available, as ext4 treats its reserved blocks.
 #[derive(Debug, Clone, Copy)]
 pub struct Statfs {
     pub blocks: u64,
     pub free: u64,
+    pub available: u64,
     pub files: u64,
     pub block_size: u32,
 }
@@ -753,7 +757,8 @@ impl SectorFs {
         });
         Statfs {
             blocks: cap.total_slots,
-            free: cap.free_writable,
+            free: cap.free_writable + cap.free_readonly + cap.free_unavailable,
+            available: cap.free_writable,
             files: sectors + cap.free_writable,
             block_size: SECTOR_SIZE as u32,
         }

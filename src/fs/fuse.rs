@@ -388,9 +388,9 @@ impl Filesystem for Fuse {
         reply.statfs(
             s.blocks,
             s.free,
-            s.free,
+            s.available,
             s.files,
-            s.free,
+            s.available,
             s.block_size,
             255,
             s.block_size,

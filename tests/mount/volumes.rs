@@ -240,6 +240,11 @@ fn readonly_volumes_serve_reads_and_take_nothing_new() {
         6 * 4 * MIB
     );
     assert_eq!(vfs.blocks_available() as u64, 4);
+    // used is what sectors occupy: the read-only volume's free slots are
+    // free, not used (df showed them as used)
+    assert_eq!(vfs.blocks_free() as u64, 5);
+    let used = m.sh_ok("df -B4M --output=used . | tail -1");
+    assert_eq!(used.trim().trim_end_matches('M'), "1", "df's Used column");
     // new sectors go to the writable volume, until it is full
     let mut on_v2 = Vec::new();
     for seed in 321..325 {

@@ -477,7 +477,8 @@ impl<D: Driver> Case<D> {
         Ok(())
     }
 
-    /// Each volume's used, slots and readonly; and `df`.
+    /// Each volume's used, slots and readonly; and `df` (free: every free
+    /// slot; available: those of writable volumes).
     fn check_volumes(&self) -> Result<(), String> {
         let model = &self.model;
         let mut want: Vec<String> = model.volumes.keys().map(|id| id.to_string()).collect();
@@ -487,7 +488,7 @@ impl<D: Driver> Case<D> {
         if got != want {
             return Err(format!("ls /volumes: {got:?}, the model has {want:?}"));
         }
-        let (mut total, mut free) = (0, 0);
+        let (mut total, mut free, mut all_free) = (0, 0, 0);
         for (id, v) in &model.volumes {
             let read = |f: &str| self.read_text(&format!("volumes/{id}/{f}"));
             let used = model.used(*id);
@@ -503,15 +504,16 @@ impl<D: Driver> Case<D> {
                 ));
             }
             total += v.slots;
+            all_free += v.slots - used;
             if !v.readonly {
                 free += v.slots - used;
             }
         }
         let got = self.d.statfs().map_err(|e| format!("statvfs: {e}"))?;
-        if got != (total, free, free, SECTOR_SIZE as u64) {
+        if got != (total, all_free, free, SECTOR_SIZE as u64) {
             return Err(format!(
                 "df: (blocks, bfree, bavail, frsize) {got:?}, the model has \
-                 ({total}, {free}, {free}, {SECTOR_SIZE})"
+                 ({total}, {all_free}, {free}, {SECTOR_SIZE})"
             ));
         }
         Ok(())
