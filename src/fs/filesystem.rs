@@ -21,7 +21,7 @@ use super::inode::Node;
 use super::known::KnownSectors;
 use super::sector_file::SectorFile;
 use super::staging::{Staging, is_staging_name};
-use crate::engine::{Engine, Reference};
+use crate::engine::{Engine, Reference, check_temp_height};
 use crate::error::{Error, Result};
 use crate::merkle::{Root, SECTOR_SIZE};
 
@@ -473,11 +473,7 @@ impl SectorFs {
                 return Err(Error::Busy("this sector is still being written".into()));
             }
             Node::Staging(id) if write => {
-                let file = self.staged(id)?;
-                if flags & libc::O_TRUNC != 0 {
-                    file.lock().set_len(0)?;
-                }
-                (Handle::SectorWrite(file), direct)
+                (Handle::SectorWrite(self.reopen_staged(id, flags)?), direct)
             }
             Node::Staging(_) => {
                 return Err(Error::Busy(
@@ -601,27 +597,21 @@ impl SectorFs {
     /// A staging file made (or, made meanwhile by another process, opened
     /// as by `open`).
     fn create_staged(&self, dir: Node, name: &str, flags: i32) -> Result<(Node, u64)> {
+        let height = self.engine.height()?;
         let reference = match dir {
             Node::TempHeight(h) => {
-                self.check_temp_height(h)?;
+                check_temp_height(h, height)?;
                 Reference::Temp(h)
             }
             _ => Reference::Pin,
         };
-        let height = self.engine.height()?;
         self.staging
             .sweep(|d| matches!(d, Node::TempHeight(h) if h <= height));
         let file = match self.staging.find(dir, name) {
             Some(_) if flags & libc::O_EXCL != 0 => {
                 return Err(Error::Exists(format!("{}/{name} exists", dir.path())));
             }
-            Some(id) => {
-                let file = self.staged(id)?;
-                if flags & libc::O_TRUNC != 0 {
-                    file.lock().set_len(0)?;
-                }
-                (id, file)
-            }
+            Some(id) => (id, self.reopen_staged(id, flags)?),
             None => {
                 let file = Arc::new(Mutex::new(SectorFile::new(
                     self.engine.clone(),
@@ -633,6 +623,15 @@ impl SectorFs {
         };
         let fh = self.handles.insert(Handle::SectorWrite(file.1));
         Ok((Node::Staging(file.0), fh))
+    }
+
+    /// Staging file `id` opened for writing again (`O_TRUNC` empties it).
+    fn reopen_staged(&self, id: u64, flags: i32) -> Result<Arc<Mutex<SectorFile>>> {
+        let file = self.staged(id)?;
+        if flags & libc::O_TRUNC != 0 {
+            file.lock().set_len(0)?;
+        }
+        Ok(file)
     }
 
     /// Reads up to `size` bytes at `offset` and hands them to `reply`

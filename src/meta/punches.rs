@@ -23,21 +23,11 @@ impl Meta {
     /// Records slots whose bytes must be punched out before they are used
     /// again (a punch that failed), for the next open to finish.
     pub fn record_punches(&self, slots: &[(u32, u64)]) -> Result<()> {
-        if slots.is_empty() {
-            return Ok(());
-        }
-        self.write(|tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO pending_punches (volume_id, slot) VALUES (?1, ?2)",
-                )
-                .ctx("recording slots to punch")?;
-            for (vol, slot) in slots {
-                stmt.execute(params![vol, *slot as i64])
-                    .ctx("recording slots to punch")?;
-            }
-            Ok(())
-        })
+        self.per_slot(
+            "INSERT OR IGNORE INTO pending_punches (volume_id, slot) VALUES (?1, ?2)",
+            slots,
+            "recording slots to punch",
+        )
     }
 
     /// The pending punches of volume `vol` whose slot no sector owns.
@@ -58,16 +48,23 @@ impl Meta {
 
     /// Forgets slots whose bytes are now punched out.
     pub fn clear_punches(&self, slots: &[(u32, u64)]) -> Result<()> {
+        self.per_slot(
+            "DELETE FROM pending_punches WHERE volume_id = ?1 AND slot = ?2",
+            slots,
+            "clearing punched slots",
+        )
+    }
+
+    /// Runs `sql` (parameters: volume, slot) for each of `slots`, in one
+    /// transaction.
+    fn per_slot(&self, sql: &str, slots: &[(u32, u64)], what: &str) -> Result<()> {
         if slots.is_empty() {
             return Ok(());
         }
         self.write(|tx| {
-            let mut stmt = tx
-                .prepare_cached("DELETE FROM pending_punches WHERE volume_id = ?1 AND slot = ?2")
-                .ctx("clearing punched slots")?;
+            let mut stmt = tx.prepare_cached(sql).ctx(what)?;
             for (vol, slot) in slots {
-                stmt.execute(params![vol, *slot as i64])
-                    .ctx("clearing punched slots")?;
+                stmt.execute(params![vol, *slot as i64]).ctx(what)?;
             }
             Ok(())
         })

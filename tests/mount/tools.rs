@@ -254,22 +254,8 @@ fn mtimes_are_kept_so_rsync_twice_sends_nothing() {
         "touch -d '2020-02-03 04:05:06.789' {}/*",
         src.display()
     ));
-    let first = m.sh_ok(&format!(
-        "rsync -a --stats {}/ \"$MNT/sectors/\"",
-        src.display()
-    ));
-    assert!(
-        first.contains("Number of regular files transferred: 3"),
-        "{first}"
-    );
-    let second = m.sh_ok(&format!(
-        "rsync -a --stats {}/ \"$MNT/sectors/\"",
-        src.display()
-    ));
-    assert!(
-        second.contains("Number of regular files transferred: 0"),
-        "{second}"
-    );
+    assert_eq!(rsync_transferred(&m, &src), 3);
+    assert_eq!(rsync_transferred(&m, &src), 0);
     let path = m.path(&format!("sectors/{}", root_of(101)));
     assert_eq!(mtime_of(&path), mtime_of(&src.join(root_of(101))));
     // stored_at: when it was first stored, not the time set
@@ -310,14 +296,7 @@ fn mtimes_are_kept_so_rsync_twice_sends_nothing() {
     m.remount();
     assert_eq!(mtime_of(&path), touched);
     assert_eq!(mtime_of(&copied), mtime_of(&original));
-    let third = m.sh_ok(&format!(
-        "rsync -a --stats {}/ \"$MNT/sectors/\"",
-        src.display()
-    ));
-    assert!(
-        third.contains("Number of regular files transferred: 1"),
-        "only the one touched: {third}"
-    );
+    assert_eq!(rsync_transferred(&m, &src), 1, "only the one touched");
 }
 
 fn mtime_of(p: &std::path::Path) -> std::time::SystemTime {
@@ -350,4 +329,16 @@ fn staging_files_go_with_their_temp_directory() {
         "mv -n \"$MNT/temp/30/.z\" \"$MNT/temp/30/{root}\""
     ));
     assert_eq!(m.refs(&root), "pin=1 contracts=0 temp=1");
+}
+
+/// `rsync -a` of `src` into /sectors: how many files it sent (`--stats`).
+fn rsync_transferred(m: &Mount, src: &std::path::Path) -> u64 {
+    let out = m.sh_ok(&format!(
+        "rsync -a --stats {}/ \"$MNT/sectors/\"",
+        src.display()
+    ));
+    out.lines()
+        .find_map(|l| l.strip_prefix("Number of regular files transferred: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no transfer count in rsync's stats:\n{out}"))
 }
