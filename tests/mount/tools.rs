@@ -221,10 +221,30 @@ fn staging_files_are_dropped_by_rm_unmount_and_restart() {
     assert_eq!(errno(&e), libc::ENOENT);
     assert_eq!(m.used(1), 1);
     assert_eq!(m.df_free(), before - 1);
-    // and at a clean unmount
+    // and at a clean unmount, with its writer killed half way (it still
+    // held the file)
     stage(&m, ".d", 94);
+    let half = m.path("sectors/.e");
+    let mut writer = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("head -c 1048576 /dev/zero > \"$0\" && exec sleep 60")
+        .arg(&half)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::metadata(&half).map_or(0, |md| md.len()) < 1 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never wrote"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    writer.kill().unwrap();
+    writer.wait().unwrap();
     m.remount();
-    assert!(std::fs::metadata(m.path("sectors/.d")).is_err());
+    for name in [".d", ".e"] {
+        assert!(std::fs::metadata(m.path(&format!("sectors/{name}"))).is_err());
+    }
     assert_eq!(m.df_free(), before - 1);
     m.unmount();
     offline_check(&m, "after staging files were left behind");
