@@ -12,4 +12,5 @@ pub mod merkle;
 pub mod meta;
 pub mod parse;
 pub mod report;
+pub mod text;
 pub mod volume;

@@ -149,6 +149,36 @@ pub fn parse_height(line: &str) -> Result<u64> {
         .ok_or_else(|| Error::Invalid(format!("height {:?} is too large", short(t))))
 }
 
+/// A line of `/copies`: `<min>` (max the same) or `<min> <max>`, with
+/// `max >= min >= 1`.
+pub fn parse_copies(line: &str) -> Result<(u32, u32)> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let number = |w: &str| -> Result<u32> {
+        w.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            Error::Invalid(format!(
+                "a number of copies is a whole number from 1, not {:?}",
+                short(w)
+            ))
+        })
+    };
+    let (min, max) = match words.as_slice() {
+        [min] => (number(min)?, number(min)?),
+        [min, max] => (number(min)?, number(max)?),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "write the copies as <min> or <min> <max> (for example: 2 3), not {:?}",
+                short(line.trim())
+            )));
+        }
+    };
+    if max < min {
+        return Err(Error::Invalid(format!(
+            "the most copies ({max}) cannot be fewer than the fewest ({min})"
+        )));
+    }
+    Ok((min, max))
+}
+
 /// A duration: a number with a unit `s`, `m`, `h` or `d` (`90s`, `7d`).
 pub fn parse_duration(text: &str) -> Result<std::time::Duration> {
     let t = text.trim();

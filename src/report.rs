@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::engine::{Alert, Capacity, Engine, Severity, VolumeInfo};
+use crate::engine::{Alert, Capacity, CopyCensus, Engine, Severity, VolumeInfo};
 use crate::error::Result;
 
 #[derive(Debug, Serialize)]
@@ -24,9 +24,13 @@ pub struct Totals {
     pub placement: String,
     #[serde(flatten)]
     pub capacity: Capacity,
+    /// Sectors by readable copies, against the copies setting.
+    pub copies: CopyCensus,
 }
 
 pub fn status(engine: &Engine) -> Result<Status> {
+    // first: it raises or clears the alerts about copies
+    let copies = engine.copy_census()?;
     let alerts = engine.alerts().list();
     let worst = alerts.iter().map(|a| a.severity).max();
     let health = match worst {
@@ -37,10 +41,11 @@ pub fn status(engine: &Engine) -> Result<Status> {
     Ok(Status {
         health,
         totals: Totals {
-            sectors: engine.meta().count_sectors()?,
+            sectors: copies.sectors,
             height: engine.height()?,
             placement: engine.options().placement.to_string(),
             capacity: engine.capacity(),
+            copies,
         },
         volumes: engine.volume_infos(),
         alerts,
@@ -66,6 +71,24 @@ pub fn status_text(engine: &Engine) -> Result<String> {
         s.totals.sectors,
         s.totals.height
     );
+    let k = &s.totals.copies;
+    if (k.min, k.max) != (1, 1) || k.sectors != k.by_copies.get(&1).copied().unwrap_or(0) {
+        let by: Vec<String> = k
+            .by_copies
+            .iter()
+            .map(|(copies, n)| format!("{} with {copies}", crate::text::plural(*n, "sector", "sectors")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "copies: min {} max {}; {}; {} under-replicated, {} lost, {} sharing a device",
+            k.min,
+            k.max,
+            if by.is_empty() { "no sectors".to_string() } else { by.join(", ") },
+            k.under_replicated,
+            k.lost,
+            k.sharing_a_device
+        );
+    }
     for a in &s.alerts {
         let _ = write!(out, "{} {} {}", a.severity, a.id, a.message);
         if let Some(p) = &a.progress {
@@ -130,6 +153,48 @@ pub fn metrics(engine: &Engine) -> Result<String> {
         "Current chain height.",
         "gauge",
         &one(s.totals.height),
+    );
+    let k = &s.totals.copies;
+    gauge(
+        "copies_min",
+        "Copies of each sector the store keeps at least.",
+        "gauge",
+        &one(k.min as u64),
+    );
+    gauge(
+        "copies_max",
+        "Copies of each sector the store keeps at most.",
+        "gauge",
+        &one(k.max as u64),
+    );
+    let by_copies: Vec<(String, u64)> = k
+        .by_copies
+        .iter()
+        .map(|(copies, n)| (format!("{{copies=\"{copies}\"}}"), *n))
+        .collect();
+    gauge(
+        "sectors_by_copies",
+        "Sectors by number of readable copies.",
+        "gauge",
+        &by_copies,
+    );
+    gauge(
+        "sectors_under_replicated",
+        "Sectors with at least one but fewer than min readable copies.",
+        "gauge",
+        &one(k.under_replicated),
+    );
+    gauge(
+        "sectors_without_copy",
+        "Sectors with no readable copy.",
+        "gauge",
+        &one(k.lost),
+    );
+    gauge(
+        "sectors_sharing_device",
+        "Sectors with two readable copies on one device.",
+        "gauge",
+        &one(k.sharing_a_device),
     );
     let per_volume = |f: &dyn Fn(&VolumeInfo) -> u64| -> Vec<(String, u64)> {
         s.volumes
@@ -196,6 +261,12 @@ pub fn metrics(engine: &Engine) -> Result<String> {
         "Sectors found corrupt per volume.",
         "counter",
         &per_volume(&|v| v.stats.corrupt),
+    );
+    gauge(
+        "healed_total",
+        "Bad copies rewritten from a good copy, per volume.",
+        "counter",
+        &per_volume(&|v| v.stats.healed),
     );
     let by_severity: Vec<(String, u64)> = [
         Severity::Info,

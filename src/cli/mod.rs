@@ -177,6 +177,10 @@ struct MountArgs {
     /// [default: one per 1 MiB of --upload-memory]
     #[arg(long)]
     max_uploads: Option<usize>,
+    /// How long a volume may be unavailable before its sectors get new
+    /// copies on other volumes (with /copies above 1)
+    #[arg(long, default_value = "10m")]
+    repair_after: String,
 }
 
 fn run_mount(a: MountArgs) -> Result<(), String> {
@@ -202,12 +206,15 @@ fn run_mount(a: MountArgs) -> Result<(), String> {
         ),
         None => None,
     };
+    let repair_after = sectorfs::parse::parse_duration(&a.repair_after)
+        .map_err(|e| format!("--repair-after: {e}"))?;
     let options = Options {
         placement: a.placement,
         verify_reads: a.verify_reads,
         default_volume_slots,
         upload_memory,
         max_uploads: a.max_uploads,
+        repair_after,
         ..Options::default()
     };
     // before the engine starts its threads, so they leave SIGINT/SIGTERM

@@ -48,6 +48,8 @@ struct VolumeSlots {
     writable: bool,
     /// New sectors only below this slot (a shrink in progress).
     limit: Option<u64>,
+    /// The device of its file: copies of a sector go to different ones.
+    device: u64,
 }
 
 impl VolumeSlots {
@@ -75,12 +77,19 @@ impl Allocator {
                 map,
                 writable,
                 limit: None,
+                device: u64::MAX - id as u64,
             },
         );
     }
 
     pub fn remove_volume(&mut self, id: u32) {
         self.volumes.remove(&id);
+    }
+
+    pub fn set_device(&mut self, id: u32, device: u64) {
+        if let Some(v) = self.volumes.get_mut(&id) {
+            v.device = device;
+        }
     }
 
     pub fn set_writable(&mut self, id: u32, writable: bool) {
@@ -92,24 +101,71 @@ impl Allocator {
     /// Reserves a free slot in the volume the policy picks, skipping
     /// `exclude` (volumes that just failed a write).
     pub fn reserve(&mut self, exclude: &[u32]) -> Option<(u32, u64)> {
-        let candidates: Vec<Candidate> = self
+        self.reserve_avoiding(exclude, &[]).map(|(slot, _)| slot)
+    }
+
+    /// Reserves slots for `n` copies of one sector, each on its own volume
+    /// outside `exclude`, on devices other than `devices` (those of its
+    /// other copies) and each other's wherever volumes with room allow.
+    /// May return fewer (no more volumes with room); true when some copy
+    /// had to share a device.
+    pub fn reserve_copies(
+        &mut self,
+        n: usize,
+        exclude: &[u32],
+        devices: &[u64],
+    ) -> (Vec<(u32, u64)>, bool) {
+        let mut exclude = exclude.to_vec();
+        let mut devices = devices.to_vec();
+        let mut out = Vec::with_capacity(n);
+        let mut shared = false;
+        while out.len() < n {
+            let Some(((vol, slot), distinct)) = self.reserve_avoiding(&exclude, &devices) else {
+                break;
+            };
+            shared |= !distinct;
+            exclude.push(vol);
+            devices.push(self.volumes[&vol].device);
+            out.push((vol, slot));
+        }
+        (out, shared)
+    }
+
+    /// Reserves a slot outside `exclude`, on a device outside `devices`
+    /// when any volume there has room (then true), else on any.
+    fn reserve_avoiding(&mut self, exclude: &[u32], devices: &[u64]) -> Option<((u32, u64), bool)> {
+        let candidates: Vec<(Candidate, u64)> = self
             .volumes
             .iter()
             .filter(|(id, v)| v.writable && !exclude.contains(id))
-            .map(|(id, v)| Candidate {
-                id: *id,
-                total: v.limit.unwrap_or(v.map.total()),
-                free: v.placeable(),
+            .map(|(id, v)| {
+                let c = Candidate {
+                    id: *id,
+                    total: v.limit.unwrap_or(v.map.total()),
+                    free: v.placeable(),
+                };
+                (c, v.device)
             })
-            .filter(|c| c.free > 0)
+            .filter(|(c, _)| c.free > 0)
             .collect();
-        let id = choose(self.policy, &candidates, self.last, |n| {
+        let apart: Vec<Candidate> = candidates
+            .iter()
+            .filter(|(_, d)| !devices.contains(d))
+            .map(|(c, _)| *c)
+            .collect();
+        let distinct = !apart.is_empty();
+        let pool: Vec<Candidate> = if distinct {
+            apart
+        } else {
+            candidates.iter().map(|(c, _)| *c).collect()
+        };
+        let id = choose(self.policy, &pool, self.last, |n| {
             rand::random_range(0..n.max(1))
         })?;
         self.last = Some(id);
         let v = self.volumes.get_mut(&id)?;
         let slot = v.map.take_below(v.limit.unwrap_or(u64::MAX))?;
-        Some((id, slot))
+        Some(((id, slot), distinct))
     }
 
     /// Reserves the lowest free slot below `below` in one volume, writable

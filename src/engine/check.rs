@@ -195,7 +195,7 @@ impl Engine {
                 match verdict {
                     Verdict::Good => {
                         report.good += 1;
-                        good.push(s.id);
+                        good.push((s.id, s.volume_id));
                     }
                     Verdict::Corrupt => {
                         self.note_corrupt(v, s);

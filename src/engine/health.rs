@@ -30,6 +30,9 @@ pub(super) struct Health {
     stopping: AtomicBool,
     /// Held while an unavailable volume is reopened: one at a time.
     reopening: Mutex<()>,
+    /// Volumes seen unavailable: since when, and whether their sectors'
+    /// repair was asked for.
+    unavailable: Mutex<std::collections::HashMap<u32, (Instant, bool)>>,
 }
 
 impl Health {
@@ -38,7 +41,7 @@ impl Health {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
-    fn stopping(&self) -> bool {
+    pub(super) fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
     }
 }
@@ -67,6 +70,7 @@ impl Engine {
         let file = Arc::new(file);
         self.retry_punches(id, &file);
         v.set_file(file);
+        self.alloc.lock().set_device(id, v.device());
         self.note_back_in_service(&v);
         {
             // a job under way keeps its state (a volume being removed must
@@ -91,6 +95,7 @@ impl Engine {
     pub fn health_pass(&self) {
         for id in self.volume_ids() {
             let Ok(v) = self.volume(id) else { continue };
+            self.note_availability(id, v.state() == VolumeState::Unavailable);
             if v.state() == VolumeState::Unavailable {
                 match self.reopen_volume(id) {
                     Ok(()) => tracing::info!(volume = id, "volume {id} is back"),
@@ -100,6 +105,29 @@ impl Engine {
                 continue;
             }
             self.check_file_still_there(&v);
+        }
+    }
+
+    /// Churn: a volume unavailable for `repair_after` has its sectors'
+    /// copies made elsewhere; one back after that has the extra copies
+    /// dropped.
+    fn note_availability(&self, id: u32, unavailable: bool) {
+        let mut seen = self.health.unavailable.lock();
+        if !unavailable {
+            if let Some((_, true)) = seen.remove(&id) {
+                drop(seen);
+                self.request_repair(&format!("volume {id} is back"));
+            }
+            return;
+        }
+        let (since, asked) = seen.entry(id).or_insert((Instant::now(), false));
+        if !*asked && since.elapsed() >= self.options.repair_after {
+            *asked = true;
+            drop(seen);
+            self.request_repair(&format!(
+                "volume {id} has been unavailable for {}",
+                crate::text::plural(self.options.repair_after.as_secs(), "second", "seconds")
+            ));
         }
     }
 
@@ -116,6 +144,12 @@ impl Engine {
             })
             .map_err(|e| Error::io("cannot start the health thread", e))?;
         self.jobs.threads.lock().push(health);
+        let engine = self.clone();
+        let repair = std::thread::Builder::new()
+            .name("repair".into())
+            .spawn(move || engine.repair_loop())
+            .map_err(|e| Error::io("cannot start the repair thread", e))?;
+        self.jobs.threads.lock().push(repair);
         if let Some(opts) = scrub {
             let engine = self.clone();
             let t = std::thread::Builder::new()
@@ -128,7 +162,7 @@ impl Engine {
     }
 
     /// Sleeps up to `d`; false when the engine is stopping.
-    fn sleep_unless_stopping(&self, d: Duration) -> bool {
+    pub(super) fn sleep_unless_stopping(&self, d: Duration) -> bool {
         let until = Instant::now() + d;
         while Instant::now() < until {
             if self.health.stopping() {
@@ -174,7 +208,11 @@ impl Engine {
             cursor = last.id;
             let mut good = Vec::new();
             let mut buf = vec![0u8; crate::merkle::SECTOR_SIZE];
+            let mut copies = Vec::with_capacity(batch.len());
             for s in &batch {
+                copies.extend(self.meta.copies_of(s.id)?);
+            }
+            for s in &copies {
                 // a volume removed or out of service meanwhile: its alerts
                 // say so, and a later pass reads the sector where it is
                 let Ok(v) = self.volume(s.volume_id) else {
@@ -182,11 +220,16 @@ impl Engine {
                 };
                 let Ok(file) = v.file() else { continue };
                 match file.read(s.slot, 0, &mut buf) {
-                    Ok(()) if crate::merkle::sector_root(&buf) == s.root => good.push(s.id),
+                    Ok(()) if crate::merkle::sector_root(&buf) == s.root => {
+                        good.push((s.id, s.volume_id))
+                    }
                     // moved or freed since it was listed: nothing to hold
                     // against it (the next pass reads it where it is)
                     _ if !self.still_at(s)? => {}
-                    Err(e) => self.note_scrub_read_error(&v, &e.to_string()),
+                    Err(e) => {
+                        self.note_scrub_read_error(&v, &e.to_string());
+                        self.heal_later(s);
+                    }
                     Ok(()) => self.note_corrupt(&v, s),
                 }
                 bytes += buf.len() as u64;

@@ -6,12 +6,14 @@ mod alloc;
 mod buffers;
 mod check;
 mod chunk_hasher;
+mod copies;
 mod health;
 mod jobs;
 mod lock;
 pub mod placement;
 mod punches;
 mod refs;
+mod repair;
 mod sectors;
 mod slot_writer;
 mod slots;
@@ -31,6 +33,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub use alerts::{Alert, Alerts, Progress, Severity};
 pub use check::{CheckReport, OfflineReport};
+pub use copies::CopyCensus;
 pub use health::ScrubOptions;
 pub use placement::Placement;
 pub use refs::check_contract_name;
@@ -41,7 +44,7 @@ pub use upload_limits::{MIN_UPLOAD_MEMORY, default_max_uploads, default_upload_m
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 
 pub use crate::meta::{
-    ContractEdit, ContractRow, Freed, MAX_TEMP_HEIGHT, RefCounts, Reference, SectorRow,
+    ContractEdit, ContractRow, CopiesSetting, Freed, MAX_TEMP_HEIGHT, RefCounts, Reference, SectorRow,
     check_temp_height,
 };
 
@@ -69,7 +72,13 @@ pub struct Options {
     /// Opens the volume files: the real files, or in tests files that fail
     /// on demand (`volume::faults`).
     pub storage: Arc<dyn StorageOpener>,
+    /// How long a volume may be unavailable before its sectors get new
+    /// copies elsewhere.
+    pub repair_after: std::time::Duration,
 }
+
+/// The default of [`Options::repair_after`]: ten minutes.
+pub const DEFAULT_REPAIR_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Default for Options {
     fn default() -> Self {
@@ -80,6 +89,7 @@ impl Default for Options {
             upload_memory: None,
             max_uploads: None,
             storage: Arc::new(Disk),
+            repair_after: DEFAULT_REPAIR_AFTER,
         }
     }
 }
@@ -103,8 +113,14 @@ pub struct Engine {
     refs_listener: RwLock<Option<RefsListener>>,
     jobs: jobs::Jobs,
     health: health::Health,
-    /// Sectors found corrupt since start: their reads fail with EIO.
-    corrupt: Mutex<std::collections::HashSet<i64>>,
+    /// Copies (sector, volume) found corrupt since start and not rewritten
+    /// since: reads skip them, and fail with EIO when no other copy reads.
+    corrupt: Mutex<std::collections::HashSet<(i64, u32)>>,
+    /// How many copies of each sector the store keeps.
+    copies: RwLock<CopiesSetting>,
+    /// The last count of sectors by copies, and when it was made.
+    census: Mutex<Option<(std::time::Instant, CopyCensus)>>,
+    repair: repair::Repair,
     /// The memory and the number of sector files being written.
     uploads: upload_limits::UploadLimits,
     _lock: DataDirLock,
@@ -135,6 +151,7 @@ impl Engine {
             .unwrap_or_else(|| default_max_uploads(upload_memory));
         let lock = DataDirLock::acquire(data_dir)?;
         let meta = Meta::open(&data_dir.join("sectorfs.db"))?;
+        let copies = meta.copies_setting()?;
         let engine = Engine {
             data_dir: data_dir.to_path_buf(),
             meta,
@@ -148,6 +165,9 @@ impl Engine {
             jobs: jobs::Jobs::default(),
             health: health::Health::default(),
             corrupt: Mutex::new(Default::default()),
+            copies: RwLock::new(copies),
+            census: Mutex::new(None),
+            repair: Default::default(),
             uploads: upload_limits::UploadLimits::new(upload_memory, max_uploads),
             _lock: lock,
         };
@@ -218,6 +238,7 @@ impl Engine {
         })?;
         for (id, map) in maps {
             alloc.add_volume(id, map, volumes[&id].writable());
+            alloc.set_device(id, volumes[&id].device());
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use super::buffers;
+use super::copies::Placed;
 use super::volumes::bump;
 use super::workers::no_thread;
 use super::{Engine, Reference, SectorRow, check_temp_height, now_secs};
@@ -95,119 +96,93 @@ impl Engine {
             check_temp_height(expiration, self.meta.height()?)?;
         }
         loop {
-            let (vol_id, slot) = self.reserve(&failed)?;
             let epoch = self.truncations.snapshot();
-            let volume = self.volume(vol_id)?;
-            let (written, verified) = match verify.take() {
-                Some(v) => std::thread::scope(|scope| {
-                    // The hash starts once the data is copied into the
-                    // write buffers: the copy has a core to itself, the
-                    // device starts sooner, and the hash fits inside the
-                    // wait for the write and the sync.
-                    let (copied, wait_copied) = std::sync::mpsc::sync_channel::<()>(1);
-                    let writer = std::thread::Builder::new()
-                        .name("sector-write".into())
-                        .spawn_scoped(scope, || {
-                            self.write_slot(&volume, slot, data, move || drop(copied))
-                        });
-                    if writer.is_ok() {
-                        // an error when the writer drops it: copied or failed
-                        let _ = wait_copied.recv();
-                    }
-                    let verified = v();
-                    let written = match writer {
-                        Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                        Err(e) => {
-                            no_thread("sector-write", &e);
-                            self.write_slot(&volume, slot, data, || {})
-                        }
-                    };
-                    (written, verified)
-                }),
-                None => (self.write_slot(&volume, slot, data, || {}), Ok(())),
-            };
-            if let Err(e) = verified {
-                // the slot may hold the bad data: punch it before it is reused
-                self.discard_slot(vol_id, slot);
-                return Err(e);
-            }
-            let file = match written {
-                Ok(file) => file,
-                // no memory for the buffers: no fault of the volume's
-                Err(e) if matches!(e.errno(), libc::ENOBUFS | libc::ENOMEM) => {
-                    self.discard_slot(vol_id, slot);
-                    return Err(e);
-                }
-                Err(e) => {
-                    // the slot never had a row: return it and try elsewhere
-                    self.discard_slot(vol_id, slot);
-                    failed.push(vol_id);
-                    tracing::error!(volume = vol_id, slot, "write failed: {e}");
-                    self.note_write_error(&volume, &e);
-                    continue;
-                }
-            };
-            match self.commit_new(root, &volume, &file, slot, epoch, reference)? {
+            let want = self.copies_setting().min as usize;
+            let placed = self.write_copies(data, want, &[], &mut failed, verify.take())?;
+            match self.commit_new(root, &placed, epoch, reference)? {
                 Some(stored) => return Ok(stored),
-                // the volume shrank or went meanwhile: write it elsewhere
+                // the volumes shrank or went meanwhile: write it elsewhere
                 None => continue,
             }
         }
     }
 
-    /// Records a new sector whose data is already synced in `slot` of
-    /// `file`, reserved when the truncation count was `epoch`. `None` when
-    /// the slot left its volume meanwhile, a shrink may have cut its bytes
-    /// off, the volume's file is another one now (it went missing and came
-    /// back), or the volume takes no new sectors any more (read-only,
-    /// unavailable, being removed): the caller writes the data elsewhere.
-    /// The slot is given back on every outcome but a new row.
+    /// Records a new sector whose copies are written and synced in
+    /// `placed`, reserved when the truncation count was `epoch`. A copy is
+    /// not recorded when its slot left its volume meanwhile, a shrink may
+    /// have cut its bytes off, its volume's file is another one now (it
+    /// went missing and came back), or its volume takes no new sectors any
+    /// more (read-only, unavailable, being removed); `None` when no copy is
+    /// left: the caller writes the data elsewhere. Every slot not recorded
+    /// is given back.
     pub(super) fn commit_new(
         &self,
         root: &Root,
-        volume: &Arc<super::Volume>,
-        file: &Arc<VolumeFile>,
-        slot: u64,
+        placed: &[Placed],
         epoch: u64,
         reference: Reference,
     ) -> Result<Option<Stored>> {
         self.crash_point("write:synced");
         // checked inside the transaction: a shrink commits its new size
         // before it cuts the file, and no grow can follow until it has
-        let intact =
-            || self.truncations.none_since(epoch) && volume.holds(file) && volume.writable();
-        let inserted =
-            self.meta
-                .insert_sector(root, volume.id, slot, now_secs(), reference, &intact);
-        let stored = match inserted {
-            Ok(Inserted::New(id)) => {
+        let intact = |vol: u32| {
+            self.truncations.none_since(epoch)
+                && placed
+                    .iter()
+                    .find(|p| p.volume.id == vol)
+                    .is_some_and(|p| p.volume.holds(&p.file) && p.volume.writable())
+        };
+        let slots: Vec<(u32, u64)> = placed.iter().map(|p| (p.volume.id, p.slot)).collect();
+        let inserted = self
+            .meta
+            .insert_sector(root, &slots, now_secs(), reference, &intact);
+        let give_back = |keep: &dyn Fn(&Placed) -> bool| {
+            for p in placed.iter().filter(|p| !keep(p)) {
+                self.discard_slot(p.volume.id, p.slot);
+            }
+        };
+        match inserted {
+            Ok(Inserted::New { id, gone }) => {
                 self.crash_point("write:committed");
-                bump(&volume.stats.writes);
-                self.note_success(volume);
+                let kept = |p: &Placed| !gone.contains(&(p.volume.id, p.slot));
+                for p in placed.iter().filter(|p| kept(p)) {
+                    bump(&p.volume.stats.writes);
+                    self.note_success(&p.volume);
+                }
+                give_back(&kept);
+                let copies = placed.len() - gone.len();
+                if copies < self.copies_setting().min as usize {
+                    self.note_under_replicated(root, copies);
+                }
                 // the last free slot just went: alert now, not at the next
                 // write refused
                 self.space_changed();
-                return Ok(Some(Stored {
+                Ok(Some(Stored {
                     sector_id: id,
                     new: true,
-                }));
+                }))
             }
             Ok(Inserted::AlreadyStored(id)) => {
+                give_back(&|_| false);
                 self.refs_changed(&[id]);
                 Ok(Some(Stored {
                     sector_id: id,
                     new: false,
                 }))
             }
-            Ok(Inserted::SlotGone) => Ok(None),
+            Ok(Inserted::SlotGone) => {
+                give_back(&|_| false);
+                Ok(None)
+            }
             // the commit may yet be found committed (a failed WAL sync is
-            // recovered at the next open): the slot stays reserved, unpunched,
-            // and the next open sees from the rows whose it is
-            Err(e) if e.commit_uncertain() => return Err(e),
-            Err(e) => Err(e),
-        };
-        self.discard_slot(volume.id, slot);
-        stored
+            // recovered at the next open): the slots stay reserved,
+            // unpunched, and the next open sees from the rows whose they are
+            Err(e) if e.commit_uncertain() => Err(e),
+            Err(e) => {
+                give_back(&|_| false);
+                Err(e)
+            }
+        }
     }
 
     pub(super) fn reserve(&self, failed: &[u32]) -> Result<(u32, u64)> {
@@ -229,7 +204,7 @@ impl Engine {
 
     /// Writes and syncs `data` into `slot`, calling `copied` once it is all
     /// in the write buffers (or the copy failed); the file written.
-    fn write_slot(
+    pub(super) fn write_slot(
         &self,
         volume: &super::Volume,
         slot: u64,
@@ -316,12 +291,20 @@ impl Engine {
         self.meta.ref_counts(sector_id)
     }
 
-    /// Reads `buf.len()` bytes of the sector `root` from `offset`.
+    /// Reads `buf.len()` bytes of the sector `root` from `offset`, from any
+    /// readable copy: the first added first, copies on volumes out of
+    /// service and copies found corrupt last or never.
     ///
-    /// The location is looked up again after the read: if the sector moved
-    /// or was freed (and perhaps stored again) meanwhile, the bytes read may
-    /// belong to another sector, so they are never returned, and a failed or
-    /// wrong read is not held against the sector or its volume.
+    /// A copy that fails to read, or (with verified reads) fails its root
+    /// check, is not served: the next copy answers, and the bad one is
+    /// rewritten from a good one in the background. The read fails only
+    /// when no copy can be read.
+    ///
+    /// Each copy is looked up again after its read: if it moved or was
+    /// dropped (the sector freed, and perhaps stored again) meanwhile, the
+    /// bytes read may belong to another sector, so they are never returned,
+    /// and a failed or wrong read is not held against the copy or its
+    /// volume.
     pub fn read_sector(&self, root: &Root, offset: u64, buf: &mut [u8]) -> Result<()> {
         if offset
             .checked_add(buf.len() as u64)
@@ -333,47 +316,59 @@ impl Engine {
             )));
         }
         let not_stored = || Error::NotFound(format!("sector {root} is not stored"));
-        let mut at = self.meta.lookup(root)?.ok_or_else(not_stored)?;
-        for _ in 0..8 {
-            if self.corrupt.lock().contains(&at.id) {
-                return Err(corrupt_error(&at));
+        'again: for _ in 0..8 {
+            let copies = self.read_order(self.meta.lookup_copies(root)?);
+            let mut failure = None;
+            for at in &copies {
+                if self.is_corrupt_copy(at) {
+                    failure.get_or_insert_with(|| corrupt_error(at));
+                    continue;
+                }
+                let volume = self.volume(at.volume_id);
+                let read = match &volume {
+                    Ok(v) => self.read_slot(v, at, offset, buf),
+                    Err(_) => SlotRead::Failed(None),
+                };
+                if !self.still_at(at)? {
+                    continue 'again;
+                }
+                let volume = match volume {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failure = Some(e);
+                        continue;
+                    }
+                };
+                match read {
+                    SlotRead::Read => {
+                        self.note_success(&volume);
+                        bump(&volume.stats.reads);
+                        volume
+                            .stats
+                            .bytes_read
+                            .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    SlotRead::Failed(None) => {
+                        failure = Some(volume.file().err().unwrap_or_else(|| {
+                            Error::Unavailable(format!("volume {} is unavailable", volume.id))
+                        }));
+                    }
+                    SlotRead::Failed(Some(e)) => {
+                        self.note_read_error(&volume, at, &e.to_string());
+                        self.heal_later(at);
+                        failure = Some(Error::io(
+                            format!("reading sector {root} from volume {} failed", volume.id),
+                            e,
+                        ));
+                    }
+                    SlotRead::Corrupt => {
+                        self.note_corrupt(&volume, at);
+                        failure = Some(corrupt_error(at));
+                    }
+                }
             }
-            let volume = self.volume(at.volume_id);
-            let read = match &volume {
-                Ok(v) => self.read_slot(v, &at, offset, buf),
-                Err(_) => SlotRead::Failed(None),
-            };
-            let now = self.meta.lookup(root)?.ok_or_else(not_stored)?;
-            if (now.id, now.volume_id, now.slot) != (at.id, at.volume_id, at.slot) {
-                at = now;
-                continue;
-            }
-            let volume = volume?;
-            return match read {
-                SlotRead::Read => {
-                    self.note_success(&volume);
-                    bump(&volume.stats.reads);
-                    volume
-                        .stats
-                        .bytes_read
-                        .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    Ok(())
-                }
-                SlotRead::Failed(None) => Err(volume.file().err().unwrap_or_else(|| {
-                    Error::Unavailable(format!("volume {} is unavailable", volume.id))
-                })),
-                SlotRead::Failed(Some(e)) => {
-                    self.note_read_error(&volume, &at, &e.to_string());
-                    Err(Error::io(
-                        format!("reading sector {root} from volume {} failed", volume.id),
-                        e,
-                    ))
-                }
-                SlotRead::Corrupt => {
-                    self.note_corrupt(&volume, &at);
-                    Err(corrupt_error(&at))
-                }
-            };
+            return Err(failure.unwrap_or_else(not_stored));
         }
         Err(Error::Busy(format!(
             "sector {root} kept moving while it was read"
@@ -410,15 +405,12 @@ impl Engine {
         SlotRead::Read
     }
 
-    /// `s` is still where it was read from: the same sector (not freed and
-    /// stored again) in the same slot. A failed or wrong read of a slot the
-    /// sector has left since says nothing about the sector.
+    /// Copy `s` is still where it was read from: the same sector (not
+    /// freed and stored again) in the same slot. A failed or wrong read of
+    /// a slot the copy has left since says nothing about the sector.
     pub(crate) fn still_at(&self, s: &SectorRow) -> Result<bool> {
         // by id: ids are never given twice, so the same id is the same sector
-        Ok(self
-            .meta
-            .sector_by_id(s.id)?
-            .is_some_and(|now| (now.volume_id, now.slot) == (s.volume_id, s.slot)))
+        self.meta.copy_exists(s.id, s.volume_id, s.slot)
     }
 }
 
@@ -443,7 +435,7 @@ fn parallel_root(data: &[u8]) -> Root {
     })
 }
 
-fn corrupt_error(at: &SectorRow) -> Error {
+pub(super) fn corrupt_error(at: &SectorRow) -> Error {
     Error::Corrupt(format!(
         "sector {} in volume {} slot {} is corrupt: its data no longer hashes to its root",
         at.root, at.volume_id, at.slot

@@ -26,6 +26,7 @@ use std::sync::{Arc, Weak};
 
 use super::buffers::{self, Buf};
 use super::chunk_hasher::ChunkHasher;
+use super::copies::Placed;
 use super::slot_writer::{SlotWriter, copy_error};
 use super::upload_limits::Permit;
 use super::workers::no_thread;
@@ -294,7 +295,27 @@ impl Upload {
                 None => *root = Some(merkle::subtree_root(&self.read_back(i)?)),
             }
         }
-        let synced = std::thread::scope(|scope| {
+        // the other copies the store keeps are written from the whole
+        // sector beside the first one's sync and the hash
+        let extra = (self.engine.copies_setting().min as usize).saturating_sub(1);
+        let extra_data = match &slot {
+            Some((_, file, at, _, _)) if all_in_slot && extra > 0 => {
+                Some(self.whole(Some((file, *at)))?)
+            }
+            _ => None,
+        };
+        let engine = self.engine.clone();
+        let first_volume = slot.as_ref().map(|(v, ..)| v.id);
+        let (synced, extras) = std::thread::scope(|scope| {
+            let extras = extra_data.as_deref().map(|data| {
+                let engine = &engine;
+                let holders: Vec<u32> = first_volume.into_iter().collect();
+                std::thread::Builder::new()
+                    .name("sector-copies".into())
+                    .spawn_scoped(scope, move || {
+                        engine.write_copies(data, extra, &holders, &mut Vec::new(), None)
+                    })
+            });
             let sync = match &slot {
                 Some((_, file, _, _, mark)) if all_in_slot => {
                     self.engine.crash_point("write:slot-written");
@@ -326,11 +347,40 @@ impl Upload {
             for (i, root) in chunk_roots(&in_memory) {
                 roots[i] = Some(root);
             }
-            sync.map(|s| match s {
+            let synced = sync.map(|s| match s {
                 Syncing::Thread(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
                 Syncing::Done(r) => r,
-            })
+            });
+            let extras = extras.map(|h| match h {
+                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Err(e) => {
+                    no_thread("sector-copies", &e);
+                    let data = extra_data.as_deref().expect("extras have their data");
+                    let holders: Vec<u32> = first_volume.into_iter().collect();
+                    engine.write_copies(data, extra, &holders, &mut Vec::new(), None)
+                }
+            });
+            (synced, extras)
         });
+        // a copy the store could not place is no reason to fail the write:
+        // the commit counts it as under-replicated
+        let extras: Vec<Placed> = match extras {
+            Some(Ok(placed)) => placed,
+            Some(Err(e)) if matches!(e.errno(), libc::ENOBUFS | libc::ENOMEM) => {
+                self.drop_target();
+                return Err(e);
+            }
+            Some(Err(e)) => {
+                tracing::warn!("sector {}: its other copies could not be written: {e}", self.root);
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        let give_back_extras = |extras: &[Placed]| {
+            for p in extras {
+                self.engine.discard_slot(p.volume.id, p.slot);
+            }
+        };
         drop(in_memory);
         let roots: Vec<Root> = roots
             .into_iter()
@@ -338,6 +388,7 @@ impl Upload {
             .collect();
         let actual = merkle::combine(&roots);
         if actual != self.root {
+            give_back_extras(&extras);
             self.drop_target();
             return Err(Error::BadDigest(format!(
                 "the data hashes to {actual}, not to the name {}",
@@ -361,21 +412,31 @@ impl Upload {
                         unreachable!("a slot was chosen")
                     };
                     drop(writer);
-                    if let Some(stored) = self
-                        .engine
-                        .commit_new(&self.root, &volume, &file, slot, epoch, reference)?
+                    let mut placed = vec![Placed {
+                        volume: volume.clone(),
+                        file: file.clone(),
+                        slot,
+                    }];
+                    placed.extend(extras);
+                    if let Some(stored) =
+                        self.engine
+                            .commit_new(&self.root, &placed, epoch, reference)?
                     {
                         self.engine.uploads.pool.forget(self.id);
                         return Ok(stored);
                     }
                     // read back from the slot (the file is still open)
                     // before it may be reused; checked below
-                    let data = self.whole(Some((&file, slot)))?;
+                    let data = match extra_data {
+                        Some(data) => data,
+                        None => self.whole(Some((&file, slot)))?,
+                    };
                     self.written = nowhere();
                     return self.store_elsewhere(&data, reference, Vec::new());
                 }
-                Ok(false) => {}
+                Ok(false) => give_back_extras(&extras),
                 Err(e) => {
+                    give_back_extras(&extras);
                     let e = Error::io(
                         format!("writing slot {slot} of volume {} failed", volume.id),
                         e,

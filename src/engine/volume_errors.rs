@@ -92,7 +92,8 @@ impl Engine {
     /// reads fail with `EIO` from now on.
     pub(crate) fn note_corrupt(&self, v: &Volume, s: &SectorRow) {
         bump(&v.stats.corrupt);
-        self.corrupt.lock().insert(s.id);
+        self.corrupt.lock().insert((s.id, v.id));
+        self.heal_later(s);
         self.sector_alert(
             "corrupt",
             v,

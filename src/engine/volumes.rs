@@ -51,6 +51,8 @@ pub struct VolumeStats {
     pub read_errors: AtomicU64,
     pub write_errors: AtomicU64,
     pub corrupt: AtomicU64,
+    /// Bad copies rewritten from a good copy of the same sector.
+    pub healed: AtomicU64,
     /// I/O errors since the last success: too many take the volume offline.
     pub consecutive_errors: AtomicU64,
 }
@@ -63,6 +65,7 @@ pub struct StatsSnapshot {
     pub read_errors: u64,
     pub write_errors: u64,
     pub corrupt: u64,
+    pub healed: u64,
 }
 
 impl VolumeStats {
@@ -75,6 +78,7 @@ impl VolumeStats {
             read_errors: get(&self.read_errors),
             write_errors: get(&self.write_errors),
             corrupt: get(&self.corrupt),
+            healed: get(&self.healed),
         }
     }
 }
@@ -92,7 +96,16 @@ pub struct Volume {
     file: RwLock<Option<Arc<VolumeFile>>>,
     readonly: AtomicBool,
     state: RwLock<VolumeState>,
+    /// The device its file is on (`st_dev`), as of when it was opened.
+    device: AtomicU64,
     pub stats: VolumeStats,
+}
+
+/// The device `path` is on; a volume whose device cannot be told gets one
+/// of its own (`u64::MAX - id`), so it never seems to share one.
+fn device_of(id: u32, path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or(u64::MAX - id as u64, |m| m.dev())
 }
 
 impl Volume {
@@ -108,6 +121,7 @@ impl Volume {
         } else {
             VolumeState::Unavailable
         };
+        let device = device_of(id, &path);
         Volume {
             id,
             uuid,
@@ -115,6 +129,7 @@ impl Volume {
             file: RwLock::new(file.map(Arc::new)),
             readonly: AtomicBool::new(readonly),
             state: RwLock::new(state),
+            device: AtomicU64::new(device),
             stats: VolumeStats::default(),
         }
     }
@@ -158,7 +173,19 @@ impl Volume {
     }
 
     pub(crate) fn set_file(&self, file: Arc<VolumeFile>) {
+        self.device
+            .store(device_of(self.id, &self.path), Ordering::Relaxed);
         *self.file.write() = Some(file);
+    }
+
+    /// The device its file is on (`st_dev`).
+    pub fn device(&self) -> u64 {
+        self.device.load(Ordering::Relaxed)
+    }
+
+    /// Its sectors can be read: it has its file and is not out of service.
+    pub fn readable(&self) -> bool {
+        self.state() != VolumeState::Unavailable && self.file.read().is_some()
     }
 
     /// Drops the file and shows the volume unavailable (see
@@ -285,7 +312,11 @@ impl Engine {
             }
         };
         let volume = Arc::new(Volume::new(id, uuid, path.to_path_buf(), Some(file), false));
-        self.alloc.lock().add_volume(id, SlotMap::new(slots), true);
+        {
+            let mut alloc = self.alloc.lock();
+            alloc.add_volume(id, SlotMap::new(slots), true);
+            alloc.set_device(id, volume.device());
+        }
         self.volumes.write().insert(id, volume);
         tracing::info!(volume = id, slots, "added volume {}", path.display());
         self.space_changed();

@@ -152,7 +152,7 @@ impl SectorFs {
                 // generated on open; size 0 like /proc, read until EOF
                 file(perm, 0)
             }
-            Node::Height | Node::VolumesAdd => {
+            Node::Height | Node::Copies | Node::VolumesAdd => {
                 file(0o644, generated::content(e, node)?.len() as u64)
             }
             Node::Volume(_, f) => {

@@ -76,6 +76,11 @@ pub fn apply(engine: &Arc<Engine>, node: Node, line: &str, mountpoint: &Path) ->
             engine.add_volume(&path, slots).map(|_| ())
         }
         Node::Height => engine.set_height(parse::parse_height(line)?),
+        Node::Copies if line.trim() == "cancel" => engine.cancel_repair(),
+        Node::Copies => {
+            let (min, max) = parse::parse_copies(line)?;
+            engine.set_copies(min, max)
+        }
         Node::Status => match parse::parse_status_command(line)? {
             StatusCommand::DismissAll => {
                 engine.alerts().dismiss_all();

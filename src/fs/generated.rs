@@ -10,6 +10,10 @@ use crate::report;
 pub fn content(engine: &Engine, node: Node) -> Result<Vec<u8>> {
     let text = match node {
         Node::Height => format!("{}\n", engine.height()?),
+        Node::Copies => {
+            let c = engine.copies_setting();
+            format!("{} {}\n", c.min, c.max)
+        }
         Node::VolumesAdd => String::new(),
         Node::Status => report::status_text(engine)?,
         Node::StatusJson => report::status_json(engine)?,
@@ -32,8 +36,9 @@ fn volume_file(engine: &Engine, id: u32, f: VolFile) -> Result<String> {
         VolFile::Stats => {
             let s = v.stats;
             format!(
-                "reads {}\nwrites {}\nread_errors {}\nwrite_errors {}\ncorrupt {}\nbytes_read {}\n",
-                s.reads, s.writes, s.read_errors, s.write_errors, s.corrupt, s.bytes_read
+                "reads {}\nwrites {}\nread_errors {}\nwrite_errors {}\ncorrupt {}\nhealed {}\n\
+                 bytes_read {}\n",
+                s.reads, s.writes, s.read_errors, s.write_errors, s.corrupt, s.healed, s.bytes_read
             )
         }
         VolFile::Remove | VolFile::Check => String::new(),

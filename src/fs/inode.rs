@@ -82,6 +82,8 @@ pub enum Node {
     ContractsDir,
     TempDir,
     Height,
+    /// `/copies`: how many copies of each sector the store keeps.
+    Copies,
     VolumesDir,
     VolumesAdd,
     Status,
@@ -102,11 +104,12 @@ pub enum Node {
 }
 
 /// The fixed entries of the root directory.
-pub const ROOT_ENTRIES: [(&str, Node); 8] = [
+pub const ROOT_ENTRIES: [(&str, Node); 9] = [
     ("sectors", Node::SectorsDir),
     ("contracts", Node::ContractsDir),
     ("temp", Node::TempDir),
     ("height", Node::Height),
+    ("copies", Node::Copies),
     ("volumes", Node::VolumesDir),
     ("status", Node::Status),
     ("status.json", Node::StatusJson),
@@ -126,6 +129,7 @@ impl Node {
             Node::Status => 8,
             Node::StatusJson => 9,
             Node::Metrics => 10,
+            Node::Copies => 11,
             Node::VolumeDir(id) => VOLUME_BASE + id as u64 * 16,
             Node::Volume(id, f) => VOLUME_BASE + id as u64 * 16 + f.index(),
             Node::Sector(id) => TAG_SECTOR | (id as u64 & ID_MASK),
@@ -155,6 +159,7 @@ impl Node {
             8 => Node::Status,
             9 => Node::StatusJson,
             10 => Node::Metrics,
+            11 => Node::Copies,
             n if n >= PENDING_BASE => Node::Pending(n - PENDING_BASE),
             n if n >= STAGING_BASE => Node::Staging(n - STAGING_BASE),
             n if n >= VOLUME_BASE => {
@@ -236,6 +241,6 @@ mod tests {
         for n in nodes {
             assert_eq!(Node::from_ino(n.ino()), Some(n), "{n:?}");
         }
-        assert_eq!(Node::from_ino(11), None);
+        assert_eq!(Node::from_ino(12), None);
     }
 }

@@ -1,13 +1,14 @@
-//! Extended attributes: where a sector is and what references it.
+//! Extended attributes: where a sector's copies are and what references it.
 
 use super::dir::node_of;
 use super::filesystem::SectorFs;
 use super::inode::Node;
 use crate::error::{Error, Result};
 
-const XATTRS: [&str; 4] = [
+const XATTRS: [&str; 5] = [
     "user.sectorfs.volume",
     "user.sectorfs.slot",
+    "user.sectorfs.copies",
     "user.sectorfs.refs",
     "user.sectorfs.stored_at",
 ];
@@ -18,13 +19,19 @@ impl SectorFs {
         let Ok(Node::Sector(id)) = node_of(ino) else {
             return Err(missing());
         };
-        let s = self
-            .engine
-            .sector_by_id(id)?
+        // the first readable copy first
+        let copies = self.engine.sector_copies(id)?;
+        let s = copies
+            .first()
             .ok_or_else(|| Error::NotFound(format!("sector #{id} is no longer stored")))?;
         let value = match name.to_str() {
             Some("user.sectorfs.volume") => s.volume_id.to_string(),
             Some("user.sectorfs.slot") => s.slot.to_string(),
+            Some("user.sectorfs.copies") => copies
+                .iter()
+                .map(|c| format!("{}:{}", c.volume_id, c.slot))
+                .collect::<Vec<_>>()
+                .join(" "),
             // when it was first stored: its mtime may be set since
             Some("user.sectorfs.stored_at") => s.stored_at.to_string(),
             Some("user.sectorfs.refs") => {

@@ -24,7 +24,12 @@ impl Meta {
         self.write(|tx| {
             let mut sector = tx
                 .prepare_cached(
-                    "INSERT INTO sectors (root, volume_id, slot, stored_at) \
+                    "INSERT INTO sectors (root, stored_at) VALUES (?1, ?2)",
+                )
+                .ctx("recording synthetic sectors")?;
+            let mut copy = tx
+                .prepare_cached(
+                    "INSERT INTO copies (sector_id, volume_id, slot, added_at) \
                      VALUES (?1, ?2, ?3, ?4)",
                 )
                 .ctx("recording synthetic sectors")?;
@@ -34,10 +39,12 @@ impl Meta {
             for (i, root) in roots.iter().enumerate() {
                 let slot = (first_slot + i as u64) as i64;
                 sector
-                    .execute(params![&root.0[..], volume_id, slot, stored_at])
+                    .execute(params![&root.0[..], stored_at])
                     .ctx("recording synthetic sectors")?;
-                pin.execute([tx.last_insert_rowid()])
+                let id = tx.last_insert_rowid();
+                copy.execute(params![id, volume_id, slot, stored_at])
                     .ctx("recording synthetic sectors")?;
+                pin.execute([id]).ctx("recording synthetic sectors")?;
             }
             Ok(())
         })

@@ -7,28 +7,33 @@ use super::db::Meta;
 use crate::error::{DbContext, Result};
 
 impl Meta {
-    /// Records that these sectors verified at `when` (unix seconds).
-    pub fn mark_checked(&self, sector_ids: &[i64], when: i64) -> Result<()> {
-        if sector_ids.is_empty() {
+    /// Records that these copies (sector, volume) verified at `when` (unix
+    /// seconds).
+    pub fn mark_checked(&self, copies: &[(i64, u32)], when: i64) -> Result<()> {
+        if copies.is_empty() {
             return Ok(());
         }
         self.write(|tx| {
             let mut stmt = tx
-                .prepare_cached("UPDATE sectors SET checked_at = ?1 WHERE id = ?2")
+                .prepare_cached(
+                    "UPDATE copies SET checked_at = ?1 WHERE sector_id = ?2 AND volume_id = ?3",
+                )
                 .ctx("recording checked sectors")?;
-            for id in sector_ids {
-                stmt.execute(params![when, id])
+            for (id, volume) in copies {
+                stmt.execute(params![when, id, volume])
                     .ctx("recording checked sectors")?;
             }
             Ok(())
         })
     }
 
-    /// When a sector was last verified (`None`: only when it was stored).
+    /// When every copy of a sector was last verified: the oldest of their
+    /// check times (`None`: one was not checked since it was stored).
     pub fn checked_at(&self, sector_id: i64) -> Result<Option<i64>> {
         self.read(|c| {
             c.query_row(
-                "SELECT checked_at FROM sectors WHERE id = ?1",
+                "SELECT CASE WHEN count(checked_at) = count(*) THEN min(checked_at) END \
+                 FROM copies WHERE sector_id = ?1",
                 [sector_id],
                 |r| r.get(0),
             )
@@ -68,21 +73,36 @@ impl Meta {
             if integrity != "ok" {
                 problems.push(format!("the database file is damaged: {integrity}"));
             }
-            let checks: [(&str, &str); 6] = [
+            let checks: [(&str, &str); 9] = [
                 (
-                    "SELECT count(*) FROM sectors s LEFT JOIN volumes v ON v.id = s.volume_id \
+                    "SELECT count(*) FROM copies c LEFT JOIN volumes v ON v.id = c.volume_id \
                      WHERE v.id IS NULL",
-                    "sectors point at a volume that does not exist",
+                    "sector copies point at a volume that does not exist",
                 ),
                 (
-                    "SELECT count(*) FROM sectors s JOIN volumes v ON v.id = s.volume_id \
-                     WHERE s.slot < 0 OR s.slot >= v.slots",
-                    "sectors lie outside their volume",
+                    "SELECT count(*) FROM copies c JOIN volumes v ON v.id = c.volume_id \
+                     WHERE c.slot < 0 OR c.slot >= v.slots",
+                    "sector copies lie outside their volume",
                 ),
                 (
-                    "SELECT count(*) FROM (SELECT volume_id, slot FROM sectors \
+                    "SELECT count(*) FROM (SELECT volume_id, slot FROM copies \
                      GROUP BY volume_id, slot HAVING count(*) > 1)",
-                    "slots are owned by more than one sector",
+                    "slots are owned by more than one sector copy",
+                ),
+                (
+                    "SELECT count(*) FROM (SELECT sector_id, volume_id FROM copies \
+                     GROUP BY sector_id, volume_id HAVING count(*) > 1)",
+                    "sectors have two copies on one volume",
+                ),
+                (
+                    "SELECT count(*) FROM copies c LEFT JOIN sectors s ON s.id = c.sector_id \
+                     WHERE s.id IS NULL",
+                    "sector copies belong to no stored sector",
+                ),
+                (
+                    "SELECT count(*) FROM sectors s WHERE \
+                     NOT EXISTS (SELECT 1 FROM copies c WHERE c.sector_id = s.id)",
+                    "stored sectors have no copy",
                 ),
                 (
                     "SELECT count(*) FROM contract_entries e LEFT JOIN sectors s \

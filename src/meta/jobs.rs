@@ -1,11 +1,10 @@
 //! Rows behind the volume jobs: the job itself (so a crash resumes it),
-//! re-pointing moved sectors, dropping lost ones, and deleting a volume.
+//! re-pointing moved copies, and deleting a volume.
 
 use rusqlite::{OptionalExtension, params};
 
-use super::contracts::contracts_of_in;
 use super::db::Meta;
-use super::query::{Freed, free_unreferenced, slot_inside};
+use super::query::slot_inside;
 use crate::error::{DbContext, Result};
 
 /// A job as recorded.
@@ -85,7 +84,7 @@ impl Meta {
     /// Sectors of a volume at or above `from_slot`.
     pub fn count_sectors_from(&self, volume_id: u32, from_slot: u64) -> Result<u64> {
         self.read(|c| {
-            c.prepare_cached("SELECT count(*) FROM sectors WHERE volume_id = ?1 AND slot >= ?2")
+            c.prepare_cached("SELECT count(*) FROM copies WHERE volume_id = ?1 AND slot >= ?2")
                 .and_then(|mut s| {
                     s.query_row(params![volume_id, from_slot as i64], |r| r.get::<_, i64>(0))
                 })
@@ -94,9 +93,10 @@ impl Meta {
         })
     }
 
-    /// Re-points moved sectors and frees their old slots, in one short
-    /// transaction. A sector freed or moved by someone else meanwhile is
-    /// left alone: its entry in the result is false and its new slot is the
+    /// Re-points moved copies and frees their old slots, in one short
+    /// transaction. A copy freed or moved by someone else meanwhile, or
+    /// whose sector got a copy on the destination volume meanwhile, is left
+    /// alone: its entry in the result is false and its new slot is the
     /// caller's to release.
     ///
     /// `slots_intact` is asked inside the transaction whether the new slots
@@ -113,8 +113,8 @@ impl Meta {
             }
             let mut update = tx
                 .prepare_cached(
-                    "UPDATE sectors SET volume_id = ?1, slot = ?2 \
-                     WHERE id = ?3 AND volume_id = ?4 AND slot = ?5",
+                    "UPDATE copies SET volume_id = ?1, slot = ?2 \
+                     WHERE sector_id = ?3 AND volume_id = ?4 AND slot = ?5",
                 )
                 .ctx("re-pointing moved sectors")?;
             let mut pending = tx
@@ -122,8 +122,24 @@ impl Meta {
                     "INSERT OR IGNORE INTO pending_punches (volume_id, slot) VALUES (?1, ?2)",
                 )
                 .ctx("recording moved-from slots")?;
+            let mut taken = tx
+                .prepare_cached(
+                    "SELECT count(*) FROM copies WHERE sector_id = ?1 AND volume_id = ?2 \
+                     AND NOT (volume_id = ?3 AND slot = ?4)",
+                )
+                .ctx("re-pointing moved sectors")?;
             let mut done = Vec::with_capacity(moves.len());
             for m in moves {
+                let twice: i64 = taken
+                    .query_row(
+                        params![m.sector_id, m.to_volume, m.from_volume, m.from_slot as i64],
+                        |r| r.get(0),
+                    )
+                    .ctx("re-pointing moved sectors")?;
+                if twice > 0 {
+                    done.push(false);
+                    continue;
+                }
                 let n = update
                     .execute(params![
                         m.to_volume,
@@ -144,30 +160,13 @@ impl Meta {
         })
     }
 
-    /// Drops a sector that cannot be read, with every reference to it.
-    /// Returns what was freed and the contracts that held it.
-    pub fn drop_lost_sector(&self, sector_id: i64) -> Result<Option<(Freed, Vec<String>)>> {
-        self.write(|tx| {
-            let contracts = contracts_of_in(tx, sector_id)?;
-            for table in ["pins", "contract_entries", "temp_entries"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE sector_id = ?1"),
-                    [sector_id],
-                )
-                .ctx("dropping a lost sector's references")?;
-            }
-            let freed = free_unreferenced(tx, &[sector_id])?;
-            Ok(freed.into_iter().next().map(|f| (f, contracts)))
-        })
-    }
-
     /// Shrinks a volume's row, if nothing is stored at or above `slots`.
     /// False when something still is (a write landed meanwhile).
     pub fn shrink_volume(&self, volume_id: u32, slots: u64) -> Result<bool> {
         self.write(|tx| {
             let left: i64 = tx
                 .query_row(
-                    "SELECT count(*) FROM sectors WHERE volume_id = ?1 AND slot >= ?2",
+                    "SELECT count(*) FROM copies WHERE volume_id = ?1 AND slot >= ?2",
                     params![volume_id, slots as i64],
                     |r| r.get(0),
                 )
@@ -197,7 +196,7 @@ impl Meta {
         self.write(|tx| {
             let left: Option<i64> = tx
                 .query_row(
-                    "SELECT 1 FROM sectors WHERE volume_id = ?1 LIMIT 1",
+                    "SELECT 1 FROM copies WHERE volume_id = ?1 LIMIT 1",
                     [volume_id],
                     |r| r.get(0),
                 )

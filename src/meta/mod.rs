@@ -10,6 +10,7 @@
 mod bench;
 mod check;
 mod contracts;
+mod copies;
 mod db;
 mod height;
 mod jobs;
@@ -22,6 +23,7 @@ mod temp;
 mod volumes;
 
 pub use contracts::{ContractEdit, ContractRow};
+pub use copies::{CopiesSetting, LostCopy};
 pub use db::Meta;
 pub use jobs::{JobKind, JobRow, Move};
 pub use query::{Freed, RefChange, RefCounts, SectorRow};

@@ -36,7 +36,7 @@ impl Meta {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT p.slot FROM pending_punches p WHERE p.volume_id = ?1 AND NOT EXISTS \
-                     (SELECT 1 FROM sectors s WHERE s.volume_id = ?1 AND s.slot = p.slot)",
+                     (SELECT 1 FROM copies c WHERE c.volume_id = ?1 AND c.slot = p.slot)",
                 )
                 .ctx("reading pending punches")?;
             stmt.query_map([vol], |r| Ok(r.get::<_, i64>(0)? as u64))

@@ -10,7 +10,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::error::{DbContext, Result};
 use crate::merkle::Root;
 
-/// A stored sector and where it lives.
+/// A stored sector and one of its copies: the copy's volume and slot.
+/// Where one row stands for the sector (a lookup by root or id, a listing),
+/// it names the sector's first copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SectorRow {
     pub id: i64,
@@ -23,8 +25,9 @@ pub struct SectorRow {
     pub mtime_ns: Option<i64>,
 }
 
-/// A sector whose last reference went: its slot is free in the database and
-/// its bytes must be punched out.
+/// A copy that went (one per copy of a sector whose last reference went,
+/// or a copy dropped alone): its slot is free in the database and its
+/// bytes must be punched out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Freed {
     pub root: Root,
@@ -55,7 +58,14 @@ impl RefCounts {
     }
 }
 
-pub(super) const SECTOR_COLUMNS: &str = "id, root, volume_id, slot, stored_at, mtime_ns";
+/// The columns of a [`SectorRow`], selected from [`SECTOR_COPIES`].
+pub(super) const SECTOR_COLUMNS: &str =
+    "s.id, s.root, c.volume_id, c.slot, s.stored_at, s.mtime_ns";
+/// Sectors with each of their copies.
+pub(super) const SECTOR_COPIES: &str = "sectors s JOIN copies c ON c.sector_id = s.id";
+/// Sectors with their first copy only.
+pub(super) const SECTOR_FIRST_COPY: &str = "sectors s JOIN copies c ON c.id = \
+     (SELECT min(f.id) FROM copies f WHERE f.sector_id = s.id)";
 
 pub(super) fn root_of(row: &rusqlite::Row, idx: usize) -> rusqlite::Result<Root> {
     let blob = row.get_ref(idx)?.as_blob()?;
@@ -82,7 +92,7 @@ pub(super) fn sector_of(row: &rusqlite::Row) -> rusqlite::Result<SectorRow> {
 
 pub(super) fn lookup_in(c: &Connection, root: &Root) -> Result<Option<SectorRow>> {
     c.prepare_cached(&format!(
-        "SELECT {SECTOR_COLUMNS} FROM sectors WHERE root = ?1"
+        "SELECT {SECTOR_COLUMNS} FROM {SECTOR_FIRST_COPY} WHERE s.root = ?1"
     ))
     .and_then(|mut s| s.query_row([&root.0[..]], sector_of).optional())
     .ctx("looking up a sector")
@@ -106,6 +116,28 @@ pub(super) fn ref_counts_in(c: &Connection, sector_id: i64) -> Result<RefCounts>
     .ctx("counting a sector's references")
 }
 
+/// Every copy of sector `sector_id`, the first added first.
+pub(super) fn copies_in(c: &Connection, sector_id: i64) -> Result<Vec<SectorRow>> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {SECTOR_COLUMNS} FROM {SECTOR_COPIES} WHERE s.id = ?1 ORDER BY c.id"
+        ))
+        .ctx("listing a sector's copies")?;
+    let rows = stmt
+        .query_map([sector_id], sector_of)
+        .ctx("listing a sector's copies")?;
+    rows.collect::<rusqlite::Result<_>>()
+        .ctx("listing a sector's copies")
+}
+
+/// Records `slot` of `volume_id` as pending a punch.
+pub(super) fn record_punch_in(c: &Connection, volume_id: u32, slot: u64) -> Result<()> {
+    c.prepare_cached("INSERT OR IGNORE INTO pending_punches (volume_id, slot) VALUES (?1, ?2)")
+        .and_then(|mut s| s.execute(params![volume_id, slot as i64]))
+        .ctx("recording a freed slot")?;
+    Ok(())
+}
+
 /// Whether `slot` lies inside volume `volume_id` as recorded (false if the
 /// volume is gone).
 pub(super) fn slot_inside(c: &Connection, volume_id: u32, slot: u64) -> Result<bool> {
@@ -123,8 +155,9 @@ pub(super) fn changed(c: &Connection, touched: Vec<i64>) -> Result<RefChange> {
     Ok(RefChange { touched, freed })
 }
 
-/// Deletes every candidate sector that has no reference left, records its
-/// slot as pending a punch, and returns what was freed.
+/// Deletes every candidate sector that has no reference left, with its
+/// copies, records their slots as pending a punch, and returns what was
+/// freed (one entry per copy).
 pub(super) fn free_unreferenced(c: &Connection, candidates: &[i64]) -> Result<Vec<Freed>> {
     let mut freed = Vec::new();
     let mut seen = HashSet::new();
@@ -132,27 +165,26 @@ pub(super) fn free_unreferenced(c: &Connection, candidates: &[i64]) -> Result<Ve
         if !seen.insert(id) || ref_counts_in(c, id)?.total() > 0 {
             continue;
         }
-        let row = c
-            .prepare_cached("DELETE FROM sectors WHERE id = ?1 RETURNING root, volume_id, slot")
+        let copies: Vec<(u32, u64)> = c
+            .prepare_cached("DELETE FROM copies WHERE sector_id = ?1 RETURNING volume_id, slot")
             .and_then(|mut s| {
-                s.query_row([id], |r| {
-                    Ok(Freed {
-                        root: root_of(r, 0)?,
-                        sector_id: id,
-                        volume_id: r.get(1)?,
-                        slot: r.get::<_, i64>(2)? as u64,
-                    })
-                })
-                .optional()
+                s.query_map([id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+                    .collect()
             })
+            .ctx("freeing a sector's copies")?;
+        let root: Option<Root> = c
+            .prepare_cached("DELETE FROM sectors WHERE id = ?1 RETURNING root")
+            .and_then(|mut s| s.query_row([id], |r| root_of(r, 0)).optional())
             .ctx("freeing a sector")?;
-        if let Some(f) = row {
-            c.prepare_cached(
-                "INSERT OR IGNORE INTO pending_punches (volume_id, slot) VALUES (?1, ?2)",
-            )
-            .and_then(|mut s| s.execute(params![f.volume_id, f.slot as i64]))
-            .ctx("recording a freed slot")?;
-            freed.push(f);
+        let Some(root) = root else { continue };
+        for (volume_id, slot) in copies {
+            record_punch_in(c, volume_id, slot)?;
+            freed.push(Freed {
+                root,
+                sector_id: id,
+                volume_id,
+                slot,
+            });
         }
     }
     Ok(freed)

@@ -115,9 +115,55 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE sectors ADD COLUMN mtime_ns INTEGER;
     "#,
+    // 9: copies. A sector's locations move to their own table, one row per
+    // copy (no sector data is rewritten); the check time is per copy. The
+    // sectors table is rebuilt without its location columns, keeping its
+    // ids and its AUTOINCREMENT high mark (ids are never given twice).
+    r#"
+    CREATE TABLE copies (
+        id          INTEGER PRIMARY KEY,
+        sector_id   INTEGER NOT NULL REFERENCES sectors(id),
+        volume_id   INTEGER NOT NULL,
+        slot        INTEGER NOT NULL,
+        added_at    INTEGER NOT NULL,
+        checked_at  INTEGER
+    );
+    INSERT INTO copies (sector_id, volume_id, slot, added_at, checked_at)
+        SELECT id, volume_id, slot, stored_at, checked_at FROM sectors ORDER BY id;
+    CREATE UNIQUE INDEX copies_location ON copies(volume_id, slot);
+    -- no two copies of a sector on one volume
+    CREATE UNIQUE INDEX copies_sector ON copies(sector_id, volume_id);
+    CREATE TABLE sectors_new (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        root       BLOB NOT NULL UNIQUE CHECK (length(root) = 32),
+        stored_at  INTEGER NOT NULL,
+        mtime_ns   INTEGER
+    );
+    INSERT INTO sectors_new (id, root, stored_at, mtime_ns)
+        SELECT id, root, stored_at, mtime_ns FROM sectors;
+    DELETE FROM sqlite_sequence WHERE name = 'sectors_new';
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'sectors_new', seq FROM sqlite_sequence WHERE name = 'sectors';
+    DROP TABLE sectors;
+    ALTER TABLE sectors_new RENAME TO sectors;
+    INSERT INTO settings (key, value) VALUES ('copies_min', 1), ('copies_max', 1),
+        ('repair_cursor', -1);
+    "#,
 ];
 
+/// Runs the migrations not run yet. Foreign keys are off meanwhile (a
+/// table rebuilt under its name would fail them half way), and checked
+/// before each migration commits.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .ctx("pausing foreign keys for the migrations")?;
+    let migrated = run_migrations(conn);
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .ctx("enabling foreign keys")?;
+    migrated
+}
+
+fn run_migrations(conn: &mut Connection) -> Result<()> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .ctx("reading the schema version")?;
@@ -131,6 +177,16 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().ctx("starting a migration")?;
         tx.execute_batch(sql).ctx("migrating the schema")?;
+        let broken: i64 = tx
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))
+            .ctx("checking the migrated schema")?;
+        if broken > 0 {
+            return Err(crate::error::Error::Invalid(format!(
+                "migration {} would leave {broken} rows pointing at nothing; the database \
+                 was not changed",
+                i + 1
+            )));
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .ctx("recording the schema version")?;
         tx.commit().ctx("committing a migration")?;

@@ -6,7 +6,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::db::Meta;
 use super::pins::pin_in;
 use super::query::{
-    RefCounts, SECTOR_COLUMNS, SectorRow, lookup_in, ref_counts_in, sector_of, slot_inside,
+    RefCounts, SECTOR_COLUMNS, SECTOR_COPIES, SECTOR_FIRST_COPY, SectorRow, lookup_in,
+    ref_counts_in, sector_of, slot_inside,
 };
 use super::temp::{add_temp_in, check_expiration_in};
 use crate::error::{DbContext, Error, Result};
@@ -22,14 +23,16 @@ pub enum Reference {
 }
 
 /// What inserting a sector found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
-    /// A new sector row now owns the slot.
-    New(i64),
+    /// A new sector row now owns the slots given, but for those in `gone`
+    /// (no longer inside their volume, or not intact), which are still the
+    /// caller's to release.
+    New { id: i64, gone: Vec<(u32, u64)> },
     /// Another writer stored the root first; only the reference was added,
-    /// and the slot given is still the caller's to release.
+    /// and the slots given are still the caller's to release.
     AlreadyStored(i64),
-    /// The slot is no longer inside its volume (it shrank or was removed
+    /// No slot given is still inside its volume (it shrank or was removed
     /// while the data was being written): nothing was recorded.
     SlotGone,
 }
@@ -53,7 +56,7 @@ impl Meta {
     pub fn sector_by_id(&self, id: i64) -> Result<Option<SectorRow>> {
         self.read(|c| {
             c.prepare_cached(&format!(
-                "SELECT {SECTOR_COLUMNS} FROM sectors WHERE id = ?1"
+                "SELECT {SECTOR_COLUMNS} FROM {SECTOR_FIRST_COPY} WHERE s.id = ?1"
             ))
             .and_then(|mut s| s.query_row([id], sector_of).optional())
             .ctx("looking up a sector by id")
@@ -66,7 +69,8 @@ impl Meta {
         self.read(|c| {
             let mut stmt = c
                 .prepare_cached(&format!(
-                    "SELECT {SECTOR_COLUMNS} FROM sectors WHERE id > ?1 ORDER BY id LIMIT ?2"
+                    "SELECT {SECTOR_COLUMNS} FROM {SECTOR_FIRST_COPY} WHERE s.id > ?1 \
+                     ORDER BY s.id LIMIT ?2"
                 ))
                 .ctx("listing sectors")?;
             let rows = stmt
@@ -76,7 +80,7 @@ impl Meta {
         })
     }
 
-    /// Every sector of one volume, in slot order, from `from_slot` on.
+    /// Every copy in one volume, in slot order, from `from_slot` on.
     pub fn sectors_in_volume(
         &self,
         volume_id: u32,
@@ -86,8 +90,8 @@ impl Meta {
         self.read(|c| {
             let mut stmt = c
                 .prepare_cached(&format!(
-                    "SELECT {SECTOR_COLUMNS} FROM sectors WHERE volume_id = ?1 AND slot >= ?2 \
-                     ORDER BY slot LIMIT ?3"
+                    "SELECT {SECTOR_COLUMNS} FROM {SECTOR_COPIES} \
+                     WHERE c.volume_id = ?1 AND c.slot >= ?2 ORDER BY c.slot LIMIT ?3"
                 ))
                 .ctx("listing a volume's sectors")?;
             let rows = stmt
@@ -106,7 +110,7 @@ impl Meta {
     pub fn for_each_occupied(&self, mut f: impl FnMut(u32, u64)) -> Result<()> {
         self.read(|c| {
             let mut stmt = c
-                .prepare("SELECT volume_id, slot FROM sectors")
+                .prepare("SELECT volume_id, slot FROM copies")
                 .ctx("reading occupied slots")?;
             let mut rows = stmt.query([]).ctx("reading occupied slots")?;
             while let Some(row) = rows.next().ctx("reading occupied slots")? {
@@ -130,17 +134,18 @@ impl Meta {
         self.read(|c| ref_counts_in(c, sector_id))
     }
 
-    /// Records a sector just written and synced to (`volume_id`, `slot`),
-    /// with its first reference, in one transaction. If the root was stored
-    /// meanwhile by another writer, only the reference is added.
+    /// Records a sector just written and synced to `slots` (volume, slot:
+    /// one per copy, each on its own volume), with its first reference, in
+    /// one transaction. If the root was stored meanwhile by another writer,
+    /// only the reference is added. `intact(volume)` is asked inside the
+    /// transaction whether a copy's slot still holds what was written.
     pub fn insert_sector(
         &self,
         root: &Root,
-        volume_id: u32,
-        slot: u64,
+        slots: &[(u32, u64)],
         stored_at: i64,
         reference: Reference,
-        slot_intact: &dyn Fn() -> bool,
+        intact: &dyn Fn(u32) -> bool,
     ) -> Result<Inserted> {
         self.write(|tx| {
             if let Some(existing) = lookup_in(tx, root)? {
@@ -150,17 +155,27 @@ impl Meta {
             check_reference(tx, reference)?;
             // a slot reserved before a shrink or removal began may no
             // longer exist by the time its data is written
-            if !slot_inside(tx, volume_id, slot)? || !slot_intact() {
+            let mut kept = Vec::with_capacity(slots.len());
+            let mut gone = Vec::new();
+            for &(volume_id, slot) in slots {
+                if slot_inside(tx, volume_id, slot)? && intact(volume_id) {
+                    kept.push((volume_id, slot));
+                } else {
+                    gone.push((volume_id, slot));
+                }
+            }
+            if kept.is_empty() {
                 return Ok(Inserted::SlotGone);
             }
-            tx.prepare_cached(
-                "INSERT INTO sectors (root, volume_id, slot, stored_at) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut s| s.execute(params![&root.0[..], volume_id, slot as i64, stored_at]))
-            .ctx("recording a new sector")?;
+            tx.prepare_cached("INSERT INTO sectors (root, stored_at) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![&root.0[..], stored_at]))
+                .ctx("recording a new sector")?;
             let id = tx.last_insert_rowid();
+            for (volume_id, slot) in kept {
+                insert_copy_in(tx, id, volume_id, slot, stored_at)?;
+            }
             add_reference_in(tx, id, reference)?;
-            Ok(Inserted::New(id))
+            Ok(Inserted::New { id, gone })
         })
     }
 
@@ -173,6 +188,22 @@ impl Meta {
             Ok(sector.id)
         })
     }
+}
+
+/// Records a copy of sector `id` at (`volume_id`, `slot`).
+pub(super) fn insert_copy_in(
+    c: &Connection,
+    id: i64,
+    volume_id: u32,
+    slot: u64,
+    added_at: i64,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO copies (sector_id, volume_id, slot, added_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut s| s.execute(params![id, volume_id, slot as i64, added_at]))
+    .ctx("recording a sector's copy")?;
+    Ok(())
 }
 
 /// Refuses a reference that could never hold (a temp entry that is already

@@ -102,7 +102,7 @@ impl Meta {
     /// Number of sectors stored in a volume.
     pub fn used_slots(&self, id: u32) -> Result<u64> {
         self.read(|c| {
-            c.prepare_cached("SELECT count(*) FROM sectors WHERE volume_id = ?1")
+            c.prepare_cached("SELECT count(*) FROM copies WHERE volume_id = ?1")
                 .and_then(|mut s| s.query_row([id], |r| r.get::<_, i64>(0)))
                 .map(|n| n as u64)
                 .ctx("counting a volume's sectors")

@@ -109,6 +109,7 @@ impl Engine {
     /// Pauses every job (they resume at the next start) and waits for them.
     pub fn shutdown(&self) {
         self.health.stop();
+        self.repair_wake();
         for c in self.jobs.running.lock().values() {
             c.pause.store(true, Ordering::Relaxed);
         }

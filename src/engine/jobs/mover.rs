@@ -40,15 +40,40 @@ impl JobRun<'_> {
         let verify = matches!(self.kind, JobKind::Remove { .. }) || afresh;
         // destinations first, so a full store fails before any copying
         let epoch = e.truncations.snapshot();
+        let min = e.copies_setting().min as usize;
         let mut plan = Vec::with_capacity(batch.len());
         for s in batch {
+            let others: Vec<SectorRow> = e
+                .meta
+                .copies_of(s.id)?
+                .into_iter()
+                .filter(|c| c.volume_id != id)
+                .collect();
+            // a removal drops a copy the sector can do without
+            if matches!(self.kind, JobKind::Remove { .. })
+                && others.iter().filter(|c| e.counts_toward_min(c)).count() >= min
+                && e.meta.drop_copy(s.id, s.volume_id, s.slot)?
+            {
+                e.punch_and_release(&[(s.volume_id, s.slot)]);
+                self.moved += 1;
+                continue;
+            }
+            // never onto a volume with a copy already, and apart from
+            // their devices where there is room
+            let mut exclude: Vec<u32> = others.iter().map(|c| c.volume_id).collect();
+            exclude.push(id);
+            let devices: Vec<u64> = others
+                .iter()
+                .filter_map(|c| e.volume(c.volume_id).ok())
+                .map(|v| v.device())
+                .collect();
             let dest = {
                 let mut alloc = e.alloc.lock();
                 let same = match self.kind {
                     JobKind::Shrink(target) => alloc.reserve_in(id, target).map(|slot| (id, slot)),
                     JobKind::Remove { .. } => None,
                 };
-                same.or_else(|| alloc.reserve(&[id]))
+                same.or_else(|| alloc.reserve_copies(1, &exclude, &devices).0.pop())
             };
             match dest {
                 Some((vol, slot)) => plan.push((*s, vol, slot)),
@@ -118,7 +143,16 @@ impl JobRun<'_> {
             COPIERS,
             plan,
             |(s, vol, slot)| format!("copying sector {} to volume {vol} slot {slot}", s.root),
-            |(s, vol, slot), buf| copy_one(&src, files.get(vol), s, *slot, verify, buf),
+            |(s, vol, slot), buf| {
+                // a copy that cannot be read here is read from another
+                let elsewhere = |buf: &mut [u8]| {
+                    e.meta.copies_of(s.id).ok().is_some_and(|copies| {
+                        e.read_good_copy(&copies, Some((s.volume_id, s.slot)), buf)
+                            .is_some()
+                    })
+                };
+                copy_one(&src, files.get(vol), s, *slot, verify, &elsewhere, buf)
+            },
         )?;
         e.crash_point("move:copied");
         for (v, f) in &files {
@@ -240,16 +274,47 @@ pub(super) fn job_source(e: &Engine, v: &Volume) -> Result<(Arc<VolumeFile>, boo
 }
 
 /// Copies one sector to its new slot; with `verify`, checks its root first.
+/// A copy that cannot be read, or reads wrong, is replaced by another copy
+/// of the sector (`elsewhere` reads one, verified, into the buffer).
 fn copy_one(
     src: &VolumeFile,
     dest: Option<&Arc<VolumeFile>>,
     s: &SectorRow,
     to_slot: u64,
     verify: bool,
+    elsewhere: &dyn Fn(&mut [u8]) -> bool,
     buf: &mut [u8],
 ) -> std::result::Result<(), CopyError> {
     #[cfg(test)]
     tests::panic_if_chosen(s);
+    match read_source(src, s, verify, buf) {
+        Ok(()) => {}
+        Err(_) if elsewhere(buf) => {}
+        Err(e) => return Err(e),
+    }
+    let dest =
+        dest.ok_or_else(|| CopyError::Destination("the destination volume is unavailable".into()))?;
+    dest.write_sector(to_slot, buf)
+        .map_err(|e| CopyError::Destination(e.to_string()))?;
+    // the disk writes this copy while the next ones are made, rather than
+    // the whole batch at its sync; only a hint, so a failure is left to the
+    // sync to report
+    if let Err(e) = dest.start_writeback(to_slot) {
+        tracing::debug!(
+            slot = to_slot,
+            "cannot start writing a moved sector back early: {e}"
+        );
+    }
+    Ok(())
+}
+
+/// Reads the copy a job moves; with `verify`, checks its root.
+fn read_source(
+    src: &VolumeFile,
+    s: &SectorRow,
+    verify: bool,
+    buf: &mut [u8],
+) -> std::result::Result<(), CopyError> {
     // once more before giving up: a failing disk often reads on a retry
     src.read(s.slot, 0, buf)
         .or_else(|e| {
@@ -264,19 +329,6 @@ fn copy_one(
         .map_err(|e| CopyError::Unreadable(e.to_string()))?;
     if verify && merkle::sector_root(buf) != s.root {
         return Err(CopyError::Corrupt);
-    }
-    let dest =
-        dest.ok_or_else(|| CopyError::Destination("the destination volume is unavailable".into()))?;
-    dest.write_sector(to_slot, buf)
-        .map_err(|e| CopyError::Destination(e.to_string()))?;
-    // the disk writes this copy while the next ones are made, rather than
-    // the whole batch at its sync; only a hint, so a failure is left to the
-    // sync to report
-    if let Err(e) = dest.start_writeback(to_slot) {
-        tracing::debug!(
-            slot = to_slot,
-            "cannot start writing a moved sector back early: {e}"
-        );
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
-//! Removing a volume: every sector moves to other volumes (verified as it
-//! is read), then the row and the file go. A forced removal drops the
-//! sectors it cannot read as lost.
+//! Removing a volume: every copy on it moves to other volumes (verified as
+//! it is read, and read from another copy when it cannot be), or is
+//! dropped where the sector keeps `min` copies without it; then the row
+//! and the file go. A forced removal drops the copies it cannot read, and
+//! a sector with no other copy is lost.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,7 +10,7 @@ use std::sync::atomic::Ordering;
 use super::run::JobRun;
 use crate::engine::{Engine, SectorRow, Severity};
 use crate::error::Result;
-use crate::meta::{JobKind, RefChange};
+use crate::meta::{JobKind, LostCopy, RefChange};
 
 impl Engine {
     /// Moves every sector of a volume elsewhere, then deletes its file and
@@ -50,11 +52,28 @@ impl JobRun<'_> {
         Ok(true)
     }
 
-    /// A forced removal drops a sector it cannot read as lost, and tells
-    /// which contracts held it.
+    /// A forced removal drops a copy it cannot read; a sector with no other
+    /// copy is lost, and the alert tells which contracts held it.
     pub(super) fn drop_lost(&mut self, s: &SectorRow, why: &str) -> Result<()> {
         let e = self.engine;
-        if let Some((freed, contracts)) = e.meta.drop_lost_sector(s.id)? {
+        let (freed, contracts) = match e.meta.drop_lost_copy(s.id, s.volume_id, s.slot)? {
+            LostCopy::Gone => return Ok(()),
+            LostCopy::Copy(freed) => {
+                tracing::warn!(
+                    volume = self.volume.id,
+                    slot = s.slot,
+                    "the copy of sector {} could not be read and was dropped; its other \
+                     copies keep it: {why}",
+                    s.root
+                );
+                e.punch_and_release(&[(freed.volume_id, freed.slot)]);
+                e.request_repair(&format!("a copy was dropped from volume {}", self.volume.id));
+                self.moved += 1;
+                return Ok(());
+            }
+            LostCopy::Sector(freed, contracts) => (freed, contracts),
+        };
+        {
             e.jobs.lost.fetch_add(1, Ordering::Relaxed);
             e.alerts.raise(
                 &format!("lost-{}", s.root),
@@ -70,8 +89,8 @@ impl JobRun<'_> {
                     "slot": s.slot, "contracts": contracts}),
             );
             e.release(RefChange {
-                touched: vec![freed.sector_id],
-                freed: vec![freed],
+                touched: vec![s.id],
+                freed,
             });
             self.lost.push(*s);
         }

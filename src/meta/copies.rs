@@ -1,0 +1,288 @@
+//! Copies of sectors: each a (volume, slot) of one sector, one row each.
+//! Adding and dropping single copies (repair, trimming, self-heal,
+//! removal), how many copies the store keeps, where the repair goes on
+//! from, and the census of copies per sector.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::contracts::contracts_of_in;
+use super::db::Meta;
+use super::query::{
+    Freed, SECTOR_COLUMNS, SECTOR_COPIES, SectorRow, copies_in, free_unreferenced,
+    record_punch_in, sector_of, slot_inside,
+};
+use super::sectors::insert_copy_in;
+use crate::error::{DbContext, Result};
+use crate::merkle::Root;
+
+/// What dropping a copy that cannot be read did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LostCopy {
+    /// The copy was not there (moved, dropped or freed meanwhile).
+    Gone,
+    /// The copy went; the sector lives on in its other copies.
+    Copy(Freed),
+    /// It was the sector's last copy: the sector went with every
+    /// reference to it. The contracts that held it.
+    Sector(Vec<Freed>, Vec<String>),
+}
+
+/// How many copies of each sector the store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopiesSetting {
+    pub min: u32,
+    pub max: u32,
+}
+
+impl Meta {
+    /// Every copy of sector `id`, the first added first.
+    pub fn copies_of(&self, id: i64) -> Result<Vec<SectorRow>> {
+        self.read(|c| copies_in(c, id))
+    }
+
+    /// Every copy of the sector stored under `root`, the first added first
+    /// (none: it is not stored).
+    pub fn lookup_copies(&self, root: &Root) -> Result<Vec<SectorRow>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {SECTOR_COLUMNS} FROM {SECTOR_COPIES} WHERE s.root = ?1 ORDER BY c.id"
+                ))
+                .ctx("looking up a sector's copies")?;
+            let rows = stmt
+                .query_map([&root.0[..]], sector_of)
+                .ctx("looking up a sector's copies")?;
+            rows.collect::<rusqlite::Result<_>>()
+                .ctx("looking up a sector's copies")
+        })
+    }
+
+    /// Sector `id` still has a copy at (`volume_id`, `slot`).
+    pub fn copy_exists(&self, id: i64, volume_id: u32, slot: u64) -> Result<bool> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT 1 FROM copies WHERE sector_id = ?1 AND volume_id = ?2 AND slot = ?3",
+            )
+            .and_then(|mut s| s.exists(params![id, volume_id, slot as i64]))
+            .ctx("looking up a copy")
+        })
+    }
+
+    /// Records a new copy of sector `id`, written and synced at (`volume_id`,
+    /// `slot`). False (nothing recorded, the slot still the caller's) when
+    /// the sector is no longer stored, already has a copy on that volume,
+    /// the slot left its volume, or `intact()` says no.
+    pub fn add_copy(
+        &self,
+        id: i64,
+        volume_id: u32,
+        slot: u64,
+        added_at: i64,
+        intact: &dyn Fn() -> bool,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let copies = copies_in(tx, id)?;
+            if copies.is_empty()
+                || copies.iter().any(|c| c.volume_id == volume_id)
+                || !slot_inside(tx, volume_id, slot)?
+                || !intact()
+            {
+                return Ok(false);
+            }
+            insert_copy_in(tx, id, volume_id, slot, added_at)?;
+            Ok(true)
+        })
+    }
+
+    /// Drops copy (`volume_id`, `slot`) of sector `id` and records its slot
+    /// as pending a punch, unless it is the sector's last copy. False when
+    /// nothing was dropped.
+    pub fn drop_copy(&self, id: i64, volume_id: u32, slot: u64) -> Result<bool> {
+        self.write(|tx| {
+            let copies = copies_in(tx, id)?;
+            if copies.len() < 2 || !copies.iter().any(|c| (c.volume_id, c.slot) == (volume_id, slot))
+            {
+                return Ok(false);
+            }
+            delete_copy_in(tx, id, volume_id, slot)?;
+            Ok(true)
+        })
+    }
+
+    /// Drops a copy that cannot be read (a forced removal): the copy alone
+    /// while the sector has others, else the sector with every reference.
+    pub fn drop_lost_copy(&self, id: i64, volume_id: u32, slot: u64) -> Result<LostCopy> {
+        self.write(|tx| {
+            let copies = copies_in(tx, id)?;
+            let Some(copy) = copies
+                .iter()
+                .find(|c| (c.volume_id, c.slot) == (volume_id, slot))
+            else {
+                return Ok(LostCopy::Gone);
+            };
+            if copies.len() > 1 {
+                delete_copy_in(tx, id, volume_id, slot)?;
+                return Ok(LostCopy::Copy(Freed {
+                    root: copy.root,
+                    sector_id: id,
+                    volume_id,
+                    slot,
+                }));
+            }
+            let contracts = contracts_of_in(tx, id)?;
+            for table in ["pins", "contract_entries", "temp_entries"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE sector_id = ?1"), [id])
+                    .ctx("dropping a lost sector's references")?;
+            }
+            Ok(LostCopy::Sector(free_unreferenced(tx, &[id])?, contracts))
+        })
+    }
+
+    /// The copies setting (`1 1` until set).
+    pub fn copies_setting(&self) -> Result<CopiesSetting> {
+        self.read(|c| {
+            let get = |key: &str| -> Result<u32> {
+                c.prepare_cached("SELECT value FROM settings WHERE key = ?1")
+                    .and_then(|mut s| s.query_row([key], |r| r.get::<_, i64>(0)).optional())
+                    .map(|v| v.unwrap_or(1).clamp(1, u32::MAX as i64) as u32)
+                    .ctx("reading the copies setting")
+            };
+            Ok(CopiesSetting {
+                min: get("copies_min")?,
+                max: get("copies_max")?,
+            })
+        })
+    }
+
+    /// Sets the copies setting and, in the same transaction, asks for a
+    /// repair pass from the first sector (it adds or drops copies).
+    pub fn set_copies_setting(&self, setting: CopiesSetting) -> Result<()> {
+        self.write(|tx| {
+            for (key, value) in [("copies_min", setting.min), ("copies_max", setting.max)] {
+                tx.execute(
+                    "INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)",
+                    params![key, value],
+                )
+                .ctx("saving the copies setting")?;
+            }
+            request_repair_in(tx)
+        })
+    }
+
+    /// Where a repair pass goes on from (the last sector id it finished),
+    /// `None` when no pass is due.
+    pub fn repair_cursor(&self) -> Result<Option<i64>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT value FROM settings WHERE key = 'repair_cursor'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|v| v.filter(|v| *v >= 0))
+            .ctx("reading the repair cursor")
+        })
+    }
+
+    /// Saves where the repair pass goes on from (`None`: no pass due).
+    pub fn set_repair_cursor(&self, cursor: Option<i64>) -> Result<()> {
+        self.write(|tx| set_repair_cursor_in(tx, cursor.unwrap_or(-1)))
+    }
+
+    /// Saves the last sector a repair pass finished.
+    pub fn advance_repair_cursor(&self, cursor: i64) -> Result<()> {
+        self.write(|tx| set_repair_cursor_in(tx, cursor.max(0)))
+    }
+
+    /// Asks for a repair pass from the first sector: at once when none is
+    /// due, else once the pass under way ends (it may be past sectors the
+    /// reason for asking affects). Kept in the database, so a crash
+    /// resumes it.
+    pub fn request_repair(&self) -> Result<()> {
+        self.write(|tx| request_repair_in(tx))
+    }
+
+    /// Ends a repair pass: true (and the cursor back at the start) when
+    /// another was asked for while it ran.
+    pub fn finish_repair_pass(&self) -> Result<bool> {
+        self.write(|tx| {
+            let again: i64 = tx
+                .query_row(
+                    "SELECT coalesce((SELECT value FROM settings WHERE key = 'repair_again'), 0)",
+                    [],
+                    |r| r.get(0),
+                )
+                .ctx("ending a repair pass")?;
+            tx.execute("DELETE FROM settings WHERE key = 'repair_again'", [])
+                .ctx("ending a repair pass")?;
+            set_repair_cursor_in(tx, if again > 0 { 0 } else { -1 })?;
+            Ok(again > 0)
+        })
+    }
+
+    /// Calls `f(sector_id, volume_id)` for every copy, a sector's copies
+    /// one after the other (a census of the copies: one pass, in the
+    /// order of an index, nothing held but the row at hand).
+    pub fn for_each_copy(&self, mut f: impl FnMut(i64, u32)) -> Result<()> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare("SELECT sector_id, volume_id FROM copies ORDER BY sector_id")
+                .ctx("counting copies")?;
+            let mut rows = stmt.query([]).ctx("counting copies")?;
+            while let Some(row) = rows.next().ctx("counting copies")? {
+                f(
+                    row.get(0).ctx("counting copies")?,
+                    row.get(1).ctx("counting copies")?,
+                );
+            }
+            Ok(())
+        })
+    }
+
+    /// Sector ids after `after`, in order, `limit` at most (a repair pass).
+    pub fn sector_ids_after(&self, after: i64, limit: usize) -> Result<Vec<i64>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT id FROM sectors WHERE id > ?1 ORDER BY id LIMIT ?2")
+                .ctx("listing sectors to repair")?;
+            let rows = stmt
+                .query_map(params![after, limit as i64], |r| r.get(0))
+                .ctx("listing sectors to repair")?;
+            rows.collect::<rusqlite::Result<_>>()
+                .ctx("listing sectors to repair")
+        })
+    }
+}
+
+fn delete_copy_in(c: &Connection, id: i64, volume_id: u32, slot: u64) -> Result<()> {
+    c.prepare_cached("DELETE FROM copies WHERE sector_id = ?1 AND volume_id = ?2 AND slot = ?3")
+        .and_then(|mut s| s.execute(params![id, volume_id, slot as i64]))
+        .ctx("dropping a copy")?;
+    record_punch_in(c, volume_id, slot)
+}
+
+fn request_repair_in(c: &Connection) -> Result<()> {
+    let started = c
+        .execute(
+            "UPDATE settings SET value = 0 WHERE key = 'repair_cursor' AND value < 0",
+            [],
+        )
+        .ctx("asking for a repair pass")?;
+    if started == 0 {
+        c.execute(
+            "INSERT OR REPLACE INTO settings (key, value) VALUES ('repair_again', 1)",
+            [],
+        )
+        .ctx("asking for a repair pass")?;
+    }
+    Ok(())
+}
+
+fn set_repair_cursor_in(c: &Connection, value: i64) -> Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO settings (key, value) VALUES ('repair_cursor', ?1)",
+        [value],
+    )
+    .ctx("saving the repair cursor")?;
+    Ok(())
+}
