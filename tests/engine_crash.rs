@@ -5,6 +5,11 @@
 //! operation is there, that the one in flight either landed whole or not at
 //! all, that every sector verifies, and that no slot is leaked or shared.
 //!
+//! A second run keeps two copies of every sector on three volumes, and one
+//! child thread also changes the copies setting and runs repairs: after
+//! every kill each sector has between two and three copies on distinct
+//! volumes, each of which verifies.
+//!
 //! `CRASH_ROUNDS` (default 40) and `CRASH_SEED` override the number of
 //! kills and the random seed (printed at the start, to replay the same
 //! choices of operations and kill points).
@@ -23,6 +28,8 @@ use sectorfs::merkle::{Root, SECTOR_SIZE, sector_root};
 const THREADS: u64 = 2;
 const CONTRACTS_PER_THREAD: u64 = 3;
 const VOLUMES: usize = 2;
+/// Volumes of a store keeping two copies of each sector.
+const COPIES_VOLUMES: usize = 3;
 const VOLUME_SLOTS: u64 = 64;
 /// Pinned sectors a child thread keeps at most (bounds disk use).
 const MAX_PINNED: usize = 10;
@@ -93,15 +100,22 @@ fn crash_child() {
         .unwrap()
         .parse()
         .unwrap();
+    let copies = std::env::var_os("SECTORFS_CRASH_COPIES").is_some();
     let dir = Path::new(&dir);
     let engine = Engine::open(dir, options()).unwrap_or_else(|e| die(format!("open: {e}")));
     // a kill during an earlier add may have left a file without a row, so
     // each round names its volumes afresh
-    for i in engine.volume_ids().len()..VOLUMES {
+    let volumes = if copies { COPIES_VOLUMES } else { VOLUMES };
+    for i in engine.volume_ids().len()..volumes {
         let path = dir.join(format!("r{round}-v{i}.vol"));
         engine
             .add_volume(&path, VOLUME_SLOTS)
             .unwrap_or_else(|e| die(format!("add volume: {e}")));
+    }
+    if copies && engine.copies_setting().min < 2 {
+        engine
+            .set_copies(2, 2)
+            .unwrap_or_else(|e| die(format!("copies: {e}")));
     }
     // Each thread owns the pins of the sectors whose id has its parity, so
     // no two threads ever race on one pin or one contract, and a thread's
@@ -117,15 +131,31 @@ fn crash_child() {
         for (t, pinned) in owned.into_iter().enumerate() {
             let engine = &engine;
             let mut rng = Rng::new(seed ^ ((t as u64 + 1) << 48));
-            scope.spawn(move || child_thread(engine, round, t as u64, pinned, &mut rng));
+            scope.spawn(move || child_thread(engine, round, t as u64, pinned, copies, &mut rng));
         }
     });
 }
 
-fn child_thread(engine: &Engine, round: u64, t: u64, mut pinned: Vec<Root>, rng: &mut Rng) {
+fn child_thread(
+    engine: &Engine,
+    round: u64,
+    t: u64,
+    mut pinned: Vec<Root>,
+    copies: bool,
+    rng: &mut Rng,
+) {
     for n in 0..MAX_OPS {
         let p = rng.below(100);
-        if pinned.is_empty() || (p < 45 && pinned.len() < MAX_PINNED) {
+        // one thread changes the copies and repairs (one repair at a time,
+        // as in the mount)
+        if copies && t == 0 && p < 10 {
+            let max = 2 + rng.below(2) as u32;
+            say(&format!("begin {t} C {max}"));
+            engine
+                .set_copies(2, max)
+                .and_then(|()| engine.repair_now())
+                .unwrap_or_else(|e| die(format!("copies 2 {max}: {e}")));
+        } else if pinned.is_empty() || (p < 45 && pinned.len() < MAX_PINNED) {
             let (root, data) = make_sector((round << 32) | (t << 24) | n);
             say(&format!("begin {t} W {root}"));
             match engine.write_sector(&root, &data, Reference::Pin) {
@@ -189,6 +219,8 @@ enum Op {
     Replace(String, Vec<Root>),
     Append(String, Vec<Root>),
     Delete(String),
+    /// Copies set to 2 and a max of 2 or 3, then a repair.
+    Copies,
 }
 
 impl Op {
@@ -205,6 +237,7 @@ impl Op {
             ["R", n, rs] => Op::Replace(n.to_string(), roots(rs)),
             ["A", n, rs] => Op::Append(n.to_string(), roots(rs)),
             ["D", n] => Op::Delete(n.to_string()),
+            ["C", _max] => Op::Copies,
             _ => panic!("unknown operation {words:?}"),
         }
     }
@@ -253,6 +286,7 @@ impl Model {
                     None => self.contracts.remove(n),
                 };
             }
+            Op::Copies => {}
         }
     }
 }
@@ -272,8 +306,19 @@ struct RoundResult {
     killed: bool,
 }
 
-fn run_child(dir: &Path, round: u64, seed: u64, kill: Kill, model: &mut Model) -> RoundResult {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+fn run_child(
+    dir: &Path,
+    round: u64,
+    seed: u64,
+    kill: Kill,
+    copies: bool,
+    model: &mut Model,
+) -> RoundResult {
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    if copies {
+        child.env("SECTORFS_CRASH_COPIES", "1");
+    }
+    let mut child = child
         .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
         .env("SECTORFS_CRASH_DIR", dir)
         .env("SECTORFS_CRASH_ROUND", round.to_string())
@@ -366,17 +411,55 @@ fn check_after_kill(
     in_flight: &HashMap<u64, Op>,
     verified: &mut Verified,
     verify_all: bool,
+    copies: bool,
 ) {
     let engine = Engine::open(dir, options()).expect("reopen after the kill");
     let ctx = format!("round {round}, in flight {in_flight:?}");
 
     // nothing leaked, nothing double-owned, no punch left undone
-    let used: u64 = engine.volume_infos().iter().map(|v| v.used).sum();
-    assert_eq!(used, engine.meta().count_sectors().unwrap(), "{ctx}");
-    assert!(engine.meta().pending_punches().unwrap().is_empty(), "{ctx}");
     let rows = engine.list_sectors(0, 1 << 20).unwrap();
-    let places: HashSet<(u32, u64)> = rows.iter().map(|r| (r.volume_id, r.slot)).collect();
-    assert_eq!(places.len(), rows.len(), "{ctx}: a slot owned twice");
+    let all: Vec<_> = rows
+        .iter()
+        .flat_map(|r| engine.sector_copies(r.id).unwrap())
+        .collect();
+    let used: u64 = engine.volume_infos().iter().map(|v| v.used).sum();
+    assert_eq!(used, all.len() as u64, "{ctx}: slots used and copies differ");
+    assert!(engine.meta().pending_punches().unwrap().is_empty(), "{ctx}");
+    let places: HashSet<(u32, u64)> = all.iter().map(|r| (r.volume_id, r.slot)).collect();
+    assert_eq!(places.len(), all.len(), "{ctx}: a slot owned twice");
+    assert!(
+        engine.meta().consistency_problems().unwrap().is_empty(),
+        "{ctx}: {:?}",
+        engine.meta().consistency_problems()
+    );
+    // with copies: two or three, on distinct volumes, each verifying
+    if copies {
+        for r in &rows {
+            let mine: Vec<_> = all.iter().filter(|c| c.id == r.id).collect();
+            assert!(
+                (2..=3).contains(&mine.len()),
+                "{ctx}: sector {} has {} copies",
+                r.root,
+                mine.len()
+            );
+            let vols: HashSet<u32> = mine.iter().map(|c| c.volume_id).collect();
+            assert_eq!(vols.len(), mine.len(), "{ctx}: two copies on one volume");
+            for c in mine {
+                let info = engine.volume_info(c.volume_id).unwrap();
+                let file = std::fs::File::open(&info.path).unwrap();
+                let mut buf = vec![0u8; SECTOR_SIZE];
+                file.read_exact_at(&mut buf, c.slot * SECTOR_SIZE as u64)
+                    .unwrap();
+                assert_eq!(
+                    sector_root(&buf),
+                    r.root,
+                    "{ctx}: the copy in volume {} slot {} does not verify",
+                    c.volume_id,
+                    c.slot
+                );
+            }
+        }
+    }
     let slots: HashMap<u32, u64> = engine
         .volume_infos()
         .iter()
@@ -492,10 +575,19 @@ fn check_after_kill(
 
 #[test]
 fn crash_recovery() {
+    crash_rounds("crash_recovery", false, 40);
+}
+
+#[test]
+fn crash_recovery_with_copies() {
+    crash_rounds("crash_recovery_with_copies", true, 20);
+}
+
+fn crash_rounds(name: &str, copies: bool, default_rounds: u64) {
     let rounds: u64 = std::env::var("CRASH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
+        .unwrap_or(default_rounds);
     let seed: u64 = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -505,7 +597,7 @@ fn crash_recovery() {
                 .unwrap()
                 .as_nanos() as u64
         });
-    eprintln!("crash_recovery: CRASH_SEED={seed} CRASH_ROUNDS={rounds}");
+    eprintln!("{name}: CRASH_SEED={seed} CRASH_ROUNDS={rounds}");
     let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut model = Model::default();
@@ -519,7 +611,7 @@ fn crash_recovery() {
             let delay = Duration::from_micros(rng.below(25_000));
             Kill::AfterAcks(1 + rng.below(16), delay)
         };
-        let result = run_child(dir.path(), round, rng.next(), kill, &mut model);
+        let result = run_child(dir.path(), round, rng.next(), kill, copies, &mut model);
         total_acked += result.acked;
         kills += u64::from(result.killed);
         mid_op += u64::from(!result.in_flight.is_empty());
@@ -530,10 +622,11 @@ fn crash_recovery() {
             &result.in_flight,
             &mut verified,
             round + 1 == rounds,
+            copies,
         );
     }
     eprintln!(
-        "crash_recovery: {rounds} rounds, {kills} kills ({mid_op} with an operation in flight), \
+        "{name}: {rounds} rounds, {kills} kills ({mid_op} with an operation in flight), \
          {total_acked} acknowledged operations, {} sectors stored at the end, {:.1} s",
         verified.len(),
         started.elapsed().as_secs_f64()

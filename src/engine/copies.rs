@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -42,9 +41,6 @@ pub struct CopyCensus {
     pub max: u32,
 }
 
-/// How long a census stands before it is counted again.
-const CENSUS_TTL: Duration = Duration::from_secs(2);
-
 impl Engine {
     /// How many copies of each sector the store keeps.
     pub fn copies_setting(&self) -> CopiesSetting {
@@ -63,7 +59,6 @@ impl Engine {
         self.meta.set_copies_setting(setting)?;
         *self.copies.write() = setting;
         tracing::info!("copies set to min {min}, max {max}; a repair pass follows");
-        self.census.lock().take();
         self.repair_wake();
         Ok(())
     }
@@ -260,24 +255,26 @@ impl Engine {
             ),
             serde_json::json!({"root": root.to_string(), "copies": copies, "min": min}),
         );
-        self.census.lock().take();
         if let Err(e) = self.meta.request_repair() {
             tracing::error!("cannot ask for a repair pass: {e}");
         }
     }
 
-    /// Sectors by readable copies, counted at most every couple of seconds
-    /// (one pass over the copies); raises or clears the alerts about
-    /// sectors with too few copies or copies sharing a device.
-    pub fn copy_census(&self) -> Result<CopyCensus> {
-        if let Some((at, census)) = self.census.lock().as_ref()
-            && at.elapsed() < CENSUS_TTL
-        {
-            return Ok(census.clone());
+    /// Room for copies appeared: a repair pass adds those missing, when
+    /// the store keeps more than one.
+    pub(crate) fn room_for_copies(&self, why: &str) {
+        if self.copies_setting().min > 1 {
+            self.request_repair(why);
         }
+    }
+
+    /// Sectors by readable copies, counted now (a count of the sectors
+    /// while each has its one copy, else one pass over the copies); raises
+    /// or clears the alerts about sectors with too few copies or copies
+    /// sharing a device.
+    pub fn copy_census(&self) -> Result<CopyCensus> {
         let census = self.count_copies()?;
         self.census_alerts(&census);
-        *self.census.lock() = Some((Instant::now(), census.clone()));
         Ok(census)
     }
 

@@ -118,8 +118,6 @@ pub struct Engine {
     corrupt: Mutex<std::collections::HashSet<(i64, u32)>>,
     /// How many copies of each sector the store keeps.
     copies: RwLock<CopiesSetting>,
-    /// The last count of sectors by copies, and when it was made.
-    census: Mutex<Option<(std::time::Instant, CopyCensus)>>,
     repair: repair::Repair,
     /// The memory and the number of sector files being written.
     uploads: upload_limits::UploadLimits,
@@ -166,7 +164,6 @@ impl Engine {
             health: health::Health::default(),
             corrupt: Mutex::new(Default::default()),
             copies: RwLock::new(copies),
-            census: Mutex::new(None),
             repair: Default::default(),
             uploads: upload_limits::UploadLimits::new(upload_memory, max_uploads),
             _lock: lock,

@@ -62,7 +62,6 @@ impl Engine {
             Ok(()) => self.repair_wake(),
             Err(e) => tracing::error!("cannot ask for a repair pass ({why}): {e}"),
         }
-        self.census.lock().take();
     }
 
     /// Stops the repair pass under way (a later event starts a new one).
@@ -236,7 +235,6 @@ impl Engine {
             );
         };
         self.repair.running.store(false, Ordering::Relaxed);
-        self.census.lock().take();
         outcome
     }
 
@@ -425,7 +423,6 @@ impl Engine {
         }
         self.corrupt.lock().remove(&(at.id, at.volume_id));
         super::volumes::bump(&volume.stats.healed);
-        self.census.lock().take();
         let message = format!(
             "the bad copy of sector {} in volume {} slot {} was rewritten from its copy in \
              volume {}",

@@ -320,6 +320,7 @@ impl Engine {
         self.volumes.write().insert(id, volume);
         tracing::info!(volume = id, slots, "added volume {}", path.display());
         self.space_changed();
+        self.room_for_copies(&format!("volume {id} was added"));
         Ok(id)
     }
 
@@ -331,6 +332,9 @@ impl Engine {
         self.alloc.lock().set_writable(id, v.writable());
         tracing::info!(volume = id, readonly, "volume read-only flag changed");
         self.space_changed();
+        if !readonly {
+            self.room_for_copies(&format!("volume {id} takes new sectors again"));
+        }
         Ok(())
     }
 }

@@ -9,14 +9,15 @@
 //! failing run can be replayed).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::harness::{Mount, Rng, errno, offline_check, sector, write_file, write_with};
+use super::harness::{
+    Mount, Rng, errno, offline_check, read_uncached, sector, wait_for, write_file, write_with,
+};
+use super::loopfs::{LoopFs, run};
 use sectorfs::merkle::{Root, sector_root};
 
 /// One call of a table of calls that must fail.
@@ -28,35 +29,6 @@ struct Unmount(PathBuf);
 impl Drop for Unmount {
     fn drop(&mut self) {
         let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Reads a file past the kernel's page cache: the daemon serves it.
-fn read_uncached(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut f = std::fs::File::open(path)?;
-    // SAFETY: plain syscall on an open fd.
-    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    let mut out = Vec::new();
-    f.read_to_end(&mut out)?;
-    Ok(out)
-}
-
-fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -147,105 +119,6 @@ fn a_volume_whose_file_system_fills_up_mid_write() {
 }
 
 // ------------------------------------------------------ read-only database
-
-/// An ext4 file system in a file on a loop device, where the data dir
-/// lives, so the test can make it read-only under the daemon.
-struct LoopFs {
-    /// Holds the image and the mountpoint; removed after the unmount.
-    _dir: tempfile::TempDir,
-    mnt: PathBuf,
-    image: PathBuf,
-}
-
-impl LoopFs {
-    /// A new file system, or `None` (a skip, never under CI) where this
-    /// machine has no loop devices.
-    fn new_or_skip() -> Option<LoopFs> {
-        if !Path::new("/dev/loop-control").exists() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "no loop devices (/dev/loop-control): the read-only database test cannot run"
-            );
-            eprintln!("skipped: no loop devices (/dev/loop-control) on this machine");
-            return None;
-        }
-        Some(LoopFs::new())
-    }
-
-    fn new() -> LoopFs {
-        let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join("fs.img");
-        let mnt = dir.path().join("fs");
-        std::fs::create_dir(&mnt).unwrap();
-        std::fs::File::create(&image)
-            .unwrap()
-            .set_len(64 << 20)
-            .unwrap();
-        run(Command::new("mkfs.ext4").arg("-q").arg(&image));
-        let fs = LoopFs {
-            _dir: dir,
-            mnt,
-            image,
-        };
-        fs.mount();
-        fs
-    }
-
-    fn mount(&self) {
-        run(Command::new("mount")
-            .args(["-o", "loop,errors=remount-ro"])
-            .arg(&self.image)
-            .arg(&self.mnt));
-    }
-
-    /// The ext4 name of the mounted device (`loop3`), for /sys/fs/ext4.
-    fn device(&self) -> String {
-        let src = run(Command::new("findmnt")
-            .args(["-n", "-o", "SOURCE"])
-            .arg(&self.mnt));
-        src.trim().trim_start_matches("/dev/").to_string()
-    }
-
-    /// An ext4 error with errors=remount-ro: the file system turns
-    /// read-only at once, even with files open for writing (which a
-    /// `mount -o remount,ro` refuses with EBUSY).
-    fn fail(&self) {
-        let knob = format!("/sys/fs/ext4/{}/trigger_fs_error", self.device());
-        std::fs::write(&knob, "sectorfs fault test\n")
-            .unwrap_or_else(|e| panic!("write {knob}: {e}"));
-        let opts = run(Command::new("findmnt")
-            .args(["-n", "-o", "OPTIONS"])
-            .arg(&self.mnt));
-        assert!(
-            opts.starts_with("ro") || opts.contains("emergency_ro"),
-            "still writable: {opts}"
-        );
-    }
-
-    /// Unmounts, repairs the error state and mounts read-write again.
-    fn restore(&self) {
-        run(Command::new("umount").arg(&self.mnt));
-        let out = Command::new("e2fsck")
-            .arg("-fy")
-            .arg(&self.image)
-            .output()
-            .unwrap();
-        // 0: clean, 1: errors corrected
-        assert!(
-            matches!(out.status.code(), Some(0 | 1)),
-            "e2fsck: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        self.mount();
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
 
 #[test]
 fn a_read_only_database_fails_writes_and_serves_reads() {

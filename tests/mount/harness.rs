@@ -440,3 +440,24 @@ pub fn offline_check(m: &Mount, when: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Polls `done` every 20 ms until it holds; fails the test after `secs`.
+pub fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads a file past the kernel's page cache: the daemon serves it.
+pub fn read_uncached(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut f = std::fs::File::open(path)?;
+    // SAFETY: plain syscall on an open fd.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
+}

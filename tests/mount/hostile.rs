@@ -153,16 +153,20 @@ impl Drop for Unmount<'_> {
 
 /// Everything a hostile input must leave as it was.
 fn state(m: &Mount, extra_dirs: &[&Path]) -> Vec<String> {
-    let mut out = vec![format!("height {}", m.read("height"))];
+    let mut out = vec![
+        format!("height {}", m.read("height")),
+        format!("copies {}", m.read("copies")),
+    ];
     for name in m.listed() {
         let p = m.path(&format!("sectors/{name}"));
         let x = |a: &str| super::harness::xattr(&p, a).unwrap();
         out.push(format!(
-            "sector {name} nlink {} refs {} at {}:{} ino {} mtime {}",
+            "sector {name} nlink {} refs {} at {}:{} copies {} ino {} mtime {}",
             std::fs::metadata(&p).unwrap().nlink(),
             x("user.sectorfs.refs"),
             x("user.sectorfs.volume"),
             x("user.sectorfs.slot"),
+            x("user.sectorfs.copies"),
             std::fs::metadata(&p).unwrap().ino(),
             std::fs::metadata(&p).unwrap().mtime(),
         ));
@@ -464,8 +468,12 @@ fn hostile_input_is_refused_and_changes_nothing() {
         b"dismiss\n".to_vec(),
         b"../../etc/passwd 8\n".to_vec(),
     ];
-    for rel in control_files {
+    for rel in control_files.iter().copied().chain(["copies"]) {
         for data in &generic {
+            // the one line of these that /copies takes
+            if rel == "copies" && data == b"1 1\n" {
+                continue;
+            }
             h.ctl(rel, data, libc::EINVAL);
         }
         // huge input: refused at the write, nothing applied
@@ -647,6 +655,15 @@ fn hostile_input_is_refused_and_changes_nothing() {
         h.ctl("status", format!("{bad}\n").as_bytes(), libc::EINVAL);
     }
     h.ctl("status", b"dismiss 987654321\n", libc::ENOENT);
+    // ---- /copies (1 1): <min> or <min> <max>, max >= min >= 1
+    for bad in [
+        "0", "0 0", "0 1", "3 2", "1 2 3", "+2", "2.0", "2,3", "1 -1", "cancel now", "4294967296",
+        "1 4294967296",
+    ] {
+        h.ctl("copies", format!("{bad}\n").as_bytes(), libc::EINVAL);
+    }
+    // no repair runs to cancel
+    h.ctl("copies", b"cancel\n", libc::ENOENT);
     // generated files cannot be written at all
     for rel in [
         "status.json",

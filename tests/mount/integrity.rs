@@ -256,13 +256,24 @@ fn the_offline_check_finds_each_kind_of_damage() {
     );
     broken(
         "a sector outside its volume",
-        "UPDATE sectors SET slot = 100000 WHERE id = (SELECT max(id) FROM sectors);",
+        "UPDATE copies SET slot = 100000 WHERE id = (SELECT max(id) FROM copies);",
         "lie outside their volume",
     );
     broken(
         "two sectors in one slot",
-        "DROP INDEX sectors_location; UPDATE sectors SET slot = 0;",
+        "DROP INDEX copies_location; UPDATE copies SET slot = 0;",
         "owned by more than one sector",
+    );
+    broken(
+        "two copies of a sector on one volume",
+        "DROP INDEX copies_sector; INSERT INTO copies (sector_id, volume_id, slot, added_at) \
+         SELECT sector_id, volume_id, 200, added_at FROM copies LIMIT 1;",
+        "two copies on one volume",
+    );
+    broken(
+        "a sector without a copy",
+        "DELETE FROM copies WHERE id = (SELECT max(id) FROM copies);",
+        "have no copy",
     );
 }
 

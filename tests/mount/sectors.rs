@@ -390,11 +390,13 @@ fn stat_xattrs_and_stable_inodes() {
         xattr(&pa, "user.sectorfs.refs").unwrap(),
         "pin=1 contracts=0 temp=0"
     );
+    assert_eq!(xattr(&pa, "user.sectorfs.copies").unwrap(), "1:0");
     let mut names = xattr_names(&pa).unwrap();
     names.sort();
     assert_eq!(
         names,
         [
+            "user.sectorfs.copies",
             "user.sectorfs.refs",
             "user.sectorfs.slot",
             "user.sectorfs.stored_at",
