@@ -154,12 +154,18 @@ pub fn parse_height(line: &str) -> Result<u64> {
 pub fn parse_copies(line: &str) -> Result<(u32, u32)> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let number = |w: &str| -> Result<u32> {
-        w.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-            Error::Invalid(format!(
-                "a number of copies is a whole number from 1, not {:?}",
-                short(w)
-            ))
-        })
+        // digits only: no sign, no spaces, nothing `parse` would forgive
+        let digits = !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
+        digits
+            .then(|| w.parse::<u32>().ok())
+            .flatten()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "a number of copies is a whole number from 1, not {:?}",
+                    short(w)
+                ))
+            })
     };
     let (min, max) = match words.as_slice() {
         [min] => (number(min)?, number(min)?),

@@ -76,14 +76,23 @@ pub fn status_text(engine: &Engine) -> Result<String> {
         let by: Vec<String> = k
             .by_copies
             .iter()
-            .map(|(copies, n)| format!("{} with {copies}", crate::text::plural(*n, "sector", "sectors")))
+            .map(|(copies, n)| {
+                format!(
+                    "{} with {copies}",
+                    crate::text::plural(*n, "sector", "sectors")
+                )
+            })
             .collect();
         let _ = writeln!(
             out,
             "copies: min {} max {}; {}; {} under-replicated, {} lost, {} sharing a device",
             k.min,
             k.max,
-            if by.is_empty() { "no sectors".to_string() } else { by.join(", ") },
+            if by.is_empty() {
+                "no sectors".to_string()
+            } else {
+                by.join(", ")
+            },
             k.under_replicated,
             k.lost,
             k.sharing_a_device

@@ -11,6 +11,9 @@ mod tests {
     fn one_and_many() {
         assert_eq!(super::plural(1, "copy", "copies"), "1 copy");
         assert_eq!(super::plural(0, "copy", "copies"), "0 copies");
-        assert_eq!(super::plural(2, "sector has", "sectors have"), "2 sectors have");
+        assert_eq!(
+            super::plural(2, "sector has", "sectors have"),
+            "2 sectors have"
+        );
     }
 }

@@ -423,7 +423,11 @@ fn check_after_kill(
         .flat_map(|r| engine.sector_copies(r.id).unwrap())
         .collect();
     let used: u64 = engine.volume_infos().iter().map(|v| v.used).sum();
-    assert_eq!(used, all.len() as u64, "{ctx}: slots used and copies differ");
+    assert_eq!(
+        used,
+        all.len() as u64,
+        "{ctx}: slots used and copies differ"
+    );
     assert!(engine.meta().pending_punches().unwrap().is_empty(), "{ctx}");
     let places: HashSet<(u32, u64)> = all.iter().map(|r| (r.volume_id, r.slot)).collect();
     assert_eq!(places.len(), all.len(), "{ctx}: a slot owned twice");

@@ -82,7 +82,10 @@ impl Engine {
     /// Queues a bad copy to be rewritten from a good one.
     pub(crate) fn heal_later(&self, at: &SectorRow) {
         let mut heals = self.repair.heals.lock();
-        if !heals.iter().any(|h| (h.id, h.volume_id) == (at.id, at.volume_id)) {
+        if !heals
+            .iter()
+            .any(|h| (h.id, h.volume_id) == (at.id, at.volume_id))
+        {
             heals.push(*at);
         }
         drop(heals);
@@ -246,7 +249,10 @@ impl Engine {
             return Ok(done);
         }
         let setting = self.copies_setting();
-        let counted: Vec<&SectorRow> = copies.iter().filter(|c| self.counts_toward_min(c)).collect();
+        let counted: Vec<&SectorRow> = copies
+            .iter()
+            .filter(|c| self.counts_toward_min(c))
+            .collect();
         let have = counted.len();
         if have < setting.min as usize {
             let mut buf = vec![0u8; SECTOR_SIZE];
@@ -362,8 +368,7 @@ impl Engine {
                     .map(|f| (f, slot));
                 match written {
                     Ok((file, slot)) => {
-                        let intact =
-                            || self.truncations.none_since(epoch) && volume.holds(&file);
+                        let intact = || self.truncations.none_since(epoch) && volume.holds(&file);
                         let moved = self.meta.relocate(
                             &[Move {
                                 sector_id: at.id,

@@ -371,7 +371,10 @@ impl Upload {
                 return Err(e);
             }
             Some(Err(e)) => {
-                tracing::warn!("sector {}: its other copies could not be written: {e}", self.root);
+                tracing::warn!(
+                    "sector {}: its other copies could not be written: {e}",
+                    self.root
+                );
                 Vec::new()
             }
             None => Vec::new(),
@@ -418,9 +421,9 @@ impl Upload {
                         slot,
                     }];
                     placed.extend(extras);
-                    if let Some(stored) =
-                        self.engine
-                            .commit_new(&self.root, &placed, epoch, reference)?
+                    if let Some(stored) = self
+                        .engine
+                        .commit_new(&self.root, &placed, epoch, reference)?
                     {
                         self.engine.uploads.pool.forget(self.id);
                         return Ok(stored);

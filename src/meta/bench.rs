@@ -23,9 +23,7 @@ impl Meta {
     ) -> Result<()> {
         self.write(|tx| {
             let mut sector = tx
-                .prepare_cached(
-                    "INSERT INTO sectors (root, stored_at) VALUES (?1, ?2)",
-                )
+                .prepare_cached("INSERT INTO sectors (root, stored_at) VALUES (?1, ?2)")
                 .ctx("recording synthetic sectors")?;
             let mut copy = tx
                 .prepare_cached(

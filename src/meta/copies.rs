@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::contracts::contracts_of_in;
 use super::db::Meta;
 use super::query::{
-    Freed, SECTOR_COLUMNS, SECTOR_COPIES, SectorRow, copies_in, free_unreferenced,
-    record_punch_in, sector_of, slot_inside,
+    Freed, SECTOR_COLUMNS, SECTOR_COPIES, SectorRow, copies_in, free_unreferenced, record_punch_in,
+    sector_of, slot_inside,
 };
 use super::sectors::insert_copy_in;
 use crate::error::{DbContext, Result};
@@ -100,7 +100,10 @@ impl Meta {
     pub fn drop_copy(&self, id: i64, volume_id: u32, slot: u64) -> Result<bool> {
         self.write(|tx| {
             let copies = copies_in(tx, id)?;
-            if copies.len() < 2 || !copies.iter().any(|c| (c.volume_id, c.slot) == (volume_id, slot))
+            if copies.len() < 2
+                || !copies
+                    .iter()
+                    .any(|c| (c.volume_id, c.slot) == (volume_id, slot))
             {
                 return Ok(false);
             }

@@ -178,7 +178,9 @@ fn run_migrations(conn: &mut Connection) -> Result<()> {
         let tx = conn.transaction().ctx("starting a migration")?;
         tx.execute_batch(sql).ctx("migrating the schema")?;
         let broken: i64 = tx
-            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
             .ctx("checking the migrated schema")?;
         if broken > 0 {
             return Err(crate::error::Error::Invalid(format!(

@@ -232,7 +232,10 @@ fn raising_and_lowering_copies_with_reads_going_on() {
     // the dropped copies' slots are punched out of the file
     let path = m.read(&format!("volumes/{two}/path"));
     let blocks = std::fs::metadata(path.trim()).unwrap().blocks();
-    assert!(blocks * 512 < SECTOR as u64, "{blocks} blocks still allocated");
+    assert!(
+        blocks * 512 < SECTOR as u64,
+        "{blocks} blocks still allocated"
+    );
 }
 
 /// A volume away long enough to be repaired around, then back: the copies

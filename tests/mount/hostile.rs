@@ -657,7 +657,17 @@ fn hostile_input_is_refused_and_changes_nothing() {
     h.ctl("status", b"dismiss 987654321\n", libc::ENOENT);
     // ---- /copies (1 1): <min> or <min> <max>, max >= min >= 1
     for bad in [
-        "0", "0 0", "0 1", "3 2", "1 2 3", "+2", "2.0", "2,3", "1 -1", "cancel now", "4294967296",
+        "0",
+        "0 0",
+        "0 1",
+        "3 2",
+        "1 2 3",
+        "+2",
+        "2.0",
+        "2,3",
+        "1 -1",
+        "cancel now",
+        "4294967296",
         "1 4294967296",
     ] {
         h.ctl("copies", format!("{bad}\n").as_bytes(), libc::EINVAL);

@@ -121,4 +121,3 @@ impl Drop for LoopFs {
         let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
     }
 }
-

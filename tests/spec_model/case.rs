@@ -285,6 +285,22 @@ impl<D: Driver> Case<D> {
                     self.model.set_height(h as u64);
                 }
             }
+            Op::SetCopies { min, max } => {
+                let want = if *max >= *min && *min >= 1 {
+                    0
+                } else {
+                    libc::EINVAL
+                };
+                let got = self.d.write_file(
+                    "copies",
+                    Open::Truncate,
+                    format!("{min} {max}\n").as_bytes(),
+                );
+                expect(&format_args!("{what} ({min} {max})"), got, want)?;
+                if want == 0 {
+                    self.model.copies = (*min, *max);
+                }
+            }
             Op::AddVolume { slots } => {
                 self.volume_files += 1;
                 let path = self
@@ -406,6 +422,14 @@ impl<D: Driver> Case<D> {
                     s.volume, model.volumes[&s.volume].slots
                 ));
             }
+            // its one copy (the model keeps min at 1)
+            let copies = xattr("user.sectorfs.copies")?;
+            if copies != format!("{}:{slot}", s.volume) {
+                return Err(format!(
+                    "sector #{seed}: copies {copies:?}, want its one copy {}:{slot}",
+                    s.volume
+                ));
+            }
             if let Some(other) = slots.insert((s.volume, slot), seed) {
                 return Err(format!(
                     "sectors #{other} and #{seed} share slot {slot} of volume {}",
@@ -453,6 +477,13 @@ impl<D: Driver> Case<D> {
             return Err(format!(
                 "/height is {height:?}, the model has {}",
                 model.height
+            ));
+        }
+        let copies = self.read_text("copies")?;
+        if copies != format!("{} {}\n", model.copies.0, model.copies.1) {
+            return Err(format!(
+                "/copies is {copies:?}, the model has {:?}",
+                model.copies
             ));
         }
         let mut want: Vec<String> = model.dirs().iter().map(|h| h.to_string()).collect();

@@ -192,6 +192,10 @@ pub enum Op {
     Rmdir { dh: i64 },
     /// Write `/height`.
     SetHeight { dh: i64 },
+    /// Write `/copies` as `<min> <max>`: min 0 or 1 (0 is refused; the
+    /// model places one copy per sector, so it never asks for more; the
+    /// copies tests cover those), max 0 to 3 (below min: refused).
+    SetCopies { min: u32, max: u32 },
     /// `echo "<scratch>/vN.vol <slots>" > /volumes/add`.
     AddVolume { slots: u64 },
     /// Write `/volumes/<id>/readonly`.
@@ -284,6 +288,12 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
             2,
             (any::<Index>(), prop::bool::weighted(0.4))
                 .prop_map(|(volume, on)| Op::ReadOnly { volume, on })
+                .boxed(),
+        ),
+        (
+            1,
+            (0u32..=1, 0u32..=3)
+                .prop_map(|(min, max)| Op::SetCopies { min, max })
                 .boxed(),
         ),
         (1, Just(Op::Remount).boxed()),

@@ -39,6 +39,8 @@ pub struct Model {
     /// heights with entries are directories too.
     pub temp_dirs: BTreeSet<u64>,
     pub volumes: BTreeMap<u32, Volume>,
+    /// `/copies` (min, max).
+    pub copies: (u32, u32),
 }
 
 impl Model {
@@ -49,6 +51,7 @@ impl Model {
             contracts: BTreeMap::new(),
             temp: BTreeSet::new(),
             temp_dirs: BTreeSet::new(),
+            copies: (1, 1),
             volumes: BTreeMap::from([(
                 1,
                 Volume {

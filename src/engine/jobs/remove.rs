@@ -67,7 +67,10 @@ impl JobRun<'_> {
                     s.root
                 );
                 e.punch_and_release(&[(freed.volume_id, freed.slot)]);
-                e.request_repair(&format!("a copy was dropped from volume {}", self.volume.id));
+                e.request_repair(&format!(
+                    "a copy was dropped from volume {}",
+                    self.volume.id
+                ));
                 self.moved += 1;
                 return Ok(());
             }
