@@ -11,5 +11,6 @@ pub mod fs;
 pub mod merkle;
 pub mod meta;
 pub mod parse;
+pub mod plural;
 pub mod report;
 pub mod volume;
