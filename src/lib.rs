@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod figures;
 pub mod fs;
 pub mod merkle;
 pub mod meta;

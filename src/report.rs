@@ -6,8 +6,10 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::engine::{Alert, Capacity, Engine, Severity, VolumeInfo};
+use crate::engine::{Alert, Engine, Severity, VolumeInfo};
 use crate::error::Result;
+use crate::figures::{self, Totals};
+use crate::plural::count;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -15,15 +17,6 @@ pub struct Status {
     pub totals: Totals,
     pub volumes: Vec<VolumeInfo>,
     pub alerts: Vec<Alert>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Totals {
-    pub sectors: u64,
-    pub height: u64,
-    pub placement: String,
-    #[serde(flatten)]
-    pub capacity: Capacity,
 }
 
 pub fn status(engine: &Engine) -> Result<Status> {
@@ -36,12 +29,7 @@ pub fn status(engine: &Engine) -> Result<Status> {
     };
     Ok(Status {
         health,
-        totals: Totals {
-            sectors: engine.meta().count_sectors()?,
-            height: engine.height()?,
-            placement: engine.options().placement.to_string(),
-            capacity: engine.capacity(),
-        },
+        totals: Totals::of(engine)?,
         volumes: engine.volume_infos(),
         alerts,
     })
@@ -49,22 +37,22 @@ pub fn status(engine: &Engine) -> Result<Status> {
 
 pub fn status_text(engine: &Engine) -> Result<String> {
     let s = status(engine)?;
-    let c = &s.totals.capacity;
+    let t = &s.totals;
+    let c = &t.capacity;
     let pct = if c.total_slots == 0 {
         0.0
     } else {
         c.used_slots as f64 * 100.0 / c.total_slots as f64
     };
     let mut out = format!(
-        "{}: {} volumes, {}/{} slots used ({pct:.0}%), {} free for new sectors, {} sectors, \
-         height {}\n",
+        "{}: {}, {}/{} used ({pct:.0}%), {} free for new sectors, {}, height {}\n",
         s.health,
-        s.volumes.len(),
+        count(s.volumes.len() as u64, "volume"),
         c.used_slots,
-        c.total_slots,
+        count(c.total_slots, "slot"),
         c.free_writable,
-        s.totals.sectors,
-        s.totals.height
+        count(t.sectors, "sector"),
+        t.height
     );
     for a in &s.alerts {
         let _ = write!(out, "{} {} {}", a.severity, a.id, a.message);
@@ -88,9 +76,10 @@ pub fn status_json(engine: &Engine) -> Result<String> {
     Ok(text)
 }
 
+/// `/metrics`: every figure of [`figures::STORE`] and [`figures::VOLUME`],
+/// then the alerts and job progress.
 pub fn metrics(engine: &Engine) -> Result<String> {
     let s = status(engine)?;
-    let c = &s.totals.capacity;
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, kind: &str, samples: &[(String, u64)]| {
         let _ = writeln!(out, "# HELP sectorfs_{name} {help}");
@@ -99,104 +88,18 @@ pub fn metrics(engine: &Engine) -> Result<String> {
             let _ = writeln!(out, "sectorfs_{name}{labels} {v}");
         }
     };
-    let one = |v: u64| vec![(String::new(), v)];
-    gauge(
-        "slots",
-        "Slots in all volumes.",
-        "gauge",
-        &one(c.total_slots),
-    );
-    gauge("slots_used", "Occupied slots.", "gauge", &one(c.used_slots));
-    gauge(
-        "slots_free_writable",
-        "Free slots in volumes that take new sectors.",
-        "gauge",
-        &one(c.free_writable),
-    );
-    gauge(
-        "capacity_bytes",
-        "Bytes of all volumes.",
-        "gauge",
-        &one(c.total_slots * crate::volume::SECTOR_BYTES),
-    );
-    gauge(
-        "sectors",
-        "Stored sectors.",
-        "gauge",
-        &one(s.totals.sectors),
-    );
-    gauge(
-        "height",
-        "Current chain height.",
-        "gauge",
-        &one(s.totals.height),
-    );
-    let per_volume = |f: &dyn Fn(&VolumeInfo) -> u64| -> Vec<(String, u64)> {
-        s.volumes
+    for f in figures::STORE {
+        let sample = [(String::new(), (f.value)(&s.totals))];
+        gauge(f.metric, f.means, f.kind.as_str(), &sample);
+    }
+    for f in figures::VOLUME {
+        let samples: Vec<(String, u64)> = s
+            .volumes
             .iter()
-            .map(|v| (format!("{{volume=\"{}\"}}", v.id), f(v)))
-            .collect()
-    };
-    gauge(
-        "volume_slots",
-        "Slots per volume.",
-        "gauge",
-        &per_volume(&|v| v.slots),
-    );
-    gauge(
-        "volume_used",
-        "Occupied slots per volume.",
-        "gauge",
-        &per_volume(&|v| v.used),
-    );
-    gauge(
-        "volume_available",
-        "1 if the volume's file is open and usable.",
-        "gauge",
-        &per_volume(&|v| (v.state != crate::engine::VolumeState::Unavailable) as u64),
-    );
-    gauge(
-        "reads_total",
-        "Sector reads per volume.",
-        "counter",
-        &per_volume(&|v| v.stats.reads),
-    );
-    gauge(
-        "writes_total",
-        "Sectors written per volume.",
-        "counter",
-        &per_volume(&|v| v.stats.writes),
-    );
-    gauge(
-        "read_bytes_total",
-        "Bytes read per volume.",
-        "counter",
-        &per_volume(&|v| v.stats.bytes_read),
-    );
-    gauge(
-        "written_bytes_total",
-        "Bytes written per volume.",
-        "counter",
-        &per_volume(&|v| v.stats.writes * crate::volume::SECTOR_BYTES),
-    );
-    gauge(
-        "read_errors_total",
-        "Read errors per volume.",
-        "counter",
-        &per_volume(&|v| v.stats.read_errors),
-    );
-    gauge(
-        "write_errors_total",
-        "Write errors per volume.",
-        "counter",
-        &per_volume(&|v| v.stats.write_errors),
-    );
-    gauge(
-        "corrupt_total",
-        "Sectors found corrupt per volume.",
-        "counter",
-        &per_volume(&|v| v.stats.corrupt),
-    );
+            .map(|v| (format!("{{volume=\"{}\"}}", v.id), (f.value)(v)))
+            .collect();
+        gauge(f.metric, f.means, f.kind.as_str(), &samples);
+    }
     let by_severity: Vec<(String, u64)> = [
         Severity::Info,
         Severity::Warning,
@@ -214,18 +117,6 @@ pub fn metrics(engine: &Engine) -> Result<String> {
         "Active alerts by severity.",
         "gauge",
         &by_severity,
-    );
-    gauge(
-        "lost_sectors_total",
-        "Sectors dropped as unreadable by forced volume removals.",
-        "counter",
-        &one(engine.lost_sectors()),
-    );
-    gauge(
-        "jobs_running",
-        "Volume jobs running.",
-        "gauge",
-        &one(engine.jobs_running() as u64),
     );
     let jobs: Vec<(String, u64)> = s
         .alerts

@@ -294,9 +294,9 @@ impl Engine {
                     let why = match std::fs::metadata(&row.path) {
                         Err(e) => format!("its file {} cannot be opened: {e}", row.path.display()),
                         Ok(m) => format!(
-                            "its file {} is {} bytes, expected at least {}",
+                            "its file {} is {}, expected at least {}",
                             row.path.display(),
-                            m.len(),
+                            crate::plural::count(m.len(), "byte"),
                             row.slots * SECTOR_SIZE as u64
                         ),
                     };
