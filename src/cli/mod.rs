@@ -79,7 +79,7 @@ enum Command {
         #[command(flatten)]
         mount: MountArg,
         /// Check a stopped store's data dir instead of a mount
-        #[arg(long, value_name = "DIR", conflicts_with = "path")]
+        #[arg(long, value_name = "DIR", conflicts_with = "mount")]
         data_dir: Option<PathBuf>,
         /// Check only this volume
         #[arg(long, value_name = "ID")]

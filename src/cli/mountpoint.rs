@@ -12,7 +12,7 @@ pub const ENV: &str = "SECTORFS_MOUNT";
 #[derive(clap::Args, Debug, Clone)]
 pub struct MountArg {
     /// Mountpoint of the running store [default: $SECTORFS_MOUNT]
-    #[arg(long = "mount", value_name = "MOUNTPOINT", global = true)]
+    #[arg(id = "mount", long = "mount", value_name = "MOUNTPOINT", global = true)]
     pub path: Option<PathBuf>,
 }
 

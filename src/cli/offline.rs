@@ -28,6 +28,10 @@ pub fn check(data_dir: &Path, volume: Option<u32>) -> Result<(), String> {
         (Error::Locked(_), Some(hint)) => format!("{e}; {hint}"),
         _ => e.to_string(),
     })?;
+    tracing::info!(
+        "checking the store in {}: its metadata, then every sector",
+        data_dir.display()
+    );
     let mut progress = Progress::new();
     let report = engine
         .check_offline_with(volume, |done, total| progress.update(done, total))
