@@ -152,16 +152,17 @@ impl JobRun<'_> {
                     .take(20)
                     .map(|s| s.root.to_string())
                     .collect();
+                let n = self.unreadable.len() as u64;
+                let (were, them) = if n == 1 {
+                    ("was", "it")
+                } else {
+                    ("were", "them")
+                };
                 return Err(Error::Io {
                     context: format!(
-                        "{} could not be read and {} left in place, so volume {id} was kept \
-                         (write force to drop them as lost): {}",
-                        count(self.unreadable.len() as u64, "sector"),
-                        if self.unreadable.len() == 1 {
-                            "was"
-                        } else {
-                            "were"
-                        },
+                        "{} could not be read and {were} left in place, so volume {id} was kept \
+                         (write force to drop {them} as lost): {}",
+                        count(n, "sector"),
                         roots.join(", ")
                     ),
                     source: std::io::Error::from_raw_os_error(libc::EIO),
