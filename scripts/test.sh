@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, engine and crash tests, and the
 # integration tests that mount a real sectorfs. Installs what the tests
-# need when it is missing (as root, through apt-get).
+# need when it is missing (as root, through apt-get). Ends with the
+# reliability counts the tests recorded (model operations, kills, hostile
+# inputs) and one line of totals.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +24,23 @@ if [ ! -e /dev/fuse ]; then
   exit 1
 fi
 
-cargo test -- --test-threads="${TEST_THREADS:-2}"
+# the tests append their reliability counts here (tests/common/reliability.rs)
+counts=target/tmp/reliability-counts.txt
+mkdir -p target/tmp
+rm -f "$counts" target/tmp/test-output.txt
+set +e
+cargo test -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee target/tmp/test-output.txt
+status=${PIPESTATUS[0]}
+set -e
+
+echo
+echo "Reliability counts of this run:"
+if [ -s "$counts" ]; then
+  sort "$counts" | sed 's/^/  /'
+else
+  echo "  (none recorded)"
+fi
+# one closing line for the whole run, summed over every test binary
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' \
+  target/tmp/test-output.txt
+exit "$status"

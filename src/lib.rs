@@ -7,10 +7,11 @@
 
 pub mod engine;
 pub mod error;
+pub mod figures;
 pub mod fs;
 pub mod merkle;
 pub mod meta;
 pub mod parse;
+pub mod plural;
 pub mod report;
-pub mod text;
 pub mod volume;

@@ -6,8 +6,10 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::engine::{Alert, Capacity, CopyCensus, Engine, Severity, VolumeInfo};
+use crate::engine::{Alert, Engine, Severity, VolumeInfo};
 use crate::error::Result;
+use crate::figures::{self, Totals};
+use crate::plural::count;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -17,20 +19,9 @@ pub struct Status {
     pub alerts: Vec<Alert>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Totals {
-    pub sectors: u64,
-    pub height: u64,
-    pub placement: String,
-    #[serde(flatten)]
-    pub capacity: Capacity,
-    /// Sectors by readable copies, against the copies setting.
-    pub copies: CopyCensus,
-}
-
 pub fn status(engine: &Engine) -> Result<Status> {
-    // first: it raises or clears the alerts about copies
-    let copies = engine.copy_census()?;
+    // first: counting the copies raises or clears their alerts
+    let totals = Totals::of(engine)?;
     let alerts = engine.alerts().list();
     let worst = alerts.iter().map(|a| a.severity).max();
     let health = match worst {
@@ -40,13 +31,7 @@ pub fn status(engine: &Engine) -> Result<Status> {
     };
     Ok(Status {
         health,
-        totals: Totals {
-            sectors: copies.sectors,
-            height: engine.height()?,
-            placement: engine.options().placement.to_string(),
-            capacity: engine.capacity(),
-            copies,
-        },
+        totals,
         volumes: engine.volume_infos(),
         alerts,
     })
@@ -54,38 +39,35 @@ pub fn status(engine: &Engine) -> Result<Status> {
 
 pub fn status_text(engine: &Engine) -> Result<String> {
     let s = status(engine)?;
-    let c = &s.totals.capacity;
+    let t = &s.totals;
+    let c = &t.capacity;
     let pct = if c.total_slots == 0 {
         0.0
     } else {
         c.used_slots as f64 * 100.0 / c.total_slots as f64
     };
     let mut out = format!(
-        "{}: {} volumes, {}/{} slots used ({pct:.0}%), {} free for new sectors, {} sectors, \
-         height {}\n",
+        "{}: {}, {}/{} used ({pct:.0}%), {} free for new sectors, {}, height {}\n",
         s.health,
-        s.volumes.len(),
+        count(s.volumes.len() as u64, "volume"),
         c.used_slots,
-        c.total_slots,
+        count(c.total_slots, "slot"),
         c.free_writable,
-        s.totals.sectors,
-        s.totals.height
+        count(t.sectors, "sector"),
+        t.height
     );
-    let k = &s.totals.copies;
-    if (k.min, k.max) != (1, 1) || k.sectors != k.by_copies.get(&1).copied().unwrap_or(0) {
+    let k = &t.copies;
+    // only when copies are kept, or some sector has not exactly one
+    if (k.min, k.max) != (1, 1) || k.by_copies.keys().any(|n| *n != 1) {
         let by: Vec<String> = k
             .by_copies
             .iter()
-            .map(|(copies, n)| {
-                format!(
-                    "{} with {copies}",
-                    crate::text::plural(*n, "sector", "sectors")
-                )
-            })
+            .map(|(copies, n)| format!("{} with {copies}", count(*n, "sector")))
             .collect();
         let _ = writeln!(
             out,
-            "copies: min {} max {}; {}; {} under-replicated, {} lost, {} sharing a device",
+            "copies: min {} max {}; {}; {} under-replicated, {} without a readable copy, {} \
+             sharing a device",
             k.min,
             k.max,
             if by.is_empty() {
@@ -120,9 +102,10 @@ pub fn status_json(engine: &Engine) -> Result<String> {
     Ok(text)
 }
 
+/// `/metrics`: every figure of [`figures::STORE`] and [`figures::VOLUME`],
+/// then the alerts and job progress.
 pub fn metrics(engine: &Engine) -> Result<String> {
     let s = status(engine)?;
-    let c = &s.totals.capacity;
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, kind: &str, samples: &[(String, u64)]| {
         let _ = writeln!(out, "# HELP sectorfs_{name} {help}");
@@ -131,152 +114,27 @@ pub fn metrics(engine: &Engine) -> Result<String> {
             let _ = writeln!(out, "sectorfs_{name}{labels} {v}");
         }
     };
-    let one = |v: u64| vec![(String::new(), v)];
-    gauge(
-        "slots",
-        "Slots in all volumes.",
-        "gauge",
-        &one(c.total_slots),
-    );
-    gauge("slots_used", "Occupied slots.", "gauge", &one(c.used_slots));
-    gauge(
-        "slots_free_writable",
-        "Free slots in volumes that take new sectors.",
-        "gauge",
-        &one(c.free_writable),
-    );
-    gauge(
-        "capacity_bytes",
-        "Bytes of all volumes.",
-        "gauge",
-        &one(c.total_slots * crate::volume::SECTOR_BYTES),
-    );
-    gauge(
-        "sectors",
-        "Stored sectors.",
-        "gauge",
-        &one(s.totals.sectors),
-    );
-    gauge(
-        "height",
-        "Current chain height.",
-        "gauge",
-        &one(s.totals.height),
-    );
-    let k = &s.totals.copies;
-    gauge(
-        "copies_min",
-        "Copies of each sector the store keeps at least.",
-        "gauge",
-        &one(k.min as u64),
-    );
-    gauge(
-        "copies_max",
-        "Copies of each sector the store keeps at most.",
-        "gauge",
-        &one(k.max as u64),
-    );
-    let by_copies: Vec<(String, u64)> = k
+    for f in figures::STORE {
+        let sample = [(String::new(), (f.value)(&s.totals))];
+        gauge(f.metric, f.means, f.kind.as_str(), &sample);
+    }
+    for f in figures::VOLUME {
+        let samples: Vec<(String, u64)> = s
+            .volumes
+            .iter()
+            .map(|v| (format!("{{volume=\"{}\"}}", v.id), (f.value)(v)))
+            .collect();
+        gauge(f.metric, f.means, f.kind.as_str(), &samples);
+    }
+    let by_copies: Vec<(String, u64)> = s
+        .totals
+        .copies
         .by_copies
         .iter()
         .map(|(copies, n)| (format!("{{copies=\"{copies}\"}}"), *n))
         .collect();
-    gauge(
-        "sectors_by_copies",
-        "Sectors by number of readable copies.",
-        "gauge",
-        &by_copies,
-    );
-    gauge(
-        "sectors_under_replicated",
-        "Sectors with at least one but fewer than min readable copies.",
-        "gauge",
-        &one(k.under_replicated),
-    );
-    gauge(
-        "sectors_without_copy",
-        "Sectors with no readable copy.",
-        "gauge",
-        &one(k.lost),
-    );
-    gauge(
-        "sectors_sharing_device",
-        "Sectors with two readable copies on one device.",
-        "gauge",
-        &one(k.sharing_a_device),
-    );
-    let per_volume = |f: &dyn Fn(&VolumeInfo) -> u64| -> Vec<(String, u64)> {
-        s.volumes
-            .iter()
-            .map(|v| (format!("{{volume=\"{}\"}}", v.id), f(v)))
-            .collect()
-    };
-    gauge(
-        "volume_slots",
-        "Slots per volume.",
-        "gauge",
-        &per_volume(&|v| v.slots),
-    );
-    gauge(
-        "volume_used",
-        "Occupied slots per volume.",
-        "gauge",
-        &per_volume(&|v| v.used),
-    );
-    gauge(
-        "volume_available",
-        "1 if the volume's file is open and usable.",
-        "gauge",
-        &per_volume(&|v| (v.state != crate::engine::VolumeState::Unavailable) as u64),
-    );
-    gauge(
-        "reads_total",
-        "Sector reads per volume.",
-        "counter",
-        &per_volume(&|v| v.stats.reads),
-    );
-    gauge(
-        "writes_total",
-        "Sectors written per volume.",
-        "counter",
-        &per_volume(&|v| v.stats.writes),
-    );
-    gauge(
-        "read_bytes_total",
-        "Bytes read per volume.",
-        "counter",
-        &per_volume(&|v| v.stats.bytes_read),
-    );
-    gauge(
-        "written_bytes_total",
-        "Bytes written per volume.",
-        "counter",
-        &per_volume(&|v| v.stats.writes * crate::volume::SECTOR_BYTES),
-    );
-    gauge(
-        "read_errors_total",
-        "Read errors per volume.",
-        "counter",
-        &per_volume(&|v| v.stats.read_errors),
-    );
-    gauge(
-        "write_errors_total",
-        "Write errors per volume.",
-        "counter",
-        &per_volume(&|v| v.stats.write_errors),
-    );
-    gauge(
-        "corrupt_total",
-        "Sectors found corrupt per volume.",
-        "counter",
-        &per_volume(&|v| v.stats.corrupt),
-    );
-    gauge(
-        "healed_total",
-        "Bad copies rewritten from a good copy, per volume.",
-        "counter",
-        &per_volume(&|v| v.stats.healed),
-    );
+    let (_, metric, means) = figures::BY_COPIES;
+    gauge(metric, means, "gauge", &by_copies);
     let by_severity: Vec<(String, u64)> = [
         Severity::Info,
         Severity::Warning,
@@ -294,18 +152,6 @@ pub fn metrics(engine: &Engine) -> Result<String> {
         "Active alerts by severity.",
         "gauge",
         &by_severity,
-    );
-    gauge(
-        "lost_sectors_total",
-        "Sectors dropped as unreadable by forced volume removals.",
-        "counter",
-        &one(engine.lost_sectors()),
-    );
-    gauge(
-        "jobs_running",
-        "Volume jobs running.",
-        "gauge",
-        &one(engine.jobs_running() as u64),
     );
     let jobs: Vec<(String, u64)> = s
         .alerts

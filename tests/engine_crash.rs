@@ -38,6 +38,8 @@ const MAX_LIST: usize = 12;
 /// A child that is never killed stops after this many operations per thread.
 const MAX_OPS: u64 = 400;
 
+#[path = "common/reliability.rs"]
+mod reliability;
 #[path = "common/rng.rs"]
 mod rng;
 use rng::Rng;
@@ -629,12 +631,12 @@ fn crash_rounds(name: &str, copies: bool, default_rounds: u64) {
             copies,
         );
     }
-    eprintln!(
+    reliability::record(&format!(
         "{name}: {rounds} rounds, {kills} kills ({mid_op} with an operation in flight), \
          {total_acked} acknowledged operations, {} sectors stored at the end, {:.1} s",
         verified.len(),
         started.elapsed().as_secs_f64()
-    );
+    ));
     assert!(total_acked > rounds, "the children did real work");
     assert!(kills > rounds / 2, "most rounds ended in a kill");
 }

@@ -222,7 +222,7 @@ fn remove_with_a_corrupt_sector_fails_without_force_and_loses_it_with_force() {
     let alert = s.job_alert(1);
     assert_eq!(alert.severity, Severity::Error);
     assert!(
-        alert.message.contains("1 sectors could not be read"),
+        alert.message.contains("1 sector could not be read"),
         "{}",
         alert.message
     );

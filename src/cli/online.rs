@@ -9,19 +9,32 @@ use std::time::Duration;
 use super::VolumeAction;
 use sectorfs::merkle;
 
-/// What an errno from the mount means, in words.
-fn errno_sentence(e: &std::io::Error) -> String {
+/// What an errno from the mount at `mount` means, in words, with the next
+/// step where there is one.
+fn errno_sentence(mount: &Path, e: &std::io::Error) -> String {
+    let m = mount.display();
     let meaning = match e.raw_os_error() {
+        Some(libc::ENOTCONN) => {
+            return format!(
+                "the daemon of the store mounted at {m} is no longer running ({e}); unmount \
+                 it with `umount {m}` (or `fusermount3 -u {m}`), then start it again with \
+                 `sectorfs mount {m}`"
+            );
+        }
+        Some(libc::ENOSPC) => {
+            return format!(
+                "there is not enough free space in writable volumes ({e}); add a volume \
+                 with `sectorfs volume add PATH SIZE --mount {m}`, or grow one"
+            );
+        }
         Some(libc::EINVAL) => "the input is not valid",
         Some(libc::ENOENT) => "it does not exist",
         Some(libc::EEXIST) => "it already exists",
         Some(libc::EBUSY) => "it is busy (still referenced, or a job is running on it)",
-        Some(libc::ENOSPC) => "there is not enough free space in writable volumes",
         Some(libc::EBADMSG) => "the data does not hash to its name",
         Some(libc::EFBIG) => "the data is larger than a sector",
         Some(libc::EPERM) | Some(libc::EACCES) => "the operation is not permitted",
         Some(libc::EIO) => "an I/O error occurred in the store",
-        Some(libc::ENOTCONN) => "the mount's daemon is not running",
         _ => return e.to_string(),
     };
     format!("{meaning} ({e})")
@@ -52,7 +65,7 @@ fn control_write(mount: &Path, file: &str, line: &str) -> Result<(), String> {
         None => format!(
             "writing {line:?} to {}: {}",
             path.display(),
-            errno_sentence(&e)
+            errno_sentence(mount, &e)
         ),
     })
 }
@@ -60,7 +73,7 @@ fn control_write(mount: &Path, file: &str, line: &str) -> Result<(), String> {
 fn read(mount: &Path, file: &str) -> Result<String, String> {
     let path = mount.join(file);
     std::fs::read_to_string(&path)
-        .map_err(|e| format!("reading {}: {}", path.display(), errno_sentence(&e)))
+        .map_err(|e| format!("reading {}: {}", path.display(), errno_sentence(mount, &e)))
 }
 
 fn status_json(mount: &Path) -> Result<serde_json::Value, String> {
@@ -74,15 +87,14 @@ pub fn put(mount: &Path, files: &[PathBuf], temp: Option<u64>) -> Result<(), Str
         Some(h) => {
             let d = mount.join("temp").join(h.to_string());
             if !d.exists() {
-                std::fs::create_dir(&d)
-                    .map_err(|e| format!("cannot make {}: {}", d.display(), errno_sentence(&e)))?;
+                std::fs::create_dir(&d).map_err(|e| temp_refused(mount, h, &e))?;
             }
             d
         }
         None => mount.join("sectors"),
     };
     for f in files {
-        let data = super::read_sector_file(f)?;
+        let data = super::offline::read_sector_file(f)?;
         let root = merkle::sector_root(&data);
         let target = dir.join(root.to_string());
         let stored = std::fs::OpenOptions::new()
@@ -97,13 +109,52 @@ pub fn put(mount: &Path, files: &[PathBuf], temp: Option<u64>) -> Result<(), Str
                 let fd = std::os::fd::IntoRawFd::into_raw_fd(out);
                 nix::unistd::close(fd).map_err(std::io::Error::from)
             });
-        stored.map_err(|e| format!("storing {}: {}", f.display(), errno_sentence(&e)))?;
+        stored.map_err(|e| format!("storing {}: {}", f.display(), errno_sentence(mount, &e)))?;
         println!("{root}  {}", f.display());
     }
     Ok(())
 }
 
+/// Why `/temp/<height>` could not be made, with the height to use.
+fn temp_refused(mount: &Path, height: u64, e: &std::io::Error) -> String {
+    let current = read(mount, "height").ok();
+    match current.as_deref().map(str::trim) {
+        Some(cur) if e.raw_os_error() == Some(libc::EINVAL) => format!(
+            "--temp {height} is not above the current height {cur}: temp entries expire at a \
+             later height; give one above {cur}"
+        ),
+        _ => format!(
+            "cannot make {}: {}",
+            mount.join("temp").join(height.to_string()).display(),
+            errno_sentence(mount, e)
+        ),
+    }
+}
+
+/// Refuses an id that is not a volume of the store, naming those that are.
+fn known_volume(mount: &Path, id: u32) -> Result<(), String> {
+    let ids = volume_ids(mount)?;
+    if ids.contains(&(id as u64)) {
+        return Ok(());
+    }
+    let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+    Err(match list.as_slice() {
+        [] => format!(
+            "no volume {id}: the store has no volumes; add one with `sectorfs volume add PATH \
+             SIZE --mount {}`",
+            mount.display()
+        ),
+        _ => format!("no volume {id} (volumes: {})", list.join(", ")),
+    })
+}
+
 pub fn volume(mount: &Path, action: VolumeAction) -> Result<(), String> {
+    if let VolumeAction::Resize { id, .. }
+    | VolumeAction::Readonly { id, .. }
+    | VolumeAction::Remove { id, .. } = action
+    {
+        known_volume(mount, id)?;
+    }
     match action {
         VolumeAction::List => {
             let status = status_json(mount)?;
@@ -146,7 +197,11 @@ pub fn volume(mount: &Path, action: VolumeAction) -> Result<(), String> {
         }
         VolumeAction::Resize { id, size } => {
             control_write(mount, &format!("/volumes/{id}/slots"), &size)?;
-            println!("volume {id}: resize to {size} accepted");
+            println!(
+                "volume {id}: resize to {size} accepted; follow it with `sectorfs status --watch \
+                 --mount {}`",
+                mount.display()
+            );
             Ok(())
         }
         VolumeAction::Readonly { id, value } => {
@@ -163,7 +218,10 @@ pub fn volume(mount: &Path, action: VolumeAction) -> Result<(), String> {
                 &format!("/volumes/{id}/remove"),
                 if force { "force" } else { "1" },
             )?;
-            println!("volume {id}: removal started; follow it with `sectorfs status --watch`");
+            println!(
+                "volume {id}: removal started; follow it with `sectorfs status --watch --mount {}`",
+                mount.display()
+            );
             Ok(())
         }
     }
@@ -188,11 +246,11 @@ pub fn status(mount: &Path, json: bool, watch: bool) -> Result<(), String> {
         return Ok(());
     }
     if json {
-        return Err(
-            "--watch redraws the text status; for JSON, read status.json \
-                    repeatedly (e.g. watch cat MOUNT/status.json)"
-                .into(),
-        );
+        return Err(format!(
+            "--watch redraws the text status; for JSON, read status.json repeatedly: watch \
+             cat {}",
+            mount.join("status.json").display()
+        ));
     }
     // redrawn in place on a terminal (home, draw, clear what is left);
     // plain screens one after another into a pipe
@@ -233,9 +291,13 @@ pub fn status(mount: &Path, json: bool, watch: bool) -> Result<(), String> {
 /// `check` file, shows progress, and reports what each found.
 pub fn check(mount: &Path, only: Option<u32>) -> Result<(), String> {
     let ids = match only {
-        Some(id) => vec![id as u64],
+        Some(id) => {
+            known_volume(mount, id)?;
+            vec![id as u64]
+        }
         None => volume_ids(mount)?,
     };
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     for id in &ids {
         control_write(mount, &format!("/volumes/{id}/check"), "1")?;
     }
@@ -262,11 +324,15 @@ pub fn check(mount: &Path, only: Option<u32>) -> Result<(), String> {
                 .cloned();
             match alert {
                 Some(a) if ended && a["progress"].is_null() => {
+                    if tty {
+                        eprint!("\r\x1b[K");
+                    }
                     println!("{}", a["message"].as_str().unwrap_or(""));
                     clean &= a["severity"].as_str() == Some("info");
                     break;
                 }
-                Some(a) if !a["progress"].is_null() => {
+                // redrawn in place on a terminal only; a log gets the result
+                Some(a) if !a["progress"].is_null() && tty => {
                     eprint!("\r{}   ", a["message"].as_str().unwrap_or(""));
                 }
                 None if ended => {

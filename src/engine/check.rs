@@ -41,8 +41,8 @@ impl CheckReport {
             return format!("volume {} is unavailable: {why}", self.volume);
         }
         let mut s = format!(
-            "{} sectors checked: {} good, {} corrupt, {} unreadable",
-            self.checked,
+            "{} checked: {} good, {} corrupt, {} unreadable",
+            crate::plural::count(self.checked, "sector"),
             self.good,
             self.corrupt.len(),
             self.unreadable.len()
@@ -261,6 +261,16 @@ impl Engine {
     /// Checks the whole store (or one volume) while no daemon runs: the
     /// metadata's consistency, every volume file, and every sector.
     pub fn check_offline(&self, only: Option<u32>) -> Result<OfflineReport> {
+        self.check_offline_with(only, |_, _| {})
+    }
+
+    /// As [`check_offline`](Self::check_offline), calling `progress(done,
+    /// total)` with the sectors verified so far of all volumes checked.
+    pub fn check_offline_with(
+        &self,
+        only: Option<u32>,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<OfflineReport> {
         let mut report = OfflineReport {
             problems: self.meta.consistency_problems()?,
             ..OfflineReport::default()
@@ -269,6 +279,12 @@ impl Engine {
             Some(id) => vec![self.volume(id)?.id],
             None => self.volume_ids(),
         };
+        let mut total = 0;
+        for id in &ids {
+            total += self.meta.used_slots(*id)?;
+        }
+        let mut before = 0;
+        progress(0, total);
         let mut per_volume: HashMap<u32, CheckReport> = HashMap::new();
         for id in ids {
             let v = self.volume(id)?;
@@ -278,9 +294,9 @@ impl Engine {
                     let why = match std::fs::metadata(&row.path) {
                         Err(e) => format!("its file {} cannot be opened: {e}", row.path.display()),
                         Ok(m) => format!(
-                            "its file {} is {} bytes, expected at least {}",
+                            "its file {} is {}, expected at least {}",
                             row.path.display(),
-                            m.len(),
+                            crate::plural::count(m.len(), "byte"),
                             row.slots * SECTOR_SIZE as u64
                         ),
                     };
@@ -291,8 +307,11 @@ impl Engine {
                         ..CheckReport::default()
                     }
                 }
-                Ok(_) => self.verify_volume(&v, None, |_, _| {})?,
+                Ok(_) => self.verify_volume(&v, None, |done, _| {
+                    progress(before + done, total.max(before + done))
+                })?,
             };
+            before += r.checked;
             per_volume.insert(id, r);
         }
         let mut volumes: Vec<_> = per_volume.into_values().collect();

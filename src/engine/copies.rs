@@ -251,7 +251,7 @@ impl Engine {
                 "sectors are being stored with fewer than {min} copies (last: {root}, {}): too \
                  few writable volumes on distinct devices have room; add or free a volume and \
                  a repair adds the missing copies",
-                crate::text::plural(copies as u64, "copy", "copies")
+                crate::plural::count(copies as u64, "copy")
             ),
             serde_json::json!({"root": root.to_string(), "copies": copies, "min": min}),
         );
@@ -345,7 +345,11 @@ impl Engine {
     }
 
     fn census_alerts(&self, c: &CopyCensus) {
-        let plural = crate::text::plural;
+        // "1 sector has", "2 sectors have"
+        let have = |n: u64| {
+            let verb = if n == 1 { "has" } else { "have" };
+            format!("{} {verb}", crate::plural::count(n, "sector"))
+        };
         let alert = |key: &str, n: u64, severity, message: String| {
             if n == 0 {
                 self.alerts.clear(key);
@@ -361,7 +365,7 @@ impl Engine {
             format!(
                 "{} no readable copy (their volumes are unavailable or their copies corrupt); \
                  reads of them fail until a volume comes back",
-                plural(c.lost, "sector has", "sectors have")
+                have(c.lost)
             ),
         );
         alert(
@@ -370,7 +374,7 @@ impl Engine {
             Severity::Warning,
             format!(
                 "{} fewer than {} readable copies; the repair adds copies where volumes have room",
-                plural(c.under_replicated, "sector has", "sectors have"),
+                have(c.under_replicated),
                 c.min
             ),
         );
@@ -381,7 +385,7 @@ impl Engine {
             format!(
                 "{} two copies on one device (too few devices have room): a failing disk can \
                  take both; add a volume on another disk",
-                plural(c.sharing_a_device, "sector has", "sectors have")
+                have(c.sharing_a_device)
             ),
         );
     }

@@ -126,7 +126,7 @@ impl Engine {
             drop(seen);
             self.request_repair(&format!(
                 "volume {id} has been unavailable for {}",
-                crate::text::plural(self.options.repair_after.as_secs(), "second", "seconds")
+                crate::plural::count(self.options.repair_after.as_secs(), "second")
             ));
         }
     }

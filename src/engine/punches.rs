@@ -123,9 +123,9 @@ impl Engine {
             && let Err(e) = self.meta.record_punches(&held)
         {
             tracing::error!(
-                "cannot record {} slots waiting to be punched out; they stay out of use until \
-                 the next start: {e}",
-                held.len()
+                "cannot record {} waiting to be punched out; they stay out of use until the \
+                 next start: {e}",
+                crate::plural::count(held.len() as u64, "slot")
             );
         }
         // a row left by a failed clear is harmless: the next open skips

@@ -311,8 +311,8 @@ impl Engine {
             .is_none_or(|end| end > SECTOR_BYTES)
         {
             return Err(Error::Invalid(format!(
-                "a read of {} bytes at {offset} runs past the end of a sector",
-                buf.len()
+                "a read of {} at {offset} runs past the end of a sector",
+                crate::plural::count(buf.len() as u64, "byte")
             )));
         }
         let not_stored = || Error::NotFound(format!("sector {root} is not stored"));

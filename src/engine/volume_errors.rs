@@ -66,7 +66,10 @@ impl Engine {
         self.volume_warning(
             "write-errors",
             volume,
-            format!("{what} ({errors} write errors so far); last: {e}"),
+            format!(
+                "{what} ({} so far); last: {e}",
+                crate::plural::count(errors, "write error")
+            ),
             serde_json::json!({"volume": volume.id}),
         );
     }

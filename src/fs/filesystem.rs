@@ -60,10 +60,11 @@ pub struct RenameFlags {
     pub exchange: bool,
 }
 
-/// What `df` shows, in 4 MiB blocks: used = what sectors occupy
-/// (`blocks - free`), available = what new sectors can take. Free slots
-/// that take none (read-only, unavailable, being cut off) are free but not
-/// available, as ext4 treats its reserved blocks.
+/// What `df` shows, in 4 MiB blocks, from [`crate::figures::Df`] (where
+/// each number is defined): used = what sectors occupy (`blocks - free`),
+/// available = what new sectors can take. Free slots that take none
+/// (read-only, unavailable, being cut off) are free but not available, as
+/// ext4 treats its reserved blocks.
 #[derive(Debug, Clone, Copy)]
 pub struct Statfs {
     pub blocks: u64,
@@ -209,8 +210,9 @@ impl SectorFs {
                 (Node::Sector(_), _) if size == SECTOR_SIZE as u64 => {}
                 (Node::Sector(_) | Node::Contract(_), _) => {
                     return Err(Error::NotPermitted(format!(
-                        "{}: stored data cannot be truncated to {size} bytes",
-                        node.path()
+                        "{}: stored data cannot be truncated to {}",
+                        node.path(),
+                        crate::plural::count(size, "byte")
                     )));
                 }
                 // generated files: truncation is meaningless and harmless
@@ -751,16 +753,21 @@ impl SectorFs {
     }
 
     pub fn statfs(&self) -> Statfs {
-        let cap = self.engine.capacity();
-        let sectors = self.engine.meta().count_sectors().unwrap_or_else(|e| {
-            tracing::warn!("statfs: cannot count the stored sectors, using the used slots: {e}");
-            cap.used_slots
-        });
+        let df = match crate::figures::Totals::of(&self.engine) {
+            Ok(totals) => totals.df(),
+            Err(e) => {
+                tracing::warn!(
+                    "statfs: cannot count the stored sectors, using the used slots: {e}"
+                );
+                let cap = self.engine.capacity();
+                crate::figures::Df::of(&cap, cap.used_slots)
+            }
+        };
         Statfs {
-            blocks: cap.total_slots,
-            free: cap.free_writable + cap.free_readonly + cap.free_unavailable,
-            available: cap.free_writable,
-            files: sectors + cap.free_writable,
+            blocks: df.blocks,
+            free: df.free,
+            available: df.available,
+            files: df.files,
             block_size: SECTOR_SIZE as u32,
         }
     }

@@ -10,6 +10,7 @@ use super::handle::Writers;
 use crate::engine::{Engine, Reference, UNNAMED_UPLOAD, Upload};
 use crate::error::{Error, Result};
 use crate::merkle::{Root, SECTOR_SIZE};
+use crate::plural::count;
 
 /// Where a sector file is between its open and its close.
 enum State {
@@ -100,10 +101,10 @@ impl SectorFile {
         let Some(end) = end.filter(|e| *e <= SECTOR_SIZE as u64) else {
             self.state = State::TooBig;
             return Err(Error::TooBig(format!(
-                "{}: a sector is {SECTOR_SIZE} bytes; a write of {} bytes at offset {offset} \
-                 runs past it",
+                "{}: a sector is {SECTOR_SIZE} bytes; a write of {} at offset {offset} runs \
+                 past it",
                 self.label(),
-                data.len()
+                count(data.len() as u64, "byte")
             )));
         };
         self.upload.write(offset as usize, data)?;
@@ -154,9 +155,9 @@ impl SectorFile {
             // nothing can be made durable yet, and a close may still come
             // with the rest
             return Err(Error::Invalid(format!(
-                "{label} is {} bytes so far, and is stored (and durable) only once it is all \
+                "{label} is {} so far, and is stored (and durable) only once it is all \
                  {SECTOR_SIZE}",
-                self.len
+                count(self.len as u64, "byte")
             )));
         }
         self.store("at close").map(Some)
@@ -227,10 +228,10 @@ impl SectorFile {
         }
         if self.len != SECTOR_SIZE {
             return Err(Error::Invalid(format!(
-                "{} is {} bytes {when}; a sector is exactly {SECTOR_SIZE} bytes, nothing was \
+                "{} is {} {when}; a sector is exactly {SECTOR_SIZE} bytes, nothing was \
                  stored",
                 self.label(),
-                self.len
+                count(self.len as u64, "byte")
             )));
         }
         Ok(())

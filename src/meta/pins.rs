@@ -21,9 +21,9 @@ impl Meta {
             if removed == 0 {
                 let refs = ref_counts_in(tx, sector.id)?;
                 return Err(Error::Busy(format!(
-                    "sector {root} is not pinned but is still held by {} contract entries and \
-                     {} temp entries",
-                    refs.contracts, refs.temp
+                    "sector {root} is not pinned but is still held by {} and {}",
+                    crate::plural::count(refs.contracts, "contract entry"),
+                    crate::plural::count(refs.temp, "temp entry")
                 )));
             }
             changed(tx, vec![sector.id])

@@ -15,6 +15,7 @@ pub use disk::{DIRECT_ALIGN, Disk};
 pub use storage::{Storage, StorageOpener};
 
 use crate::merkle::SECTOR_SIZE;
+use crate::plural::count;
 
 pub const SECTOR_BYTES: u64 = SECTOR_SIZE as u64;
 
@@ -86,7 +87,11 @@ impl VolumeFile {
         if len < want {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("volume file is {len} bytes, expected {want} ({slots} slots)"),
+                format!(
+                    "volume file is {}, expected {want} ({})",
+                    count(len, "byte"),
+                    count(slots, "slot")
+                ),
             ));
         }
         Ok(VolumeFile::new(storage, path))

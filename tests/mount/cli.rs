@@ -86,8 +86,7 @@ fn put_stores_sectors_through_the_mount() {
     assert_refused(&o, "3 bytes");
     // not a mount
     let o = m.sh("sectorfs put $S/a --mount $S");
-    assert!(!o.status.success());
-    assert!(stderr(&o).starts_with("sectorfs: "), "{}", stderr(&o));
+    assert_refused(&o, "is not a mounted sectorfs store");
 }
 
 #[test]
@@ -137,14 +136,21 @@ fn volume_and_status_commands() {
     );
     m.sh_ok("sectorfs volume readonly 2 off --mount $MNT");
     assert_eq!(m.read("volumes/2/readonly"), "0\n");
+    // not on or off: refused before anything is written, with the values
     let o = m.sh("sectorfs volume readonly 2 maybe --mount $MNT");
-    assert_refused(&o, "maybe");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("'maybe'") && stderr(&o).contains("off"),
+        "{}",
+        stderr(&o)
+    );
     let o = m.sh("sectorfs volume readonly 9 on --mount $MNT");
-    assert_refused(&o, "does not exist");
+    assert_refused(&o, "no volume 9 (volumes: 1, 2, 3)");
     // status, for people and for programs; the refusals above are alerts
     let out = m.sh_ok("sectorfs status --mount $MNT");
     assert_eq!(out, m.read("status"));
     assert!(out.starts_with("warning"), "{out}");
+    assert!(out.starts_with("warning: 3 volumes,"), "{out}");
     let out = m.sh_ok("sectorfs status --json --mount $MNT");
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(s["volumes"].as_array().unwrap().len(), 3);
@@ -158,8 +164,7 @@ fn volume_and_status_commands() {
     assert_refused(&o, "--watch");
     // a mount that is not there
     let o = m.sh("sectorfs status --mount $S");
-    assert!(!o.status.success());
-    assert!(stderr(&o).starts_with("sectorfs: "), "{}", stderr(&o));
+    assert_refused(&o, "is not a mounted sectorfs store");
 }
 
 /// First start: `DIR/volumes/default.vol`, 1 GiB (256 slots), unless
@@ -288,4 +293,290 @@ fn sigterm_on_a_busy_mount_detaches_it() {
     let status = m.wait_exit();
     assert!(status.success(), "exited with {status}:\n{}", m.log());
     assert!(m.log().contains("busy"), "{}", m.log());
+}
+
+/// Every online command checks first that it was given a mounted store,
+/// and says what to run instead; `$SECTORFS_MOUNT` stands in for `--mount`.
+#[test]
+fn online_commands_need_a_mounted_store() {
+    let m = Mount::start(&[]);
+    std::fs::write(m.scratch().join("a"), sector(970)).unwrap();
+    let mnt = m.mnt.display().to_string();
+    for cmd in [
+        "put $S/a --mount $S",
+        "status --mount $S",
+        "volume list --mount $S",
+        "volume resize 1 300 --mount $S",
+        "check --mount $S",
+    ] {
+        let o = m.sh(&format!("sectorfs {cmd}"));
+        assert_refused(
+            &o,
+            &format!("{} is not a mounted sectorfs store", m.scratch().display()),
+        );
+        // the stores that are mounted, this one among them, and a command
+        // with --mount set
+        assert!(
+            stderr(&o).contains(&mnt) || stderr(&o).contains("mounted stores"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains("`sectorfs "), "{}", stderr(&o));
+    }
+    // nothing was stored through the wrong path
+    assert!(m.listed().is_empty());
+    // a path that does not exist, a directory inside the store
+    let o = m.sh("sectorfs status --mount $S/nowhere");
+    assert_refused(&o, "does not exist");
+    let o = m.sh("sectorfs status --mount $MNT/sectors");
+    assert_refused(
+        &o,
+        &format!("inside the sectorfs store mounted at {mnt}; use --mount {mnt}"),
+    );
+    // no --mount and no $SECTORFS_MOUNT: which one, and the mounted ones
+    let o = m.sh("unset SECTORFS_MOUNT; sectorfs status");
+    assert_refused(&o, "pass --mount MOUNTPOINT or set SECTORFS_MOUNT");
+    assert!(
+        stderr(&o).contains(&mnt) || stderr(&o).contains("mounted stores"),
+        "{}",
+        stderr(&o)
+    );
+    // $SECTORFS_MOUNT is the default, on every online command
+    let out = m.sh_ok("SECTORFS_MOUNT=$MNT sectorfs status");
+    assert!(out.starts_with("ok"), "{out}");
+    let out = m.sh_ok("export SECTORFS_MOUNT=$MNT; sectorfs put $S/a && sectorfs volume list");
+    assert!(out.contains("default.vol"), "{out}");
+    assert_eq!(m.listed(), vec![sector_root(&sector(970)).to_string()]);
+    // --mount wins over it
+    let o = m.sh("SECTORFS_MOUNT=$MNT sectorfs status --mount $S");
+    assert_refused(&o, "is not a mounted sectorfs store");
+    // the hint, with one store named, is a command that works as pasted
+    let o = m.sh("sectorfs status --mount $MNT/sectors");
+    let hint = stderr(&o);
+    let pasted = hint.split("use --mount ").nth(1).unwrap().trim();
+    let out = m.sh_ok(&format!("sectorfs status --mount {pasted}"));
+    assert!(out.starts_with("ok"), "{out}");
+}
+
+/// Errors name the thing that is wrong and the next step.
+#[test]
+fn errors_name_the_thing_and_the_next_step() {
+    let m = Mount::start(&[]);
+    m.sh_ok("sectorfs volume add $S/v2.vol 8 --mount $MNT");
+    for cmd in [
+        "volume resize 9 10",
+        "volume readonly 9 on",
+        "volume remove 9",
+        "check --volume 9",
+    ] {
+        let o = m.sh(&format!("sectorfs {cmd} --mount $MNT"));
+        assert_refused(&o, "no volume 9 (volumes: 1, 2)");
+    }
+    // no alert was raised: nothing was written to the store
+    assert!(m.read("status").starts_with("ok"), "{}", m.read("status"));
+    // a temp height at or below the current one
+    std::fs::write(m.scratch().join("a"), sector(971)).unwrap();
+    m.sh_ok("echo 5 > height");
+    let o = m.sh("sectorfs put $S/a --temp 5 --mount $MNT");
+    assert_refused(&o, "--temp 5 is not above the current height 5");
+    // a file to store that is not there
+    let o = m.sh("sectorfs put $S/missing --mount $MNT");
+    assert_refused(&o, "cannot read");
+    assert!(stderr(&o).contains("missing"), "{}", stderr(&o));
+    // suggested follow-ups are whole commands
+    let out = m.sh_ok("sectorfs volume remove 2 --mount $MNT");
+    let follow = out.split('`').nth(1).unwrap();
+    assert_eq!(
+        follow,
+        format!("sectorfs status --watch --mount {}", m.mnt.display())
+    );
+    // a mountpoint that does not exist: the mkdir to run
+    let o = m.sh("sectorfs mount $S/not-made --data-dir $S/d2");
+    assert_refused(&o, "mkdir -p");
+    // the offline check of a running store: stop it, or check it online
+    let o = m.sh(&format!("sectorfs check --data-dir {}", m.data.display()));
+    assert_refused(&o, "in use by another sectorfs process");
+    // the offline check of a directory that holds no store
+    let o = m.sh("sectorfs check --data-dir $S");
+    assert_refused(&o, "holds no sectorfs store");
+}
+
+/// Counts read right: 1 volume, 1 sector.
+#[test]
+fn counts_read_right() {
+    let m = Mount::start(&[]);
+    m.put(&sector(972));
+    let first = m.read("status").lines().next().unwrap().to_string();
+    assert!(
+        first.contains("1 volume,") && first.contains(" 1 sector,"),
+        "{first}"
+    );
+    m.put(&sector(973));
+    let first = m.read("status").lines().next().unwrap().to_string();
+    assert!(first.contains(" 2 sectors,"), "{first}");
+}
+
+/// Every subcommand and every argument has a line of help; `--help` ends
+/// with three examples; completions and man pages come from the same
+/// definitions.
+#[test]
+fn help_completions_and_man_page() {
+    let m = Mount::start(&[]);
+    let help = m.sh_ok("sectorfs --help");
+    let tail: Vec<&str> = help.trim_end().lines().rev().take(4).collect();
+    assert_eq!(tail[3], "Examples:", "{help}");
+    assert!(
+        tail[..3]
+            .iter()
+            .all(|l| l.trim_start().starts_with("sectorfs ")),
+        "{help}"
+    );
+    // the examples are commands this binary accepts
+    for l in &tail[..3] {
+        let cmd = l.split('#').next().unwrap().trim();
+        let sub = cmd.split_whitespace().nth(1).unwrap();
+        m.sh_ok(&format!("sectorfs {sub} --help"));
+    }
+    let subcommands = [
+        "mount",
+        "root",
+        "put",
+        "volume",
+        "volume list",
+        "volume add",
+        "volume resize",
+        "volume readonly",
+        "volume remove",
+        "status",
+        "check",
+        "completions",
+        "man",
+    ];
+    for sub in subcommands {
+        let text = m.sh_ok(&format!("sectorfs {sub} --help"));
+        // each line that starts an option or argument has words after it
+        let mut section = "";
+        for line in text.lines() {
+            if !line.starts_with(' ') {
+                section = line;
+                continue;
+            }
+            if matches!(section, "Options:" | "Arguments:" | "Commands:") {
+                let words: Vec<&str> = line.split("  ").filter(|w| !w.trim().is_empty()).collect();
+                assert!(
+                    words.len() >= 2 || line.trim_start().starts_with('['),
+                    "`sectorfs {sub} --help`: no description for {line:?}\n{text}"
+                );
+            }
+        }
+    }
+    for (shell, flag) in [
+        ("bash", "--mount"),
+        ("zsh", "--mount"),
+        ("fish", "-l mount"),
+    ] {
+        let out = m.sh_ok(&format!("sectorfs completions {shell}"));
+        assert!(
+            out.contains("volume") && out.contains(flag),
+            "{shell}:\n{out}"
+        );
+    }
+    m.sh_ok("sectorfs completions bash > $S/c.bash && bash -n $S/c.bash");
+    let o = m.sh("sectorfs completions powershell-or-not");
+    assert!(!o.status.success());
+    let page = m.sh_ok("sectorfs man");
+    assert!(page.contains(".TH sectorfs 1"), "{page}");
+    assert!(page.contains("volume"), "{page}");
+    m.sh_ok("sectorfs man --dir $S");
+    for page in ["sectorfs.1", "sectorfs-volume-add.1", "sectorfs-mount.1"] {
+        assert!(m.scratch().join(page).exists(), "{page}");
+    }
+}
+
+/// The offline check: a summary line off a terminal; on a terminal a bar
+/// with rate and time left. Logs carry no colour codes off a terminal or
+/// with NO_COLOR.
+#[test]
+fn offline_check_progress_and_plain_logs() {
+    let mut m = Mount::start(&[]);
+    for seed in 980..984 {
+        m.put(&sector(seed));
+    }
+    m.unmount();
+    assert!(
+        !m.log().contains('\x1b'),
+        "colour in a log file:\n{}",
+        m.log()
+    );
+    let data = m.data.display().to_string();
+    let o = m.sh(&format!("RUST_LOG=debug sectorfs check --data-dir {data}"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("4 sectors checked"), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.lines().any(|l| l.starts_with("verified 4 sectors in")),
+        "{err}"
+    );
+    assert!(!err.contains('\x1b'), "{err:?}");
+    // on a terminal (script(1) makes one): the bar, and colours unless
+    // NO_COLOR; the check's summary still prints
+    let tty = |env: &str| {
+        let cmd = format!("{env} RUST_LOG=debug sectorfs check --data-dir {data}");
+        m.sh_ok(&format!("script -qec '{cmd}' /dev/null"))
+    };
+    let out = tty("");
+    assert!(
+        out.contains("sectors verified") && out.contains("left"),
+        "{out:?}"
+    );
+    assert!(out.contains("clean"), "{out:?}");
+    assert!(out.contains("\x1b[2m"), "no colour on a terminal: {out:?}");
+    let out = tty("NO_COLOR=1");
+    let logged: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("DEBUG") || l.contains("INFO"))
+        .collect();
+    assert!(!logged.is_empty(), "{out:?}");
+    assert!(logged.iter().all(|l| !l.contains("\x1b[2m")), "{logged:?}");
+}
+
+/// A bad line written to any control file fails the very write that
+/// carries it with EINVAL, so a shell reports it.
+#[test]
+fn a_bad_line_fails_its_write_in_every_control_file() {
+    let m = Mount::start(&[]);
+    for file in [
+        "height",
+        "status",
+        "volumes/add",
+        "volumes/1/slots",
+        "volumes/1/readonly",
+        "volumes/1/remove",
+        "volumes/1/check",
+    ] {
+        let o = m.sh(&format!("echo zz > {file}"));
+        assert!(!o.status.success(), "{file}");
+        assert!(
+            stderr(&o).contains("write error: Invalid argument"),
+            "{file}: {}",
+            stderr(&o)
+        );
+    }
+    // a line before a bad one takes effect; the write carrying the bad one
+    // fails
+    let o = m.sh("printf '7\\nzz\\n' > height");
+    assert!(!o.status.success());
+    assert_eq!(m.read("height"), "7\n");
+    // the status names each refusal
+    let text = m.read("status");
+    for file in ["/height", "/status", "/volumes/add", "/volumes/1/slots"] {
+        assert!(
+            text.contains(&format!("refused a write to {file}:")),
+            "{file}:\n{text}"
+        );
+    }
+    // the store is as it was
+    assert_eq!(m.read("volumes/1/slots"), "256\n");
+    assert_eq!(m.read("volumes/1/readonly"), "0\n");
+    assert_eq!(m.read("volumes/1/state"), "ready\n");
 }

@@ -28,7 +28,7 @@ fn copies(m: &Mount, root: &Root) -> Vec<(u32, u64)> {
 /// Sectors by readable copies, as `/status.json` counts them.
 fn by_copies(m: &Mount) -> BTreeMap<u64, u64> {
     let s = m.status_json();
-    s["totals"]["copies"]["by_copies"]
+    s["totals"]["by_copies"]
         .as_object()
         .expect("copies in status.json")
         .iter()

@@ -980,12 +980,12 @@ fn sigkill_at_random_points_loses_nothing_acknowledged() {
     }
     let acked: u64 = clients.iter().map(|c| c.acked).sum();
     let stored = m.listed().len();
-    eprintln!(
+    super::common::reliability::record(&format!(
         "faults: {rounds} kills survived ({by_kind:?}) in {:.1}s: {acked} operations \
          acknowledged, all held; operations in flight at a kill: {landed} landed whole, \
          {not_landed} not at all, {created_only} new contracts created but not yet written \
          ({idle} clients idle); {stored} sectors stored, all verified; offline check clean \
          after every kill",
         started.elapsed().as_secs_f64()
-    );
+    ));
 }

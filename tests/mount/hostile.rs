@@ -1324,9 +1324,9 @@ fn hostile_input_is_refused_and_changes_nothing() {
     m.unmount();
     super::harness::offline_check(&m, "after hostile input");
     let summary: Vec<String> = groups.iter().map(|(g, n)| format!("{g}: {n}")).collect();
-    eprintln!(
+    super::common::reliability::record(&format!(
         "hostile: {total} hostile inputs tried, all refused with the expected errno, nothing \
          changed ({})",
         summary.join("; ")
-    );
+    ));
 }

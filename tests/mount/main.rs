@@ -17,6 +17,7 @@ mod model;
 mod persistence;
 mod safety;
 mod sectors;
+mod service;
 mod soak;
 #[path = "../spec_model/mod.rs"]
 mod spec_model;

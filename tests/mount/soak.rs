@@ -412,7 +412,7 @@ fn soak_with_writers_readers_and_reference_changes() {
     );
     let ops = c.total();
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    eprintln!(
+    super::common::reliability::record(&format!(
         "soak: {elapsed:.1}s, {ops} operations, no error: {} sector writes ({:.0} MiB), {} \
          unpins, {} verified reads ({:.0} MiB, page cache dropped), {} contract revisions, {} \
          temp entries, {} height changes, {} listings, {} status reads",
@@ -426,7 +426,7 @@ fn soak_with_writers_readers_and_reference_changes() {
         get(&c.heights),
         get(&c.listings),
         get(&c.status_reads),
-    );
+    ));
 
     // the store is exactly what the clients were told, and every sector verifies
     let mut expected: BTreeMap<Root, u64> = base

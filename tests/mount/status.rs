@@ -213,3 +213,71 @@ fn a_refused_control_write_changed_nothing() {
     m.sh_ok("printf '31\\n\\n32\\n\\n' > height");
     assert_eq!(m.read("height").trim(), "32");
 }
+
+/// Every figure has one definition: each metric of `/metrics` and each key
+/// of `/status.json`'s totals is a row of README.md's table of figures, and
+/// `df` agrees with `/status.json`.
+#[test]
+fn every_figure_is_defined_once_in_the_readme() {
+    let m = Mount::start(&[]);
+    m.put(&sector(410));
+    m.write(
+        "volumes/add",
+        &format!("{} 8", m.scratch().join("v2.vol").display()),
+    )
+    .unwrap();
+    m.write("volumes/2/readonly", "1").unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = &readme[readme.find("## Figures").expect("a Figures section")..];
+    let table = &table[..table[3..].find("\n## ").map_or(table.len(), |i| i + 3)];
+    let metrics = m.read("metrics");
+    for line in metrics.lines().filter(|l| l.starts_with("# HELP ")) {
+        let name = line.split(' ').nth(2).unwrap();
+        let short = name.strip_prefix("sectorfs_").unwrap();
+        assert!(
+            table.contains(&format!("`{short}")),
+            "{name} is not in README's figures"
+        );
+    }
+    let s = m.status_json();
+    for key in s["totals"].as_object().unwrap().keys() {
+        if key != "placement" {
+            assert!(
+                table.contains(&format!("| `{key}` |")),
+                "totals.{key} is not in README's figures"
+            );
+        }
+    }
+    // df from the same figures: Size, free and Avail
+    let t = &s["totals"];
+    let df = m.sh_ok("stat -f -c '%b %f %a' \"$MNT\"");
+    let got: Vec<u64> = df.split_whitespace().map(|w| w.parse().unwrap()).collect();
+    let free = t["free_writable"].as_u64().unwrap()
+        + t["free_readonly"].as_u64().unwrap()
+        + t["free_unavailable"].as_u64().unwrap();
+    assert_eq!(
+        got,
+        vec![
+            t["total_slots"].as_u64().unwrap(),
+            free,
+            t["free_writable"].as_u64().unwrap()
+        ]
+    );
+    assert_eq!(t["total_slots"], 264);
+    assert_eq!(t["used_slots"], 1);
+    assert_eq!(t["free_readonly"], 8);
+    // and /metrics carries the same numbers
+    for (metric, key) in [
+        ("slots", "total_slots"),
+        ("slots_used", "used_slots"),
+        ("slots_free_readonly", "free_readonly"),
+        ("sectors", "sectors"),
+    ] {
+        let line = format!("sectorfs_{metric} {}", t[key]);
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in:\n{metrics}"
+        );
+    }
+}

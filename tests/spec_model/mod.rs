@@ -104,8 +104,7 @@ pub fn operations_match_the_model<D: Driver>() {
         REFUSED.get(),
         started.elapsed().as_secs_f64()
     );
-    // not through eprintln!, which the test harness captures
-    let _ = writeln!(std::io::stderr(), "{summary}");
+    crate::common::reliability::record(&summary);
     if let Err(e) = result {
         panic!("{e}\n{summary}\nrerun with SECTORFS_MODEL_SEED={seed}");
     }

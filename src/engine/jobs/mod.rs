@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use super::{Engine, Severity, Volume, VolumeState, now_secs};
 use crate::error::{Error, Result};
 use crate::meta::JobKind;
+use crate::plural::count;
 
 #[derive(Default)]
 pub struct Jobs {
@@ -183,8 +184,9 @@ impl Engine {
         };
         if to_move > room && !all_lost {
             return Err(Error::NoSpace(format!(
-                "volume {id} has {to_move} sectors to move but only {room} free slots can take \
-                 them; nothing was moved"
+                "volume {id} has {} to move but only {} can take them; nothing was moved",
+                count(to_move, "sector"),
+                count(room, "free slot")
             )));
         }
         if !resuming {

@@ -13,6 +13,7 @@ use crate::engine::{Engine, Progress, SectorRow, Severity, Volume};
 use crate::error::{Error, Result};
 use crate::merkle::SECTOR_SIZE;
 use crate::meta::JobKind;
+use crate::plural::count;
 
 /// Sectors moved per transaction.
 const BATCH: usize = 32;
@@ -21,7 +22,7 @@ impl Engine {
     pub(super) fn run_job(&self, v: &Arc<Volume>, kind: JobKind, control: &JobControl) {
         let id = v.id;
         let verb = match kind {
-            JobKind::Shrink(t) => format!("resizing volume {id} to {t} slots"),
+            JobKind::Shrink(t) => format!("resizing volume {id} to {}", count(t, "slot")),
             JobKind::Remove { force: true } => format!("removing volume {id} (forced)"),
             JobKind::Remove { force: false } => format!("removing volume {id}"),
         };
@@ -50,8 +51,8 @@ impl Engine {
         let secs = started.elapsed().as_secs_f64().max(1e-3);
         let rate = job.moved as f64 / secs;
         let summary = format!(
-            "{} sectors moved in {:.1}s ({rate:.0} sectors/s, {:.0} MB/s)",
-            job.moved,
+            "{} moved in {:.1}s ({rate:.0} sectors/s, {:.0} MB/s)",
+            count(job.moved, "sector"),
             secs,
             rate * SECTOR_SIZE as f64 / 1e6
         );
@@ -151,11 +152,17 @@ impl JobRun<'_> {
                     .take(20)
                     .map(|s| s.root.to_string())
                     .collect();
+                let n = self.unreadable.len() as u64;
+                let (were, them) = if n == 1 {
+                    ("was", "it")
+                } else {
+                    ("were", "them")
+                };
                 return Err(Error::Io {
                     context: format!(
-                        "{} sectors could not be read and were left in place, so volume {id} \
-                         was kept (write force to drop them as lost): {}",
-                        self.unreadable.len(),
+                        "{} could not be read and {were} left in place, so volume {id} was kept \
+                         (write force to drop {them} as lost): {}",
+                        count(n, "sector"),
                         roots.join(", ")
                     ),
                     source: std::io::Error::from_raw_os_error(libc::EIO),

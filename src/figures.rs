@@ -1,0 +1,363 @@
+//! Every figure the store reports, computed once and defined once.
+//!
+//! [`Totals::of`] computes the store-wide figures and [`STORE`] defines each
+//! one (its key in `/status.json`'s `totals`, its Prometheus metric, what it
+//! means); [`VOLUME`] does the same per volume. `/status`, `/status.json`,
+//! `/metrics` and `df` all read them from here, and README.md's table of
+//! figures repeats the definitions (a mount test checks it names every
+//! metric). A new figure: a field in [`Totals`] (or [`VolumeInfo`]), a row in
+//! the table here, a row in the README.
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use crate::engine::{Capacity, CopyCensus, Engine, VolumeInfo, VolumeState};
+use crate::error::Result;
+use crate::volume::SECTOR_BYTES;
+
+/// The store-wide figures at one moment.
+#[derive(Debug, Clone)]
+pub struct Totals {
+    pub sectors: u64,
+    pub height: u64,
+    /// The placement policy (a setting, shown with the figures).
+    pub placement: String,
+    pub capacity: Capacity,
+    pub lost_sectors: u64,
+    pub jobs_running: u64,
+    /// Sectors by readable copies, against the copies setting.
+    pub copies: CopyCensus,
+}
+
+impl Totals {
+    /// Counted now. The census of copies raises or clears the alerts about
+    /// copies, so it comes before the alerts are listed.
+    pub fn of(engine: &Engine) -> Result<Totals> {
+        let copies = engine.copy_census()?;
+        Ok(Totals {
+            sectors: copies.sectors,
+            copies,
+            height: engine.height()?,
+            placement: engine.options().placement.to_string(),
+            capacity: engine.capacity(),
+            lost_sectors: engine.lost_sectors(),
+            jobs_running: engine.jobs_running() as u64,
+        })
+    }
+
+    /// What `statfs` (and so `df`) reports, in 4 MiB blocks.
+    pub fn df(&self) -> Df {
+        Df::of(&self.capacity, self.sectors)
+    }
+}
+
+/// `statfs`'s numbers. `df` shows Used = `blocks - free`: the slots that
+/// sectors occupy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Df {
+    /// `f_blocks`: [`Capacity::total_slots`].
+    pub blocks: u64,
+    /// `f_bfree`: free slots of every kind.
+    pub free: u64,
+    /// `f_bavail`: [`Capacity::free_writable`].
+    pub available: u64,
+    /// `f_files`: stored sectors plus free writable slots.
+    pub files: u64,
+    /// `f_ffree`: free writable slots.
+    pub files_free: u64,
+}
+
+impl Df {
+    /// From the capacity and the number of stored sectors.
+    pub fn of(c: &Capacity, sectors: u64) -> Df {
+        Df {
+            blocks: c.total_slots,
+            free: c.free_writable + c.free_readonly + c.free_unavailable,
+            available: c.free_writable,
+            // a sector is a file; a free writable slot is room for one more
+            files: sectors + c.free_writable,
+            files_free: c.free_writable,
+        }
+    }
+}
+
+/// Gauge or counter, as Prometheus types them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    Counter,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+        }
+    }
+}
+
+/// One store-wide figure.
+pub struct Figure {
+    /// Its key in `/status.json`'s `totals`.
+    pub key: &'static str,
+    /// Its metric in `/metrics`, without the `sectorfs_` prefix.
+    pub metric: &'static str,
+    pub kind: Kind,
+    /// What it means, in one sentence: the metric's HELP, the README's row.
+    pub means: &'static str,
+    pub value: fn(&Totals) -> u64,
+}
+
+/// The store-wide figures, in the order they are shown.
+pub const STORE: &[Figure] = &[
+    Figure {
+        key: "sectors",
+        metric: "sectors",
+        kind: Kind::Gauge,
+        means: "Stored sectors (distinct roots).",
+        value: |t| t.sectors,
+    },
+    Figure {
+        key: "height",
+        metric: "height",
+        kind: Kind::Gauge,
+        means: "Current chain height, as last written to /height.",
+        value: |t| t.height,
+    },
+    Figure {
+        key: "total_slots",
+        metric: "slots",
+        kind: Kind::Gauge,
+        means: "Slots in all volumes, whatever their state.",
+        value: |t| t.capacity.total_slots,
+    },
+    Figure {
+        key: "used_slots",
+        metric: "slots_used",
+        kind: Kind::Gauge,
+        means: "Occupied slots in all volumes.",
+        value: |t| t.capacity.used_slots,
+    },
+    Figure {
+        key: "free_writable",
+        metric: "slots_free_writable",
+        kind: Kind::Gauge,
+        means: "Free slots that new sectors can take (in a volume being shrunk, those below \
+                its new size).",
+        value: |t| t.capacity.free_writable,
+    },
+    Figure {
+        key: "free_readonly",
+        metric: "slots_free_readonly",
+        kind: Kind::Gauge,
+        means: "Free slots that take no new sectors: in read-only volumes, volumes being \
+                removed, and the part a shrink cuts off.",
+        value: |t| t.capacity.free_readonly,
+    },
+    Figure {
+        key: "free_unavailable",
+        metric: "slots_free_unavailable",
+        kind: Kind::Gauge,
+        means: "Free slots in volumes whose file cannot be used.",
+        value: |t| t.capacity.free_unavailable,
+    },
+    Figure {
+        key: "capacity_bytes",
+        metric: "capacity_bytes",
+        kind: Kind::Gauge,
+        means: "Bytes of all volumes: total_slots x 4 MiB.",
+        value: |t| t.capacity.total_slots * SECTOR_BYTES,
+    },
+    Figure {
+        key: "lost_sectors",
+        metric: "lost_sectors_total",
+        kind: Kind::Counter,
+        means: "Sectors dropped as unreadable by forced volume removals since the daemon \
+                started.",
+        value: |t| t.lost_sectors,
+    },
+    Figure {
+        key: "copies_min",
+        metric: "copies_min",
+        kind: Kind::Gauge,
+        means: "Copies of each sector the store keeps at least (/copies).",
+        value: |t| t.copies.min as u64,
+    },
+    Figure {
+        key: "copies_max",
+        metric: "copies_max",
+        kind: Kind::Gauge,
+        means: "Copies of each sector the store keeps at most (/copies).",
+        value: |t| t.copies.max as u64,
+    },
+    Figure {
+        key: "under_replicated",
+        metric: "sectors_under_replicated",
+        kind: Kind::Gauge,
+        means: "Sectors with at least one readable copy but fewer than copies_min.",
+        value: |t| t.copies.under_replicated,
+    },
+    Figure {
+        key: "without_copy",
+        metric: "sectors_without_copy",
+        kind: Kind::Gauge,
+        means: "Sectors with no readable copy (their volumes unavailable or their copies \
+                corrupt): their reads fail.",
+        value: |t| t.copies.lost,
+    },
+    Figure {
+        key: "sharing_a_device",
+        metric: "sectors_sharing_device",
+        kind: Kind::Gauge,
+        means: "Sectors with two readable copies on one device (st_dev).",
+        value: |t| t.copies.sharing_a_device,
+    },
+    Figure {
+        key: "jobs_running",
+        metric: "jobs_running",
+        kind: Kind::Gauge,
+        means: "Volumes with a job (resize, remove, check) running.",
+        value: |t| t.jobs_running,
+    },
+];
+
+/// One figure of each volume.
+pub struct VolumeFigure {
+    /// Where it is in each of `/status.json`'s `volumes`.
+    pub key: &'static str,
+    /// Its metric in `/metrics` (labelled `volume="<id>"`), without the
+    /// `sectorfs_` prefix.
+    pub metric: &'static str,
+    pub kind: Kind,
+    pub means: &'static str,
+    pub value: fn(&VolumeInfo) -> u64,
+}
+
+/// The figures of each volume, in the order they are shown.
+pub const VOLUME: &[VolumeFigure] = &[
+    VolumeFigure {
+        key: "slots",
+        metric: "volume_slots",
+        kind: Kind::Gauge,
+        means: "Slots of the volume.",
+        value: |v| v.slots,
+    },
+    VolumeFigure {
+        key: "used",
+        metric: "volume_used",
+        kind: Kind::Gauge,
+        means: "Occupied slots of the volume.",
+        value: |v| v.used,
+    },
+    VolumeFigure {
+        key: "state",
+        metric: "volume_available",
+        kind: Kind::Gauge,
+        means: "1 if the volume's file is open and usable (state is not unavailable).",
+        value: |v| (v.state != VolumeState::Unavailable) as u64,
+    },
+    VolumeFigure {
+        key: "stats.reads",
+        metric: "reads_total",
+        kind: Kind::Counter,
+        means: "Sector reads from the volume since the daemon started.",
+        value: |v| v.stats.reads,
+    },
+    VolumeFigure {
+        key: "stats.writes",
+        metric: "writes_total",
+        kind: Kind::Counter,
+        means: "Sectors written to the volume since the daemon started.",
+        value: |v| v.stats.writes,
+    },
+    VolumeFigure {
+        key: "stats.bytes_read",
+        metric: "read_bytes_total",
+        kind: Kind::Counter,
+        means: "Bytes read from the volume since the daemon started.",
+        value: |v| v.stats.bytes_read,
+    },
+    VolumeFigure {
+        key: "stats.writes",
+        metric: "written_bytes_total",
+        kind: Kind::Counter,
+        means: "Bytes written to the volume since the daemon started: writes x 4 MiB.",
+        value: |v| v.stats.writes * SECTOR_BYTES,
+    },
+    VolumeFigure {
+        key: "stats.read_errors",
+        metric: "read_errors_total",
+        kind: Kind::Counter,
+        means: "Reads of the volume that failed since the daemon started.",
+        value: |v| v.stats.read_errors,
+    },
+    VolumeFigure {
+        key: "stats.write_errors",
+        metric: "write_errors_total",
+        kind: Kind::Counter,
+        means: "Writes to the volume that failed since the daemon started.",
+        value: |v| v.stats.write_errors,
+    },
+    VolumeFigure {
+        key: "stats.corrupt",
+        metric: "corrupt_total",
+        kind: Kind::Counter,
+        means: "Sectors of the volume found not to match their root since the daemon \
+                started.",
+        value: |v| v.stats.corrupt,
+    },
+    VolumeFigure {
+        key: "stats.healed",
+        metric: "healed_total",
+        kind: Kind::Counter,
+        means: "Bad copies on the volume rewritten from a good copy since the daemon started.",
+        value: |v| v.stats.healed,
+    },
+];
+
+/// The one labelled store-wide figure: sectors by how many readable copies
+/// they have (`by_copies` in `totals`, metric `sectors_by_copies` with a
+/// `copies` label).
+pub const BY_COPIES: (&str, &str, &str) = (
+    "by_copies",
+    "sectors_by_copies",
+    "Sectors by number of readable copies (label copies).",
+);
+
+/// `totals` in `/status.json`: every figure of [`STORE`] under its key,
+/// sectors by copies, and the placement policy.
+impl Serialize for Totals {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(STORE.len() + 2))?;
+        for f in STORE {
+            map.serialize_entry(f.key, &(f.value)(self))?;
+        }
+        map.serialize_entry(BY_COPIES.0, &self.copies.by_copies)?;
+        map.serialize_entry("placement", &self.placement)?;
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_figure_is_defined_once() {
+        let mut keys: Vec<_> = STORE.iter().map(|f| f.key).collect();
+        let mut metrics: Vec<_> = STORE.iter().map(|f| f.metric).collect();
+        metrics.extend(VOLUME.iter().map(|f| f.metric));
+        let (k, m) = (keys.len(), metrics.len());
+        keys.sort();
+        keys.dedup();
+        metrics.sort();
+        metrics.dedup();
+        assert_eq!((keys.len(), metrics.len()), (k, m), "a key or metric twice");
+        for f in STORE.iter().filter(|f| f.kind == Kind::Counter) {
+            assert!(f.metric.ends_with("_total"), "{}", f.metric);
+        }
+        for f in VOLUME.iter().filter(|f| f.kind == Kind::Counter) {
+            assert!(f.metric.ends_with("_total"), "{}", f.metric);
+        }
+    }
+}
