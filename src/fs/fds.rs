@@ -57,7 +57,10 @@ pub fn opened_as(tid: u32, mountpoint: &Path, root: Root) -> Option<Reference> {
     let name = root.to_string();
     let mut found: Option<Reference> = None;
     // readlink only: stat would call back into this file system
-    for target in fds.flatten().filter_map(|fd| std::fs::read_link(fd.path()).ok()) {
+    for target in fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+    {
         let Ok(rel) = target.strip_prefix(mountpoint) else {
             continue;
         };

@@ -441,11 +441,7 @@ impl Filesystem for Fuse {
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
-        self.changing(
-            &[],
-            |fs| fs.fsync(fh.0),
-            |r| reply_empty(reply, "fsync", r),
-        );
+        self.changing(&[], |fs| fs.fsync(fh.0), |r| reply_empty(reply, "fsync", r));
     }
 
     fn readdir(

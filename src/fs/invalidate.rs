@@ -19,8 +19,8 @@
 
 use std::cell::RefCell;
 use std::ffi::OsStr;
-use std::sync::{Arc, OnceLock};
 use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
 
 use fuser::{INodeNo, Notifier};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
@@ -151,7 +151,9 @@ impl Invalidator {
                 }
             });
         if let Err(e) = spawned {
-            tracing::warn!("cannot start a thread to answer after dropping names, doing it here: {e}");
+            tracing::warn!(
+                "cannot start a thread to answer after dropping names, doing it here: {e}"
+            );
             if let Some((names, answer)) = job.lock().take() {
                 self.entries(&names);
                 answer();

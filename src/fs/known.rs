@@ -131,7 +131,12 @@ impl Known {
         for held in state.sectors.values_mut() {
             if held.dirs.iter().any(gone) {
                 let root = held.root.to_string();
-                names.extend(held.dirs.iter().filter(|d| gone(d)).map(|d| Name::new(*d, &root)));
+                names.extend(
+                    held.dirs
+                        .iter()
+                        .filter(|d| gone(d))
+                        .map(|d| Name::new(*d, &root)),
+                );
                 held.dirs.retain(|d| !gone(d));
             }
         }
