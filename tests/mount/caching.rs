@@ -51,11 +51,11 @@ fn a_sector_freed_elsewhere_is_gone_at_once() {
         // by a new list that no longer names it
         let (a, b) = (sector(1000 + round * 4), sector(1001 + round * 4));
         let (ra, rb) = (m.put(&a), m.put(&b));
-        std::fs::write(m.path("contracts/c"), &format!("{ra}\n")).unwrap();
+        std::fs::write(m.path("contracts/c"), format!("{ra}\n")).unwrap();
         std::fs::remove_file(m.sector_path(&ra)).unwrap();
         warm(&m, &format!("sectors/{ra}"), &a);
         assert_eq!(m.nlink(&ra), 1);
-        std::fs::write(m.path("contracts/c"), &format!("{rb}\n")).unwrap();
+        std::fs::write(m.path("contracts/c"), format!("{rb}\n")).unwrap();
         assert_gone(&m, &format!("sectors/{ra}"), libc::ENOENT);
         assert_eq!(m.nlink(&rb), 2, "the cached link count of {rb} follows");
 
@@ -93,7 +93,7 @@ fn a_sector_freed_elsewhere_is_gone_at_once() {
     // the unlink of another directory)
     let d = sector(1999);
     let rd = m.put(&d);
-    std::fs::write(m.path("contracts/d"), &format!("{rd}\n")).unwrap();
+    std::fs::write(m.path("contracts/d"), format!("{rd}\n")).unwrap();
     std::fs::remove_file(m.sector_path(&rd)).unwrap();
     warm(&m, &format!("sectors/{rd}"), &d);
     std::fs::remove_file(m.path("contracts/d")).unwrap();
@@ -110,7 +110,7 @@ fn a_freed_sector_stored_again_reads_anew() {
     let first = warm(&m, &format!("sectors/{ra}"), &a);
     let old_slot = slot(&m, &ra);
     let mut reader = std::fs::File::open(m.sector_path(&ra)).unwrap();
-    std::fs::write(m.path("contracts/keep"), &format!("{ra}\n")).unwrap();
+    std::fs::write(m.path("contracts/keep"), format!("{ra}\n")).unwrap();
     std::fs::remove_file(m.sector_path(&ra)).unwrap();
     // freed by emptying the contract; its slot goes to c
     std::fs::write(m.path("contracts/keep"), "").unwrap();
