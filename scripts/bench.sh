@@ -5,7 +5,8 @@
 #   scripts/bench.sh            # every section
 #   scripts/bench.sh engine     # only the named sections
 #
-# Sections: engine, mount, jobs. Scale with BENCH_SECTORS / BENCH_IO_SECTORS
+# Sections: engine, mount, cache (the mount section's comparison with
+# passthrough_ll cache=always, alone), jobs. Scale with BENCH_SECTORS / BENCH_IO_SECTORS
 # (benches/engine.rs), BENCH_MOUNT_SECTORS / BENCH_MOUNT_WRITE_SECTORS /
 # BENCH_LIST_SECTORS / BENCH_MOUNT_PASSES (benches/mount.rs), BENCH_SHRINK_SECTORS /
 # BENCH_SHRINK_ROUNDS (benches/jobs.rs), and BENCH_DIR (where every store is
@@ -77,6 +78,20 @@ build_passthrough_ll() {
     echo "$out/passthrough_ll"
 }
 
+# Builds passthrough_ll into a temporary directory and exports where it is
+# (or why there is none) for benches/mount.rs.
+passthrough_for_bench() {
+    pt_dir=$(mktemp -d)
+    trap 'rm -rf "$pt_dir"' EXIT
+    if built=$(build_passthrough_ll "$pt_dir"); then
+        export BENCH_PASSTHROUGH_LL=$built
+        unset BENCH_PASSTHROUGH_LL_MISSING
+    else
+        unset BENCH_PASSTHROUGH_LL
+        export BENCH_PASSTHROUGH_LL_MISSING="passthrough_ll not built: $built"
+    fi
+}
+
 # --- mount: reads, writes, ls and stat through a real mount (issue 3) --------
 if want mount; then
     section "mount (benches/mount.rs)"
@@ -88,16 +103,16 @@ if want mount; then
         echo "not root and no fusermount3 (package fuse3): cannot mount" >&2
         exit 1
     fi
-    pt_dir=$(mktemp -d)
-    trap 'rm -rf "$pt_dir"' EXIT
-    if built=$(build_passthrough_ll "$pt_dir"); then
-        export BENCH_PASSTHROUGH_LL=$built
-        unset BENCH_PASSTHROUGH_LL_MISSING
-    else
-        unset BENCH_PASSTHROUGH_LL
-        export BENCH_PASSTHROUGH_LL_MISSING="passthrough_ll not built: $built"
-    fi
+    passthrough_for_bench
     cargo bench --quiet --bench mount
+fi
+
+# --- cache: the kernel's caches beside passthrough_ll cache=always (issue 20)
+# (also the last rows of the mount section; this runs them alone)
+if [[ " ${SECTIONS[*]} " == *" cache "* && " ${SECTIONS[*]} " != *" mount "* ]]; then
+    section "cache (benches/mount.rs, BENCH_MOUNT_PART=cache)"
+    passthrough_for_bench
+    BENCH_MOUNT_PART=cache cargo bench --quiet --bench mount
 fi
 
 # --- jobs: shrink (issue 4) and check (issue 5) speed, in-process ------------

@@ -167,7 +167,7 @@ impl InProcess {
             let chunk = &data[..data.len().min(MAX_WRITE)];
             let n = self
                 .fs()
-                .write(fh, offset, chunk, Some(OWNER))
+                .write(fh, offset, chunk, Some(OWNER), pid())
                 .map_err(refused)?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());

@@ -11,16 +11,15 @@ use crate::merkle::SECTOR_SIZE;
 
 /// Entries and attributes that never change may be cached for a while.
 const TTL_FIXED: Duration = Duration::from_secs(60);
-/// Everything else is looked up every time: sectors come and go, and their
-/// link counts change with references made elsewhere.
+/// Everything else is looked up every time (generated files, files being
+/// written, volumes).
 pub const TTL_NONE: Duration = Duration::ZERO;
-/// A sector's attributes change only with its references. Its entry is
-/// still looked up every time (it may be freed, and stored again under a
-/// new inode), and each lookup refreshes them, so a `stat` by path is
-/// always exact; caching them spares the permission check's GETATTR on
-/// every open, and reference changes made through the mount invalidate them
-/// for `fstat` of open files.
-const TTL_SECTOR_ATTR: Duration = Duration::from_secs(1);
+/// Sectors (names and attributes), `/temp/<height>` directories and
+/// contract names: kept until told otherwise. Whatever makes one untrue
+/// (a sector freed, its link count or mtime changed, a height passing a
+/// temp directory, a contract gone) has the kernel drop it before the call
+/// that did it returns (`invalidate.rs`); the day is only a bound.
+const TTL_CACHED: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -59,6 +58,7 @@ pub fn entry_ttl(node: Node) -> Duration {
         Node::Root | Node::SectorsDir | Node::ContractsDir | Node::TempDir | Node::VolumesDir => {
             TTL_FIXED
         }
+        Node::Sector(_) | Node::TempHeight(_) | Node::Contract(_) => TTL_CACHED,
         _ => TTL_NONE,
     }
 }
@@ -102,7 +102,7 @@ impl SectorFs {
                 if !e.temp_dir_exists(h)? {
                     return Err(Error::NotFound(format!("/temp/{h} does not exist")));
                 }
-                dir(TTL_NONE)
+                dir(TTL_CACHED)
             }
             Node::Sector(id) => {
                 let s = e
@@ -119,7 +119,7 @@ impl SectorFs {
                     mtime,
                     ctime: stored,
                     nlink: refs.total().min(u32::MAX as u64) as u32,
-                    ttl: TTL_SECTOR_ATTR,
+                    ttl: TTL_CACHED,
                     ..file(0o644, SECTOR_SIZE as u64)
                 }
             }
@@ -127,6 +127,7 @@ impl SectorFs {
                 let c = e
                     .contract_by_id(id)?
                     .ok_or_else(|| Error::NotFound(format!("contract #{id} no longer exists")))?;
+                // its size changes with every revision: asked every time
                 file(0o644, c.entries * 65)
             }
             Node::Pending(fh) => match self.handles.get(fh).as_deref() {

@@ -30,7 +30,7 @@ enum State {
 
 pub struct ContractFile {
     /// The contract's id: the handle follows it through renames.
-    id: i64,
+    pub id: i64,
     /// Its name, as last seen (for messages and for finding who holds it).
     pub name: String,
     /// `None`: opened without O_TRUNC or O_APPEND, so a write is refused

@@ -113,6 +113,11 @@ impl ControlFile {
     /// A close by lock owner `owner`: applies what is left, even without a
     /// newline, when the closing process wrote (a child that inherited the
     /// descriptor and closes it at exec must not apply half a line).
+    /// The file it is.
+    pub fn node(&self) -> Node {
+        self.node
+    }
+
     pub fn flush(&self, engine: &Arc<Engine>, mountpoint: &Path, owner: u64) -> Result<()> {
         if !self.input.lock().writers.may_decide(Some(owner)) {
             return Ok(());

@@ -229,7 +229,7 @@ impl SectorFs {
         })?;
         let h = parse_temp_height(name)?;
         self.engine.make_temp_dir(h)?;
-        self.entry(Node::TempHeight(h))
+        self.entry(Node::TempDir, Node::TempHeight(h), name)
     }
 
     /// `rmdir /temp/<height>`: only an empty one.

@@ -9,6 +9,9 @@
 
 use std::path::Path;
 
+use crate::engine::Reference;
+use crate::merkle::Root;
+
 /// Whether process `pid`, or a process it started, may have a descriptor
 /// open on the file whose path ends with `tail` (such as `contracts/c`).
 /// Children count: they inherit descriptors, and a child may write after
@@ -44,6 +47,35 @@ pub fn process_of(tid: u32) -> u32 {
                 .and_then(|v| v.trim().parse().ok())
         })
         .unwrap_or(tid)
+}
+
+/// What thread `tid`'s process opened sector `root` as, under
+/// `mountpoint`: `/sectors/<root>` (a pin) or `/temp/<h>/<root>`; `None`
+/// when it holds neither, both, or it cannot be read.
+pub fn opened_as(tid: u32, mountpoint: &Path, root: Root) -> Option<Reference> {
+    let fds = std::fs::read_dir(format!("/proc/{tid}/fd")).ok()?;
+    let name = root.to_string();
+    let mut found: Option<Reference> = None;
+    // readlink only: stat would call back into this file system
+    for target in fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+    {
+        let Ok(rel) = target.strip_prefix(mountpoint) else {
+            continue;
+        };
+        let parts: Vec<&str> = rel.iter().filter_map(|p| p.to_str()).collect();
+        let reference = match parts.as_slice() {
+            ["sectors", r] if *r == name => Reference::Pin,
+            ["temp", h, r] if *r == name => Reference::Temp(h.parse().ok()?),
+            _ => continue,
+        };
+        match found {
+            Some(f) if f != reference => return None,
+            _ => found = Some(reference),
+        }
+    }
+    found
 }
 
 /// Processes looked at before giving up (and waiting).

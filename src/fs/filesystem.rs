@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
-use super::attr::{Attr, Entry, Kind, TTL_NONE, entry_ttl};
+use super::attr::{Attr, Entry, Kind, entry_ttl};
 use super::contract_file::{self, ContractFile, contract_text};
 use super::control_file::ControlFile;
 use super::dir::node_of;
@@ -18,7 +18,8 @@ use super::fds;
 use super::generated;
 use super::handle::{Handle, Handles};
 use super::inode::Node;
-use super::known::KnownSectors;
+use super::invalidate::Invalidator;
+use super::known::{Known, Name};
 use super::sector_file::SectorFile;
 use super::staging::{Staging, is_staging_name};
 use crate::engine::{Engine, Reference, check_temp_height};
@@ -84,9 +85,11 @@ pub struct SectorFs {
     /// `/temp/<height>/<root>` (keep the temp entry) from one of
     /// `/sectors/<root>` (add the pin).
     temp_lookups: Mutex<lru::LruCache<(i64, u32), u64>>,
-    /// Sector inodes the kernel holds, whose cached attributes reference
-    /// changes must drop.
-    known: KnownSectors,
+    /// What the kernel holds: sector inodes and their names, temp
+    /// directories; what a change makes untrue is dropped through
+    /// `invalidator`.
+    known: Known,
+    invalidator: Arc<Invalidator>,
     /// Files written under a `.` name, stored when renamed onto a root.
     pub(super) staging: Staging,
     pub(super) uid: u32,
@@ -105,7 +108,8 @@ impl SectorFs {
             temp_lookups: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(4096).expect("non-zero"),
             )),
-            known: KnownSectors::default(),
+            known: Known::default(),
+            invalidator: Arc::default(),
             staging: Staging::default(),
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
@@ -113,17 +117,19 @@ impl SectorFs {
         }
     }
 
-    pub fn known_sectors(&self) -> KnownSectors {
+    pub fn known(&self) -> Known {
         self.known.clone()
     }
 
-    /// A node the kernel is told of: its attributes, and the sector noted
-    /// as held by the kernel.
-    pub(super) fn entry(&self, node: Node) -> Result<Entry> {
+    pub fn invalidator(&self) -> Arc<Invalidator> {
+        self.invalidator.clone()
+    }
+
+    /// `node`, the kernel is told, is `name` in `dir`: its attributes, and
+    /// the name noted as held by the kernel.
+    pub(super) fn entry(&self, dir: Node, node: Node, name: &str) -> Result<Entry> {
         let attr = self.attr(node)?;
-        if let Node::Sector(id) = node {
-            self.known.looked_up(id);
-        }
+        self.known.looked_up(dir, node, name);
         Ok(Entry {
             attr,
             ttl: entry_ttl(node),
@@ -149,12 +155,44 @@ impl SectorFs {
                 }
             }
         }
-        self.entry(node)
+        self.entry(parent, node, name)
     }
 
     pub fn forget(&self, ino: u64, lookups: u64) {
-        if let Some(Node::Sector(id)) = Node::from_ino(ino) {
-            self.known.forgotten(id, lookups);
+        if let Some(node) = Node::from_ino(ino) {
+            self.known.forgotten(node, lookups);
+        }
+    }
+
+    /// The height was written: the names of `/temp/<h>` directories it
+    /// passed, and in them, go from the kernel.
+    fn height_written(&self) {
+        match self.engine.height() {
+            Ok(height) => self
+                .known
+                .expired(height)
+                .into_iter()
+                .for_each(|n| self.invalidator.entry(n)),
+            Err(e) => tracing::warn!(
+                "cannot read the height to drop expired /temp names from the kernel's cache;                  they may show until they expire: {e}"
+            ),
+        }
+    }
+
+    /// A contract file was closed: if its contract went meanwhile (made by
+    /// this file and its first list refused), its name goes from the
+    /// kernel.
+    fn contract_closed(&self, file: &Mutex<ContractFile>) {
+        let (id, name) = {
+            let f = file.lock();
+            (f.id, f.name.clone())
+        };
+        match self.engine.contract_name(id) {
+            Ok(Some(_)) => {}
+            Ok(None) => self.invalidator.entry(Name::new(Node::ContractsDir, name)),
+            Err(e) => tracing::warn!(
+                "cannot tell whether contract {name} still exists; if it went, its name may                  show until it expires: {e}"
+            ),
         }
     }
 
@@ -419,7 +457,7 @@ impl SectorFs {
             }
         };
         self.engine.add_reference(&sector.root, reference)?;
-        self.entry(node)
+        self.entry(parent, node, name)
     }
 
     /// `flags`: the open(2) flags; `pid`: the thread that asked.
@@ -445,11 +483,15 @@ impl SectorFs {
                 } else {
                     // rewritten where it was opened: in /temp/<height>, its
                     // temp entry stays as it is; in /sectors, the pin is added
+                    // a guess: the entry may have been cached, so no
+                    // lookup told where it was opened; the writer's
+                    // descriptor confirms it at the first write
                     let reference = match self.temp_lookups.lock().pop(&(id, pid)) {
                         Some(h) => Reference::Temp(h),
                         None => Reference::Pin,
                     };
-                    let file = SectorFile::new(self.engine.clone(), Some(s.root), reference)?;
+                    let mut file = SectorFile::new(self.engine.clone(), Some(s.root), reference)?;
+                    file.reference_unconfirmed = true;
                     (Handle::SectorWrite(Arc::new(Mutex::new(file))), direct)
                 }
             }
@@ -584,7 +626,7 @@ impl SectorFs {
             Ok(attr) => Ok((
                 Entry {
                     attr,
-                    ttl: TTL_NONE,
+                    ttl: entry_ttl(node),
                 },
                 Opened {
                     fh,
@@ -685,14 +727,31 @@ impl SectorFs {
     }
 
     /// Writes `data` at `offset`; `owner`: the lock owner of the writing
-    /// process. Returns the bytes taken (fewer for a control write whose
-    /// later line was refused).
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8], owner: Option<u64>) -> Result<usize> {
+    /// process, `pid` the thread that wrote. Returns the bytes taken (fewer
+    /// for a control write whose later line was refused).
+    pub fn write(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        owner: Option<u64>,
+        pid: u32,
+    ) -> Result<usize> {
         let handle = self.handles.get(fh)?;
         match &*handle {
-            Handle::SectorWrite(up) => up.lock().write(offset, data, owner)?,
+            Handle::SectorWrite(up) => {
+                let mut up = up.lock();
+                up.confirm_reference(|root| fds::opened_as(pid, &self.mountpoint, root));
+                up.write(offset, data, owner)?
+            }
             Handle::ContractWrite(up) => up.lock().write(&self.engine, offset, data, owner)?,
-            Handle::Control(c) => return c.write(&self.engine, &self.mountpoint, data, owner),
+            Handle::Control(c) => {
+                let written = c.write(&self.engine, &self.mountpoint, data, owner);
+                if c.node() == Node::Height {
+                    self.height_written();
+                }
+                return written;
+            }
             Handle::Snapshot(_) | Handle::SectorRead(_) => {
                 return Err(Error::BadHandle("the file is open for reading only".into()));
             }
@@ -713,9 +772,17 @@ impl SectorFs {
                 // looked at without the file's lock: see `opener_may_write`
                 let probe = up.lock().opener_probe(&self.engine);
                 let may_write = probe.map(|p| contract_file::opener_may_write(pid, p));
-                up.lock().commit(&self.engine, Some(owner), may_write)
+                let committed = up.lock().commit(&self.engine, Some(owner), may_write);
+                self.contract_closed(up);
+                committed
             }
-            Handle::Control(c) => c.flush(&self.engine, &self.mountpoint, owner),
+            Handle::Control(c) => {
+                let flushed = c.flush(&self.engine, &self.mountpoint, owner);
+                if c.node() == Node::Height {
+                    self.height_written();
+                }
+                flushed
+            }
             Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),
         }
     }
@@ -727,7 +794,11 @@ impl SectorFs {
             return Ok(());
         };
         match &*handle {
-            Handle::ContractWrite(up) => up.lock().release(&self.engine),
+            Handle::ContractWrite(up) => {
+                let released = up.lock().release(&self.engine);
+                self.contract_closed(up);
+                released
+            }
             Handle::SectorWrite(up) => {
                 up.lock().release();
                 Ok(())
@@ -745,7 +816,11 @@ impl SectorFs {
         };
         match &*handle {
             Handle::SectorWrite(up) => self.commit_sector(up, None),
-            Handle::ContractWrite(up) => up.lock().commit(&self.engine, None, None),
+            Handle::ContractWrite(up) => {
+                let committed = up.lock().commit(&self.engine, None, None);
+                self.contract_closed(up);
+                committed
+            }
             // each complete line took effect when it was written; a
             // partial one waits for the rest or the close
             Handle::Control(_) | Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),

@@ -11,13 +11,48 @@ use fuser::{
     Request, TimeOrNow, WriteFlags,
 };
 
+use std::sync::Arc;
+
 use super::attr::{Attr, Entry, Kind};
 use super::filesystem::{self, Caching, SectorFs, SetAttr};
+use super::invalidate::{self, Invalidator};
+use super::known::Name;
 use crate::engine::UPLOAD_CHUNK;
 use crate::error::Error;
 
-/// The mounted file system: [`SectorFs`] behind the kernel's protocol.
-pub struct Fuse(pub SectorFs);
+/// The mounted file system: [`SectorFs`] behind the kernel's protocol,
+/// and what tells the kernel to drop what a change made untrue.
+pub struct Fuse(SectorFs, Arc<Invalidator>);
+
+impl Fuse {
+    pub fn new(fs: SectorFs) -> Fuse {
+        let invalidator = fs.invalidator();
+        Fuse(fs, invalidator)
+    }
+
+    /// Does a request's `work` that may change what the kernel caches,
+    /// then `answer`s once the names it made untrue are dropped (see
+    /// `invalidate.rs`). `own`: the names the request itself removes or
+    /// renames, which the kernel drops on the answer.
+    fn changing<T: Send + 'static>(
+        &self,
+        own: &[Name],
+        work: impl FnOnce(&SectorFs) -> T,
+        answer: impl FnOnce(T) + Send + 'static,
+    ) {
+        let (out, mut names) = invalidate::collecting(|| work(&self.0));
+        names.retain(|n| !own.contains(n));
+        self.1.answer_after(names, move || answer(out));
+    }
+}
+
+/// The name `name` in directory `parent`, as the kernel caches it.
+fn name_in(parent: INodeNo, name: &OsStr) -> Name {
+    Name {
+        parent: parent.0,
+        name: name.to_string_lossy().into_owned(),
+    }
+}
 
 /// Logs a refusal in words and turns it into the errno to return.
 fn refuse(op: &str, e: &Error) -> Errno {
@@ -126,6 +161,7 @@ impl Filesystem for Fuse {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _answering = self.1.answering();
         reply_entry(reply, "look up", self.0.lookup(parent.0, name, req.pid()));
     }
 
@@ -161,10 +197,10 @@ impl Filesystem for Fuse {
                 TimeOrNow::Now => std::time::SystemTime::now(),
             }),
         };
-        reply_attr(
-            reply,
-            "setattr",
-            self.0.setattr(ino.0, fh.map(|f| f.0), set),
+        self.changing(
+            &[],
+            |fs| fs.setattr(ino.0, fh.map(|f| f.0), set),
+            |r| reply_attr(reply, "setattr", r),
         );
     }
 
@@ -177,6 +213,7 @@ impl Filesystem for Fuse {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        let _answering = self.1.answering();
         reply_entry(reply, "mkdir", self.0.mkdir(parent.0, name));
     }
 
@@ -213,11 +250,19 @@ impl Filesystem for Fuse {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, "rmdir", self.0.rmdir(parent.0, name));
+        self.changing(
+            &[name_in(parent, name)],
+            |fs| fs.rmdir(parent.0, name),
+            |r| reply_empty(reply, "rmdir", r),
+        );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, "remove", self.0.unlink(parent.0, name));
+        self.changing(
+            &[name_in(parent, name)],
+            |fs| fs.unlink(parent.0, name),
+            |r| reply_empty(reply, "remove", r),
+        );
     }
 
     fn rename(
@@ -234,8 +279,11 @@ impl Filesystem for Fuse {
             noreplace: flags.contains(RenameFlags::RENAME_NOREPLACE),
             exchange: flags.contains(RenameFlags::RENAME_EXCHANGE),
         };
-        let renamed = self.0.rename(parent.0, name, newparent.0, newname, flags);
-        reply_empty(reply, "rename", renamed);
+        self.changing(
+            &[name_in(parent, name), name_in(newparent, newname)],
+            |fs| fs.rename(parent.0, name, newparent.0, newname, flags),
+            |r| reply_empty(reply, "rename", r),
+        );
     }
 
     fn link(
@@ -246,7 +294,12 @@ impl Filesystem for Fuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply_entry(reply, "link", self.0.link(ino.0, newparent.0, newname));
+        let _answering = self.1.answering();
+        self.changing(
+            &[],
+            |fs| fs.link(ino.0, newparent.0, newname),
+            |r| reply_entry(reply, "link", r),
+        );
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -266,16 +319,26 @@ impl Filesystem for Fuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.0.create(parent.0, name, flags, req.pid()) {
-            Ok((e, o)) => reply.created(
-                &e.attr.ttl,
-                &file_attr(&e.attr),
-                Generation(0),
-                FileHandle(o.fh),
-                fopen(o.caching),
-            ),
+        let _answering = self.1.answering();
+        let answer = |created: Result<_, Error>| match created {
+            Ok((e, o)) => {
+                let (e, o): (Entry, filesystem::Opened) = (e, o);
+                // one time for the name and the attributes: the shorter
+                reply.created(
+                    &e.attr.ttl.min(e.ttl),
+                    &file_attr(&e.attr),
+                    Generation(0),
+                    FileHandle(o.fh),
+                    fopen(o.caching),
+                )
+            }
             Err(e) => reply.error(refuse("create", &e)),
-        }
+        };
+        self.changing(
+            &[],
+            |fs| fs.create(parent.0, name, flags, req.pid()),
+            answer,
+        );
     }
 
     fn read(
@@ -303,7 +366,7 @@ impl Filesystem for Fuse {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -313,10 +376,15 @@ impl Filesystem for Fuse {
         lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.0.write(fh.0, offset, data, lock_owner.map(|o| o.0)) {
-            Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(refuse("write", &e)),
-        }
+        let owner = lock_owner.map(|o| o.0);
+        self.changing(
+            &[],
+            |fs| fs.write(fh.0, offset, data, owner, req.pid()),
+            |written| match written {
+                Ok(n) => reply.written(n as u32),
+                Err(e) => reply.error(refuse("write", &e)),
+            },
+        );
     }
 
     fn flush(
@@ -327,7 +395,11 @@ impl Filesystem for Fuse {
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, "close", self.0.flush(fh.0, lock_owner.0, req.pid()));
+        self.changing(
+            &[],
+            |fs| fs.flush(fh.0, lock_owner.0, req.pid()),
+            |r| reply_empty(reply, "close", r),
+        );
     }
 
     fn release(
@@ -341,10 +413,16 @@ impl Filesystem for Fuse {
         reply: ReplyEmpty,
     ) {
         // the close was answered already: a failure here can only be logged
-        if let Err(e) = self.0.release(fh.0) {
-            refuse("release", &e);
-        }
-        reply.ok();
+        self.changing(
+            &[],
+            |fs| fs.release(fh.0),
+            |r| {
+                if let Err(e) = r {
+                    refuse("release", &e);
+                }
+                reply.ok();
+            },
+        );
     }
 
     fn ioctl(
@@ -363,7 +441,7 @@ impl Filesystem for Fuse {
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
-        reply_empty(reply, "fsync", self.0.fsync(fh.0));
+        self.changing(&[], |fs| fs.fsync(fh.0), |r| reply_empty(reply, "fsync", r));
     }
 
     fn readdir(

@@ -13,7 +13,9 @@
 //! - `generated.rs`: what the status and control files show;
 //! - `control.rs`: what a control line does;
 //! - `xattr.rs`: extended attributes;
-//! - `known.rs`, `fds.rs`: sectors the kernel holds, processes holding a file;
+//! - `known.rs`, `invalidate.rs`: what the kernel holds, and telling it
+//!   what to drop when that changes;
+//! - `fds.rs`: processes holding a file;
 //! - `mount.rs`: the session, signals, a clean unmount.
 
 mod attr;
@@ -27,6 +29,7 @@ mod fuse;
 mod generated;
 mod handle;
 mod inode;
+mod invalidate;
 mod known;
 mod mount;
 mod sector_file;

@@ -55,7 +55,8 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
         .or_else(|_| std::path::absolute(mountpoint))
         .map_err(|e| Error::io(format!("bad mountpoint {}", mountpoint.display()), e))?;
     let fs = SectorFs::new(engine.clone(), &mountpoint);
-    let known = fs.known_sectors();
+    listen(&engine, &fs);
+    let invalidator = fs.invalidator();
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName("sectorfs".into()),
@@ -71,42 +72,13 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
     config.n_threads = Some(options.threads.max(1));
     config.clone_fd = true;
 
-    let mut session = Session::new(Fuse(fs), &mountpoint, &config).map_err(|e| {
+    let mut session = Session::new(Fuse::new(fs), &mountpoint, &config).map_err(|e| {
         Error::io(
             format!("cannot mount sectorfs at {}", mountpoint.display()),
             e,
         )
     })?;
-    let attrs = session.notifier();
-    // Link counts follow references: drop the attributes the kernel keeps
-    // of sectors whose references changed. Attributes only (offset -1):
-    // that takes no kernel lock, so it is safe from inside the request that
-    // made the change, and it is done before that request is answered.
-    engine.set_refs_listener(Box::new(move |ids| {
-        for id in known.held(ids) {
-            invalidate(&attrs, Node::Sector(id).ino(), -1);
-        }
-    }));
-    let notifier = session.notifier();
-    // Freed sectors drop out of the kernel's page cache. Done on another
-    // thread: a notification sent from inside the request that freed the
-    // sector could wait on that very request.
-    let (tx, rx) = std::sync::mpsc::channel::<u64>();
-    engine.set_free_listener(Box::new(move |f| {
-        // the receiver lives as long as the session: a failed send means
-        // the mount is ending, and its page cache with it
-        if tx.send(Node::Sector(f.sector_id).ino()).is_err() {
-            tracing::debug!("sector #{} freed while the mount ends", f.sector_id);
-        }
-    }));
-    std::thread::Builder::new()
-        .name("invalidate".into())
-        .spawn(move || {
-            for ino in rx {
-                invalidate(&notifier, ino, 0);
-            }
-        })
-        .map_err(|e| Error::io("cannot start a thread", e))?;
+    invalidator.start(session.notifier())?;
 
     let mut unmounter = session.unmount_callable();
     let shown = mountpoint.clone();
@@ -143,18 +115,23 @@ pub fn mount(engine: Arc<Engine>, mountpoint: &Path, options: &MountOptions) -> 
     Ok(())
 }
 
-/// Tells the kernel to drop what it caches of inode `ino`: its attributes
-/// (`offset` -1) or its pages too (0). An inode the kernel has already
-/// forgotten is routine; anything else is logged.
-fn invalidate(notifier: &fuser::Notifier, ino: u64, offset: i64) {
-    match notifier.inval_inode(fuser::INodeNo(ino), offset, 0) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(e) => tracing::warn!(
-            "cannot tell the kernel to drop its cache of inode {ino}; a stale link count or \
-             freed sector data may show until it expires: {e}"
-        ),
-    }
+/// Has the kernel drop what reference changes make untrue, before the call
+/// that made them returns: a link count (attributes), a freed sector's
+/// names (and, in the background, its pages).
+fn listen(engine: &Engine, fs: &SectorFs) {
+    let (known, invalidator) = (fs.known(), fs.invalidator());
+    engine.set_refs_listener(Box::new(move |ids| {
+        for id in known.held(ids) {
+            invalidator.attrs(Node::Sector(id).ino());
+        }
+    }));
+    let (known, invalidator) = (fs.known(), fs.invalidator());
+    engine.set_free_listener(Box::new(move |f| {
+        for name in known.freed(f.sector_id) {
+            invalidator.entry(name);
+        }
+        invalidator.pages(Node::Sector(f.sector_id).ino());
+    }));
 }
 
 /// How long a busy mount is retried before it is detached.

@@ -44,6 +44,9 @@ pub struct SectorFile {
     pub mtime: Option<SystemTime>,
     /// The sector it stored, while no write came since.
     pub stored: Option<i64>,
+    /// `reference` is a guess (a stored sector opened again for writing,
+    /// maybe through a cached name): the first write confirms it.
+    pub reference_unconfirmed: bool,
 }
 
 impl SectorFile {
@@ -66,7 +69,19 @@ impl SectorFile {
             state: State::Untouched,
             mtime: None,
             stored: None,
+            reference_unconfirmed: false,
         })
+    }
+
+    /// Confirms the guessed reference with `opened_as` (what the writer
+    /// opened, told from its root), once, if it can tell.
+    pub fn confirm_reference(&mut self, opened_as: impl FnOnce(Root) -> Option<Reference>) {
+        if !std::mem::take(&mut self.reference_unconfirmed) {
+            return;
+        }
+        if let Some(reference) = self.root.and_then(opened_as) {
+            self.reference = reference;
+        }
     }
 
     /// What messages call it.

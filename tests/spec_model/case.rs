@@ -18,6 +18,9 @@ pub struct Case<D: Driver> {
     volume_files: u32,
     /// Sectors whose bytes were read back since they were last stored.
     verified: BTreeSet<usize>,
+    /// `/temp/<h>` directories seen, to check gone ones stay gone (the
+    /// kernel caches their names).
+    dirs_seen: BTreeSet<u64>,
 }
 
 fn sector_path(seed: usize) -> String {
@@ -35,6 +38,7 @@ impl<D: Driver> Case<D> {
             model: Model::new(),
             volume_files: 0,
             verified: BTreeSet::new(),
+            dirs_seen: BTreeSet::new(),
         }
     }
 
@@ -374,11 +378,17 @@ impl<D: Driver> Case<D> {
         for seed in 0..POOL {
             let path = sector_path(seed);
             let Some(s) = model.sectors.get(&seed) else {
-                match self.d.stat(&path) {
-                    Err(e) if errno(&e) == libc::ENOENT => continue,
-                    other => {
+                // freed (maybe by the step just done, from another path)
+                // while its name was cached: gone for stat and open alike
+                match (self.d.stat(&path), self.d.read(&path)) {
+                    (Err(e), Err(f)) if errno(&e) == libc::ENOENT && errno(&f) == libc::ENOENT => {
+                        continue;
+                    }
+                    (stat, read) => {
                         return Err(format!(
-                            "sector #{seed} is not stored, yet stat gives {other:?}"
+                            "sector #{seed} is not stored, yet stat gives {stat:?} and open \
+                             gives {:?}",
+                            read.map(|d| d.len())
                         ));
                     }
                 }
@@ -469,8 +479,11 @@ impl<D: Driver> Case<D> {
         Ok(())
     }
 
-    /// The height and `/temp`.
-    fn check_temp(&self) -> Result<(), String> {
+    /// The height and `/temp`: the listings, and each pool sector's name
+    /// in each directory (there with its link count, or ENOENT), and
+    /// directories gone stay gone.
+    fn check_temp(&mut self) -> Result<(), String> {
+        self.dirs_seen.extend(self.model.dirs());
         let model = &self.model;
         let height = self.read_text("height")?;
         if height != format!("{}\n", model.height) {
@@ -503,6 +516,29 @@ impl<D: Driver> Case<D> {
             let got = self.names(&format!("temp/{h}"))?;
             if got != want {
                 return Err(format!("ls /temp/{h}: {got:?}, the model has {want:?}"));
+            }
+            for seed in 0..POOL {
+                let path = temp_path(h, seed);
+                let got = self
+                    .d
+                    .stat(&path)
+                    .map(|(_, nlink)| nlink)
+                    .map_err(|e| errno(&e));
+                let want = match model.temp.contains(&(h, seed)) {
+                    true => {
+                        let (pin, contracts, temp) = model.refs(seed);
+                        Ok(pin + contracts + temp)
+                    }
+                    false => Err(libc::ENOENT),
+                };
+                if got != want {
+                    return Err(format!("stat /{path}: {got:?}, the model has {want:?}"));
+                }
+            }
+        }
+        for h in &self.dirs_seen {
+            if !model.temp_dir_exists(*h) && self.d.stat(&format!("temp/{h}")).is_ok() {
+                return Err(format!("/temp/{h} is gone in the model, yet stat finds it"));
             }
         }
         Ok(())

@@ -178,6 +178,49 @@ pub fn model_regressions<D: Driver>() {
                 },
             ],
         ),
+        (
+            "a sector freed by a revision while its name is cached is gone at once, and \
+             stored again is read anew",
+            vec![
+                Op::Put {
+                    seed: 0,
+                    how: How::Good,
+                },
+                Op::Replace {
+                    id: 0,
+                    seeds: vec![Pick::Any(0)],
+                },
+                Op::Unpin { seed: Pick::Any(0) },
+                Op::Put {
+                    seed: 1,
+                    how: How::Good,
+                },
+                Op::Replace {
+                    id: 0,
+                    seeds: vec![Pick::Any(1)],
+                },
+                Op::Put {
+                    seed: 0,
+                    how: How::Good,
+                },
+            ],
+        ),
+        (
+            "a temp entry's names go when the height passes it, and the sector stored \
+             again is read anew",
+            vec![
+                Op::TempPut {
+                    seed: Pick::Any(0),
+                    dh: 1,
+                    how: How::Good,
+                },
+                Op::SetHeight { dh: 1 },
+                Op::Put {
+                    seed: 0,
+                    how: How::Good,
+                },
+            ],
+        ),
     ];
     for (what, ops) in cases {
         if let Err(e) = run_case::<D>(&ops, &ops_run) {
