@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. `mount` and `root` work offline; the
 //! admin commands go through the mount's own files (see `online`).
 
+mod import;
 mod online;
 
 use std::path::{Path, PathBuf};
@@ -66,6 +67,11 @@ enum Command {
         #[arg(long)]
         volume: Option<u32>,
     },
+    /// Make a new store from a stopped hostd's or siad's files, in place.
+    Import {
+        #[command(subcommand)]
+        source: import::Source,
+    },
 }
 
 #[derive(Subcommand)]
@@ -113,6 +119,7 @@ pub fn main() -> i32 {
             (None, Some(d)) => check_offline(&d, volume),
             _ => Err("check needs either --mount MOUNTPOINT or --data-dir DIR".into()),
         },
+        Command::Import { source } => import::run(source),
     };
     match result {
         Ok(()) => 0,

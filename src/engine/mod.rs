@@ -7,6 +7,7 @@ mod buffers;
 mod check;
 mod chunk_hasher;
 mod health;
+mod import_alerts;
 mod jobs;
 mod lock;
 pub mod placement;
@@ -32,6 +33,7 @@ use parking_lot::{Mutex, RwLock};
 pub use alerts::{Alert, Alerts, Progress, Severity};
 pub use check::{CheckReport, OfflineReport};
 pub use health::ScrubOptions;
+pub use lock::DataDirLock;
 pub use placement::Placement;
 pub use refs::check_contract_name;
 pub use sectors::Stored;
@@ -49,7 +51,6 @@ use crate::error::{IoContext, Result};
 use crate::meta::Meta;
 use crate::volume::{Disk, StorageOpener, VolumeFile};
 use alloc::Allocator;
-use lock::DataDirLock;
 use slots::SlotMap;
 
 /// Settings chosen when the store is opened.
@@ -153,6 +154,7 @@ impl Engine {
         };
         engine.load_volumes()?;
         engine.finish_punches()?;
+        engine.raise_import_alerts();
         // only on a first start: an operator who removed every volume
         // meant it
         if engine.options.default_volume_slots > 0

@@ -12,6 +12,7 @@ mod check;
 mod contracts;
 mod db;
 mod height;
+mod import;
 mod jobs;
 mod pins;
 mod punches;
@@ -23,6 +24,7 @@ mod volumes;
 
 pub use contracts::{ContractEdit, ContractRow};
 pub use db::Meta;
+pub use import::{Holders, ImportDb, ImportedSector};
 pub use jobs::{JobKind, JobRow, Move};
 pub use query::{Freed, RefChange, RefCounts, SectorRow};
 pub use sectors::{Inserted, Reference};
