@@ -17,7 +17,9 @@ impl Engine {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e) => {
-                tracing::warn!("the import report cannot be read, so its alerts are not raised: {e}");
+                tracing::warn!(
+                    "the import report cannot be read, so its alerts are not raised: {e}"
+                );
                 return;
             }
         };
@@ -42,7 +44,11 @@ impl Engine {
                 .map(|l| format!("{} ({})", l.root, holders_text(&l.contracts, &l.temp)))
                 .collect();
             let more = lost.len().saturating_sub(NAMED);
-            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
             self.alerts.raise(
                 "import-lost",
                 Severity::Error,
@@ -80,7 +86,11 @@ impl Engine {
                 .map(|c| format!("{} ({})", c.root, holders_text(&c.contracts, &c.temp)))
                 .collect();
             let more = corrupt.len().saturating_sub(NAMED);
-            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
             self.alerts.raise(
                 "import-corrupt",
                 Severity::Error,

@@ -353,8 +353,14 @@ fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
 
 fn shape_of(conn: &Connection) -> Result<Shape> {
     for (table, need) in [
-        ("storage_volumes", &["id", "disk_path", "total_sectors", "read_only"][..]),
-        ("volume_sectors", &["volume_id", "volume_index", "sector_id"]),
+        (
+            "storage_volumes",
+            &["id", "disk_path", "total_sectors", "read_only"][..],
+        ),
+        (
+            "volume_sectors",
+            &["volume_id", "volume_index", "sector_id"],
+        ),
         ("stored_sectors", &["id", "sector_root"]),
     ] {
         let have = columns(conn, table)?;

@@ -77,10 +77,9 @@ impl Target {
             for suffix in ["", "-journal", "-wal", "-shm"] {
                 let p = dir.join(format!("{name}{suffix}"));
                 match std::fs::remove_file(&p) {
-                    Ok(()) => tracing::info!(
-                        "removed {}, left by an interrupted import",
-                        p.display()
-                    ),
+                    Ok(()) => {
+                        tracing::info!("removed {}, left by an interrupted import", p.display())
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => {
                         return Err(Error::io(format!("cannot remove {}", p.display()), e));
@@ -143,7 +142,12 @@ fn adopt_volume(
         path: path.to_path_buf(),
         slots,
         readonly,
-        state: if reason.is_some() { "unavailable" } else { "ready" }.into(),
+        state: if reason.is_some() {
+            "unavailable"
+        } else {
+            "ready"
+        }
+        .into(),
         reason,
         ..VolumeReport::default()
     })
@@ -219,6 +223,11 @@ fn complete(
     let db_path = target.dir.join(DB_NAME);
     std::fs::rename(target.building(), &db_path)
         .and_then(|()| std::fs::File::open(&target.dir)?.sync_all())
-        .io_ctx(|| format!("cannot put the new database in place at {}", db_path.display()))?;
+        .io_ctx(|| {
+            format!(
+                "cannot put the new database in place at {}",
+                db_path.display()
+            )
+        })?;
     Ok(report)
 }

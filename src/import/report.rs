@@ -137,7 +137,10 @@ impl Report {
             Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
         };
         serde_json::from_slice(&text).map(Some).map_err(|e| {
-            Error::Invalid(format!("the import report {} is damaged: {e}", path.display()))
+            Error::Invalid(format!(
+                "the import report {} is damaged: {e}",
+                path.display()
+            ))
         })
     }
 
@@ -145,11 +148,7 @@ impl Report {
     /// host.
     pub fn summary(&self, data_dir: &Path) -> String {
         let mut s = String::new();
-        let unavailable = self
-            .volumes
-            .iter()
-            .filter(|v| v.state != "ready")
-            .count();
+        let unavailable = self.volumes.iter().filter(|v| v.state != "ready").count();
         s.push_str(&format!(
             "imported from {} in {:.1}s into {}\n",
             self.source,
@@ -161,7 +160,11 @@ impl Report {
             self.volumes.len()
         ));
         for v in &self.volumes {
-            let why = v.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            let why = v
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
             s.push_str(&format!(
                 "    {:>3}  {}  {} slots, {} sectors{}  {}{why}\n",
                 v.id,

@@ -199,7 +199,9 @@ impl ImportDb {
         let n = if pin {
             self.conn
                 .execute(
-                    &format!("INSERT INTO pins (sector_id) SELECT id FROM sectors s WHERE {UNREFERENCED}"),
+                    &format!(
+                        "INSERT INTO pins (sector_id) SELECT id FROM sectors s WHERE {UNREFERENCED}"
+                    ),
                     [],
                 )
                 .ctx("pinning unreferenced sectors")?
@@ -214,7 +216,10 @@ impl ImportDb {
                 )
                 .ctx("freeing unreferenced sectors")?;
             self.conn
-                .execute(&format!("DELETE FROM sectors AS s WHERE {UNREFERENCED}"), [])
+                .execute(
+                    &format!("DELETE FROM sectors AS s WHERE {UNREFERENCED}"),
+                    [],
+                )
                 .ctx("freeing unreferenced sectors")?
         };
         Ok(n as u64)

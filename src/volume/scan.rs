@@ -156,10 +156,13 @@ pub fn scan_volume(
         crate::error::Error::io("cannot open a volume file again for its rescan", e)
     })?];
     let mut read = 0;
-    let work = ranges
-        .into_iter()
-        .flatten()
-        .map(|slot| Ok(SlotJob { file: 0, slot, tag: slot }));
+    let work = ranges.into_iter().flatten().map(|slot| {
+        Ok(SlotJob {
+            file: 0,
+            slot,
+            tag: slot,
+        })
+    });
     hash_slots(&files, hashing_threads(), work, |slot, root| {
         read += 1;
         found(slot, root)
@@ -191,7 +194,11 @@ mod tests {
         f.write_all_at(&[1u8; 4096], 11 * SECTOR_BYTES + 8192)
             .unwrap();
         f.sync_all().unwrap();
-        let got: Vec<u64> = allocated_slots(&f, 20).unwrap().into_iter().flatten().collect();
+        let got: Vec<u64> = allocated_slots(&f, 20)
+            .unwrap()
+            .into_iter()
+            .flatten()
+            .collect();
         assert_eq!(got, vec![1, 2, 7, 11, 19]);
         let mut roots = Vec::new();
         let read = scan_volume(&f, 20, |slot, root| {

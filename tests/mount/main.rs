@@ -8,6 +8,7 @@ mod contracts;
 mod faults;
 mod harness;
 mod hostile;
+mod import;
 mod integrity;
 mod jobs;
 mod listing;
