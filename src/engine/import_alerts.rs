@@ -24,89 +24,95 @@ impl Engine {
             }
         };
         let path = self.data_dir.join(crate::import::REPORT_NAME);
-        let height = self.meta.height().unwrap_or(0);
+        // a lookup that fails keeps the alert: better said once too often
+        let still = |found: crate::error::Result<bool>| {
+            found.unwrap_or_else(|e| {
+                tracing::warn!("cannot tell whether the import's findings still hold: {e}");
+                true
+            })
+        };
+        let height = self.meta.height().unwrap_or_else(|e| {
+            tracing::warn!("cannot read the height: {e}");
+            0
+        });
         let lost: Vec<_> = report
             .lost
             .iter()
             .filter(|l| {
                 l.temp.iter().any(|&h| h > height)
                     || l.contracts.iter().any(|e| {
-                        self.meta
-                            .contract_by_name(&e.contract)
-                            .is_ok_and(|c| c.is_some())
+                        still(self.meta.contract_by_name(&e.contract).map(|c| c.is_some()))
                     })
             })
             .collect();
         if !lost.is_empty() {
-            let named: Vec<String> = lost
+            let named = lost
                 .iter()
-                .take(NAMED)
-                .map(|l| format!("{} ({})", l.root, holders_text(&l.contracts, &l.temp)))
-                .collect();
-            let more = lost.len().saturating_sub(NAMED);
-            let more = if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            };
-            self.alerts.raise(
-                "import-lost",
-                Severity::Error,
-                format!(
-                    "{} sectors that contracts hold were lost before the import from {} (no \
-                     volume serves them): {}{more}; all are listed in {}",
-                    lost.len(),
-                    report.source,
-                    named.join("; "),
-                    path.display()
-                ),
-                serde_json::json!({
-                    "count": lost.len(),
-                    "lost": super::alerts::data_of(&lost.iter().take(IN_DATA).collect::<Vec<_>>()),
-                    "report": path,
-                }),
+                .map(|l| format!("{} ({})", l.root, holders_text(&l.contracts, &l.temp)));
+            let what = format!(
+                "sectors that contracts hold were lost before the import from {} (no volume \
+                 serves them)",
+                report.source
             );
+            self.raise_import_alert("import-lost", &what, named, &lost, &path);
         }
         let corrupt: Vec<_> = report
             .corrupt
             .iter()
             .filter(|c| {
-                self.meta
-                    .sector_by_id(c.sector_id)
-                    .is_ok_and(|s| s.is_some_and(|s| s.root == c.root))
+                still(
+                    self.meta
+                        .sector_by_id(c.sector_id)
+                        .map(|s| s.is_some_and(|s| s.root == c.root)),
+                )
             })
             .collect();
         if !corrupt.is_empty() {
             self.corrupt
                 .lock()
                 .extend(corrupt.iter().map(|c| c.sector_id));
-            let named: Vec<String> = corrupt
+            let named = corrupt
                 .iter()
-                .take(NAMED)
-                .map(|c| format!("{} ({})", c.root, holders_text(&c.contracts, &c.temp)))
-                .collect();
-            let more = corrupt.len().saturating_sub(NAMED);
-            let more = if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            };
-            self.alerts.raise(
-                "import-corrupt",
-                Severity::Error,
-                format!(
-                    "{} sectors found corrupt by the import's --verify are still stored (their \
-                     reads fail): {}{more}; all are listed in {}",
-                    corrupt.len(),
-                    named.join("; "),
-                    path.display()
-                ),
-                serde_json::json!({
-                    "count": corrupt.len(),
-                    "corrupt": super::alerts::data_of(&corrupt.iter().take(IN_DATA).collect::<Vec<_>>()),
-                    "report": path,
-                }),
-            );
+                .map(|c| format!("{} ({})", c.root, holders_text(&c.contracts, &c.temp)));
+            let what = "sectors found corrupt by the import's --verify are still stored (their \
+                        reads fail)";
+            self.raise_import_alert("import-corrupt", what, named, &corrupt, &path);
         }
+    }
+}
+
+impl Engine {
+    /// One alert about `items` (named in its data, the first few also in
+    /// its message, each as `named` gives it).
+    fn raise_import_alert<T: serde::Serialize>(
+        &self,
+        key: &str,
+        what: &str,
+        named: impl Iterator<Item = String>,
+        items: &[T],
+        report: &std::path::Path,
+    ) {
+        let named: Vec<String> = named.take(NAMED).collect();
+        let more = items.len().saturating_sub(NAMED);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        self.alerts.raise(
+            key,
+            Severity::Error,
+            format!(
+                "{} {what}: {}{more}; all are listed in {}",
+                items.len(),
+                named.join("; "),
+                report.display()
+            ),
+            serde_json::json!({
+                "count": items.len(),
+                "items": super::alerts::data_of(&items.iter().take(IN_DATA).collect::<Vec<_>>()),
+                "report": report,
+            }),
+        );
     }
 }

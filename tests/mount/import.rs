@@ -413,6 +413,7 @@ fn import_killed_at_random_points_leaves_no_database() {
     let want = report(&whole);
     let mut rng = Rng::new(21);
     let data = dir.path().join("data");
+    let mut killed = 0;
     for round in 0..6 {
         let delay = took.mul_f64(rng.below(1000) as f64 / 1000.0);
         let mut child = Command::new(BIN)
