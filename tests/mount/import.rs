@@ -440,7 +440,9 @@ fn import_killed_at_random_points_leaves_no_database() {
             !has_db,
             "round {round}: killed after {delay:?}, a database was left"
         );
+        killed += 1;
     }
+    assert!(killed > 0, "some round killed an import under way");
     ok(&import_hostd(&db, &data, &[]));
     let got = report(&data);
     for key in ["sectors", "contracts", "contract_entries", "freed"] {
