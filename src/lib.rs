@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod figures;
 pub mod fs;
+pub mod import;
 pub mod merkle;
 pub mod meta;
 pub mod parse;

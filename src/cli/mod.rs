@@ -5,6 +5,7 @@
 
 mod daemon;
 mod docs;
+mod import;
 mod logging;
 mod mountpoint;
 mod offline;
@@ -97,6 +98,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Make a new store from a stopped hostd's or siad's files, in place
+    Import {
+        #[command(subcommand)]
+        source: import::Source,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,6 +166,7 @@ pub fn main() -> i32 {
         }
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { dir } => docs::man(dir.as_deref()),
+        Command::Import { source } => import::run(source),
     };
     match result {
         Ok(()) => 0,

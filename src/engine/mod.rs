@@ -8,6 +8,7 @@ mod check;
 mod chunk_hasher;
 mod copies;
 mod health;
+mod import_alerts;
 mod jobs;
 mod lock;
 pub mod placement;
@@ -35,6 +36,7 @@ pub use alerts::{Alert, Alerts, Progress, Severity};
 pub use check::{CheckReport, OfflineReport};
 pub use copies::CopyCensus;
 pub use health::ScrubOptions;
+pub use lock::DataDirLock;
 pub use placement::Placement;
 pub use refs::check_contract_name;
 pub use sectors::Stored;
@@ -52,7 +54,6 @@ use crate::error::{IoContext, Result};
 use crate::meta::Meta;
 use crate::volume::{Disk, StorageOpener, VolumeFile};
 use alloc::Allocator;
-use lock::DataDirLock;
 use slots::SlotMap;
 
 /// Settings chosen when the store is opened.
@@ -170,6 +171,7 @@ impl Engine {
         };
         engine.load_volumes()?;
         engine.finish_punches()?;
+        engine.raise_import_alerts();
         // only on a first start: an operator who removed every volume
         // meant it
         if engine.options.default_volume_slots > 0

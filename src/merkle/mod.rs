@@ -328,6 +328,14 @@ impl serde::Serialize for Root {
     }
 }
 
+/// ... and are read back from it (an import's report).
+impl<'de> serde::Deserialize<'de> for Root {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Root, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 mod disk;
 #[cfg(any(test, feature = "faults"))]
 pub mod faults;
+pub mod scan;
 mod storage;
 
 use std::fs::File;

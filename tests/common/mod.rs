@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use sectorfs::engine::{Engine, Options, Placement};
 use sectorfs::merkle::{Root, SECTOR_SIZE, sector_root};
 
+pub mod hostd;
 pub mod reliability;
 pub mod rng;
 

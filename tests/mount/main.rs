@@ -10,6 +10,7 @@ mod copies;
 mod faults;
 mod harness;
 mod hostile;
+mod import;
 mod integrity;
 mod jobs;
 mod listing;
