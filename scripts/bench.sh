@@ -6,7 +6,7 @@
 #   scripts/bench.sh engine     # only the named sections
 #
 # Sections: engine, mount, cache (the mount section's comparison with
-# passthrough_ll cache=always, alone), jobs, import. Scale with BENCH_SECTORS / BENCH_IO_SECTORS
+# passthrough_ll cache=always, alone), jobs, import, copies. Scale with BENCH_SECTORS / BENCH_IO_SECTORS
 # (benches/engine.rs), BENCH_MOUNT_SECTORS / BENCH_MOUNT_WRITE_SECTORS /
 # BENCH_LIST_SECTORS / BENCH_MOUNT_PASSES (benches/mount.rs), BENCH_SHRINK_SECTORS /
 # BENCH_SHRINK_ROUNDS (benches/jobs.rs), BENCH_IMPORT_SECTORS / BENCH_IMPORT_CONTRACTS /
@@ -114,6 +114,12 @@ if [[ " ${SECTIONS[*]} " == *" cache "* && " ${SECTIONS[*]} " != *" mount "* ]];
     section "cache (benches/mount.rs, BENCH_MOUNT_PART=cache)"
     passthrough_for_bench
     BENCH_MOUNT_PART=cache cargo bench --quiet --bench mount
+fi
+
+# --- copies: writes with two copies, the repair, a fallback read (issue 15)
+if want copies; then
+    section "copies (benches/copies.rs)"
+    cargo bench --quiet --bench copies
 fi
 
 # --- jobs: shrink (issue 4) and check (issue 5) speed, in-process ------------

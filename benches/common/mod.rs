@@ -15,6 +15,8 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+pub mod daemon;
+
 #[path = "../../tests/common/rng.rs"]
 mod rng;
 pub use rng::Rng;

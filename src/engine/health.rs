@@ -64,6 +64,14 @@ impl Engine {
                 v.path.display()
             ))
         })?;
+        // a disk that fails rarely vanishes: it answers EIO, so it stays
+        // out of service until a read and a write of it work again
+        file.probe().map_err(|e| {
+            Error::Unavailable(format!(
+                "volume {id} is still unavailable: a read and a write of {} fail: {e}",
+                v.path.display()
+            ))
+        })?;
         // slots freed while it was away are punched out before it takes
         // new sectors again, and before it has its file: a free meanwhile
         // leaves its slot pending rather than punch it twice

@@ -347,7 +347,7 @@ impl ImportDb {
     pub fn mark_checked(&self, ids: &[i64], when: i64) -> Result<()> {
         let mut stmt = self
             .conn
-            .prepare_cached("UPDATE sectors SET checked_at = ?1 WHERE id = ?2")
+            .prepare_cached("UPDATE copies SET checked_at = ?1 WHERE sector_id = ?2")
             .ctx("recording verified sectors")?;
         for id in ids {
             stmt.execute(params![when, id])

@@ -163,6 +163,17 @@ impl VolumeFile {
     }
 
     /// Reads `buf.len()` bytes of `slot` starting at `offset` within the sector.
+    /// A read and a write of the device under the file: the first 4 KiB
+    /// read, written back as they were, and synced. Only for a file no one
+    /// else writes through yet (a volume coming back into service): a
+    /// device that answers EIO fails it.
+    pub fn probe(&self) -> io::Result<()> {
+        let mut block = vec![0u8; 4096];
+        self.read(0, 0, &mut block)?;
+        self.write_part(0, 0, &block)?;
+        self.sync()
+    }
+
     pub fn read(&self, slot: u64, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         debug_assert!(offset + buf.len() as u64 <= SECTOR_BYTES);
         self.storage.read_at(slot * SECTOR_BYTES + offset, buf)
