@@ -7,6 +7,7 @@ mod buffers;
 mod check;
 mod chunk_hasher;
 mod copies;
+mod heal;
 mod health;
 mod import_alerts;
 mod jobs;

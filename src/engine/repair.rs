@@ -9,20 +9,19 @@
 //! copies setting changes. Asked for while one runs, the pass starts over
 //! once it ends.
 //!
-//! Healing: a copy found bad (a read error, or data no longer hashing to
-//! its root) is rewritten from a good copy into a fresh slot of its volume
-//! (else of another) and re-pointed in one transaction, exactly as a job
-//! moves a sector, so a copy freed or moved meanwhile is never written over.
+//! The same thread heals bad copies (`heal.rs`).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::workers::Crew;
 use super::{Engine, Progress, SectorRow, Severity, VolumeState, now_secs};
 use crate::error::{Error, Result};
-use crate::merkle::{self, SECTOR_SIZE};
-use crate::meta::Move;
+use crate::volume::VolumeFile;
 
 /// Sectors looked at between two saves of the cursor.
 const BATCH: usize = 64;
@@ -37,15 +36,25 @@ pub(super) struct Repair {
     running: AtomicBool,
 }
 
-/// What one sector's repair did.
+/// Copies in flight at once within a batch.
+const COPIERS: usize = 4;
+
+/// What a batch's repair did.
 #[derive(Debug, Default, Clone, Copy)]
 struct Done {
     added: u64,
     dropped: u64,
-    /// No good copy to copy from.
-    unreadable: bool,
-    /// Copies missing for want of room.
-    short: bool,
+    /// Sectors with no good copy to copy from.
+    unreadable: u64,
+    /// Sectors still short of copies for want of room.
+    short: u64,
+}
+
+/// New copies for one sector: its copies now, and the slots reserved.
+struct Add {
+    id: i64,
+    copies: Vec<SectorRow>,
+    dest: Vec<(u32, u64)>,
 }
 
 impl Engine {
@@ -213,14 +222,12 @@ impl Engine {
                 );
                 break Ok(());
             };
-            for id in ids {
-                let d = self.repair_sector(id)?;
-                added += d.added;
-                dropped += d.dropped;
-                unreadable += d.unreadable as u64;
-                short += d.short as u64;
-                done += 1;
-            }
+            let d = self.repair_batch(&ids)?;
+            added += d.added;
+            dropped += d.dropped;
+            unreadable += d.unreadable;
+            short += d.short;
+            done += ids.len() as u64;
             self.crash_point("repair:batch");
             cursor = last;
             self.meta.advance_repair_cursor(cursor)?;
@@ -241,58 +248,169 @@ impl Engine {
         outcome
     }
 
-    /// Brings one sector to between `min` and `max` readable copies.
-    fn repair_sector(&self, id: i64) -> Result<Done> {
-        let mut done = Done::default();
-        let copies = self.meta.copies_of(id)?;
-        if copies.is_empty() {
-            return Ok(done);
-        }
+    /// Brings a batch of sectors to between `min` and `max` readable
+    /// copies: drops first, then every missing copy reserved, read from a
+    /// good copy (verified) and written (several in flight), one sync per
+    /// volume written, and all recorded in one transaction.
+    fn repair_batch(&self, ids: &[i64]) -> Result<Done> {
         let setting = self.copies_setting();
-        let counted: Vec<&SectorRow> = copies
-            .iter()
-            .filter(|c| self.counts_toward_min(c))
-            .collect();
-        let have = counted.len();
-        if have < setting.min as usize {
-            let mut buf = vec![0u8; SECTOR_SIZE];
-            if self.read_good_copy(&copies, None, &mut buf).is_none() {
-                done.unreadable = true;
-                return Ok(done);
+        let (min, max) = (setting.min as usize, setting.max as usize);
+        let mut done = Done::default();
+        let epoch = self.truncations.snapshot();
+        let mut adds: Vec<Add> = Vec::new();
+        for &id in ids {
+            let copies = self.meta.copies_of(id)?;
+            let counted: Vec<&SectorRow> = copies
+                .iter()
+                .filter(|c| self.counts_toward_min(c))
+                .collect();
+            let have = counted.len();
+            if copies.is_empty() || (min..=max).contains(&have) {
+                continue;
+            }
+            if have > max {
+                // the copies added last go first
+                for c in counted.iter().rev().take(have - max) {
+                    if self.meta.drop_copy(id, c.volume_id, c.slot)? {
+                        self.punch_and_release(&[(c.volume_id, c.slot)]);
+                        done.dropped += 1;
+                    }
+                }
+                continue;
             }
             let holders: Vec<u32> = copies.iter().map(|c| c.volume_id).collect();
-            let epoch = self.truncations.snapshot();
-            let mut failed = Vec::new();
-            let want = setting.min as usize - have;
-            let placed = match self.write_copies(&buf, want, &holders, &mut failed, None) {
-                Ok(placed) => placed,
-                Err(Error::NoSpace(_)) => Vec::new(),
-                Err(e) => return Err(e),
-            };
-            self.crash_point("repair:written");
-            for p in &placed {
-                let intact = || self.truncations.none_since(epoch) && p.volume.holds(&p.file);
-                if self
-                    .meta
-                    .add_copy(id, p.volume.id, p.slot, now_secs(), &intact)?
-                {
-                    done.added += 1;
-                    super::volumes::bump(&p.volume.stats.writes);
-                } else {
-                    self.discard_slot(p.volume.id, p.slot);
-                }
+            let devices: Vec<u64> = counted
+                .iter()
+                .filter_map(|c| self.volume(c.volume_id).ok())
+                .map(|v| v.device())
+                .collect();
+            let (dest, _) = self
+                .alloc
+                .lock()
+                .reserve_copies(min - have, &holders, &devices);
+            done.short += (dest.len() < min - have) as u64;
+            if !dest.is_empty() {
+                adds.push(Add { id, copies, dest });
             }
-            done.short = (done.added as usize) < want;
-        } else if have > setting.max as usize {
-            // the copies added last go first
-            for c in counted.iter().rev().take(have - setting.max as usize) {
-                if self.meta.drop_copy(id, c.volume_id, c.slot)? {
-                    self.punch_and_release(&[(c.volume_id, c.slot)]);
-                    done.dropped += 1;
+        }
+        if adds.is_empty() {
+            return Ok(done);
+        }
+        let written = self.copy_batch(&adds, epoch, &mut done);
+        if written.is_err() {
+            // nothing of the batch was recorded: every slot goes back
+            for a in &adds {
+                for (vol, slot) in &a.dest {
+                    self.discard_slot(*vol, *slot);
                 }
             }
         }
-        Ok(done)
+        written.map(|()| done)
+    }
+
+    /// Writes `adds`' new copies, syncs them and records them; gives back
+    /// every slot not recorded. An error: nothing recorded (the caller
+    /// gives the slots back).
+    fn copy_batch(&self, adds: &[Add], epoch: u64, done: &mut Done) -> Result<()> {
+        let mut files: HashMap<u32, Arc<VolumeFile>> = HashMap::new();
+        for (vol, _) in adds.iter().flat_map(|a| &a.dest) {
+            if !files.contains_key(vol)
+                && let Ok(f) = self.volume(*vol).and_then(|v| v.file())
+            {
+                files.insert(*vol, f);
+            }
+        }
+        let marks: HashMap<u32, u64> = files.iter().map(|(v, f)| (*v, f.error_mark())).collect();
+        let crew = Crew {
+            alerts: &self.alerts,
+            job: "repairing copies",
+            volume: 0,
+        };
+        // per sector: which of its new copies were written (None: no good
+        // copy to read)
+        let results = crew.run(
+            COPIERS,
+            adds,
+            |a| format!("copying sector #{}", a.id),
+            |a, buf| {
+                self.read_good_copy(&a.copies, None, buf)?;
+                Some(
+                    a.dest
+                        .iter()
+                        .map(|(vol, slot)| {
+                            files.get(vol).is_some_and(|f| {
+                                let ok = f.write_sector(*slot, buf).is_ok();
+                                // written back while the next are made (a
+                                // hint: a failure is the sync's to report)
+                                if ok {
+                                    let _ = f.start_writeback(*slot);
+                                }
+                                ok
+                            })
+                        })
+                        .collect::<Vec<bool>>(),
+                )
+            },
+        )?;
+        self.crash_point("repair:written");
+        let synced: HashMap<u32, bool> = files
+            .iter()
+            .map(|(v, f)| {
+                let ok = f.sync_since(marks[v]);
+                if let Err(e) = &ok {
+                    tracing::error!(volume = v, "syncing new copies in volume {v} failed: {e}");
+                }
+                (*v, ok.is_ok())
+            })
+            .collect();
+        let mut records = Vec::new();
+        for (a, written) in adds.iter().zip(&results) {
+            let Some(written) = written else {
+                done.unreadable += 1;
+                for (vol, slot) in &a.dest {
+                    self.discard_slot(*vol, *slot);
+                }
+                continue;
+            };
+            for ((vol, slot), ok) in a.dest.iter().zip(written) {
+                if *ok && synced.get(vol) == Some(&true) {
+                    records.push((a.id, *vol, *slot));
+                } else {
+                    self.discard_slot(*vol, *slot);
+                }
+            }
+        }
+        // and the files written are still their volumes' (none went
+        // missing and came back meanwhile)
+        let intact = || {
+            self.truncations.none_since(epoch)
+                && files
+                    .iter()
+                    .all(|(v, f)| self.volume(*v).is_ok_and(|vol| vol.holds(f)))
+        };
+        let added = match self.meta.add_copies(&records, now_secs(), &intact) {
+            Ok(added) => added,
+            // may yet be found committed at the next open: the slots stay
+            // reserved, and the rows decide then
+            Err(e) if e.commit_uncertain() => return Ok(()),
+            Err(e) => {
+                for (_, vol, slot) in &records {
+                    self.discard_slot(*vol, *slot);
+                }
+                return Err(e);
+            }
+        };
+        for ((_, vol, slot), ok) in records.iter().zip(added) {
+            if ok {
+                done.added += 1;
+                if let Ok(v) = self.volume(*vol) {
+                    super::volumes::bump(&v.stats.writes);
+                }
+            } else {
+                self.discard_slot(*vol, *slot);
+            }
+        }
+        Ok(())
     }
 
     /// A copy that counts toward `min`: on a readable volume that is not
@@ -302,145 +420,5 @@ impl Engine {
             && self
                 .volume(c.volume_id)
                 .is_ok_and(|v| v.readable() && v.state() != VolumeState::Removing)
-    }
-
-    /// Reads a whole copy of the sector that hashes to its root into `buf`,
-    /// trying `copies` in read order, but `skip`; the copy read. A copy
-    /// that reads wrong is noted corrupt on the way.
-    pub(crate) fn read_good_copy(
-        &self,
-        copies: &[SectorRow],
-        skip: Option<(u32, u64)>,
-        buf: &mut [u8],
-    ) -> Option<SectorRow> {
-        for c in self.read_order(copies.to_vec()) {
-            if Some((c.volume_id, c.slot)) == skip || self.is_corrupt_copy(&c) {
-                continue;
-            }
-            let Ok(volume) = self.volume(c.volume_id) else {
-                continue;
-            };
-            let Ok(file) = volume.file() else { continue };
-            if let Err(e) = file.read(c.slot, 0, buf) {
-                tracing::warn!(
-                    volume = c.volume_id,
-                    slot = c.slot,
-                    "reading a copy of sector {} failed: {e}",
-                    c.root
-                );
-                continue;
-            }
-            if merkle::sector_root(buf) != c.root {
-                if self.still_at(&c).unwrap_or(false) {
-                    self.note_corrupt(&volume, &c);
-                }
-                continue;
-            }
-            return Some(c);
-        }
-        None
-    }
-
-    /// Rewrites bad copy `at` from a good one: into a fresh slot of its own
-    /// volume (else a volume without a copy), re-pointed in one
-    /// transaction; the bad slot is punched.
-    fn heal(&self, at: &SectorRow) -> Result<()> {
-        if !self.still_at(at)? {
-            self.corrupt.lock().remove(&(at.id, at.volume_id));
-            return Ok(());
-        }
-        let copies = self.meta.copies_of(at.id)?;
-        let mut buf = vec![0u8; SECTOR_SIZE];
-        let Some(source) = self.read_good_copy(&copies, Some((at.volume_id, at.slot)), &mut buf)
-        else {
-            return Err(Error::Corrupt(format!(
-                "sector {} has no other good copy to rewrite it from",
-                at.root
-            )));
-        };
-        let volume = self.volume(at.volume_id)?;
-        let epoch = self.truncations.snapshot();
-        let fresh = self.alloc.lock().reserve_in(at.volume_id, u64::MAX);
-        let healed_in_place = match fresh {
-            Some(slot) => {
-                let written = self
-                    .write_slot(&volume, slot, &buf, || {})
-                    .map(|f| (f, slot));
-                match written {
-                    Ok((file, slot)) => {
-                        let intact = || self.truncations.none_since(epoch) && volume.holds(&file);
-                        let moved = self.meta.relocate(
-                            &[Move {
-                                sector_id: at.id,
-                                from_volume: at.volume_id,
-                                from_slot: at.slot,
-                                to_volume: at.volume_id,
-                                to_slot: slot,
-                            }],
-                            &intact,
-                        )?;
-                        if moved == [true] {
-                            self.punch_and_release(&[(at.volume_id, at.slot)]);
-                            true
-                        } else {
-                            self.discard_slot(at.volume_id, slot);
-                            false
-                        }
-                    }
-                    Err(e) => {
-                        self.discard_slot(at.volume_id, slot);
-                        tracing::warn!(
-                            volume = at.volume_id,
-                            "cannot rewrite sector {} in its volume: {e}",
-                            at.root
-                        );
-                        false
-                    }
-                }
-            }
-            None => false,
-        };
-        if !healed_in_place {
-            // elsewhere: a new copy first, then the bad one dropped
-            let holders: Vec<u32> = copies.iter().map(|c| c.volume_id).collect();
-            let epoch = self.truncations.snapshot();
-            let placed = self.write_copies(&buf, 1, &holders, &mut Vec::new(), None)?;
-            let mut added = false;
-            for p in &placed {
-                let intact = || self.truncations.none_since(epoch) && p.volume.holds(&p.file);
-                if !added
-                    && self
-                        .meta
-                        .add_copy(at.id, p.volume.id, p.slot, now_secs(), &intact)?
-                {
-                    added = true;
-                } else {
-                    self.discard_slot(p.volume.id, p.slot);
-                }
-            }
-            if !added || !self.meta.drop_copy(at.id, at.volume_id, at.slot)? {
-                return Err(Error::NoSpace(format!(
-                    "no slot to rewrite sector {} into",
-                    at.root
-                )));
-            }
-            self.punch_and_release(&[(at.volume_id, at.slot)]);
-        }
-        self.corrupt.lock().remove(&(at.id, at.volume_id));
-        super::volumes::bump(&volume.stats.healed);
-        let message = format!(
-            "the bad copy of sector {} in volume {} slot {} was rewritten from its copy in \
-             volume {}",
-            at.root, at.volume_id, at.slot, source.volume_id
-        );
-        tracing::warn!("{message}");
-        self.alerts.raise(
-            &format!("healed-{}", at.root),
-            Severity::Warning,
-            message,
-            serde_json::json!({"root": at.root.to_string(), "volume": at.volume_id,
-                "slot": at.slot, "from_volume": source.volume_id}),
-        );
-        Ok(())
     }
 }

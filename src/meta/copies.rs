@@ -68,29 +68,36 @@ impl Meta {
         })
     }
 
-    /// Records a new copy of sector `id`, written and synced at (`volume_id`,
-    /// `slot`). False (nothing recorded, the slot still the caller's) when
-    /// the sector is no longer stored, already has a copy on that volume,
-    /// the slot left its volume, or `intact()` says no.
-    pub fn add_copy(
+    /// Records new copies (sector, volume, slot), written and synced, in
+    /// one transaction; for each, whether it was recorded. Not recorded
+    /// (the slot still the caller's): when the sector is no longer stored,
+    /// already has a copy on that volume, or the slot left its volume; none
+    /// when `intact()` says no.
+    pub fn add_copies(
         &self,
-        id: i64,
-        volume_id: u32,
-        slot: u64,
+        copies: &[(i64, u32, u64)],
         added_at: i64,
         intact: &dyn Fn() -> bool,
-    ) -> Result<bool> {
+    ) -> Result<Vec<bool>> {
+        if copies.is_empty() {
+            return Ok(Vec::new());
+        }
         self.write(|tx| {
-            let copies = copies_in(tx, id)?;
-            if copies.is_empty()
-                || copies.iter().any(|c| c.volume_id == volume_id)
-                || !slot_inside(tx, volume_id, slot)?
-                || !intact()
-            {
-                return Ok(false);
+            if !intact() {
+                return Ok(vec![false; copies.len()]);
             }
-            insert_copy_in(tx, id, volume_id, slot, added_at)?;
-            Ok(true)
+            let mut out = Vec::with_capacity(copies.len());
+            for &(id, volume_id, slot) in copies {
+                let now = copies_in(tx, id)?;
+                let ok = !now.is_empty()
+                    && !now.iter().any(|c| c.volume_id == volume_id)
+                    && slot_inside(tx, volume_id, slot)?;
+                if ok {
+                    insert_copy_in(tx, id, volume_id, slot, added_at)?;
+                }
+                out.push(ok);
+            }
+            Ok(out)
         })
     }
 
