@@ -39,6 +39,10 @@ pub(super) struct Repair {
 /// Copies in flight at once within a batch.
 const COPIERS: usize = 4;
 
+/// The repair thread's nice value: about a tenth of a core's share when
+/// requests want the cores, all of them when they do not.
+const REPAIR_NICE: libc::c_int = 10;
+
 /// What a batch's repair did.
 #[derive(Debug, Default, Clone, Copy)]
 struct Done {
@@ -102,7 +106,17 @@ impl Engine {
     }
 
     /// The repair thread: heals as they come, passes while one is due.
+    /// Runs (with its copiers, which inherit it) at a lower priority than
+    /// the requests it serves beside: readers come first, and a busy store
+    /// still leaves it a share, so it never starves.
     pub(super) fn repair_loop(&self) {
+        // SAFETY: plain syscall on the calling thread (tid 0: this one).
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, REPAIR_NICE) } != 0 {
+            tracing::debug!(
+                "cannot lower the repair's priority: {}",
+                std::io::Error::last_os_error()
+            );
+        }
         while !self.health.stopping() {
             {
                 let mut woken = self.repair.woken.lock();
