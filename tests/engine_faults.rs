@@ -214,11 +214,16 @@ fn drive(sc: &dyn Scenario) -> BTreeSet<&'static str> {
 
 // ------------------------------------------------------------ invariants
 
-/// Every occupied slot is a stored sector's, or a freed one's waiting to
-/// be punched (held back until it is).
+/// Every occupied slot is a copy of a stored sector, or a freed one's
+/// waiting to be punched (held back until it is).
 fn no_slot_leaked(engine: &Engine, ctx: &str) {
     let used: u64 = engine.volume_infos().iter().map(|v| v.used).sum();
-    let stored = engine.meta().count_sectors().unwrap();
+    let stored: u64 = engine
+        .list_sectors(0, 1 << 20)
+        .unwrap()
+        .iter()
+        .map(|s| engine.sector_copies(s.id).unwrap().len() as u64)
+        .sum();
     let pending = engine.meta().pending_punches().unwrap().len() as u64;
     assert_eq!(used, stored + pending, "{ctx}: slots leaked");
 }
@@ -319,6 +324,8 @@ struct Write {
     name: String,
     volumes: Vec<u64>,
     upload: bool,
+    /// The store's min (and max) copies.
+    copies: u32,
 }
 
 impl Scenario for Write {
@@ -332,6 +339,7 @@ impl Scenario for Write {
 
     fn setup(&self, s: &Store) {
         let engine = s.engine();
+        engine.set_copies(self.copies, self.copies).unwrap();
         pin(engine, 1);
     }
 
@@ -360,6 +368,42 @@ impl Scenario for Write {
                 let there = engine.lookup(&root(2)).unwrap().is_some();
                 assert_stored(engine, 2, there, &ctx);
             }
+        }
+    }
+}
+
+/// A repair of copies: two sectors with one copy each, then `copies 2`
+/// and a repair pass. Whatever stops it, both stay stored and readable with
+/// one or two copies, and the offline check (in `run_once`) is clean.
+struct CopiesRepair;
+
+impl Scenario for CopiesRepair {
+    fn name(&self) -> &str {
+        "copies repair"
+    }
+
+    fn volumes(&self) -> &[u64] {
+        &[4, 4]
+    }
+
+    fn setup(&self, s: &Store) {
+        let engine = s.engine();
+        (1..=2).for_each(|seed| pin(engine, seed));
+    }
+
+    fn act(&self, s: &Store) -> Outcome {
+        let engine = s.engine();
+        outcome_of(engine.set_copies(2, 2).and_then(|()| engine.repair_now()))
+    }
+
+    fn expect(&self, s: &Store, outcome: &Outcome, reopened: bool) {
+        let ctx = format!("copies repair, {outcome:?}, reopened {reopened}");
+        let engine = s.engine();
+        for seed in 1..=2 {
+            assert_stored(engine, seed, true, &ctx);
+            let id = engine.lookup(&root(seed)).unwrap().unwrap().id;
+            let copies = engine.sector_copies(id).unwrap();
+            assert!((1..=2).contains(&copies.len()), "{ctx}: {copies:?}");
         }
     }
 }
@@ -571,6 +615,7 @@ const REMOVE_POINTS: &[&str] = &[
     "job:ended",
 ];
 const REPAIR_POINTS: &[&str] = &["free:punched", "free:cleared"];
+const COPIES_POINTS: &[&str] = &["repair:written", "repair:batch"];
 
 #[test]
 fn every_crash_point_is_tested() {
@@ -580,6 +625,7 @@ fn every_crash_point_is_tested() {
         SHRINK_POINTS,
         REMOVE_POINTS,
         REPAIR_POINTS,
+        COPIES_POINTS,
     ]
     .concat()
     .into_iter()
@@ -595,6 +641,7 @@ fn write_case(name: &str, volumes: &[u64], upload: bool) {
         name: name.into(),
         volumes: volumes.to_vec(),
         upload,
+        copies: 1,
     };
     check(&sc, WRITE_POINTS);
 }
@@ -639,6 +686,33 @@ fn repair() {
     check(&Repair, REPAIR_POINTS);
 }
 
+#[test]
+fn copies_repair() {
+    check(&CopiesRepair, COPIES_POINTS);
+}
+
+#[test]
+fn write_sector_with_two_copies() {
+    let sc = Write {
+        name: "write_sector, copies 2 on three volumes".into(),
+        volumes: vec![2, 2, 2],
+        upload: false,
+        copies: 2,
+    };
+    check(&sc, WRITE_POINTS);
+}
+
+#[test]
+fn upload_with_two_copies() {
+    let sc = Write {
+        name: "upload, copies 2 on three volumes".into(),
+        volumes: vec![2, 2, 2],
+        upload: true,
+        copies: 2,
+    };
+    check(&sc, WRITE_POINTS);
+}
+
 /// A slot freed by a transaction whose punch failed stays pending and out
 /// of use; when its punch fails again at the next start, it stays out of
 /// use still (it was handed out to new sectors, its pending row beside it,
@@ -675,4 +749,90 @@ fn a_slot_whose_punch_fails_at_open_stays_out_of_use() {
     assert_stored(s.engine(), 1, true, "after the reopen");
     assert_stored(s.engine(), 3, true, "after the reopen");
     assert_slots_match(s.engine());
+}
+
+/// A volume whose every read fails is removed while its sectors keep two
+/// copies: each copy it held is read from the sector's other copy instead,
+/// written to the third volume, and the removal ends with no sector short
+/// of a copy and none lost.
+#[test]
+fn a_removal_copies_from_another_copy_when_its_own_cannot_be_read() {
+    quiet_crashes();
+    let s = Store::new(&[4, 4, 4]);
+    let engine = s.engine();
+    engine.set_copies(2, 2).unwrap();
+    (1..=3).for_each(|seed| pin(engine, seed));
+    let ids = engine.volume_ids();
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    for seed in 1..=3 {
+        let id = engine.lookup(&root(seed)).unwrap().unwrap().id;
+        let vols: BTreeSet<u32> = engine
+            .sector_copies(id)
+            .unwrap()
+            .iter()
+            .map(|c| c.volume_id)
+            .collect();
+        assert_eq!(vols, BTreeSet::from([a, b]), "fill-first: volumes a and b");
+    }
+    let failing = engine.volume_info(a).unwrap().path;
+    s.faults.only_file(Some(&failing));
+    s.faults
+        .inject_from(Some(Op::Read), 1, Fault::Fail(libc::EIO));
+    engine.remove_volume(a, false).unwrap();
+    assert_eq!(job_outcome(&s, a), Outcome::Done);
+    s.faults.reset();
+    assert!(engine.volume(a).is_err(), "volume a is gone");
+    for seed in 1..=3 {
+        assert_stored(engine, seed, true, "after the removal");
+        let id = engine.lookup(&root(seed)).unwrap().unwrap().id;
+        let vols: BTreeSet<u32> = engine
+            .sector_copies(id)
+            .unwrap()
+            .iter()
+            .map(|c| c.volume_id)
+            .collect();
+        assert_eq!(vols, BTreeSet::from([b, c]), "sector {seed}");
+    }
+    assert_eq!(engine.lost_sectors(), 0);
+    let report = engine.check_offline(None).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+/// A repair stopped half way (at each of its crash points) is still due
+/// after a restart, and the next pass brings every sector to two copies,
+/// with no slot leaked.
+#[test]
+fn a_repair_stopped_half_way_resumes_after_a_restart() {
+    quiet_crashes();
+    for point in COPIES_POINTS {
+        let mut s = Store::new(&[8, 8]);
+        (1..=3).for_each(|seed| pin(s.engine(), seed));
+        s.engine().set_copies(2, 2).unwrap();
+        s.faults.crash_at(point, 1);
+        let stopped = std::panic::catch_unwind(AssertUnwindSafe(|| s.engine().repair_now()));
+        assert!(
+            matches!(&stopped, Err(p) if is_crash(&**p)),
+            "{point}: the repair did not stop there"
+        );
+        s.reopen();
+        let engine = s.engine();
+        assert!(
+            engine.repair_due().unwrap(),
+            "{point}: no repair due after the restart"
+        );
+        engine.repair_now().unwrap();
+        assert!(!engine.repair_due().unwrap(), "{point}");
+        for seed in 1..=3 {
+            assert_stored(engine, seed, true, point);
+            let id = engine.lookup(&root(seed)).unwrap().unwrap().id;
+            assert_eq!(engine.sector_copies(id).unwrap().len(), 2, "{point}");
+        }
+        assert!(
+            engine.meta().pending_punches().unwrap().is_empty(),
+            "{point}"
+        );
+        assert_slots_match(engine);
+        let report = engine.check_offline(None).unwrap();
+        assert!(report.is_clean(), "{point}: {report:?}");
+    }
 }

@@ -48,6 +48,10 @@ pub const CRASH_POINTS: &[&str] = &[
     "free:recorded",
     "free:punched",
     "free:cleared",
+    // a repair of copies: a batch's new copies written (not yet synced nor
+    // recorded), and the batch recorded (the cursor not yet saved)
+    "repair:written",
+    "repair:batch",
 ];
 
 /// The kinds of call a plan counts.
