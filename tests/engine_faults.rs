@@ -836,3 +836,44 @@ fn a_repair_stopped_half_way_resumes_after_a_restart() {
         assert!(report.is_clean(), "{point}: {report:?}");
     }
 }
+
+/// A disk that answers EIO stays out of service while a read and a write
+/// of its file fail (the health pass's probe), its sectors served from
+/// their other copies meanwhile, and is back once they work.
+#[test]
+fn a_volume_answering_eio_stays_out_until_its_probe_works() {
+    quiet_crashes();
+    let s = Store::new(&[4, 4]);
+    let engine = s.engine();
+    engine.set_copies(2, 2).unwrap();
+    pin(engine, 1);
+    let ids = engine.volume_ids();
+    let failing = engine.volume_info(ids[0]).unwrap().path;
+    s.faults.only_file(Some(&failing));
+    s.faults
+        .inject_from(Some(Op::Read), 1, Fault::Fail(libc::EIO));
+    // reads fail over to the other copy; three errors in a row take the
+    // volume out of service
+    for _ in 0..3 {
+        assert_stored(engine, 1, true, "while volume 1 fails");
+    }
+    assert_eq!(
+        engine.volume_info(ids[0]).unwrap().state,
+        VolumeState::Unavailable
+    );
+    engine.health_pass();
+    assert_eq!(
+        engine.volume_info(ids[0]).unwrap().state,
+        VolumeState::Unavailable,
+        "the probe fails: still out of service"
+    );
+    assert_stored(engine, 1, true, "served from the other copy");
+    s.faults.reset();
+    engine.health_pass();
+    assert_eq!(
+        engine.volume_info(ids[0]).unwrap().state,
+        VolumeState::Ready
+    );
+    let report = engine.check_offline(None).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
