@@ -368,6 +368,10 @@ impl Engine {
                 have(c.lost)
             ),
         );
+        if c.under_replicated == 0 {
+            // the writes stored short of copies are repaired since
+            self.alerts.clear("under-replicated-writes");
+        }
         alert(
             "copies-under-replicated",
             c.under_replicated,

@@ -65,7 +65,12 @@ impl Engine {
         };
         let volume = self.volume(at.volume_id)?;
         let epoch = self.truncations.snapshot();
-        let fresh = self.alloc.lock().reserve_in(at.volume_id, u64::MAX);
+        // in its own volume while that takes new data (not read-only, not
+        // out of service, not being removed), else on another
+        let fresh = match volume.writable() {
+            true => self.alloc.lock().reserve_in(at.volume_id, u64::MAX),
+            false => None,
+        };
         let healed_in_place = match fresh {
             Some(slot) => {
                 let written = self

@@ -48,7 +48,7 @@ pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 
 pub use crate::meta::{
     ContractEdit, ContractRow, CopiesSetting, Freed, MAX_TEMP_HEIGHT, RefCounts, Reference,
-    SectorRow, check_temp_height,
+    SectorInfo, SectorKey, SectorRow, check_temp_height,
 };
 
 use crate::error::{IoContext, Result};

@@ -263,6 +263,12 @@ impl Engine {
         self.meta.lookup(root)
     }
 
+    /// The sector stored under `root` (or with id `id`), without where its
+    /// copies are: all a name or a file's attributes need.
+    pub fn sector_info(&self, key: super::SectorKey) -> Result<Option<super::SectorInfo>> {
+        self.meta.sector_info(key)
+    }
+
     pub fn sector_by_id(&self, id: i64) -> Result<Option<SectorRow>> {
         self.meta.sector_by_id(id)
     }

@@ -6,6 +6,7 @@ use super::filesystem::SectorFs;
 use super::generated;
 use super::handle::Handle;
 use super::inode::Node;
+use crate::engine::SectorKey;
 use crate::error::{Error, Result};
 use crate::merkle::SECTOR_SIZE;
 
@@ -106,7 +107,7 @@ impl SectorFs {
             }
             Node::Sector(id) => {
                 let s = e
-                    .sector_by_id(id)?
+                    .sector_info(SectorKey::Id(id))?
                     .ok_or_else(|| Error::NotFound(format!("sector #{id} is no longer stored")))?;
                 let refs = e.ref_counts(id)?;
                 let stored = UNIX_EPOCH + Duration::from_secs(s.stored_at.max(0) as u64);

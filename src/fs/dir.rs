@@ -8,7 +8,7 @@ use super::attr::{Entry, Kind};
 use super::filesystem::{SectorFs, text};
 use super::inode::{MAX_TEMP_HEIGHT, Node, ROOT_ENTRIES, VolFile};
 use super::staging::is_staging_name;
-use crate::engine::check_temp_height;
+use crate::engine::{SectorKey, check_temp_height};
 use crate::error::{Error, Result};
 use crate::merkle::Root;
 
@@ -41,7 +41,11 @@ impl SectorFs {
             }
             Node::SectorsDir => {
                 let root: Root = name.parse().map_err(|_| missing())?;
-                Node::Sector(e.lookup(&root)?.ok_or_else(missing)?.id)
+                Node::Sector(
+                    e.sector_info(SectorKey::Root(&root))?
+                        .ok_or_else(missing)?
+                        .id,
+                )
             }
             Node::ContractsDir => Node::Contract(e.contract_by_name(name)?.ok_or_else(missing)?.id),
             Node::TempDir => {

@@ -22,7 +22,7 @@ use super::invalidate::Invalidator;
 use super::known::{Known, Name};
 use super::sector_file::SectorFile;
 use super::staging::{Staging, is_staging_name};
-use crate::engine::{Engine, Reference, check_temp_height};
+use crate::engine::{Engine, Reference, SectorKey, check_temp_height};
 use crate::error::{Error, Result};
 use crate::merkle::{Root, SECTOR_SIZE};
 
@@ -439,7 +439,7 @@ impl SectorFs {
         };
         let sector = self
             .engine
-            .sector_by_id(id)?
+            .sector_info(SectorKey::Id(id))?
             .ok_or_else(|| Error::NotFound("the sector is no longer stored".into()))?;
         if name != sector.root.to_string() {
             return Err(Error::Invalid(format!(
@@ -470,7 +470,7 @@ impl SectorFs {
             Node::Sector(id) => {
                 let s = self
                     .engine
-                    .sector_by_id(id)?
+                    .sector_info(SectorKey::Id(id))?
                     .ok_or_else(|| Error::NotFound("the sector is no longer stored".into()))?;
                 if !write {
                     (Handle::SectorRead(s.root), Caching::KeepCache)

@@ -8,8 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::contracts::contracts_of_in;
 use super::db::Meta;
 use super::query::{
-    Freed, SECTOR_COLUMNS, SECTOR_COPIES, SectorRow, copies_in, free_unreferenced, record_punch_in,
-    sector_of, slot_inside,
+    Freed, SectorRow, copies_in, free_unreferenced, lookup_copies_in, record_punch_in, slot_inside,
 };
 use super::sectors::insert_copy_in;
 use crate::error::{DbContext, Result};
@@ -43,18 +42,7 @@ impl Meta {
     /// Every copy of the sector stored under `root`, the first added first
     /// (none: it is not stored).
     pub fn lookup_copies(&self, root: &Root) -> Result<Vec<SectorRow>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached(&format!(
-                    "SELECT {SECTOR_COLUMNS} FROM {SECTOR_COPIES} WHERE s.root = ?1 ORDER BY c.id"
-                ))
-                .ctx("looking up a sector's copies")?;
-            let rows = stmt
-                .query_map([&root.0[..]], sector_of)
-                .ctx("looking up a sector's copies")?;
-            rows.collect::<rusqlite::Result<_>>()
-                .ctx("looking up a sector's copies")
-        })
+        self.read(|c| lookup_copies_in(c, root))
     }
 
     /// Sector `id` still has a copy at (`volume_id`, `slot`).

@@ -28,7 +28,7 @@ pub use copies::{CopiesSetting, LostCopy};
 pub use db::Meta;
 pub use import::{Holders, ImportDb, ImportedSector};
 pub use jobs::{JobKind, JobRow, Move};
-pub use query::{Freed, RefChange, RefCounts, SectorRow};
+pub use query::{Freed, RefChange, RefCounts, SectorInfo, SectorKey, SectorRow};
 pub use sectors::{Inserted, Reference};
 pub use temp::{MAX_TEMP_HEIGHT, check_temp_height};
 pub use volumes::VolumeRow;

@@ -1,13 +1,13 @@
 //! Stored sectors: where each lives, and inserting new ones with their
 //! first reference.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use super::db::Meta;
 use super::pins::pin_in;
 use super::query::{
-    RefCounts, SECTOR_COLUMNS, SECTOR_COPIES, SECTOR_FIRST_COPY, SectorRow, lookup_in,
-    ref_counts_in, sector_of, slot_inside,
+    RefCounts, SECTOR_COLUMNS, SECTOR_COPIES, SECTOR_FIRST_COPY, SectorInfo, SectorKey, SectorRow,
+    lookup_in, ref_counts_in, sector_by_id_in, sector_info_in, sector_of, slot_inside,
 };
 use super::temp::{add_temp_in, check_expiration_in};
 use crate::error::{DbContext, Error, Result};
@@ -53,14 +53,13 @@ impl Meta {
         })
     }
 
+    /// A sector without its copies (cheaper: names and attributes).
+    pub fn sector_info(&self, key: SectorKey) -> Result<Option<SectorInfo>> {
+        self.read(|c| sector_info_in(c, key))
+    }
+
     pub fn sector_by_id(&self, id: i64) -> Result<Option<SectorRow>> {
-        self.read(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {SECTOR_COLUMNS} FROM {SECTOR_FIRST_COPY} WHERE s.id = ?1"
-            ))
-            .and_then(|mut s| s.query_row([id], sector_of).optional())
-            .ctx("looking up a sector by id")
-        })
+        self.read(|c| sector_by_id_in(c, id))
     }
 
     /// One page of sectors in id order after `after_id` (keyset paging, so
