@@ -3,6 +3,7 @@
 use super::dir::node_of;
 use super::filesystem::SectorFs;
 use super::inode::Node;
+use crate::engine::SectorKey;
 use crate::error::{Error, Result};
 
 const XATTRS: [&str; 5] = [
@@ -19,11 +20,18 @@ impl SectorFs {
         let Ok(Node::Sector(id)) = node_of(ino) else {
             return Err(missing());
         };
+        let gone = || Error::NotFound(format!("sector #{id} is no longer stored"));
+        // names of ours only: `ls -l` asks every file for security.* and
+        // ACL attributes, and those answers cost no look at the copies
+        if !name.to_str().is_some_and(|n| XATTRS.contains(&n)) {
+            self.engine
+                .sector_info(SectorKey::Id(id))?
+                .ok_or_else(gone)?;
+            return Err(missing());
+        }
         // the first readable copy first
         let copies = self.engine.sector_copies(id)?;
-        let s = copies
-            .first()
-            .ok_or_else(|| Error::NotFound(format!("sector #{id} is no longer stored")))?;
+        let s = copies.first().ok_or_else(gone)?;
         let value = match name.to_str() {
             Some("user.sectorfs.volume") => s.volume_id.to_string(),
             Some("user.sectorfs.slot") => s.slot.to_string(),

@@ -7,7 +7,7 @@ use super::db::Meta;
 use super::pins::pin_in;
 use super::query::{
     RefCounts, SECTOR_COLUMNS, SECTOR_COPIES, SECTOR_FIRST_COPY, SectorInfo, SectorKey, SectorRow,
-    lookup_in, ref_counts_in, sector_by_id_in, sector_info_in, sector_of, slot_inside,
+    lookup_in, ref_counts_in, root_of, sector_by_id_in, sector_info_in, sector_of, slot_inside,
 };
 use super::temp::{add_temp_in, check_expiration_in};
 use crate::error::{DbContext, Error, Result};
@@ -60,6 +60,30 @@ impl Meta {
 
     pub fn sector_by_id(&self, id: i64) -> Result<Option<SectorRow>> {
         self.read(|c| sector_by_id_in(c, id))
+    }
+
+    /// One page of sectors in id order after `after_id`, without their
+    /// copies (a listing of names).
+    pub fn list_sector_infos(&self, after_id: i64, limit: usize) -> Result<Vec<SectorInfo>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, root, stored_at, mtime_ns FROM sectors WHERE id > ?1 \
+                     ORDER BY id LIMIT ?2",
+                )
+                .ctx("listing sectors")?;
+            let rows = stmt
+                .query_map(params![after_id, limit as i64], |r| {
+                    Ok(SectorInfo {
+                        id: r.get(0)?,
+                        root: root_of(r, 1)?,
+                        stored_at: r.get(2)?,
+                        mtime_ns: r.get(3)?,
+                    })
+                })
+                .ctx("listing sectors")?;
+            rows.collect::<rusqlite::Result<_>>().ctx("listing sectors")
+        })
     }
 
     /// One page of sectors in id order after `after_id` (keyset paging, so
