@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 
-use super::attr::{Entry, Kind};
+use super::attr::{Entry, Kind, entry_ttl};
 use super::filesystem::{SectorFs, text};
 use super::inode::{MAX_TEMP_HEIGHT, Node, ROOT_ENTRIES, VolFile};
 use super::staging::is_staging_name;
@@ -85,6 +85,37 @@ impl SectorFs {
     /// (the engine's one rule).
     pub(super) fn check_temp_height(&self, h: u64) -> Result<()> {
         check_temp_height(h, self.engine.height()?)
+    }
+
+    /// As [`readdir`](Self::readdir), each entry with what a lookup of it
+    /// answers (READDIRPLUS: `ls -l` needs no lookup per entry). An entry
+    /// gone since it was listed is left out; each one handed to the kernel
+    /// (but `.` and `..`, which it does not keep) counts as looked up, so
+    /// what makes it untrue drops it as it drops a looked-up name.
+    pub fn readdirplus(
+        &self,
+        ino: u64,
+        offset: u64,
+        add: &mut dyn FnMut(&DirEntry, &Entry) -> bool,
+    ) -> Result<()> {
+        let dir = node_of(ino)?;
+        self.readdir(ino, offset, &mut |e| {
+            let Some(node) = Node::from_ino(e.ino) else {
+                return false;
+            };
+            let Ok(attr) = self.attr(node) else {
+                return false;
+            };
+            let entry = Entry {
+                attr,
+                ttl: entry_ttl(node),
+            };
+            let full = add(&e, &entry);
+            if !full && e.name != "." && e.name != ".." {
+                self.known().looked_up(dir, node, e.name);
+            }
+            full
+        })
     }
 
     /// Lists directory `ino` from `offset`, handing each entry to `add`

@@ -7,8 +7,8 @@ use std::ffi::OsStr;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use std::sync::Arc;
@@ -152,6 +152,13 @@ impl Filesystem for Fuse {
         // and a control file is not truncated separately.
         if let Err(missing) = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC) {
             tracing::warn!("the kernel lacks {missing:?}");
+        }
+        // listings carry each entry's attributes when the kernel sees
+        // lookups follow them (`ls -l`): no round trip per entry
+        if let Err(missing) = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO)
+        {
+            tracing::debug!("the kernel lacks {missing:?}: listings without attributes");
         }
         Ok(())
     }
@@ -454,6 +461,35 @@ impl Filesystem for Fuse {
     ) {
         let listed = self.0.readdir(ino.0, offset, &mut |e| {
             reply.add(INodeNo(e.ino), e.next, file_type(e.kind), e.name)
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(refuse("list", &e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        // as a lookup: a change made untrue meanwhile waits for the answer
+        let _answering = self.1.answering();
+        let listed = self.0.readdirplus(ino.0, offset, &mut |e, entry| {
+            // one TTL for both: the shorter (a contract's name is cached,
+            // its size never)
+            let ttl = entry.ttl.min(entry.attr.ttl);
+            reply.add(
+                INodeNo(e.ino),
+                e.next,
+                e.name,
+                &ttl,
+                &file_attr(&entry.attr),
+                Generation(0),
+            )
         });
         match listed {
             Ok(()) => reply.ok(),
