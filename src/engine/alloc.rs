@@ -174,6 +174,13 @@ impl Allocator {
         self.volumes.get_mut(&volume)?.map.take_below(below)
     }
 
+    /// Reserves a free slot in one volume where new sectors may go (below
+    /// a running shrink's new size).
+    pub fn reserve_placeable(&mut self, volume: u32) -> Option<u64> {
+        let v = self.volumes.get_mut(&volume)?;
+        v.map.take_below(v.limit.unwrap_or(u64::MAX))
+    }
+
     /// Free slots below `below` in one volume.
     pub fn free_below(&self, volume: u32, below: u64) -> u64 {
         self.volumes

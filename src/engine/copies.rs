@@ -218,8 +218,8 @@ impl Engine {
         Ok(self.read_order(self.meta.copies_of(id)?))
     }
 
-    /// `copies` in the order a read tries them: on readable volumes first
-    /// (the first added first), then the others.
+    /// `copies` in the order a read tries them: on readable volumes and
+    /// not found corrupt first (the first added first), then the others.
     pub(crate) fn read_order(&self, mut copies: Vec<SectorRow>) -> Vec<SectorRow> {
         let unreadable: HashSet<u32> = copies
             .iter()
@@ -227,7 +227,7 @@ impl Engine {
             .filter(|v| !self.volume(*v).is_ok_and(|v| v.readable()))
             .collect();
         // stable: the first added stays first among equals
-        copies.sort_by_key(|c| unreadable.contains(&c.volume_id));
+        copies.sort_by_key(|c| unreadable.contains(&c.volume_id) || self.is_corrupt_copy(c));
         copies
     }
 
@@ -255,8 +255,11 @@ impl Engine {
             ),
             serde_json::json!({"root": root.to_string(), "copies": copies, "min": min}),
         );
-        if let Err(e) = self.meta.request_repair() {
-            tracing::error!("cannot ask for a repair pass: {e}");
+        // once, not at every such write: a pass under way or due already
+        // covers it, and room appearing asks for one anyway
+        match self.meta.request_repair_if_idle() {
+            Ok(()) => self.repair_wake(),
+            Err(e) => tracing::error!("cannot ask for a repair pass: {e}"),
         }
     }
 

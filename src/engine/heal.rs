@@ -51,8 +51,20 @@ impl Engine {
     /// transaction; the bad slot is punched.
     pub(super) fn heal(&self, at: &SectorRow) -> Result<()> {
         if !self.still_at(at)? {
-            self.corrupt.lock().remove(&(at.id, at.volume_id));
-            return Ok(());
+            // moved within its volume meanwhile (a shrink), still marked:
+            // the copy where it is now is healed instead
+            let moved = self
+                .meta
+                .copies_of(at.id)?
+                .into_iter()
+                .find(|c| c.volume_id == at.volume_id && self.is_corrupt_copy(c));
+            return match moved {
+                Some(now) if now.slot != at.slot => self.heal(&now),
+                _ => {
+                    self.corrupt.lock().remove(&(at.id, at.volume_id));
+                    Ok(())
+                }
+            };
         }
         let copies = self.meta.copies_of(at.id)?;
         let mut buf = vec![0u8; SECTOR_SIZE];
@@ -68,7 +80,7 @@ impl Engine {
         // in its own volume while that takes new data (not read-only, not
         // out of service, not being removed), else on another
         let fresh = match volume.writable() {
-            true => self.alloc.lock().reserve_in(at.volume_id, u64::MAX),
+            true => self.alloc.lock().reserve_placeable(at.volume_id),
             false => None,
         };
         let healed_in_place = match fresh {
@@ -88,13 +100,23 @@ impl Engine {
                                 to_slot: slot,
                             }],
                             &intact,
-                        )?;
-                        if moved == [true] {
-                            self.punch_and_release(&[(at.volume_id, at.slot)]);
-                            true
-                        } else {
-                            self.discard_slot(at.volume_id, slot);
-                            false
+                        );
+                        match moved {
+                            Ok(moved) if moved == [true] => {
+                                self.punch_and_release(&[(at.volume_id, at.slot)]);
+                                true
+                            }
+                            // the rows decide at the next open
+                            Err(e) if e.commit_uncertain() => return Err(e),
+                            other => {
+                                self.discard_slot(at.volume_id, slot);
+                                other?;
+                                // moved or freed meanwhile: nothing to heal here
+                                if !self.still_at(at)? {
+                                    return Ok(());
+                                }
+                                false
+                            }
                         }
                     }
                     Err(e) => {
@@ -118,22 +140,33 @@ impl Engine {
             let mut added = false;
             for p in &placed {
                 let intact = || self.truncations.none_since(epoch) && p.volume.holds(&p.file);
-                if !added
-                    && self
+                let recorded = match added {
+                    true => Ok(false),
+                    false => self
                         .meta
-                        .add_copies(&[(at.id, p.volume.id, p.slot)], now_secs(), &intact)?
-                        == [true]
-                {
-                    added = true;
-                } else {
-                    self.discard_slot(p.volume.id, p.slot);
+                        .add_copies(&[(at.id, p.volume.id, p.slot)], now_secs(), &intact)
+                        .map(|r| r == [true]),
+                };
+                match recorded {
+                    Ok(true) => added = true,
+                    Err(e) if e.commit_uncertain() => return Err(e),
+                    other => {
+                        self.discard_slot(p.volume.id, p.slot);
+                        other?;
+                    }
                 }
             }
-            if !added || !self.meta.drop_copy(at.id, at.volume_id, at.slot)? {
+            if !added {
                 return Err(Error::NoSpace(format!(
                     "no slot to rewrite sector {} into",
                     at.root
                 )));
+            }
+            if !self.meta.drop_copy(at.id, at.volume_id, at.slot)? {
+                // the bad copy went meanwhile: the new one may be one too
+                // many, which a repair pass trims
+                self.request_repair(&format!("a copy of sector {} was healed twice", at.root));
+                return Ok(());
             }
             self.punch_and_release(&[(at.volume_id, at.slot)]);
         }

@@ -310,21 +310,13 @@ impl Engine {
         if adds.is_empty() {
             return Ok(done);
         }
-        let written = self.copy_batch(&adds, epoch, &mut done);
-        if written.is_err() {
-            // nothing of the batch was recorded: every slot goes back
-            for a in &adds {
-                for (vol, slot) in &a.dest {
-                    self.discard_slot(*vol, *slot);
-                }
-            }
-        }
-        written.map(|()| done)
+        self.copy_batch(&adds, epoch, &mut done)?;
+        Ok(done)
     }
 
     /// Writes `adds`' new copies, syncs them and records them; gives back
-    /// every slot not recorded. An error: nothing recorded (the caller
-    /// gives the slots back).
+    /// every slot not recorded, once, on every path (a slot given back
+    /// twice could be punched under a sector stored in it meanwhile).
     fn copy_batch(&self, adds: &[Add], epoch: u64, done: &mut Done) -> Result<()> {
         let mut files: HashMap<u32, Arc<VolumeFile>> = HashMap::new();
         for (vol, _) in adds.iter().flat_map(|a| &a.dest) {
@@ -365,7 +357,17 @@ impl Engine {
                         .collect::<Vec<bool>>(),
                 )
             },
-        )?;
+        );
+        let results = match results {
+            Ok(results) => results,
+            // a copier panicked: nothing recorded, every slot goes back
+            Err(e) => {
+                for (vol, slot) in adds.iter().flat_map(|a| &a.dest) {
+                    self.discard_slot(*vol, *slot);
+                }
+                return Err(e);
+            }
+        };
         self.crash_point("repair:written");
         let synced: HashMap<u32, bool> = files
             .iter()

@@ -103,7 +103,18 @@ impl SectorFs {
             let Some(node) = Node::from_ino(e.ino) else {
                 return false;
             };
+            // known before it is read, as a lookup's (see `entry`)
+            let kept = e.name != "." && e.name != "..";
+            if kept {
+                self.known().looked_up(dir, node, e.name);
+            }
+            let forget = || {
+                if kept {
+                    self.known().forgotten(node, 1);
+                }
+            };
             let Ok(attr) = self.attr(node) else {
+                forget();
                 return false;
             };
             let entry = Entry {
@@ -111,8 +122,8 @@ impl SectorFs {
                 ttl: entry_ttl(node),
             };
             let full = add(&e, &entry);
-            if !full && e.name != "." && e.name != ".." {
-                self.known().looked_up(dir, node, e.name);
+            if full {
+                forget();
             }
             full
         })

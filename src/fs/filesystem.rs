@@ -128,8 +128,12 @@ impl SectorFs {
     /// `node`, the kernel is told, is `name` in `dir`: its attributes, and
     /// the name noted as held by the kernel.
     pub(super) fn entry(&self, dir: Node, node: Node, name: &str) -> Result<Entry> {
-        let attr = self.attr(node)?;
+        // known before it is read: a free committed after the read finds
+        // the name to drop; one committed before fails the read
         self.known.looked_up(dir, node, name);
+        let attr = self
+            .attr(node)
+            .inspect_err(|_| self.known.forgotten(node, 1))?;
         Ok(Entry {
             attr,
             ttl: entry_ttl(node),

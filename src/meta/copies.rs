@@ -200,6 +200,19 @@ impl Meta {
         self.write(|tx| request_repair_in(tx))
     }
 
+    /// Asks for a repair pass from the first sector unless one is due
+    /// already (then that one will do).
+    pub fn request_repair_if_idle(&self) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE settings SET value = 0 WHERE key = 'repair_cursor' AND value < 0",
+                [],
+            )
+            .ctx("asking for a repair pass")?;
+            Ok(())
+        })
+    }
+
     /// Ends a repair pass: true (and the cursor back at the start) when
     /// another was asked for while it ran.
     pub fn finish_repair_pass(&self) -> Result<bool> {

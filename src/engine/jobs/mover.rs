@@ -151,7 +151,19 @@ impl JobRun<'_> {
                             .is_some()
                     })
                 };
-                copy_one(&src, files.get(vol), s, *slot, verify, &elsewhere, buf)
+                // a copy known to be corrupt is taken from a good copy
+                // where there is one
+                let known_bad = e.is_corrupt_copy(s);
+                copy_one(
+                    &src,
+                    files.get(vol),
+                    s,
+                    *slot,
+                    verify,
+                    known_bad,
+                    &elsewhere,
+                    buf,
+                )
             },
         )?;
         e.crash_point("move:copied");
@@ -164,7 +176,7 @@ impl JobRun<'_> {
         let mut planned = Vec::new();
         for (i, ((s, vol, slot), r)) in plan.iter().zip(&results).enumerate() {
             match r {
-                Ok(()) => {
+                Ok(_) => {
                     moves.push(Move {
                         sector_id: s.id,
                         from_volume: id,
@@ -224,6 +236,12 @@ impl JobRun<'_> {
             if ok {
                 self.moved += 1;
                 freed.push((m.from_volume, m.from_slot));
+                // written from a good copy: the copy is good now (one
+                // carried as it was stays marked, under its sector and volume)
+                if matches!(results[i], Ok(true)) {
+                    e.corrupt.lock().remove(&(m.sector_id, m.to_volume));
+                    e.corrupt.lock().remove(&(m.sector_id, m.from_volume));
+                }
             } else {
                 // freed or moved by someone else meanwhile
                 e.discard_slot(m.to_volume, m.to_slot);
@@ -274,24 +292,31 @@ pub(super) fn job_source(e: &Engine, v: &Volume) -> Result<(Arc<VolumeFile>, boo
 }
 
 /// Copies one sector to its new slot; with `verify`, checks its root first.
-/// A copy that cannot be read, or reads wrong, is replaced by another copy
-/// of the sector (`elsewhere` reads one, verified, into the buffer).
+/// A copy that cannot be read, or reads wrong, or is `known_bad`, is
+/// replaced by another copy of the sector where there is one (`elsewhere`
+/// reads one, verified, into the buffer); true when it was.
+#[allow(clippy::too_many_arguments)]
 fn copy_one(
     src: &VolumeFile,
     dest: Option<&Arc<VolumeFile>>,
     s: &SectorRow,
     to_slot: u64,
     verify: bool,
+    known_bad: bool,
     elsewhere: &dyn Fn(&mut [u8]) -> bool,
     buf: &mut [u8],
-) -> std::result::Result<(), CopyError> {
+) -> std::result::Result<bool, CopyError> {
     #[cfg(test)]
     tests::panic_if_chosen(s);
-    match read_source(src, s, verify, buf) {
-        Ok(()) => {}
-        Err(_) if elsewhere(buf) => {}
-        Err(e) => return Err(e),
-    }
+    let from_elsewhere = if known_bad && elsewhere(buf) {
+        true
+    } else {
+        match read_source(src, s, verify, buf) {
+            Ok(()) => false,
+            Err(_) if elsewhere(buf) => true,
+            Err(e) => return Err(e),
+        }
+    };
     let dest =
         dest.ok_or_else(|| CopyError::Destination("the destination volume is unavailable".into()))?;
     dest.write_sector(to_slot, buf)
@@ -305,7 +330,7 @@ fn copy_one(
             "cannot start writing a moved sector back early: {e}"
         );
     }
-    Ok(())
+    Ok(from_elsewhere)
 }
 
 /// Reads the copy a job moves; with `verify`, checks its root.
