@@ -877,3 +877,66 @@ fn a_volume_answering_eio_stays_out_until_its_probe_works() {
     let report = engine.check_offline(None).unwrap();
     assert!(report.is_clean(), "{report:?}");
 }
+
+/// A shrink moving a copy known to be corrupt takes its bytes from the
+/// sector's good copy: the moved copy is right, and reads of it verify.
+#[test]
+fn a_shrink_moves_a_corrupt_copy_from_the_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        placement: Placement::FillFirst,
+        default_volume_slots: 0,
+        verify_reads: true,
+        ..Options::default()
+    };
+    let engine = Arc::new(Engine::open(dir.path(), options).unwrap());
+    let a = engine.add_volume(&dir.path().join("a.vol"), 8).unwrap();
+    let b = engine.add_volume(&dir.path().join("b.vol"), 8).unwrap();
+    engine.set_copies(2, 2).unwrap();
+    (1..=5).for_each(|seed| pin(&engine, seed));
+    // sector 5 sits in slot 4 of both volumes; slots 0-3 are freed
+    (1..=4).for_each(|seed| engine.unpin(&root(seed)).unwrap());
+    let id = engine.lookup(&root(5)).unwrap().unwrap().id;
+    let in_a = |engine: &Engine| {
+        engine
+            .sector_copies(id)
+            .unwrap()
+            .into_iter()
+            .find(|c| c.volume_id == a)
+            .unwrap()
+    };
+    let before = in_a(&engine);
+    assert_eq!(before.slot, 4);
+    let path = engine.volume_info(a).unwrap().path;
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&[0xAB], 4 * SECTOR_SIZE as u64 + 99)
+        .unwrap();
+    // a verified read finds the bad copy, answers from the other
+    assert_stored(&engine, 5, true, "with a corrupt copy in volume a");
+    assert_eq!(engine.volume_info(a).unwrap().stats.corrupt, 1);
+    engine.resize_volume(a, 4).unwrap();
+    wait_job(&engine, a, 60);
+    let after = in_a(&engine);
+    assert!(after.slot < 4, "moved below the new size: {after:?}");
+    assert_eq!(
+        slot_root(&path, after.slot),
+        Some(root(5)),
+        "the moved copy is right"
+    );
+    let copies: Vec<u32> = engine
+        .sector_copies(id)
+        .unwrap()
+        .iter()
+        .map(|c| c.volume_id)
+        .collect();
+    assert_eq!(copies, [a, b], "volume a's copy is readable again, first");
+    assert_eq!(
+        engine.volume_info(b).unwrap().stats.reads,
+        1,
+        "only the first read went to b"
+    );
+    assert_stored(&engine, 5, true, "after the shrink");
+    let report = engine.check_offline(None).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    engine.shutdown();
+}
