@@ -267,6 +267,17 @@ fn slot_root(path: &Path, slot: u64) -> Option<Root> {
     Some(sector_root(&buf))
 }
 
+/// The volumes holding a copy of stored sector `seed`.
+fn copy_volumes(engine: &Engine, seed: u64) -> BTreeSet<u32> {
+    let id = engine.lookup(&root(seed)).unwrap().expect("stored").id;
+    engine
+        .sector_copies(id)
+        .unwrap()
+        .iter()
+        .map(|c| c.volume_id)
+        .collect()
+}
+
 /// `seed` is stored and reads back whole (`true`), or is not stored.
 fn assert_stored(engine: &Engine, seed: u64, stored: bool, ctx: &str) {
     let (root, data) = sector(seed);
@@ -401,8 +412,7 @@ impl Scenario for CopiesRepair {
         let engine = s.engine();
         for seed in 1..=2 {
             assert_stored(engine, seed, true, &ctx);
-            let id = engine.lookup(&root(seed)).unwrap().unwrap().id;
-            let copies = engine.sector_copies(id).unwrap();
+            let copies = copy_volumes(engine, seed);
             assert!((1..=2).contains(&copies.len()), "{ctx}: {copies:?}");
         }
     }
@@ -765,13 +775,7 @@ fn a_removal_copies_from_another_copy_when_its_own_cannot_be_read() {
     let ids = engine.volume_ids();
     let (a, b, c) = (ids[0], ids[1], ids[2]);
     for seed in 1..=3 {
-        let id = engine.lookup(&root(seed)).unwrap().unwrap().id;
-        let vols: BTreeSet<u32> = engine
-            .sector_copies(id)
-            .unwrap()
-            .iter()
-            .map(|c| c.volume_id)
-            .collect();
+        let vols = copy_volumes(engine, seed);
         assert_eq!(vols, BTreeSet::from([a, b]), "fill-first: volumes a and b");
     }
     let failing = engine.volume_info(a).unwrap().path;
@@ -784,13 +788,7 @@ fn a_removal_copies_from_another_copy_when_its_own_cannot_be_read() {
     assert!(engine.volume(a).is_err(), "volume a is gone");
     for seed in 1..=3 {
         assert_stored(engine, seed, true, "after the removal");
-        let id = engine.lookup(&root(seed)).unwrap().unwrap().id;
-        let vols: BTreeSet<u32> = engine
-            .sector_copies(id)
-            .unwrap()
-            .iter()
-            .map(|c| c.volume_id)
-            .collect();
+        let vols = copy_volumes(engine, seed);
         assert_eq!(vols, BTreeSet::from([b, c]), "sector {seed}");
     }
     assert_eq!(engine.lost_sectors(), 0);
@@ -824,8 +822,7 @@ fn a_repair_stopped_half_way_resumes_after_a_restart() {
         assert!(!engine.repair_due().unwrap(), "{point}");
         for seed in 1..=3 {
             assert_stored(engine, seed, true, point);
-            let id = engine.lookup(&root(seed)).unwrap().unwrap().id;
-            assert_eq!(engine.sector_copies(id).unwrap().len(), 2, "{point}");
+            assert_eq!(copy_volumes(engine, seed).len(), 2, "{point}");
         }
         assert!(
             engine.meta().pending_punches().unwrap().is_empty(),

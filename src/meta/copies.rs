@@ -203,14 +203,7 @@ impl Meta {
     /// Asks for a repair pass from the first sector unless one is due
     /// already (then that one will do).
     pub fn request_repair_if_idle(&self) -> Result<()> {
-        self.write(|tx| {
-            tx.execute(
-                "UPDATE settings SET value = 0 WHERE key = 'repair_cursor' AND value < 0",
-                [],
-            )
-            .ctx("asking for a repair pass")?;
-            Ok(())
-        })
+        self.write(|tx| start_repair_if_idle(tx).map(|_| ()))
     }
 
     /// Ends a repair pass: true (and the cursor back at the start) when
@@ -272,14 +265,19 @@ fn delete_copy_in(c: &Connection, id: i64, volume_id: u32, slot: u64) -> Result<
     record_punch_in(c, volume_id, slot)
 }
 
+/// Starts a repair pass from the first sector when none is due; whether
+/// it did.
+fn start_repair_if_idle(c: &Connection) -> Result<bool> {
+    c.execute(
+        "UPDATE settings SET value = 0 WHERE key = 'repair_cursor' AND value < 0",
+        [],
+    )
+    .map(|n| n > 0)
+    .ctx("asking for a repair pass")
+}
+
 fn request_repair_in(c: &Connection) -> Result<()> {
-    let started = c
-        .execute(
-            "UPDATE settings SET value = 0 WHERE key = 'repair_cursor' AND value < 0",
-            [],
-        )
-        .ctx("asking for a repair pass")?;
-    if started == 0 {
+    if !start_repair_if_idle(c)? {
         c.execute(
             "INSERT OR REPLACE INTO settings (key, value) VALUES ('repair_again', 1)",
             [],
