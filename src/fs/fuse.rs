@@ -64,6 +64,7 @@ fn refuse(op: &str, e: &Error) -> Errno {
             tracing::debug!("{op}: {e}")
         }
         libc::ENODATA | libc::ENOTTY => tracing::debug!("{op}: {e}"),
+        libc::ENOTSUP if op == "getxattr" => tracing::debug!("{op}: {e}"),
         libc::EIO => tracing::error!("{op} failed: {e}"),
         _ => tracing::warn!("refused {op}: {e}"),
     }

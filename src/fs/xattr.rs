@@ -14,11 +14,24 @@ const XATTRS: [&str; 5] = [
     "user.sectorfs.stored_at",
 ];
 
+/// Names outside the `user.` namespace (SELinux labels, capabilities,
+/// ACLs) are not supported here at all, as on a file system without them:
+/// `ls -l` asks each file for its SELinux label until a device answers
+/// ENOTSUP, then asks that device no more (one round trip per listing,
+/// not one per file).
+fn not_ours(name: &std::ffi::OsStr) -> Option<Error> {
+    (!name.as_encoded_bytes().starts_with(b"user.")).then(|| {
+        Error::NotSupported(format!(
+            "no attribute {name:?}: sectorfs has only user.sectorfs.* attributes"
+        ))
+    })
+}
+
 impl SectorFs {
     pub fn getxattr(&self, ino: u64, name: &std::ffi::OsStr) -> Result<Vec<u8>> {
         let missing = || Error::NoAttribute(format!("no attribute {name:?} here"));
         let Ok(Node::Sector(id)) = node_of(ino) else {
-            return Err(missing());
+            return Err(not_ours(name).unwrap_or_else(missing));
         };
         let gone = || Error::NotFound(format!("sector #{id} is no longer stored"));
         // names of ours only: `ls -l` asks every file for security.* and
@@ -27,7 +40,7 @@ impl SectorFs {
             self.engine
                 .sector_info(SectorKey::Id(id))?
                 .ok_or_else(gone)?;
-            return Err(missing());
+            return Err(not_ours(name).unwrap_or_else(missing));
         }
         // the first readable copy first
         let copies = self.engine.sector_copies(id)?;

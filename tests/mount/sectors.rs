@@ -404,6 +404,13 @@ fn stat_xattrs_and_stable_inodes() {
         ]
     );
     assert_eq!(errno(&xattr(&pa, "user.other").unwrap_err()), libc::ENODATA);
+    // other namespaces are not supported at all, so `ls -l` stops asking
+    // each file for its label and ACL after the first
+    for name in ["security.selinux", "system.posix_acl_access"] {
+        for p in [&pa, &m.path("sectors")] {
+            assert_eq!(errno(&xattr(p, name).unwrap_err()), libc::ENOTSUP, "{name}");
+        }
+    }
     if m.sh("command -v getfattr").status.success() {
         let out = m.sh_ok(&format!(
             "getfattr --only-values -n user.sectorfs.refs sectors/{a}"
