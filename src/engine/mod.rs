@@ -9,6 +9,7 @@ mod chunk_hasher;
 mod copies;
 mod heal;
 mod health;
+mod identity;
 mod import_alerts;
 mod jobs;
 mod lock;
@@ -53,7 +54,7 @@ pub use crate::meta::{
 
 use crate::error::{IoContext, Result};
 use crate::meta::Meta;
-use crate::volume::{Disk, StorageOpener, VolumeFile};
+use crate::volume::{Disk, StorageOpener};
 use alloc::Allocator;
 use slots::SlotMap;
 
@@ -123,6 +124,8 @@ pub struct Engine {
     repair: repair::Repair,
     /// The memory and the number of sector files being written.
     uploads: upload_limits::UploadLimits,
+    /// Named in every volume's sidecar.
+    store_uuid: String,
     _lock: DataDirLock,
 }
 
@@ -152,6 +155,7 @@ impl Engine {
         let lock = DataDirLock::acquire(data_dir)?;
         let meta = Meta::open(&data_dir.join("sectorfs.db"))?;
         let copies = meta.copies_setting()?;
+        let store_uuid = meta.store_uuid()?;
         let engine = Engine {
             data_dir: data_dir.to_path_buf(),
             meta,
@@ -168,6 +172,7 @@ impl Engine {
             copies: RwLock::new(copies),
             repair: Default::default(),
             uploads: upload_limits::UploadLimits::new(upload_memory, max_uploads),
+            store_uuid,
             _lock: lock,
         };
         engine.load_volumes()?;
@@ -213,21 +218,18 @@ impl Engine {
         let mut volumes = self.volumes.write();
         let mut maps: BTreeMap<u32, SlotMap> = BTreeMap::new();
         for row in rows {
-            let file = match VolumeFile::open(self.storage(), &row.path, row.slots) {
+            let mut v = Volume::new(row.id, row.uuid, row.path, None, row.readonly);
+            v.identified = row.sidecar.into();
+            let file = match self.open_checked(&v, row.slots) {
                 Ok(f) => Some(f),
-                Err(e) => {
-                    let reason = format!("cannot open {}: {e}", row.path.display());
-                    tracing::error!(volume = row.id, "{reason}");
-                    self.alerts.raise(
-                        &format!("volume-unavailable-{}", row.id),
-                        Severity::Error,
-                        format!("volume {} is unavailable: {reason}", row.id),
-                        serde_json::json!({"volume": row.id, "path": row.path, "reason": e.to_string()}),
-                    );
+                Err(m) => {
+                    self.unavailable_at_open(&v, &m.reason, m.found.as_deref());
                     None
                 }
             };
-            let v = Volume::new(row.id, row.uuid, row.path, file, row.readonly);
+            if let Some(f) = file {
+                v.open_with(Arc::new(f));
+            }
             maps.insert(row.id, SlotMap::new(row.slots));
             volumes.insert(row.id, Arc::new(v));
         }
@@ -241,6 +243,18 @@ impl Engine {
             alloc.set_device(id, volumes[&id].device());
         }
         Ok(())
+    }
+
+    /// A volume found unusable at open: an alert naming why.
+    fn unavailable_at_open(&self, v: &Volume, reason: &str, found: Option<&str>) {
+        tracing::error!(volume = v.id, "volume {} is unavailable: {reason}", v.id);
+        self.alerts.raise(
+            &format!("volume-unavailable-{}", v.id),
+            Severity::Error,
+            format!("volume {} is unavailable: {reason}", v.id),
+            serde_json::json!({"volume": v.id, "path": v.path, "reason": reason,
+                "expected_uuid": v.uuid, "found_uuid": found}),
+        );
     }
 
     pub fn data_dir(&self) -> &Path {

@@ -126,7 +126,12 @@ impl Engine {
     pub(crate) fn check_file_still_there(&self, v: &Volume) {
         let Ok(file) = v.file() else { return };
         match file.still_at_path() {
-            Ok(true) => {}
+            Ok(true) => {
+                let (slots, _) = self.alloc.lock().usage(v.id).unwrap_or((0, 0));
+                if let Err(m) = self.check_identity(v, slots) {
+                    self.mark_unavailable(v, &m.reason);
+                }
+            }
             Ok(false) => self.mark_unavailable(
                 v,
                 &format!("its file {} was removed or replaced", v.path.display()),

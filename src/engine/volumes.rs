@@ -99,6 +99,8 @@ pub struct Volume {
     /// The device its file is on (`st_dev`), as of when it was opened.
     device: AtomicU64,
     pub stats: VolumeStats,
+    /// Its sidecar was written (see `identity.rs`).
+    pub(crate) identified: AtomicBool,
 }
 
 /// The device `path` is on; a volume whose device cannot be told gets one
@@ -131,7 +133,15 @@ impl Volume {
             state: RwLock::new(state),
             device: AtomicU64::new(device),
             stats: VolumeStats::default(),
+            identified: AtomicBool::new(false),
         }
+    }
+
+    /// Gives a volume made without its file (at open, before its
+    /// identity was checked) its file: ready.
+    pub(crate) fn open_with(&mut self, file: Arc<VolumeFile>) {
+        *self.file.get_mut() = Some(file);
+        *self.state.get_mut() = VolumeState::Ready;
     }
 
     /// The open file, or `EIO` with the reason when the volume is unavailable.
@@ -298,9 +308,24 @@ impl Engine {
             _ => Error::io(format!("cannot create volume file {}", path.display()), e),
         })?;
         let uuid = uuid::Uuid::new_v4().to_string();
-        let id = match self.meta.insert_volume(&uuid, path, slots) {
+        let sidecar = crate::volume::sidecar::Sidecar {
+            volume_uuid: uuid.clone(),
+            store_uuid: self.store_uuid.clone(),
+            slots,
+            index: None,
+        };
+        let recorded = crate::volume::sidecar::write(path, &sidecar)
+            .map_err(|e| {
+                Error::io(
+                    format!("cannot write the sidecar of volume file {}", path.display()),
+                    e,
+                )
+            })
+            .and_then(|()| self.meta.insert_volume(&uuid, path, slots));
+        let id = match recorded {
             Ok(id) => id,
             Err(e) => {
+                let _ = std::fs::remove_file(crate::volume::sidecar::path_of(path));
                 if let Err(rm) = std::fs::remove_file(path) {
                     tracing::warn!(
                         "volume file {} was made but not recorded ({e}), and cannot be deleted: \
@@ -312,6 +337,7 @@ impl Engine {
             }
         };
         let volume = Arc::new(Volume::new(id, uuid, path.to_path_buf(), Some(file), false));
+        volume.identified.store(true, Ordering::Relaxed);
         {
             let mut alloc = self.alloc.lock();
             alloc.add_volume(id, SlotMap::new(slots), true);

@@ -31,4 +31,4 @@ pub use jobs::{JobKind, JobRow, Move};
 pub use query::{Freed, RefChange, RefCounts, SectorInfo, SectorKey, SectorRow};
 pub use sectors::{Inserted, Reference};
 pub use temp::{MAX_TEMP_HEIGHT, check_temp_height};
-pub use volumes::VolumeRow;
+pub use volumes::{Limits, VolumeRow};

@@ -5,6 +5,7 @@ mod disk;
 #[cfg(any(test, feature = "faults"))]
 pub mod faults;
 pub mod scan;
+pub mod sidecar;
 mod storage;
 
 use std::fs::File;

@@ -10,6 +10,7 @@ mod copies;
 mod faults;
 mod harness;
 mod hostile;
+mod identity;
 mod import;
 mod integrity;
 mod jobs;
