@@ -110,6 +110,7 @@ impl Engine {
             }
             self.check_file_still_there(&v);
         }
+        self.check_overcommit();
     }
 
     /// Churn: a volume unavailable for `repair_after` has its sectors'

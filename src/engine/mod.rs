@@ -12,6 +12,7 @@ mod health;
 mod identity;
 mod import_alerts;
 mod jobs;
+mod limits;
 mod lock;
 pub mod placement;
 mod punches;
@@ -48,7 +49,7 @@ pub use upload_limits::{MIN_UPLOAD_MEMORY, default_max_uploads, default_upload_m
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 
 pub use crate::meta::{
-    ContractEdit, ContractRow, CopiesSetting, Freed, MAX_TEMP_HEIGHT, RefCounts, Reference,
+    ContractEdit, ContractRow, CopiesSetting, Freed, Limits, MAX_TEMP_HEIGHT, RefCounts, Reference,
     SectorInfo, SectorKey, SectorRow, check_temp_height,
 };
 
@@ -207,6 +208,7 @@ impl Engine {
             engine.add_volume(&path, engine.options.default_volume_slots)?;
         }
         engine.space_changed();
+        engine.check_overcommit();
         Ok(engine)
     }
 
@@ -217,7 +219,9 @@ impl Engine {
         let mut alloc = self.alloc.lock();
         let mut volumes = self.volumes.write();
         let mut maps: BTreeMap<u32, SlotMap> = BTreeMap::new();
+        let mut limits = BTreeMap::new();
         for row in rows {
+            limits.insert(row.id, row.limits);
             let mut v = Volume::new(row.id, row.uuid, row.path, None, row.readonly);
             v.identified = row.sidecar.into();
             let file = match self.open_checked(&v, row.slots) {
@@ -241,6 +245,7 @@ impl Engine {
         for (id, map) in maps {
             alloc.add_volume(id, map, volumes[&id].writable());
             alloc.set_device(id, volumes[&id].device());
+            alloc.set_limits(id, limits[&id], &volumes[&id].path);
         }
         Ok(())
     }

@@ -13,7 +13,8 @@ use crate::volume::is_shared_sync_error;
 const ERRORS_BEFORE_UNAVAILABLE: u64 = 3;
 
 /// The keys of the alerts this module raises about a volume as a whole.
-const VOLUME_ALERTS: [&str; 3] = [
+const VOLUME_ALERTS: [&str; 4] = [
+    "overcommit",
     "volume-unavailable",
     "volume-read-errors",
     "volume-write-errors",

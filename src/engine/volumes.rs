@@ -234,6 +234,7 @@ pub struct VolumeInfo {
     pub readonly: bool,
     pub state: VolumeState,
     pub stats: StatsSnapshot,
+    pub limits: crate::meta::Limits,
 }
 
 impl Engine {
@@ -251,7 +252,11 @@ impl Engine {
 
     pub fn volume_info(&self, id: u32) -> Result<VolumeInfo> {
         let v = self.volume(id)?;
-        let (slots, used) = self.alloc.lock().usage(id).unwrap_or((0, 0));
+        let (slots, used, limits) = {
+            let alloc = self.alloc.lock();
+            let (slots, used) = alloc.usage(id).unwrap_or((0, 0));
+            (slots, used, alloc.limits(id).unwrap_or_default())
+        };
         Ok(VolumeInfo {
             id,
             uuid: v.uuid.clone(),
@@ -261,6 +266,7 @@ impl Engine {
             readonly: v.readonly(),
             state: v.state(),
             stats: v.stats.snapshot(),
+            limits,
         })
     }
 
@@ -342,10 +348,12 @@ impl Engine {
             let mut alloc = self.alloc.lock();
             alloc.add_volume(id, SlotMap::new(slots), true);
             alloc.set_device(id, volume.device());
+            alloc.set_limits(id, Default::default(), path);
         }
         self.volumes.write().insert(id, volume);
         tracing::info!(volume = id, slots, "added volume {}", path.display());
         self.space_changed();
+        self.check_overcommit();
         self.room_for_copies(&format!("volume {id} was added"));
         Ok(id)
     }

@@ -101,6 +101,18 @@ pub fn apply(engine: &Arc<Engine>, node: Node, line: &str, mountpoint: &Path) ->
             engine.cancel_job(id)
         }
         Node::Volume(id, VolFile::Slots) => engine.resize_volume(id, parse::parse_size(line)?),
+        Node::Volume(id, VolFile::Weight) => {
+            let weight = parse::parse_weight(line)?;
+            engine.set_limits(id, |l| l.weight = weight)
+        }
+        Node::Volume(id, VolFile::MaxSectors) => {
+            let cap = parse::parse_max_sectors(line)?;
+            engine.set_limits(id, |l| l.max_sectors = cap)
+        }
+        Node::Volume(id, VolFile::MinFree) => {
+            let bytes = parse::parse_byte_size(line)?;
+            engine.set_limits(id, |l| l.min_free = bytes)
+        }
         Node::Volume(id, VolFile::Remove) => match line.trim() {
             "1" => engine.remove_volume(id, false),
             "force" => engine.remove_volume(id, true),

@@ -30,10 +30,13 @@ pub enum VolFile {
     Stats,
     Remove,
     Check,
+    Weight,
+    MaxSectors,
+    MinFree,
 }
 
 impl VolFile {
-    pub const ALL: [VolFile; 9] = [
+    pub const ALL: [VolFile; 12] = [
         VolFile::Path,
         VolFile::Uuid,
         VolFile::Slots,
@@ -43,6 +46,9 @@ impl VolFile {
         VolFile::Stats,
         VolFile::Remove,
         VolFile::Check,
+        VolFile::Weight,
+        VolFile::MaxSectors,
+        VolFile::MinFree,
     ];
 
     pub fn name(self) -> &'static str {
@@ -56,6 +62,9 @@ impl VolFile {
             VolFile::Stats => "stats",
             VolFile::Remove => "remove",
             VolFile::Check => "check",
+            VolFile::Weight => "weight",
+            VolFile::MaxSectors => "max_sectors",
+            VolFile::MinFree => "min_free",
         }
     }
 
@@ -66,7 +75,13 @@ impl VolFile {
     pub fn writable(self) -> bool {
         matches!(
             self,
-            VolFile::Slots | VolFile::Readonly | VolFile::Remove | VolFile::Check
+            VolFile::Slots
+                | VolFile::Readonly
+                | VolFile::Remove
+                | VolFile::Check
+                | VolFile::Weight
+                | VolFile::MaxSectors
+                | VolFile::MinFree
         )
     }
 

@@ -25,7 +25,7 @@ pub struct VolumeRow {
 }
 
 /// How much of a volume new sectors may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Limits {
     /// Share of new sectors (the weighted policy); 0: none.
     pub weight: u32,

@@ -14,6 +14,7 @@ mod identity;
 mod import;
 mod integrity;
 mod jobs;
+mod limits;
 mod listing;
 mod loopfs;
 mod model;

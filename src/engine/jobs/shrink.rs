@@ -41,6 +41,7 @@ impl Engine {
         self.rewrite_sidecar(&v, slots);
         tracing::info!(volume = id, from = current, to = slots, "volume grown");
         self.space_changed();
+        self.check_overcommit();
         Ok(())
     }
 }
