@@ -254,7 +254,7 @@ pub const VOLUME: &[VolumeFigure] = &[
         metric: "volume_available",
         kind: Kind::Gauge,
         means: "1 if the volume's file is open and usable (state is not unavailable).",
-        value: |v| (v.state != VolumeState::Unavailable) as u64,
+        value: |v| !matches!(v.state, VolumeState::Unavailable | VolumeState::Detached) as u64,
     },
     VolumeFigure {
         key: "stats.reads",

@@ -96,7 +96,19 @@ pub fn parse_volume_add(line: &str) -> Result<(PathBuf, u64)> {
             short(line)
         )));
     };
-    let path = path.trim_end();
+    let path = parse_volume_path(path)?;
+    Ok((path, parse_size(size)?))
+}
+
+/// A volume's absolute path (`/volumes/attach`, the path of `add`): no
+/// control characters, no `..`.
+pub fn parse_volume_path(line: &str) -> Result<PathBuf> {
+    let path = line.trim();
+    if path.is_empty() {
+        return Err(Error::Invalid(
+            "write the absolute path of a volume file".into(),
+        ));
+    }
     if path.chars().any(char::is_control) {
         return Err(Error::Invalid(format!(
             "volume path {:?} contains a control character",
@@ -119,7 +131,7 @@ pub fn parse_volume_add(line: &str) -> Result<(PathBuf, u64)> {
             path.display()
         )));
     }
-    Ok((path, parse_size(size)?))
+    Ok(path)
 }
 
 /// `0` or `1`.

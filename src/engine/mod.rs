@@ -3,6 +3,7 @@
 
 mod alerts;
 mod alloc;
+mod attach;
 mod buffers;
 mod check;
 mod chunk_hasher;
@@ -16,6 +17,7 @@ mod limits;
 mod lock;
 pub mod placement;
 mod punches;
+mod redeclare;
 mod refs;
 mod repair;
 mod sectors;
@@ -41,6 +43,7 @@ pub use copies::CopyCensus;
 pub use health::ScrubOptions;
 pub use lock::DataDirLock;
 pub use placement::Placement;
+pub use redeclare::Redeclared;
 pub use refs::check_contract_name;
 pub use sectors::Stored;
 pub use status::Capacity;
@@ -224,11 +227,17 @@ impl Engine {
             limits.insert(row.id, row.limits);
             let mut v = Volume::new(row.id, row.uuid, row.path, None, row.readonly);
             v.identified = row.sidecar.into();
-            let file = match self.open_checked(&v, row.slots) {
-                Ok(f) => Some(f),
-                Err(m) => {
-                    self.unavailable_at_open(&v, &m.reason, m.found.as_deref());
-                    None
+            // a detached volume's file is not this store's to open
+            let file = if row.detached {
+                v.close_file_as(VolumeState::Detached);
+                None
+            } else {
+                match self.open_checked(&v, row.slots) {
+                    Ok(f) => Some(f),
+                    Err(m) => {
+                        self.unavailable_at_open(&v, &m.reason, m.found.as_deref());
+                        None
+                    }
                 }
             };
             if let Some(f) = file {

@@ -28,6 +28,8 @@ pub enum VolumeState {
     Removing,
     Checking,
     Unavailable,
+    /// Out of the store without its data moved (`detach`), until attached.
+    Detached,
 }
 
 impl std::fmt::Display for VolumeState {
@@ -38,6 +40,7 @@ impl std::fmt::Display for VolumeState {
             VolumeState::Removing => "removing",
             VolumeState::Checking => "checking",
             VolumeState::Unavailable => "unavailable",
+            VolumeState::Detached => "detached",
         })
     }
 }
@@ -201,9 +204,14 @@ impl Volume {
     /// Drops the file and shows the volume unavailable (see
     /// `set_state_if_open` for the order of the locks).
     pub(crate) fn close_file(&self) {
+        self.close_file_as(VolumeState::Unavailable);
+    }
+
+    /// Drops the file and shows `state` (unavailable or detached).
+    pub(crate) fn close_file_as(&self, to: VolumeState) {
         let mut state = self.state.write();
         *self.file.write() = None;
-        *state = VolumeState::Unavailable;
+        *state = to;
     }
 
     pub(crate) fn set_state(&self, state: VolumeState) {

@@ -14,7 +14,7 @@ pub fn content(engine: &Engine, node: Node) -> Result<Vec<u8>> {
             let c = engine.copies_setting();
             format!("{} {}\n", c.min, c.max)
         }
-        Node::VolumesAdd => String::new(),
+        Node::VolumesAdd | Node::VolumesAttach => String::new(),
         Node::Status => report::status_text(engine)?,
         Node::StatusJson => report::status_json(engine)?,
         Node::Metrics => report::metrics(engine)?,
@@ -44,7 +44,7 @@ fn volume_file(engine: &Engine, id: u32, f: VolFile) -> Result<String> {
         VolFile::Weight => format!("{}\n", v.limits.weight),
         VolFile::MaxSectors => format!("{}\n", v.limits.max_sectors),
         VolFile::MinFree => format!("{}\n", size_text(v.limits.min_free)),
-        VolFile::Remove | VolFile::Check => String::new(),
+        VolFile::Remove | VolFile::Check | VolFile::Detach | VolFile::Redeclare => String::new(),
     })
 }
 

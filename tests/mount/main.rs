@@ -18,6 +18,7 @@ mod limits;
 mod listing;
 mod loopfs;
 mod model;
+mod movable;
 mod persistence;
 mod safety;
 mod sectors;
