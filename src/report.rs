@@ -56,6 +56,14 @@ pub fn status_text(engine: &Engine) -> Result<String> {
         count(t.sectors, "sector"),
         t.height
     );
+    let _ = match t.last_backup {
+        0 => writeln!(out, "metadata backup: none yet"),
+        at => writeln!(
+            out,
+            "metadata backup: last written {} ago (unix time {at})",
+            human_duration((crate::engine::now_unix() - at).max(0) as f64)
+        ),
+    };
     let k = &t.copies;
     // only when copies are kept, or some sector has not exactly one
     if (k.min, k.max) != (1, 1) || k.by_copies.keys().any(|n| *n != 1) {

@@ -207,7 +207,7 @@ impl Engine {
             alloc.set_limits(id, Default::default(), path);
         }
         self.volumes.write().insert(id, v.clone());
-        let report = self.reconcile(&v, expected.as_ref(), None, |_, _| {})?;
+        let report = self.reconcile(&v, expected.as_ref(), None, false, |_, _| {})?;
         ours.index = None;
         if let Err(e) = sidecar::write(path, &ours) {
             tracing::warn!(volume = id, "cannot drop the index from the sidecar: {e}");

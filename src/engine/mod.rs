@@ -4,6 +4,7 @@
 mod alerts;
 mod alloc;
 mod attach;
+mod backup;
 mod buffers;
 mod check;
 mod chunk_hasher;
@@ -38,6 +39,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 pub use alerts::{Alert, Alerts, Progress, Severity};
+pub use backup::backup_path;
 pub use check::{CheckReport, OfflineReport};
 pub use copies::CopyCensus;
 pub use health::ScrubOptions;
@@ -336,6 +338,11 @@ pub(crate) fn test_engine(dir: &Path) -> Engine {
         ..Options::default()
     };
     Engine::open(dir, options).expect("open the engine")
+}
+
+/// Unix seconds now.
+pub fn now_unix() -> i64 {
+    now_secs()
 }
 
 /// Unix seconds now.

@@ -78,6 +78,15 @@ impl Redeclared {
 }
 
 impl Engine {
+    /// A redeclare done now, on this thread, for `sectorfs recover`: a
+    /// sector whose only copy is missing is dropped with its references
+    /// (and reported with its contracts).
+    pub fn recover_volume(&self, id: u32) -> Result<Redeclared> {
+        let v = self.volume(id)?;
+        v.file()?;
+        self.reconcile(&v, None, None, true, |_, _| {})
+    }
+
     /// `echo 1 > /volumes/<id>/redeclare`: starts the job.
     pub fn redeclare_volume(self: &Arc<Self>, id: u32) -> Result<()> {
         self.start_redeclare(id, false)
@@ -139,7 +148,7 @@ impl Engine {
         let id = v.id;
         let key = format!("job-{id}");
         let started = Instant::now();
-        let result = self.reconcile(v, None, Some(control), |done, total| {
+        let result = self.reconcile(v, None, Some(control), false, |done, total| {
             self.alerts.raise_with(
                 &key,
                 Severity::Info,
@@ -196,6 +205,7 @@ impl Engine {
         v: &Volume,
         expected: Option<&HashMap<u64, Root>>,
         control: Option<&JobControl>,
+        forget_lost: bool,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Redeclared> {
         let id = v.id;
@@ -281,7 +291,7 @@ impl Engine {
                     .map(|(slot, (sector, root))| (sector, slot, root)),
             );
         }
-        self.note_lost(v, &lost, &mut out)?;
+        self.note_lost(v, &lost, forget_lost, &mut out)?;
         progress(out.read, total);
         Ok(out)
     }
@@ -319,7 +329,13 @@ impl Engine {
 
     /// Known copies missing or corrupt: dropped where the sector has
     /// another (and a repair asked for), else reported lost.
-    fn note_lost(&self, v: &Volume, lost: &[(i64, u64, Root)], out: &mut Redeclared) -> Result<()> {
+    fn note_lost(
+        &self,
+        v: &Volume,
+        lost: &[(i64, u64, Root)],
+        forget_lost: bool,
+        out: &mut Redeclared,
+    ) -> Result<()> {
         for &(sector, slot, root) in lost {
             // freed or moved since the scan began: nothing lost
             if !self.meta.copy_exists(sector, v.id, slot)? {
@@ -330,8 +346,21 @@ impl Engine {
                 out.lost_copies += 1;
                 continue;
             }
-            self.corrupt.lock().insert((sector, v.id));
-            let contracts = self.meta.contracts_of(sector)?;
+            let contracts = if forget_lost {
+                // recover: freed since the backup, most likely; the store
+                // keeps no reference to what it cannot serve
+                match self.meta.drop_lost_copy(sector, v.id, slot)? {
+                    crate::meta::LostCopy::Sector(freed, contracts) => {
+                        let slots: Vec<_> = freed.iter().map(|f| (f.volume_id, f.slot)).collect();
+                        self.punch_and_release(&slots);
+                        contracts
+                    }
+                    _ => continue,
+                }
+            } else {
+                self.corrupt.lock().insert((sector, v.id));
+                self.meta.contracts_of(sector)?
+            };
             tracing::error!(
                 volume = v.id,
                 slot,

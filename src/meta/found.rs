@@ -95,3 +95,107 @@ impl Meta {
         })
     }
 }
+
+impl Meta {
+    /// Writes a consistent copy of the database to `dest` (which must not
+    /// exist) from a reader's snapshot: writers go on meanwhile (WAL).
+    /// The copy records `at` as the time of its backup.
+    pub fn vacuum_into(&self, dest: &std::path::Path, at: i64) -> Result<()> {
+        let text = dest.to_str().ok_or_else(|| {
+            crate::error::Error::Invalid(format!("{} is not valid UTF-8", dest.display()))
+        })?;
+        self.read(|c| {
+            c.execute("VACUUM INTO ?1", [text])
+                .ctx("writing a backup of the database")?;
+            Ok(())
+        })?;
+        let copy = rusqlite::Connection::open(dest).ctx("opening the new backup")?;
+        copy.execute(
+            "INSERT OR REPLACE INTO settings (key, value) VALUES ('last_backup', ?1)",
+            [at],
+        )
+        .ctx("stamping the new backup")?;
+        Ok(())
+    }
+
+    /// When the last backup was written (unix seconds; 0: never).
+    pub fn last_backup(&self) -> Result<i64> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT coalesce((SELECT value FROM settings WHERE key = 'last_backup'), 0)",
+                [],
+                |r| r.get(0),
+            )
+            .ctx("reading the time of the last backup")
+        })
+    }
+
+    pub fn set_last_backup(&self, at: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO settings (key, value) VALUES ('last_backup', ?1)",
+                [at],
+            )
+            .ctx("recording the time of the last backup")?;
+            Ok(())
+        })
+    }
+}
+
+/// The references a store holds, as `recover` reports them.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct ReferenceTotals {
+    pub sectors: u64,
+    pub pins: u64,
+    pub contracts: u64,
+    pub contract_entries: u64,
+    pub temp_entries: u64,
+}
+
+impl Meta {
+    pub fn reference_totals(&self) -> Result<ReferenceTotals> {
+        self.read(|c| {
+            let n = |table: &str| -> Result<u64> {
+                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| n as u64)
+                .ctx("counting references")
+            };
+            Ok(ReferenceTotals {
+                sectors: n("sectors")?,
+                pins: n("pins")?,
+                contracts: n("contracts")?,
+                contract_entries: n("contract_entries")?,
+                temp_entries: n("temp_entries")?,
+            })
+        })
+    }
+}
+
+impl Meta {
+    /// When the backup at `path` was written, once SQLite finds it sound
+    /// (`quick_check`); read only, never changed.
+    pub fn backup_time(path: &std::path::Path) -> Result<i64> {
+        let c = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .ctx("opening a backup")?;
+        let check: String = c
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .ctx("checking a backup")?;
+        if check != "ok" {
+            return Err(crate::error::Error::Invalid(format!(
+                "{} is damaged: {check}",
+                path.display()
+            )));
+        }
+        c.query_row(
+            "SELECT value FROM settings WHERE key = 'last_backup'",
+            [],
+            |r| r.get(0),
+        )
+        .ctx("reading a backup's time")
+    }
+}

@@ -27,7 +27,7 @@ mod volumes;
 pub use contracts::{ContractEdit, ContractRow};
 pub use copies::{CopiesSetting, LostCopy};
 pub use db::Meta;
-pub use found::Registered;
+pub use found::{ReferenceTotals, Registered};
 pub use import::{Holders, ImportDb, ImportedSector};
 pub use jobs::{JobKind, JobRow, Move};
 pub use query::{Freed, RefChange, RefCounts, SectorInfo, SectorKey, SectorRow};

@@ -20,6 +20,7 @@ mod loopfs;
 mod model;
 mod movable;
 mod persistence;
+mod recovery;
 mod safety;
 mod sectors;
 mod service;
