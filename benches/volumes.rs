@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Row, env_u64, fmt_count, limit_row, make_sector, print_table, ratio_row};
+use common::{Rng, Row, env_u64, fmt_count, limit_row, make_sector, print_table, ratio_row};
 use sectorfs::engine::{Engine, Options, backup_path};
 use sectorfs::merkle::{Root, SECTOR_SIZE};
 
@@ -89,14 +89,8 @@ fn backup_and_recover(rows: &mut Vec<Row>) {
     {
         let engine = Engine::open(&data, options()).unwrap();
         let id = engine.add_volume(&vol, n).unwrap();
-        let roots: Vec<Root> = (0..n)
-            .map(|i| {
-                let mut r = [0u8; 32];
-                r[..8].copy_from_slice(&i.to_le_bytes());
-                r[8] = 0xb5;
-                Root(r)
-            })
-            .collect();
+        let mut rng = Rng::new(16);
+        let roots: Vec<Root> = rng.roots(n);
         for (k, chunk) in roots.chunks(100_000).enumerate() {
             engine
                 .meta()
