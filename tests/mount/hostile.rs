@@ -184,7 +184,7 @@ fn state(m: &Mount, extra_dirs: &[&Path]) -> Vec<String> {
         ));
     }
     for v in sorted_names(&m.path("volumes")) {
-        if v == "add" {
+        if v == "add" || v == "attach" {
             continue;
         }
         let f = |n: &str| m.read(&format!("volumes/{v}/{n}"));

@@ -65,6 +65,12 @@ fn a_detached_volume_fails_with_eio_and_attached_again_reads_back() {
     assert!(alerts_text(&m).contains("no readable copy"));
     let e = m.write("volumes/1/detach", "1\n").unwrap_err();
     assert_eq!(errno(&e), libc::EINVAL, "already detached");
+    for bad in ["0", "yes", "11", "1 1"] {
+        let e = m
+            .write("volumes/1/detach", &format!("{bad}\n"))
+            .unwrap_err();
+        assert_eq!(errno(&e), libc::EINVAL, "{bad:?}");
+    }
     m.write("volumes/attach", &format!("{}\n", vol.display()))
         .unwrap();
     assert_eq!(m.read("volumes/1/state"), "ready\n");
