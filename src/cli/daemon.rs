@@ -60,10 +60,9 @@ pub struct MountArgs {
     /// copies on other volumes (with /copies above 1), e.g. 10m
     #[arg(long, default_value = "10m")]
     pub repair_after: String,
-    /// How often a backup of the metadata is written beside every volume
-    /// (`<volume>.sectorfs.db`, for `sectorfs recover`), e.g. 1h; also
-    /// at every clean unmount (0: only then)
-    #[arg(long, default_value = "1h")]
+    /// How often the metadata is backed up beside every volume, e.g. 1h
+    /// (also at a clean unmount; 0: only then)
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
     pub backup_interval: String,
 }
 

@@ -28,8 +28,9 @@ fn store(args: &[&str]) -> (Mount, PathBuf) {
 fn backups_are_written_every_interval_and_at_unmount_and_failures_alert() {
     let (mut m, vol) = store(&["--backup-interval", "1s"]);
     let backup = backup_of(&vol);
-    wait_for("a backup", 30, || backup.exists());
-    assert!(m.read("status").contains("metadata backup: last written"));
+    wait_for("a backup", 30, || {
+        m.read("status").contains("metadata backed up") && backup.exists()
+    });
     let at = m.status_json()["totals"]["last_backup"].as_i64().unwrap();
     assert!(at > 0);
     assert!(
