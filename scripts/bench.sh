@@ -6,11 +6,12 @@
 #   scripts/bench.sh engine     # only the named sections
 #
 # Sections: engine, mount, cache (the mount section's comparison with
-# passthrough_ll cache=always, alone), jobs, import, copies. Scale with BENCH_SECTORS / BENCH_IO_SECTORS
+# passthrough_ll cache=always, alone), jobs, import, copies, volumes. Scale with BENCH_SECTORS / BENCH_IO_SECTORS
 # (benches/engine.rs), BENCH_MOUNT_SECTORS / BENCH_MOUNT_WRITE_SECTORS /
 # BENCH_LIST_SECTORS / BENCH_MOUNT_PASSES (benches/mount.rs), BENCH_SHRINK_SECTORS /
 # BENCH_SHRINK_ROUNDS (benches/jobs.rs), BENCH_IMPORT_SECTORS / BENCH_IMPORT_CONTRACTS /
-# BENCH_VERIFY_SECTORS (benches/import.rs), and BENCH_DIR (where every store is
+# BENCH_VERIFY_SECTORS (benches/import.rs), BENCH_REDECLARE_SECTORS /
+# BENCH_BACKUP_SECTORS (benches/volumes.rs), and BENCH_DIR (where every store is
 # made). Installs what it needs when it is missing (as root, through
 # apt-get): libfuse3-dev and pkg-config, to build libfuse's passthrough_ll
 # example, the FUSE yardstick of the mount section.
@@ -132,4 +133,10 @@ fi
 if want import; then
     section "import (benches/import.rs)"
     cargo bench --quiet --bench import
+fi
+
+# --- volumes: redeclare, metadata backup, recover (issue 16) ------------------
+if want volumes; then
+    section "volumes (benches/volumes.rs)"
+    cargo bench --quiet --bench volumes
 fi

@@ -26,6 +26,8 @@ pub struct Totals {
     pub jobs_running: u64,
     /// Sectors by readable copies, against the copies setting.
     pub copies: CopyCensus,
+    /// When the last metadata backup was written (unix seconds; 0: never).
+    pub last_backup: i64,
 }
 
 impl Totals {
@@ -41,6 +43,7 @@ impl Totals {
             capacity: engine.capacity(),
             lost_sectors: engine.lost_sectors(),
             jobs_running: engine.jobs_running() as u64,
+            last_backup: engine.last_backup(),
         })
     }
 
@@ -219,6 +222,14 @@ pub const STORE: &[Figure] = &[
         means: "Volumes with a job (resize, remove, check) running.",
         value: |t| t.jobs_running,
     },
+    Figure {
+        key: "last_backup",
+        metric: "last_backup_timestamp_seconds",
+        kind: Kind::Gauge,
+        means: "When the last metadata backup was written beside the volumes (unix seconds; \
+                0: never).",
+        value: |t| t.last_backup.max(0) as u64,
+    },
 ];
 
 /// One figure of each volume.
@@ -254,7 +265,7 @@ pub const VOLUME: &[VolumeFigure] = &[
         metric: "volume_available",
         kind: Kind::Gauge,
         means: "1 if the volume's file is open and usable (state is not unavailable).",
-        value: |v| (v.state != VolumeState::Unavailable) as u64,
+        value: |v| !matches!(v.state, VolumeState::Unavailable | VolumeState::Detached) as u64,
     },
     VolumeFigure {
         key: "stats.reads",

@@ -96,7 +96,19 @@ pub fn parse_volume_add(line: &str) -> Result<(PathBuf, u64)> {
             short(line)
         )));
     };
-    let path = path.trim_end();
+    let path = parse_volume_path(path)?;
+    Ok((path, parse_size(size)?))
+}
+
+/// A volume's absolute path (`/volumes/attach`, the path of `add`): no
+/// control characters, no `..`.
+pub fn parse_volume_path(line: &str) -> Result<PathBuf> {
+    let path = line.trim();
+    if path.is_empty() {
+        return Err(Error::Invalid(
+            "write the absolute path of a volume file".into(),
+        ));
+    }
     if path.chars().any(char::is_control) {
         return Err(Error::Invalid(format!(
             "volume path {:?} contains a control character",
@@ -119,7 +131,7 @@ pub fn parse_volume_add(line: &str) -> Result<(PathBuf, u64)> {
             path.display()
         )));
     }
-    Ok((path, parse_size(size)?))
+    Ok(path)
 }
 
 /// `0` or `1`.
@@ -132,6 +144,38 @@ pub fn parse_flag(line: &str) -> Result<bool> {
             short(other)
         ))),
     }
+}
+
+/// A size in bytes (`min_free`): as [`parse_size`], so a plain number is
+/// slots; at most what a database integer holds.
+pub fn parse_byte_size(text: &str) -> Result<u64> {
+    parse_size(text)?
+        .checked_mul(SECTOR as u64)
+        .filter(|b| *b <= i64::MAX as u64)
+        .ok_or_else(|| Error::Invalid(format!("size {:?} is too large", short(text))))
+}
+
+/// A volume's `max_sectors`: a size (`0`: no cap).
+pub fn parse_max_sectors(text: &str) -> Result<u64> {
+    Some(parse_size(text)?)
+        .filter(|n| *n <= i64::MAX as u64)
+        .ok_or_else(|| Error::Invalid(format!("size {:?} is too large", short(text))))
+}
+
+/// A volume's weight: a whole number from 0 to 1000000.
+pub fn parse_weight(line: &str) -> Result<u32> {
+    let t = line.trim();
+    let digits = !t.is_empty() && t.len() <= 7 && t.bytes().all(|b| b.is_ascii_digit());
+    digits
+        .then(|| t.parse::<u32>().ok())
+        .flatten()
+        .filter(|w| *w <= 1_000_000)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "a weight is a whole number from 0 (no new sectors) to 1000000, not {:?}",
+                short(t)
+            ))
+        })
 }
 
 /// A non-negative decimal number (the height).
@@ -298,6 +342,18 @@ mod tests {
         assert!(parse_flag("1\n").unwrap());
         assert!(parse_flag("yes").is_err());
         assert_eq!(parse_height("42\n").unwrap(), 42);
+        assert_eq!(parse_weight("0\n").unwrap(), 0);
+        assert_eq!(parse_weight("1000000").unwrap(), 1_000_000);
+        for bad in ["", "-1", "1000001", "1.5", "+3", "4294967296", "x"] {
+            assert!(parse_weight(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_byte_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_byte_size("2").unwrap(), 8 << 20);
+        assert!(parse_byte_size("1000").is_ok());
+        assert!(parse_byte_size("9999999999999").is_err(), "past i64 bytes");
+        assert!(parse_byte_size("1B").is_err());
+        assert!(parse_max_sectors("18446744073709551615").is_err());
+        assert_eq!(parse_max_sectors("3").unwrap(), 3);
         assert!(parse_height("-1").is_err());
         assert!(parse_height("18446744073709551616").is_err());
         assert_eq!(

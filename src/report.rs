@@ -47,7 +47,7 @@ pub fn status_text(engine: &Engine) -> Result<String> {
         c.used_slots as f64 * 100.0 / c.total_slots as f64
     };
     let mut out = format!(
-        "{}: {}, {}/{} used ({pct:.0}%), {} free for new sectors, {}, height {}\n",
+        "{}: {}, {}/{} used ({pct:.0}%), {} free for new sectors, {}, height {}",
         s.health,
         count(s.volumes.len() as u64, "volume"),
         c.used_slots,
@@ -56,6 +56,12 @@ pub fn status_text(engine: &Engine) -> Result<String> {
         count(t.sectors, "sector"),
         t.height
     );
+    // once there is one: when the metadata was last backed up
+    if t.last_backup > 0 {
+        let ago = (crate::engine::now_unix() - t.last_backup).max(0) as f64;
+        let _ = write!(out, ", metadata backed up {} ago", human_duration(ago));
+    }
+    out.push('\n');
     let k = &t.copies;
     // only when copies are kept, or some sector has not exactly one
     if (k.min, k.max) != (1, 1) || k.by_copies.keys().any(|n| *n != 1) {

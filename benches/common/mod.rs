@@ -162,3 +162,21 @@ pub fn print_table(rows: &[Row]) {
         line(row);
     }
 }
+
+/// The yardstick of anything that hashes on every core: MB/s of the sector
+/// root of `sample` (in memory) over `n` sectors on one thread per core.
+pub fn root_mbs_all_cores(sample: &[Vec<u8>], n: usize) -> f64 {
+    let threads = sectorfs::volume::scan::hashing_threads();
+    let per = n.div_ceil(threads);
+    let t = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(move || {
+                for i in 0..per {
+                    std::hint::black_box(sectorfs::merkle::sector_root(&sample[i % sample.len()]));
+                }
+            });
+        }
+    });
+    mbs(per * threads * sectorfs::merkle::SECTOR_SIZE, t.elapsed())
+}

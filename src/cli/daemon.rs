@@ -60,6 +60,10 @@ pub struct MountArgs {
     /// copies on other volumes (with /copies above 1), e.g. 10m
     #[arg(long, default_value = "10m")]
     pub repair_after: String,
+    /// How often the metadata is backed up beside every volume, e.g. 1h
+    /// (also at a clean unmount; 0: only then)
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    pub backup_interval: String,
 }
 
 pub fn default_data_dir() -> Result<PathBuf, String> {
@@ -109,6 +113,8 @@ pub fn run(a: MountArgs) -> Result<(), String> {
     check_mountpoint(&a.mountpoint)?;
     let repair_after = sectorfs::parse::parse_duration(&a.repair_after)
         .map_err(|e| format!("--repair-after: {e}"))?;
+    let backup_interval = sectorfs::parse::parse_duration(&a.backup_interval)
+        .map_err(|e| format!("--backup-interval: {e}"))?;
     let options = Options {
         repair_after,
         placement: a.placement,
@@ -131,6 +137,9 @@ pub fn run(a: MountArgs) -> Result<(), String> {
     );
     engine.resume_jobs().map_err(|e| e.to_string())?;
     engine.start_background(scrub).map_err(|e| e.to_string())?;
+    engine
+        .start_backups(backup_interval)
+        .map_err(|e| e.to_string())?;
     let mount_options = sectorfs::fs::MountOptions {
         threads: a.threads,
         allow_other: a.allow_other,
@@ -141,6 +150,8 @@ pub fn run(a: MountArgs) -> Result<(), String> {
     serving.store(false, Ordering::Relaxed);
     // jobs pause here and resume at the next start
     engine.shutdown();
+    // its alert and log line say why, if it fails
+    let _ = engine.backup_now();
     served.map_err(|e| e.to_string())
 }
 

@@ -10,6 +10,7 @@ mod logging;
 mod mountpoint;
 mod offline;
 mod online;
+mod recover;
 
 use std::path::PathBuf;
 
@@ -103,6 +104,16 @@ enum Command {
         #[command(subcommand)]
         source: import::Source,
     },
+    /// Rebuild a store whose database is lost (offline): the newest valid
+    /// backup beside the given volumes, then a redeclare of each
+    Recover {
+        /// The data dir to rebuild into (must hold no database)
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The store's volume files
+        #[arg(required = true, value_name = "VOLUME_PATH")]
+        volumes: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -167,6 +178,7 @@ pub fn main() -> i32 {
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { dir } => docs::man(dir.as_deref()),
         Command::Import { source } => import::run(source),
+        Command::Recover { data_dir, volumes } => recover::run(&data_dir, &volumes),
     };
     match result {
         Ok(()) => 0,

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::placement::{Candidate, Placement, choose};
 use super::slots::SlotMap;
+use crate::meta::Limits;
+use crate::volume::SECTOR_BYTES;
 
 /// Counts truncations of volume files, so a write into a reserved slot can
 /// tell at its commit whether a shrink cut the slot off (and its bytes with
@@ -50,13 +52,36 @@ struct VolumeSlots {
     limit: Option<u64>,
     /// The device of its file: copies of a sector go to different ones.
     device: u64,
+    /// Its weight, cap and free-space floor.
+    limits: Limits,
+    /// Its file, whose file system `min_free` looks at.
+    path: std::path::PathBuf,
 }
 
 impl VolumeSlots {
+    /// Free slots new sectors may take: below a shrink's new size, none at
+    /// weight 0, up to `max_sectors`, and as many as its file system holds
+    /// above `min_free`.
     fn placeable(&self) -> u64 {
-        match self.limit {
+        let mut n = self.within_limits();
+        if self.limits.min_free > 0 && n > 0 {
+            // a file system that cannot be asked takes nothing new
+            let free = crate::volume::fs_free_bytes(&self.path).unwrap_or(0);
+            n = n.min(free.saturating_sub(self.limits.min_free) / SECTOR_BYTES);
+        }
+        n
+    }
+
+    /// `placeable` before its file system is asked.
+    fn within_limits(&self) -> u64 {
+        let n = match self.limit {
             Some(l) => self.map.free_below(l),
             None => self.map.free(),
+        };
+        match self.limits {
+            Limits { weight: 0, .. } => 0,
+            Limits { max_sectors: 0, .. } => n,
+            Limits { max_sectors, .. } => n.min(max_sectors.saturating_sub(self.map.used())),
         }
     }
 }
@@ -78,8 +103,27 @@ impl Allocator {
                 writable,
                 limit: None,
                 device: u64::MAX - id as u64,
+                limits: Limits::default(),
+                path: Default::default(),
             },
         );
+    }
+
+    /// Sets a volume's limits; `path` is its file.
+    pub fn set_limits(&mut self, id: u32, limits: Limits, path: &std::path::Path) {
+        if let Some(v) = self.volumes.get_mut(&id) {
+            v.limits = limits;
+            v.path = path.to_path_buf();
+        }
+    }
+
+    pub fn limits(&self, id: u32) -> Option<Limits> {
+        self.volumes.get(&id).map(|v| v.limits)
+    }
+
+    /// Free slots new sectors could take if its file system had room.
+    pub fn within_limits(&self, id: u32) -> Option<u64> {
+        self.volumes.get(&id).map(VolumeSlots::within_limits)
     }
 
     pub fn remove_volume(&mut self, id: u32) {
@@ -143,6 +187,7 @@ impl Allocator {
                     id: *id,
                     total: v.limit.unwrap_or(v.map.total()),
                     free: v.placeable(),
+                    weight: v.limits.weight,
                 };
                 (c, v.device)
             })
@@ -178,6 +223,9 @@ impl Allocator {
     /// a running shrink's new size).
     pub fn reserve_placeable(&mut self, volume: u32) -> Option<u64> {
         let v = self.volumes.get_mut(&volume)?;
+        if v.placeable() == 0 {
+            return None;
+        }
         v.map.take_below(v.limit.unwrap_or(u64::MAX))
     }
 

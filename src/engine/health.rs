@@ -10,7 +10,6 @@ use parking_lot::Mutex;
 
 use super::{Engine, Severity, VolumeState, now_secs};
 use crate::error::{Error, Result};
-use crate::volume::VolumeFile;
 
 /// How often unavailable volumes are retried and files looked at.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
@@ -58,11 +57,8 @@ impl Engine {
             return Ok(());
         }
         let (slots, _) = self.alloc.lock().usage(id).unwrap_or((0, 0));
-        let file = VolumeFile::open(self.storage(), &v.path, slots).map_err(|e| {
-            Error::Unavailable(format!(
-                "volume {id} is still unavailable: cannot open {}: {e}",
-                v.path.display()
-            ))
+        let file = self.open_checked(&v, slots).map_err(|m| {
+            Error::Unavailable(format!("volume {id} is still unavailable: {}", m.reason))
         })?;
         // a disk that fails rarely vanishes: it answers EIO, so it stays
         // out of service until a read and a write of it work again
@@ -114,6 +110,7 @@ impl Engine {
             }
             self.check_file_still_there(&v);
         }
+        self.check_overcommit();
     }
 
     /// Churn: a volume unavailable for `repair_after` has its sectors'

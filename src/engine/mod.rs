@@ -3,17 +3,22 @@
 
 mod alerts;
 mod alloc;
+mod attach;
+mod backup;
 mod buffers;
 mod check;
 mod chunk_hasher;
 mod copies;
 mod heal;
 mod health;
+mod identity;
 mod import_alerts;
 mod jobs;
+mod limits;
 mod lock;
 pub mod placement;
 mod punches;
+mod redeclare;
 mod refs;
 mod repair;
 mod sectors;
@@ -34,11 +39,13 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 pub use alerts::{Alert, Alerts, Progress, Severity};
+pub use backup::backup_path;
 pub use check::{CheckReport, OfflineReport};
 pub use copies::CopyCensus;
 pub use health::ScrubOptions;
 pub use lock::DataDirLock;
 pub use placement::Placement;
+pub use redeclare::Redeclared;
 pub use refs::check_contract_name;
 pub use sectors::Stored;
 pub use status::Capacity;
@@ -47,13 +54,13 @@ pub use upload_limits::{MIN_UPLOAD_MEMORY, default_max_uploads, default_upload_m
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 
 pub use crate::meta::{
-    ContractEdit, ContractRow, CopiesSetting, Freed, MAX_TEMP_HEIGHT, RefCounts, Reference,
+    ContractEdit, ContractRow, CopiesSetting, Freed, Limits, MAX_TEMP_HEIGHT, RefCounts, Reference,
     SectorInfo, SectorKey, SectorRow, check_temp_height,
 };
 
 use crate::error::{IoContext, Result};
 use crate::meta::Meta;
-use crate::volume::{Disk, StorageOpener, VolumeFile};
+use crate::volume::{Disk, StorageOpener};
 use alloc::Allocator;
 use slots::SlotMap;
 
@@ -123,6 +130,8 @@ pub struct Engine {
     repair: repair::Repair,
     /// The memory and the number of sector files being written.
     uploads: upload_limits::UploadLimits,
+    /// Named in every volume's sidecar.
+    store_uuid: String,
     _lock: DataDirLock,
 }
 
@@ -152,6 +161,7 @@ impl Engine {
         let lock = DataDirLock::acquire(data_dir)?;
         let meta = Meta::open(&data_dir.join("sectorfs.db"))?;
         let copies = meta.copies_setting()?;
+        let store_uuid = meta.store_uuid()?;
         let engine = Engine {
             data_dir: data_dir.to_path_buf(),
             meta,
@@ -168,6 +178,7 @@ impl Engine {
             copies: RwLock::new(copies),
             repair: Default::default(),
             uploads: upload_limits::UploadLimits::new(upload_memory, max_uploads),
+            store_uuid,
             _lock: lock,
         };
         engine.load_volumes()?;
@@ -202,6 +213,7 @@ impl Engine {
             engine.add_volume(&path, engine.options.default_volume_slots)?;
         }
         engine.space_changed();
+        engine.check_overcommit();
         Ok(engine)
     }
 
@@ -212,22 +224,27 @@ impl Engine {
         let mut alloc = self.alloc.lock();
         let mut volumes = self.volumes.write();
         let mut maps: BTreeMap<u32, SlotMap> = BTreeMap::new();
+        let mut limits = BTreeMap::new();
         for row in rows {
-            let file = match VolumeFile::open(self.storage(), &row.path, row.slots) {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    let reason = format!("cannot open {}: {e}", row.path.display());
-                    tracing::error!(volume = row.id, "{reason}");
-                    self.alerts.raise(
-                        &format!("volume-unavailable-{}", row.id),
-                        Severity::Error,
-                        format!("volume {} is unavailable: {reason}", row.id),
-                        serde_json::json!({"volume": row.id, "path": row.path, "reason": e.to_string()}),
-                    );
-                    None
+            limits.insert(row.id, row.limits);
+            let mut v = Volume::new(row.id, row.uuid, row.path, None, row.readonly);
+            v.identified = row.sidecar.into();
+            // a detached volume's file is not this store's to open
+            let file = if row.detached {
+                v.close_file_as(VolumeState::Detached);
+                None
+            } else {
+                match self.open_checked(&v, row.slots) {
+                    Ok(f) => Some(f),
+                    Err(m) => {
+                        self.unavailable_at_open(&v, &m.reason, m.found.as_deref());
+                        None
+                    }
                 }
             };
-            let v = Volume::new(row.id, row.uuid, row.path, file, row.readonly);
+            if let Some(f) = file {
+                v.open_with(Arc::new(f));
+            }
             maps.insert(row.id, SlotMap::new(row.slots));
             volumes.insert(row.id, Arc::new(v));
         }
@@ -239,8 +256,21 @@ impl Engine {
         for (id, map) in maps {
             alloc.add_volume(id, map, volumes[&id].writable());
             alloc.set_device(id, volumes[&id].device());
+            alloc.set_limits(id, limits[&id], &volumes[&id].path);
         }
         Ok(())
+    }
+
+    /// A volume found unusable at open: an alert naming why.
+    fn unavailable_at_open(&self, v: &Volume, reason: &str, found: Option<&str>) {
+        tracing::error!(volume = v.id, "volume {} is unavailable: {reason}", v.id);
+        self.alerts.raise(
+            &format!("volume-unavailable-{}", v.id),
+            Severity::Error,
+            format!("volume {} is unavailable: {reason}", v.id),
+            serde_json::json!({"volume": v.id, "path": v.path, "reason": reason,
+                "expected_uuid": v.uuid, "found_uuid": found}),
+        );
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -308,6 +338,11 @@ pub(crate) fn test_engine(dir: &Path) -> Engine {
         ..Options::default()
     };
     Engine::open(dir, options).expect("open the engine")
+}
+
+/// Unix seconds now.
+pub fn now_unix() -> i64 {
+    now_secs()
 }
 
 /// Unix seconds now.

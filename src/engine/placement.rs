@@ -19,7 +19,7 @@ pub enum Placement {
     MostFree,
     /// The volume with the lowest fill fraction.
     LeastUsed,
-    /// Random, weighted by free slots.
+    /// Random, weighted by free slots times the volume's `weight`.
     WeightedRandom,
 }
 
@@ -62,6 +62,8 @@ pub struct Candidate {
     pub id: u32,
     pub total: u64,
     pub free: u64,
+    /// Its share of new sectors under `weighted-random` (never 0 here).
+    pub weight: u32,
 }
 
 /// Chooses among `candidates` (sorted by id, each with `free > 0`).
@@ -93,13 +95,14 @@ pub fn choose(
                 .then(a.id.cmp(&b.id))
         })?,
         Placement::WeightedRandom => {
-            let total: u64 = candidates.iter().map(|c| c.free).sum();
+            let share = |c: &Candidate| c.free.saturating_mul(c.weight.max(1) as u64);
+            let total: u64 = candidates.iter().map(share).fold(0, u64::saturating_add);
             let mut n = pick(total);
             candidates.iter().find(|c| {
-                if n < c.free {
+                if n < share(c) {
                     true
                 } else {
-                    n -= c.free;
+                    n -= share(c);
                     false
                 }
             })?
@@ -113,7 +116,12 @@ mod tests {
     use super::*;
 
     fn c(id: u32, total: u64, free: u64) -> Candidate {
-        Candidate { id, total, free }
+        Candidate {
+            id,
+            total,
+            free,
+            weight: 1,
+        }
     }
 
     #[test]
@@ -153,6 +161,22 @@ mod tests {
         assert_eq!(w(31), Some(2));
         assert_eq!(w(32), Some(3));
         assert_eq!(w(41), Some(3));
+    }
+
+    #[test]
+    fn weights_scale_the_weighted_draw() {
+        // shares 2*3 = 6 and 30*1 = 30: draws 0-5 → 1, 6-35 → 2
+        let vols = [
+            Candidate {
+                weight: 3,
+                ..c(1, 10, 2)
+            },
+            c(2, 100, 30),
+        ];
+        let w = |n| choose(Placement::WeightedRandom, &vols, None, move |_| n);
+        assert_eq!(w(5), Some(1));
+        assert_eq!(w(6), Some(2));
+        assert_eq!(w(35), Some(2));
     }
 
     #[test]

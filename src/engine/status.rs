@@ -36,7 +36,7 @@ impl Engine {
                 let placeable = alloc.placeable(v.id).unwrap_or(free).min(free);
                 cap.free_writable += placeable;
                 cap.free_readonly += free - placeable;
-            } else if v.state() == VolumeState::Unavailable {
+            } else if matches!(v.state(), VolumeState::Unavailable | VolumeState::Detached) {
                 cap.free_unavailable += free;
             } else {
                 cap.free_readonly += free;

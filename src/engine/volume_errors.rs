@@ -13,7 +13,8 @@ use crate::volume::is_shared_sync_error;
 const ERRORS_BEFORE_UNAVAILABLE: u64 = 3;
 
 /// The keys of the alerts this module raises about a volume as a whole.
-const VOLUME_ALERTS: [&str; 3] = [
+const VOLUME_ALERTS: [&str; 4] = [
+    "overcommit",
     "volume-unavailable",
     "volume-read-errors",
     "volume-write-errors",
@@ -126,7 +127,12 @@ impl Engine {
     pub(crate) fn check_file_still_there(&self, v: &Volume) {
         let Ok(file) = v.file() else { return };
         match file.still_at_path() {
-            Ok(true) => {}
+            Ok(true) => {
+                let (slots, _) = self.alloc.lock().usage(v.id).unwrap_or((0, 0));
+                if let Err(m) = self.check_identity(v, slots) {
+                    self.mark_unavailable(v, &m.reason);
+                }
+            }
             Ok(false) => self.mark_unavailable(
                 v,
                 &format!("its file {} was removed or replaced", v.path.display()),

@@ -28,6 +28,8 @@ pub enum VolumeState {
     Removing,
     Checking,
     Unavailable,
+    /// Out of the store without its data moved (`detach`), until attached.
+    Detached,
 }
 
 impl std::fmt::Display for VolumeState {
@@ -38,6 +40,7 @@ impl std::fmt::Display for VolumeState {
             VolumeState::Removing => "removing",
             VolumeState::Checking => "checking",
             VolumeState::Unavailable => "unavailable",
+            VolumeState::Detached => "detached",
         })
     }
 }
@@ -99,6 +102,8 @@ pub struct Volume {
     /// The device its file is on (`st_dev`), as of when it was opened.
     device: AtomicU64,
     pub stats: VolumeStats,
+    /// Its sidecar was written (see `identity.rs`).
+    pub(crate) identified: AtomicBool,
 }
 
 /// The device `path` is on; a volume whose device cannot be told gets one
@@ -131,7 +136,15 @@ impl Volume {
             state: RwLock::new(state),
             device: AtomicU64::new(device),
             stats: VolumeStats::default(),
+            identified: AtomicBool::new(false),
         }
+    }
+
+    /// Gives a volume made without its file (at open, before its
+    /// identity was checked) its file: ready.
+    pub(crate) fn open_with(&mut self, file: Arc<VolumeFile>) {
+        *self.file.get_mut() = Some(file);
+        *self.state.get_mut() = VolumeState::Ready;
     }
 
     /// The open file, or `EIO` with the reason when the volume is unavailable.
@@ -191,9 +204,14 @@ impl Volume {
     /// Drops the file and shows the volume unavailable (see
     /// `set_state_if_open` for the order of the locks).
     pub(crate) fn close_file(&self) {
+        self.close_file_as(VolumeState::Unavailable);
+    }
+
+    /// Drops the file and shows `state` (unavailable or detached).
+    pub(crate) fn close_file_as(&self, to: VolumeState) {
         let mut state = self.state.write();
         *self.file.write() = None;
-        *state = VolumeState::Unavailable;
+        *state = to;
     }
 
     pub(crate) fn set_state(&self, state: VolumeState) {
@@ -224,6 +242,7 @@ pub struct VolumeInfo {
     pub readonly: bool,
     pub state: VolumeState,
     pub stats: StatsSnapshot,
+    pub limits: crate::meta::Limits,
 }
 
 impl Engine {
@@ -241,7 +260,11 @@ impl Engine {
 
     pub fn volume_info(&self, id: u32) -> Result<VolumeInfo> {
         let v = self.volume(id)?;
-        let (slots, used) = self.alloc.lock().usage(id).unwrap_or((0, 0));
+        let (slots, used, limits) = {
+            let alloc = self.alloc.lock();
+            let (slots, used) = alloc.usage(id).unwrap_or((0, 0));
+            (slots, used, alloc.limits(id).unwrap_or_default())
+        };
         Ok(VolumeInfo {
             id,
             uuid: v.uuid.clone(),
@@ -251,6 +274,7 @@ impl Engine {
             readonly: v.readonly(),
             state: v.state(),
             stats: v.stats.snapshot(),
+            limits,
         })
     }
 
@@ -298,9 +322,24 @@ impl Engine {
             _ => Error::io(format!("cannot create volume file {}", path.display()), e),
         })?;
         let uuid = uuid::Uuid::new_v4().to_string();
-        let id = match self.meta.insert_volume(&uuid, path, slots) {
+        let sidecar = crate::volume::sidecar::Sidecar {
+            volume_uuid: uuid.clone(),
+            store_uuid: self.store_uuid.clone(),
+            slots,
+            index: None,
+        };
+        let recorded = crate::volume::sidecar::write(path, &sidecar)
+            .map_err(|e| {
+                Error::io(
+                    format!("cannot write the sidecar of volume file {}", path.display()),
+                    e,
+                )
+            })
+            .and_then(|()| self.meta.insert_volume(&uuid, path, slots));
+        let id = match recorded {
             Ok(id) => id,
             Err(e) => {
+                let _ = std::fs::remove_file(crate::volume::sidecar::path_of(path));
                 if let Err(rm) = std::fs::remove_file(path) {
                     tracing::warn!(
                         "volume file {} was made but not recorded ({e}), and cannot be deleted: \
@@ -312,14 +351,17 @@ impl Engine {
             }
         };
         let volume = Arc::new(Volume::new(id, uuid, path.to_path_buf(), Some(file), false));
+        volume.identified.store(true, Ordering::Relaxed);
         {
             let mut alloc = self.alloc.lock();
             alloc.add_volume(id, SlotMap::new(slots), true);
             alloc.set_device(id, volume.device());
+            alloc.set_limits(id, Default::default(), path);
         }
         self.volumes.write().insert(id, volume);
         tracing::info!(volume = id, slots, "added volume {}", path.display());
         self.space_changed();
+        self.check_overcommit();
         self.room_for_copies(&format!("volume {id} was added"));
         Ok(id)
     }

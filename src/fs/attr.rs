@@ -154,7 +154,7 @@ impl SectorFs {
                 // generated on open; size 0 like /proc, read until EOF
                 file(perm, 0)
             }
-            Node::Height | Node::Copies | Node::VolumesAdd => {
+            Node::Height | Node::Copies | Node::VolumesAdd | Node::VolumesAttach => {
                 file(0o644, generated::content(e, node)?.len() as u64)
             }
             Node::Volume(_, f) => {

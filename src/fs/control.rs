@@ -75,6 +75,11 @@ pub fn apply(engine: &Arc<Engine>, node: Node, line: &str, mountpoint: &Path) ->
             check_outside(&path, mountpoint)?;
             engine.add_volume(&path, slots).map(|_| ())
         }
+        Node::VolumesAttach => {
+            let path = parse::parse_volume_path(line)?;
+            check_outside(&path, mountpoint)?;
+            engine.attach_volume(&path).map(|_| ())
+        }
         Node::Height => engine.set_height(parse::parse_height(line)?),
         Node::Copies if line.trim() == "cancel" => engine.cancel_repair(),
         Node::Copies => {
@@ -95,18 +100,43 @@ pub fn apply(engine: &Arc<Engine>, node: Node, line: &str, mountpoint: &Path) ->
             }
         },
         Node::Volume(id, VolFile::Readonly) => engine.set_readonly(id, parse::parse_flag(line)?),
-        Node::Volume(id, VolFile::Slots | VolFile::Remove | VolFile::Check)
-            if line.trim() == "cancel" =>
-        {
-            engine.cancel_job(id)
-        }
+        Node::Volume(
+            id,
+            VolFile::Slots | VolFile::Remove | VolFile::Check | VolFile::Redeclare,
+        ) if line.trim() == "cancel" => engine.cancel_job(id),
         Node::Volume(id, VolFile::Slots) => engine.resize_volume(id, parse::parse_size(line)?),
+        Node::Volume(id, VolFile::Weight) => {
+            let weight = parse::parse_weight(line)?;
+            engine.set_limits(id, |l| l.weight = weight)
+        }
+        Node::Volume(id, VolFile::MaxSectors) => {
+            let cap = parse::parse_max_sectors(line)?;
+            engine.set_limits(id, |l| l.max_sectors = cap)
+        }
+        Node::Volume(id, VolFile::MinFree) => {
+            let bytes = parse::parse_byte_size(line)?;
+            engine.set_limits(id, |l| l.min_free = bytes)
+        }
         Node::Volume(id, VolFile::Remove) => match line.trim() {
             "1" => engine.remove_volume(id, false),
             "force" => engine.remove_volume(id, true),
             other => Err(Error::Invalid(format!(
                 "write 1 to remove volume {id}, force to drop unreadable sectors, or cancel; \
                  not {:?}",
+                other.chars().take(40).collect::<String>()
+            ))),
+        },
+        Node::Volume(id, VolFile::Detach) => match line.trim() {
+            "1" => engine.detach_volume(id),
+            other => Err(Error::Invalid(format!(
+                "write 1 to detach volume {id}; not {:?}",
+                other.chars().take(40).collect::<String>()
+            ))),
+        },
+        Node::Volume(id, VolFile::Redeclare) => match line.trim() {
+            "1" => engine.redeclare_volume(id),
+            other => Err(Error::Invalid(format!(
+                "write 1 to redeclare volume {id}, or cancel; not {:?}",
                 other.chars().take(40).collect::<String>()
             ))),
         },

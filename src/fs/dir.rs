@@ -63,6 +63,7 @@ impl SectorFs {
                 Node::Sector(e.temp_entry(h, &root)?.ok_or_else(missing)?.id)
             }
             Node::VolumesDir if name == "add" => Node::VolumesAdd,
+            Node::VolumesDir if name == "attach" => Node::VolumesAttach,
             Node::VolumesDir => {
                 let id: u32 = name.parse().map_err(|_| missing())?;
                 if id.to_string() != name {
@@ -200,7 +201,9 @@ impl SectorFs {
                 .into_iter()
                 .map(|(id, root)| (root.to_string(), Node::Sector(id)))
                 .collect(),
-            Node::VolumesDir => std::iter::once(("add".to_string(), Node::VolumesAdd))
+            Node::VolumesDir => [("add", Node::VolumesAdd), ("attach", Node::VolumesAttach)]
+                .into_iter()
+                .map(|(n, node)| (n.to_string(), node))
                 .chain(
                     e.volume_ids()
                         .into_iter()

@@ -539,7 +539,11 @@ impl SectorFs {
             n => {
                 let writable = matches!(
                     n,
-                    Node::Height | Node::Copies | Node::VolumesAdd | Node::Status
+                    Node::Height
+                        | Node::Copies
+                        | Node::VolumesAdd
+                        | Node::VolumesAttach
+                        | Node::Status
                 ) || matches!(n, Node::Volume(_, f) if f.writable());
                 if write && !writable {
                     return Err(Error::Access(format!("{} is read-only", n.path())));

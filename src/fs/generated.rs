@@ -14,7 +14,7 @@ pub fn content(engine: &Engine, node: Node) -> Result<Vec<u8>> {
             let c = engine.copies_setting();
             format!("{} {}\n", c.min, c.max)
         }
-        Node::VolumesAdd => String::new(),
+        Node::VolumesAdd | Node::VolumesAttach => String::new(),
         Node::Status => report::status_text(engine)?,
         Node::StatusJson => report::status_json(engine)?,
         Node::Metrics => report::metrics(engine)?,
@@ -41,6 +41,29 @@ fn volume_file(engine: &Engine, id: u32, f: VolFile) -> Result<String> {
                 s.reads, s.writes, s.read_errors, s.write_errors, s.corrupt, s.healed, s.bytes_read
             )
         }
-        VolFile::Remove | VolFile::Check => String::new(),
+        VolFile::Weight => format!("{}\n", v.limits.weight),
+        VolFile::MaxSectors => format!("{}\n", v.limits.max_sectors),
+        VolFile::MinFree => format!("{}\n", size_text(v.limits.min_free)),
+        VolFile::Remove | VolFile::Check | VolFile::Detach | VolFile::Redeclare => String::new(),
     })
+}
+
+/// A byte size as written back it means the same: in the largest binary
+/// unit it is a whole number of (`512MiB`); `0` for none.
+fn size_text(bytes: u64) -> String {
+    let units = [
+        ("PiB", 50),
+        ("TiB", 40),
+        ("GiB", 30),
+        ("MiB", 20),
+        ("KiB", 10),
+    ];
+    match units
+        .iter()
+        .find(|(_, shift)| bytes.trailing_zeros() >= *shift)
+    {
+        _ if bytes == 0 => "0".into(),
+        Some((unit, shift)) => format!("{}{unit}", bytes >> shift),
+        None => format!("{bytes}B"),
+    }
 }

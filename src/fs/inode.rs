@@ -30,10 +30,15 @@ pub enum VolFile {
     Stats,
     Remove,
     Check,
+    Weight,
+    MaxSectors,
+    MinFree,
+    Detach,
+    Redeclare,
 }
 
 impl VolFile {
-    pub const ALL: [VolFile; 9] = [
+    pub const ALL: [VolFile; 14] = [
         VolFile::Path,
         VolFile::Uuid,
         VolFile::Slots,
@@ -43,6 +48,11 @@ impl VolFile {
         VolFile::Stats,
         VolFile::Remove,
         VolFile::Check,
+        VolFile::Weight,
+        VolFile::MaxSectors,
+        VolFile::MinFree,
+        VolFile::Detach,
+        VolFile::Redeclare,
     ];
 
     pub fn name(self) -> &'static str {
@@ -56,6 +66,11 @@ impl VolFile {
             VolFile::Stats => "stats",
             VolFile::Remove => "remove",
             VolFile::Check => "check",
+            VolFile::Weight => "weight",
+            VolFile::MaxSectors => "max_sectors",
+            VolFile::MinFree => "min_free",
+            VolFile::Detach => "detach",
+            VolFile::Redeclare => "redeclare",
         }
     }
 
@@ -66,7 +81,15 @@ impl VolFile {
     pub fn writable(self) -> bool {
         matches!(
             self,
-            VolFile::Slots | VolFile::Readonly | VolFile::Remove | VolFile::Check
+            VolFile::Slots
+                | VolFile::Readonly
+                | VolFile::Remove
+                | VolFile::Check
+                | VolFile::Weight
+                | VolFile::MaxSectors
+                | VolFile::MinFree
+                | VolFile::Detach
+                | VolFile::Redeclare
         )
     }
 
@@ -86,6 +109,8 @@ pub enum Node {
     Copies,
     VolumesDir,
     VolumesAdd,
+    /// `/volumes/attach`: a detached or another store's volume brought in.
+    VolumesAttach,
     Status,
     StatusJson,
     Metrics,
@@ -130,6 +155,7 @@ impl Node {
             Node::StatusJson => 9,
             Node::Metrics => 10,
             Node::Copies => 11,
+            Node::VolumesAttach => 20,
             Node::VolumeDir(id) => VOLUME_BASE + id as u64 * 16,
             Node::Volume(id, f) => VOLUME_BASE + id as u64 * 16 + f.index(),
             Node::Sector(id) => TAG_SECTOR | (id as u64 & ID_MASK),
@@ -160,6 +186,7 @@ impl Node {
             9 => Node::StatusJson,
             10 => Node::Metrics,
             11 => Node::Copies,
+            20 => Node::VolumesAttach,
             n if n >= PENDING_BASE => Node::Pending(n - PENDING_BASE),
             n if n >= STAGING_BASE => Node::Staging(n - STAGING_BASE),
             n if n >= VOLUME_BASE => {
@@ -182,6 +209,7 @@ impl Node {
         match self {
             Node::Root => "/".into(),
             Node::VolumesAdd => "/volumes/add".into(),
+            Node::VolumesAttach => "/volumes/attach".into(),
             Node::VolumeDir(id) => format!("/volumes/{id}"),
             Node::Volume(id, f) => format!("/volumes/{id}/{}", f.name()),
             Node::TempHeight(h) => format!("/temp/{h}"),
@@ -225,6 +253,7 @@ mod tests {
         let mut nodes = vec![
             Node::Root,
             Node::Metrics,
+            Node::VolumesAttach,
             Node::VolumeDir(0),
             Node::VolumeDir(7),
             Node::Sector(1),

@@ -61,7 +61,10 @@ impl Meta {
     pub fn jobs(&self) -> Result<Vec<JobRow>> {
         self.read(|c| {
             let mut stmt = c
-                .prepare_cached("SELECT volume_id, kind, target, force, started_at FROM jobs")
+                .prepare_cached(
+                    "SELECT volume_id, kind, target, force, started_at FROM jobs \
+                     WHERE kind != 'redeclare'",
+                )
                 .ctx("reading jobs")?;
             stmt.query_map([], |r| {
                 let kind: String = r.get(1)?;

@@ -149,6 +149,34 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO settings (key, value) VALUES ('copies_min', 1), ('copies_max', 1),
         ('repair_cursor', -1);
     "#,
+    // 10: self-describing volumes. The store's uuid (named in every
+    // volume's sidecar); per volume whether its sidecar was written (an
+    // older store's volumes get theirs at their first open), its limits,
+    // whether it is detached; the redeclare job; when the last metadata
+    // backup was written.
+    r#"
+    CREATE TABLE store (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        uuid  TEXT NOT NULL
+    );
+    ALTER TABLE volumes ADD COLUMN sidecar INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE volumes ADD COLUMN weight INTEGER NOT NULL DEFAULT 1 CHECK (weight >= 0);
+    ALTER TABLE volumes ADD COLUMN max_sectors INTEGER NOT NULL DEFAULT 0
+        CHECK (max_sectors >= 0);
+    ALTER TABLE volumes ADD COLUMN min_free INTEGER NOT NULL DEFAULT 0 CHECK (min_free >= 0);
+    ALTER TABLE volumes ADD COLUMN detached INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE jobs_new (
+        volume_id  INTEGER PRIMARY KEY REFERENCES volumes(id),
+        kind       TEXT NOT NULL CHECK (kind IN ('resize', 'remove', 'redeclare')),
+        target     INTEGER NOT NULL,
+        force      INTEGER NOT NULL DEFAULT 0,
+        started_at INTEGER NOT NULL
+    );
+    INSERT INTO jobs_new SELECT volume_id, kind, target, force, started_at FROM jobs;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_new RENAME TO jobs;
+    INSERT INTO settings (key, value) VALUES ('last_backup', 0);
+    "#,
 ];
 
 /// Runs the migrations not run yet. Foreign keys are off meanwhile (a

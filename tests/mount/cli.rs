@@ -184,7 +184,7 @@ fn mount_makes_the_default_volume() {
     drop(m);
 
     let m = Mount::start(&["--default-volume", "0"]);
-    assert_eq!(m.sh_ok("ls volumes"), "add\n");
+    assert_eq!(m.sh_ok("ls volumes"), "add\nattach\n");
     assert!(!m.data.join("volumes/default.vol").exists());
     let e = m.try_put(&sector(920)).unwrap_err();
     assert_eq!(super::harness::errno(&e), libc::ENOSPC);
@@ -449,6 +449,7 @@ fn help_completions_and_man_page() {
         "volume remove",
         "status",
         "check",
+        "recover",
         "completions",
         "man",
     ];

@@ -184,7 +184,7 @@ fn state(m: &Mount, extra_dirs: &[&Path]) -> Vec<String> {
         ));
     }
     for v in sorted_names(&m.path("volumes")) {
-        if v == "add" {
+        if v == "add" || v == "attach" {
             continue;
         }
         let f = |n: &str| m.read(&format!("volumes/{v}/{n}"));
@@ -207,7 +207,12 @@ fn state(m: &Mount, extra_dirs: &[&Path]) -> Vec<String> {
     ));
     // no stray files where a refused volume could have been created
     for dir in extra_dirs {
-        out.push(format!("{} holds {:?}", dir.display(), sorted_names(dir)));
+        // the metadata backups written beside the volumes at each unmount
+        let names: Vec<String> = sorted_names(dir)
+            .into_iter()
+            .filter(|n| !n.ends_with(".sectorfs.db"))
+            .collect();
+        out.push(format!("{} holds {names:?}", dir.display()));
     }
     out
 }

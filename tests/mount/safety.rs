@@ -150,7 +150,7 @@ fn volumes_add_will_not_clobber_or_loop() {
     assert_eq!(errno(&e), libc::EINVAL);
     assert_eq!(
         std::fs::read_dir(m.path("volumes")).unwrap().count(),
-        2,
-        "add and 1"
+        3,
+        "add, attach and 1"
     );
 }

@@ -52,7 +52,7 @@ fn add_makes_a_sparse_volume_ready_at_once() {
     let path = m.scratch().join("v2.vol");
     m.write("volumes/add", &format!("{} 8\n", path.display()))
         .unwrap();
-    assert_eq!(volume_ids(&m), ["1", "2", "add"]);
+    assert_eq!(volume_ids(&m), ["1", "2", "add", "attach"]);
     let mut files: Vec<String> = std::fs::read_dir(m.path("volumes/2"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -197,7 +197,7 @@ fn add_refuses_bad_input() {
         assert_eq!(errno(&e), *want, "{line:?}: {e}");
     }
     // nothing was made, and the file that was there is untouched
-    assert_eq!(volume_ids(&m), ["1", "add"]);
+    assert_eq!(volume_ids(&m), ["1", "add", "attach"]);
     for name in [
         "nosize.vol",
         "zero.vol",

@@ -550,6 +550,7 @@ impl<D: Driver> Case<D> {
         let model = &self.model;
         let mut want: Vec<String> = model.volumes.keys().map(|id| id.to_string()).collect();
         want.push("add".into());
+        want.push("attach".into());
         want.sort();
         let got = self.names("volumes")?;
         if got != want {

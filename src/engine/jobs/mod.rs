@@ -92,6 +92,7 @@ impl Engine {
 
     /// Restarts the jobs a previous process left unfinished.
     pub fn resume_jobs(self: &Arc<Self>) -> Result<()> {
+        self.resume_redeclares()?;
         for job in self.meta.jobs()? {
             tracing::info!(volume = job.volume_id, "resuming an interrupted job");
             if let Err(e) = self.start_job(job.volume_id, job.kind, true) {
@@ -128,6 +129,11 @@ impl Engine {
     }
 
     pub(super) fn check_idle(&self, id: u32) -> Result<()> {
+        if self.volume(id)?.state() == VolumeState::Detached {
+            return Err(Error::Invalid(format!(
+                "volume {id} is detached; attach it again first (echo <path> > /volumes/attach)"
+            )));
+        }
         if self.job_running(id) {
             return Err(Error::Busy(format!(
                 "volume {id} already has a job running; cancel it or wait for it to finish"

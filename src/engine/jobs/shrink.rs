@@ -38,8 +38,10 @@ impl Engine {
             .map_err(|e| Error::io(format!("cannot grow volume {id}"), e))?;
         self.meta.set_slots(id, slots)?;
         self.alloc.lock().resize(id, slots);
+        self.rewrite_sidecar(&v, slots);
         tracing::info!(volume = id, from = current, to = slots, "volume grown");
         self.space_changed();
+        self.check_overcommit();
         Ok(())
     }
 }
@@ -55,6 +57,7 @@ impl JobRun<'_> {
         }
         e.crash_point("shrink:recorded");
         e.alloc.lock().resize(id, target);
+        e.rewrite_sidecar(self.volume, target);
         match self.volume.file() {
             Ok(f) => {
                 // the row already says `target`; a longer file still opens
