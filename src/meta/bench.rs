@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use rusqlite::params;
 
+use super::aggregates::{Agg, Scope, add_in};
 use super::db::Meta;
 use crate::error::{DbContext, Error, Result};
 use crate::merkle::Root;
@@ -23,7 +24,11 @@ impl Meta {
     ) -> Result<()> {
         self.write(|tx| {
             let mut sector = tx
-                .prepare_cached("INSERT INTO sectors (root, stored_at) VALUES (?1, ?2)")
+                .prepare_cached(
+                    "INSERT INTO sectors (root, stored_at, ready, health) VALUES (?1, ?2, 1, \
+                     CASE WHEN (SELECT value FROM settings WHERE key = 'copies_min') > 1 \
+                     THEN 1 ELSE 0 END)",
+                )
                 .ctx("recording synthetic sectors")?;
             let mut copy = tx
                 .prepare_cached(
@@ -43,6 +48,27 @@ impl Meta {
                 copy.execute(params![id, volume_id, slot, stored_at])
                     .ctx("recording synthetic sectors")?;
                 pin.execute([id]).ctx("recording synthetic sectors")?;
+            }
+            if roots.is_empty() {
+                return Ok(());
+            }
+            // counted as the writes would have: one ready copy each
+            let health: i64 = tx
+                .query_row(
+                    "SELECT health FROM sectors WHERE id = ?1",
+                    [tx.last_insert_rowid()],
+                    |r| r.get(0),
+                )
+                .ctx("recording synthetic sectors")?;
+            let n = roots.len() as i64;
+            let all = Agg::of_sector(health, n, n);
+            for scope in [
+                Scope::Store,
+                Scope::Ready(1),
+                Scope::Volume(volume_id),
+                Scope::Pins,
+            ] {
+                add_in(tx, scope, all)?;
             }
             Ok(())
         })

@@ -6,12 +6,14 @@
 //! holds, id numbering) is in `query.rs`, which imports no other module
 //! here, so the imports between these files never go round in a circle.
 
+mod aggregates;
 #[cfg(feature = "bench")]
 mod bench;
 mod check;
 mod contracts;
 mod copies;
 mod db;
+mod health;
 mod height;
 mod import;
 mod jobs;
@@ -23,9 +25,11 @@ mod sectors;
 mod temp;
 mod volumes;
 
+pub use aggregates::{Agg, Scope};
 pub use contracts::{ContractEdit, ContractRow};
 pub use copies::{CopiesSetting, LostCopy};
 pub use db::Meta;
+pub use health::{AggregateView, PassStep, VolumeHealth};
 pub use import::{Holders, ImportDb, ImportedSector};
 pub use jobs::{JobKind, JobRow, Move};
 pub use query::{Freed, RefChange, RefCounts, SectorInfo, SectorKey, SectorRow};
