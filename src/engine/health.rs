@@ -80,6 +80,7 @@ impl Engine {
         v.set_file(file);
         self.alloc.lock().set_device(id, v.device());
         self.note_back_in_service(&v);
+        self.aggregates_wake();
         {
             // a job under way keeps its state (a volume being removed must
             // not take new sectors because its file came back); decided
@@ -158,6 +159,12 @@ impl Engine {
             .spawn(move || engine.repair_loop())
             .map_err(|e| Error::io("cannot start the repair thread", e))?;
         self.jobs.threads.lock().push(repair);
+        let engine = self.clone();
+        let aggregates = std::thread::Builder::new()
+            .name("aggregates".into())
+            .spawn(move || engine.aggregates_loop())
+            .map_err(|e| Error::io("cannot start the aggregates thread", e))?;
+        self.jobs.threads.lock().push(aggregates);
         if let Some(opts) = scrub {
             let engine = self.clone();
             let t = std::thread::Builder::new()

@@ -1,6 +1,7 @@
 //! The storage engine: placement, references, jobs and alerts over the
 //! metadata (`meta`) and the volume files (`volume`). Knows nothing of FUSE.
 
+mod aggregates;
 mod alerts;
 mod alloc;
 mod buffers;
@@ -121,6 +122,7 @@ pub struct Engine {
     /// How many copies of each sector the store keeps.
     copies: RwLock<CopiesSetting>,
     repair: repair::Repair,
+    aggregates: aggregates::Aggregates,
     /// The memory and the number of sector files being written.
     uploads: upload_limits::UploadLimits,
     _lock: DataDirLock,
@@ -167,10 +169,12 @@ impl Engine {
             corrupt: Mutex::new(Default::default()),
             copies: RwLock::new(copies),
             repair: Default::default(),
+            aggregates: Default::default(),
             uploads: upload_limits::UploadLimits::new(upload_memory, max_uploads),
             _lock: lock,
         };
         engine.load_volumes()?;
+        engine.load_corrupt()?;
         engine.finish_punches()?;
         engine.raise_import_alerts();
         // only on a first start: an operator who removed every volume
@@ -202,6 +206,7 @@ impl Engine {
             engine.add_volume(&path, engine.options.default_volume_slots)?;
         }
         engine.space_changed();
+        engine.sync_volume_health()?;
         Ok(engine)
     }
 
