@@ -10,7 +10,7 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::engine::{Capacity, CopyCensus, Engine, VolumeInfo, VolumeState};
+use crate::engine::{AggregateView, Capacity, CopyCensus, Engine, VolumeInfo, VolumeState};
 use crate::error::Result;
 use crate::volume::SECTOR_BYTES;
 
@@ -323,6 +323,75 @@ pub const BY_COPIES: (&str, &str, &str) = (
     "sectors_by_copies",
     "Sectors by number of readable copies (label copies).",
 );
+
+/// One aggregate figure (issue 18): the extended attribute
+/// `user.sectorfs.<name>` of `/contracts/<id>`, `/contracts`,
+/// `/temp/<height>`, `/temp`, `/volumes/<id>` and the root, and a column of
+/// `sectorfs contracts`.
+pub struct AggregateFigure {
+    pub name: &'static str,
+    pub means: &'static str,
+    pub value: fn(&AggregateView) -> String,
+}
+
+/// The aggregate figures, in the order they are listed.
+pub const AGGREGATE: &[AggregateFigure] = &[
+    AggregateFigure {
+        name: "entries",
+        means: "Entries (contract or temp entries, pins, copies on a volume; the root: every \
+                reference).",
+        value: |v| v.agg.entries.to_string(),
+    },
+    AggregateFigure {
+        name: "sectors",
+        means: "Distinct sectors they name.",
+        value: |v| v.agg.sectors.to_string(),
+    },
+    AggregateFigure {
+        name: "bytes",
+        means: "Bytes of those sectors: sectors x 4 MiB.",
+        value: |v| (v.agg.sectors.max(0) as u64 * SECTOR_BYTES).to_string(),
+    },
+    AggregateFigure {
+        name: "health",
+        means: "Fraction of entries whose sector has at least copies_min ready copies (1 \
+                when there is none).",
+        value: |v| format!("{:.4}", v.agg.health()),
+    },
+    AggregateFigure {
+        name: "unavailable",
+        means: "Entries whose sector has a copy on a volume out of service.",
+        value: |v| v.agg.unavailable.to_string(),
+    },
+    AggregateFigure {
+        name: "corrupt",
+        means: "Entries whose sector has a copy found corrupt.",
+        value: |v| v.agg.corrupt.to_string(),
+    },
+    AggregateFigure {
+        name: "lost",
+        means: "Entries whose sector has no ready copy: it cannot be read now.",
+        value: |v| v.agg.lost.to_string(),
+    },
+    AggregateFigure {
+        name: "cold",
+        means: "Entries whose sector has a copy in the cold tier (0 until the cold tier \
+                keeps copies).",
+        value: |v| v.agg.cold.to_string(),
+    },
+    AggregateFigure {
+        name: "oldest_check",
+        means: "Oldest time (Unix seconds) a copy of a sector in it was last verified \
+                (stored counts as verified); none when it holds no sector.",
+        value: |v| v.oldest_check.map_or("none".into(), |t| t.to_string()),
+    },
+    AggregateFigure {
+        name: "as_of",
+        means: "When (Unix seconds) the figures were last exact: now, unless a background \
+                pass after a volume changed state is under way.",
+        value: |v| v.as_of.to_string(),
+    },
+];
 
 /// `totals` in `/status.json`: every figure of [`STORE`] under its key,
 /// sectors by copies, and the placement policy.

@@ -48,8 +48,8 @@ pub use upload_limits::{MIN_UPLOAD_MEMORY, default_max_uploads, default_upload_m
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 
 pub use crate::meta::{
-    ContractEdit, ContractRow, CopiesSetting, Freed, MAX_TEMP_HEIGHT, RefCounts, Reference,
-    SectorInfo, SectorKey, SectorRow, check_temp_height,
+    Agg, AggregateView, ContractEdit, ContractRow, CopiesSetting, Freed, MAX_TEMP_HEIGHT,
+    RefCounts, Reference, Scope, SectorInfo, SectorKey, SectorRow, check_temp_height,
 };
 
 use crate::error::{IoContext, Result};

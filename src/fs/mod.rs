@@ -18,6 +18,7 @@
 //! - `fds.rs`: processes holding a file;
 //! - `mount.rs`: the session, signals, a clean unmount.
 
+mod aggregate_xattr;
 mod attr;
 mod contract_file;
 mod control;
