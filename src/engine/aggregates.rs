@@ -119,6 +119,22 @@ impl Engine {
         Ok(())
     }
 
+    /// Recounts every aggregate from the tables once the passes due have
+    /// run: each that differs, in words (then every one is rebuilt).
+    pub fn recount_aggregates(&self) -> Result<Vec<String>> {
+        self.settle_aggregates()?;
+        let differences = self.meta.aggregate_differences()?;
+        if !differences.is_empty() {
+            for d in &differences {
+                tracing::error!("{d}; rebuilding the aggregates from the tables");
+            }
+            self.meta.rebuild_aggregates()?;
+            self.aggregates.synced.lock().clear();
+            self.settle_aggregates()?;
+        }
+        Ok(differences)
+    }
+
     /// One scope's aggregates.
     pub fn aggregate(&self, scope: Scope) -> Result<AggregateView> {
         self.meta.aggregate(scope)
