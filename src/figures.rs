@@ -26,6 +26,10 @@ pub struct Totals {
     pub jobs_running: u64,
     /// Sectors by readable copies, against the copies setting.
     pub copies: CopyCensus,
+    /// The root's aggregates: every reference.
+    pub aggregates: AggregateView,
+    /// Contracts with an entry whose sector has fewer than min ready copies.
+    pub unhealthy_contracts: u64,
 }
 
 impl Totals {
@@ -33,7 +37,10 @@ impl Totals {
     /// copies, so it comes before the alerts are listed.
     pub fn of(engine: &Engine) -> Result<Totals> {
         let copies = engine.copy_census()?;
+        engine.contract_health_alert()?;
         Ok(Totals {
+            aggregates: engine.root_aggregate()?,
+            unhealthy_contracts: engine.unhealthy_contracts()?,
             sectors: copies.sectors,
             copies,
             height: engine.height()?,
@@ -213,6 +220,63 @@ pub const STORE: &[Figure] = &[
         value: |t| t.copies.sharing_a_device,
     },
     Figure {
+        key: "references",
+        metric: "references",
+        kind: Kind::Gauge,
+        means: "References of every kind: pins, contract entries and temp entries.",
+        value: |t| t.aggregates.agg.entries.max(0) as u64,
+    },
+    Figure {
+        key: "unhealthy_references",
+        metric: "references_unhealthy",
+        kind: Kind::Gauge,
+        means: "References whose sector has fewer than copies_min ready copies (health = 1 - \
+                this / references).",
+        value: |t| t.aggregates.agg.unhealthy.max(0) as u64,
+    },
+    Figure {
+        key: "unavailable_references",
+        metric: "references_unavailable",
+        kind: Kind::Gauge,
+        means: "References whose sector has a copy on a volume out of service.",
+        value: |t| t.aggregates.agg.unavailable.max(0) as u64,
+    },
+    Figure {
+        key: "corrupt_references",
+        metric: "references_corrupt",
+        kind: Kind::Gauge,
+        means: "References whose sector has a copy found corrupt.",
+        value: |t| t.aggregates.agg.corrupt.max(0) as u64,
+    },
+    Figure {
+        key: "lost_references",
+        metric: "references_lost",
+        kind: Kind::Gauge,
+        means: "References whose sector has no ready copy.",
+        value: |t| t.aggregates.agg.lost.max(0) as u64,
+    },
+    Figure {
+        key: "cold_references",
+        metric: "references_cold",
+        kind: Kind::Gauge,
+        means: "References whose sector has a copy in the cold tier.",
+        value: |t| t.aggregates.agg.cold.max(0) as u64,
+    },
+    Figure {
+        key: "unhealthy_contracts",
+        metric: "contracts_unhealthy",
+        kind: Kind::Gauge,
+        means: "Contracts whose health is below 1 (/status names the worst).",
+        value: |t| t.unhealthy_contracts,
+    },
+    Figure {
+        key: "aggregates_as_of",
+        metric: "aggregates_as_of_seconds",
+        kind: Kind::Gauge,
+        means: "When (Unix seconds) the aggregates were last exact.",
+        value: |t| t.aggregates.as_of.max(0) as u64,
+    },
+    Figure {
         key: "jobs_running",
         metric: "jobs_running",
         kind: Kind::Gauge,
@@ -356,7 +420,7 @@ pub const AGGREGATE: &[AggregateFigure] = &[
         name: "health",
         means: "Fraction of entries whose sector has at least copies_min ready copies (1 \
                 when there is none).",
-        value: |v| format!("{:.4}", v.agg.health()),
+        value: |v| v.agg.health_text(),
     },
     AggregateFigure {
         name: "unavailable",
@@ -397,12 +461,14 @@ pub const AGGREGATE: &[AggregateFigure] = &[
 /// sectors by copies, and the placement policy.
 impl Serialize for Totals {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(STORE.len() + 2))?;
+        let mut map = s.serialize_map(Some(STORE.len() + 3))?;
         for f in STORE {
             map.serialize_entry(f.key, &(f.value)(self))?;
         }
         map.serialize_entry(BY_COPIES.0, &self.copies.by_copies)?;
         map.serialize_entry("placement", &self.placement)?;
+        let health: f64 = self.aggregates.agg.health_text().parse().unwrap_or(1.0);
+        map.serialize_entry("health", &health)?;
         map.end()
     }
 }

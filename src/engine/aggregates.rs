@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{Engine, SectorRow, Volume};
+use super::{Engine, SectorRow, Severity, Volume};
 use crate::error::Result;
-use crate::meta::{AggregateView, Scope, VolumeHealth};
+use crate::meta::{Agg, AggregateView, Scope, VolumeHealth};
 
 /// Sectors brought up to date per transaction of a pass.
 const PASS_BATCH: usize = 1000;
+
+/// Contracts named in the alert about unhealthy ones.
+const ALERT_NAMES: usize = 5;
 
 /// The pass thread's nice value, as the repair's: requests come first.
 const PASS_NICE: libc::c_int = 10;
@@ -133,6 +136,81 @@ impl Engine {
             self.settle_aggregates()?;
         }
         Ok(differences)
+    }
+
+    /// Contracts (name, aggregates), worst health first; those below 1
+    /// only if `unhealthy_only`.
+    pub fn contracts_by_health(
+        &self,
+        unhealthy_only: bool,
+        limit: usize,
+    ) -> Result<Vec<(String, Agg)>> {
+        self.meta.contracts_by_health(unhealthy_only, limit)
+    }
+
+    /// How many contracts have a health below 1.
+    pub fn unhealthy_contracts(&self) -> Result<u64> {
+        self.meta.unhealthy_contracts()
+    }
+
+    /// Raises (or clears) the alert naming the contracts whose health is
+    /// below 1: the worst few, and how many more.
+    pub fn contract_health_alert(&self) -> Result<()> {
+        let count = self.meta.unhealthy_contracts()?;
+        if count == 0 {
+            self.alerts.clear("contracts-unhealthy");
+            return Ok(());
+        }
+        let worst = self.meta.contracts_by_health(true, ALERT_NAMES)?;
+        let named: Vec<String> = worst
+            .iter()
+            .map(|(name, a)| {
+                let mut why = vec![format!("health {}", a.health_text())];
+                for (n, what) in [
+                    (a.lost, "lost"),
+                    (a.unavailable, "unavailable"),
+                    (a.corrupt, "corrupt"),
+                ] {
+                    if n > 0 {
+                        why.push(format!("{n} {what}"));
+                    }
+                }
+                format!("{name} ({})", why.join(", "))
+            })
+            .collect();
+        let rest = count.saturating_sub(worst.len() as u64);
+        let more = if rest > 0 {
+            format!(", and {} more", crate::plural::count(rest, "contract"))
+        } else {
+            String::new()
+        };
+        let min = self.copies_setting().min;
+        let severity = if worst.iter().any(|(_, a)| a.lost > 0) {
+            Severity::Error
+        } else {
+            Severity::Warning
+        };
+        self.alerts.raise(
+            "contracts-unhealthy",
+            severity,
+            format!(
+                "{} entries whose sectors have fewer than {min} ready copies: {}{more}",
+                if count == 1 {
+                    "1 contract has".to_string()
+                } else {
+                    format!("{count} contracts have")
+                },
+                named.join("; ")
+            ),
+            serde_json::json!({
+                "contracts": count,
+                "worst": worst.iter().map(|(n, a)| serde_json::json!({
+                    "name": n, "health": a.health(), "entries": a.entries,
+                    "lost": a.lost, "unavailable": a.unavailable, "corrupt": a.corrupt,
+                })).collect::<Vec<_>>(),
+            }),
+        );
+        Ok(())
     }
 
     /// One scope's aggregates.

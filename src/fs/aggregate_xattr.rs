@@ -29,12 +29,19 @@ impl SectorFs {
         let Some(scope) = scope_of(node) else {
             return Ok(None);
         };
-        let Some(figure) = name
-            .strip_prefix(PREFIX)
-            .and_then(|n| AGGREGATE.iter().find(|f| f.name == n))
-        else {
+        let Some(wanted) = name.strip_prefix(PREFIX) else {
             return Ok(None);
         };
+        // `aggregates`, not listed: every figure at once, `name=value`
+        // separated by spaces (one call per contract for `sectorfs
+        // contracts`)
+        let figures: Vec<_> = AGGREGATE
+            .iter()
+            .filter(|f| wanted == "aggregates" || f.name == wanted)
+            .collect();
+        if figures.is_empty() {
+            return Ok(None);
+        }
         if let Some(Scope::Contract(id)) = scope
             && self.engine.contract_name(id)?.is_none()
         {
@@ -44,7 +51,14 @@ impl SectorFs {
             Some(scope) => self.engine.aggregate(scope)?,
             None => self.engine.root_aggregate()?,
         };
-        Ok(Some((figure.value)(&view)))
+        Ok(Some(match figures[..] {
+            [one] if wanted != "aggregates" => (one.value)(&view),
+            _ => figures
+                .iter()
+                .map(|f| format!("{}={}", f.name, (f.value)(&view)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }))
     }
 
     /// The aggregate attribute names of `node`, each followed by a NUL.

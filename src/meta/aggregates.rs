@@ -143,6 +143,12 @@ impl Agg {
         }
     }
 
+    /// [`health`](Self::health) with 4 decimals, rounded down: `1.0000`
+    /// only when every entry is healthy.
+    pub fn health_text(&self) -> String {
+        format!("{:.4}", (self.health() * 10_000.0).floor() / 10_000.0)
+    }
+
     pub(super) fn row_at(r: &rusqlite::Row, from: usize) -> rusqlite::Result<Agg> {
         Ok(Agg {
             entries: r.get(from)?,
@@ -575,9 +581,9 @@ pub(super) fn temps_expiring_in(c: &Connection, height: u64) -> Result<()> {
     add_in(c, Scope::Temps, gone.neg())
 }
 
-/// The entries of `contract` with index in `lo..hi`, just added (`sign`
-/// 1) or about to be deleted (-1): one statement each for the contract's
-/// and `/contracts`' sums, whatever the number of entries.
+/// The entries of `contract` with index in `lo..hi`, just added (`sign` is
+/// one) or about to be deleted (minus one): one statement each for the
+/// contract's and `/contracts`' sums, whatever the number of entries.
 pub(super) fn contract_range_in(
     c: &Connection,
     contract: i64,

@@ -159,6 +159,17 @@ impl Meta {
         })
     }
 
+    /// How many contracts have an entry whose sector has fewer than `min`
+    /// ready copies.
+    pub fn unhealthy_contracts(&self) -> Result<u64> {
+        self.read(|c| {
+            c.prepare_cached("SELECT count(*) FROM aggregates WHERE kind = 1 AND unhealthy > 0")
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+                .map(|n| n as u64)
+                .ctx("counting unhealthy contracts")
+        })
+    }
+
     /// Records which volumes are out of service and their devices; each
     /// that changed gets a background pass over its copies, asked for in
     /// the same transaction. True if any was asked for.
@@ -254,7 +265,7 @@ impl Meta {
             }
             .and_then(|mut s| {
                 let p = params![cursor, batch as i64, volume];
-                let p = if volume == 0 { &p[..2] } else { &p[..] };
+                let p = &p[..if volume == 0 { 2 } else { 3 }];
                 s.query_map(p, |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<rusqlite::Result<_>>()
             })
