@@ -16,6 +16,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{DbContext, Result};
 
+/// Benchmarks only: revisions skip their aggregates, to measure what
+/// keeping them costs (the aggregates are then wrong).
+#[cfg(feature = "bench")]
+pub static WITHOUT_CONTRACT_AGGREGATES: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Bits of `sectors.health`.
 pub(super) const UNDER: i64 = 1;
 pub(super) const UNAVAILABLE: i64 = 2;
@@ -591,6 +597,10 @@ pub(super) fn contract_range_in(
     hi: i64,
     sign: i64,
 ) -> Result<()> {
+    #[cfg(feature = "bench")]
+    if WITHOUT_CONTRACT_AGGREGATES.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
     let mut sums = c
         .prepare_cached(&format!(
             "SELECT count(*), 0, {SUMS} FROM contract_entries e JOIN sectors s \

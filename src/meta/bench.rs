@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use rusqlite::params;
 
-use super::aggregates::{Agg, Scope, add_in};
+use super::aggregates::{Agg, Scope, add_in, rebuild_in};
 use super::db::Meta;
 use crate::error::{DbContext, Error, Result};
 use crate::merkle::Root;
@@ -71,6 +71,55 @@ impl Meta {
                 add_in(tx, scope, all)?;
             }
             Ok(())
+        })
+    }
+
+    /// `contracts` synthetic contracts (`bench-<n>`) of `entries_each`
+    /// entries each, naming the sectors with ids from `first_sector` on in
+    /// turn (wrapping after `sectors`), in one transaction; the aggregates
+    /// are recounted from the tables at the end.
+    pub fn insert_synthetic_contracts(
+        &self,
+        contracts: u64,
+        entries_each: u64,
+        first_sector: i64,
+        sectors: u64,
+    ) -> Result<()> {
+        self.write(|tx| {
+            let mut contract = tx
+                .prepare_cached("INSERT INTO contracts (id, name, revision) VALUES (?1, ?2, ?1)")
+                .ctx("recording synthetic contracts")?;
+            let mut entry = tx
+                .prepare_cached(
+                    "INSERT INTO contract_entries (contract_id, idx, sector_id) VALUES (?1, ?2, ?3)",
+                )
+                .ctx("recording synthetic contracts")?;
+            let first_id: i64 = tx
+                .query_row(
+                    "SELECT coalesce(max(id), 0) + 1 FROM contracts",
+                    [],
+                    |r| r.get(0),
+                )
+                .ctx("recording synthetic contracts")?;
+            let mut k: u64 = 0;
+            for c in 0..contracts as i64 {
+                let id = first_id + c;
+                contract
+                    .execute(params![id, format!("bench-{id}")])
+                    .ctx("recording synthetic contracts")?;
+                for i in 0..entries_each as i64 {
+                    entry
+                        .execute(params![id, i, first_sector + (k % sectors.max(1)) as i64])
+                        .ctx("recording synthetic contracts")?;
+                    k += 1;
+                }
+            }
+            tx.execute(
+                "UPDATE settings SET value = max(value, ?1) WHERE key = 'next_contract_id'",
+                [first_id + contracts as i64],
+            )
+            .ctx("recording synthetic contracts")?;
+            rebuild_in(tx)
         })
     }
 

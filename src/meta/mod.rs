@@ -25,6 +25,8 @@ mod sectors;
 mod temp;
 mod volumes;
 
+#[cfg(feature = "bench")]
+pub use aggregates::WITHOUT_CONTRACT_AGGREGATES;
 pub use aggregates::{Agg, Scope};
 pub use contracts::{ContractEdit, ContractRow};
 pub use copies::{CopiesSetting, LostCopy};
