@@ -415,6 +415,34 @@ pub(super) fn condition_stale_in(c: &Connection, id: i64) -> Result<bool> {
 /// Brings sector `id`'s stored condition up to date with its copies, and
 /// every aggregate holding it with it. True if it changed.
 pub(super) fn restate_in(c: &Connection, id: i64) -> Result<bool> {
+    let mut deltas = Deltas::default();
+    let changed = restate_into(c, id, &mut deltas)?;
+    deltas.apply(c)?;
+    Ok(changed)
+}
+
+/// Differences to add to aggregates, summed in memory: a pass adds those
+/// of a batch of sectors with one statement per aggregate touched.
+#[derive(Default)]
+pub(super) struct Deltas(BTreeMap<Scope, Agg>);
+
+impl Deltas {
+    fn add(&mut self, scope: Scope, d: Agg) {
+        let sum = self.0.entry(scope).or_default();
+        *sum = sum.plus(d);
+    }
+
+    pub(super) fn apply(self, c: &Connection) -> Result<()> {
+        for (scope, d) in self.0 {
+            add_in(c, scope, d)?;
+        }
+        Ok(())
+    }
+}
+
+/// As [`restate_in`], the aggregates' differences added to `deltas`
+/// (the caller applies them in the same transaction).
+pub(super) fn restate_into(c: &Connection, id: i64, deltas: &mut Deltas) -> Result<bool> {
     let Some((ready, health)) = stored_condition(c, id)? else {
         return Ok(false);
     };
@@ -433,24 +461,19 @@ pub(super) fn restate_in(c: &Connection, id: i64) -> Result<bool> {
     );
     scopes.push((Scope::Store, 1));
     for (scope, n) in scopes {
-        let d = Agg::of_sector(new_health, n, 0).minus(Agg::of_sector(health, n, 0));
-        add_in(c, scope, d)?;
+        deltas.add(
+            scope,
+            Agg::of_sector(new_health, n, 0).minus(Agg::of_sector(health, n, 0)),
+        );
     }
-    if ready != new_ready {
-        add_in(
-            c,
-            Scope::Ready(ready as u32),
-            Agg::of_sector(health, 1, 1).neg(),
-        )?;
-        add_in(
-            c,
-            Scope::Ready(new_ready as u32),
-            Agg::of_sector(new_health, 1, 1),
-        )?;
-    } else {
-        let d = Agg::of_sector(new_health, 1, 0).minus(Agg::of_sector(health, 1, 0));
-        add_in(c, Scope::Ready(ready as u32), d)?;
-    }
+    deltas.add(
+        Scope::Ready(ready as u32),
+        Agg::of_sector(health, 1, 1).neg(),
+    );
+    deltas.add(
+        Scope::Ready(new_ready as u32),
+        Agg::of_sector(new_health, 1, 1),
+    );
     Ok(true)
 }
 

@@ -6,8 +6,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::aggregates::{
-    Agg, Scope, get_in, oldest_check_in, rebuild_in, recounted_all, reset_conditions_in,
-    restate_in, stored_all,
+    Agg, Deltas, Scope, get_in, oldest_check_in, rebuild_in, recounted_all, reset_conditions_in,
+    restate_in, restate_into, stored_all,
 };
 use super::db::Meta;
 use crate::error::{DbContext, Result};
@@ -271,9 +271,11 @@ impl Meta {
             })
             .ctx("walking a health pass")?;
             let mut changed = 0;
+            let mut deltas = Deltas::default();
             for &(id, _) in &ids {
-                changed += restate_in(tx, id)? as u64;
+                changed += restate_into(tx, id, &mut deltas)? as u64;
             }
+            deltas.apply(tx)?;
             match ids.last() {
                 Some(&(_, next)) if ids.len() == batch => {
                     tx.execute(
