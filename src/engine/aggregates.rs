@@ -76,13 +76,7 @@ impl Engine {
     /// The pass thread: syncs at least every second, and runs the passes
     /// due.
     pub(super) fn aggregates_loop(&self) {
-        // SAFETY: plain syscall on the calling thread (tid 0: this one).
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, PASS_NICE) } != 0 {
-            tracing::debug!(
-                "cannot lower the aggregates pass's priority: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+        Engine::lower_priority(PASS_NICE, "aggregates pass");
         while !self.health.stopping() {
             match self.settle_aggregates() {
                 Ok(0) => {}
