@@ -43,25 +43,36 @@ fn options() -> Options {
 fn make_store(data: &Path, sectors: u64, contracts: u64, entries: u64, corrupt: u64) -> Vec<Root> {
     let engine = Engine::open(data, options()).unwrap();
     std::fs::create_dir_all(data.join("volumes")).unwrap();
-    let vol = engine
-        .add_volume(&data.join("volumes").join("big.vol"), sectors)
-        .unwrap();
-    // its (empty) pass done: none is due when the daemon starts
-    engine.settle_aggregates().unwrap();
     let mut rng = Rng::new(0xA66_2E6A);
     let mut first = Vec::new();
+    let mut vols = Vec::new();
     let mut done = 0;
     while done < sectors {
-        let n = (sectors - done).min(500_000);
-        let roots = rng.roots(n);
-        if first.len() < 2000 {
-            first.extend(roots.iter().take(2000 - first.len()).copied());
-        }
-        engine
-            .meta()
-            .insert_synthetic(vol, done, &roots, 1_700_000_000)
+        // a volume file of at most 4 TiB (file systems cap a file's size)
+        let slots = (sectors - done).min(VOLUME_SLOTS);
+        let vol = engine
+            .add_volume(
+                &data.join("volumes").join(format!("big-{}.vol", vols.len())),
+                slots,
+            )
             .unwrap();
-        done += n;
+        // its (empty) pass done: none is due when the daemon starts
+        engine.settle_aggregates().unwrap();
+        vols.push(vol);
+        let mut slot = 0;
+        while slot < slots {
+            let n = (slots - slot).min(500_000);
+            let roots = rng.roots(n);
+            if first.len() < 2000 {
+                first.extend(roots.iter().take(2000 - first.len()).copied());
+            }
+            engine
+                .meta()
+                .insert_synthetic(vol, slot, &roots, 1_700_000_000)
+                .unwrap();
+            slot += n;
+        }
+        done += slots;
     }
     if contracts > 0 {
         engine
@@ -70,12 +81,19 @@ fn make_store(data: &Path, sectors: u64, contracts: u64, entries: u64, corrupt: 
             .unwrap();
     }
     for k in 0..corrupt {
-        let id = 1 + (k * 7919) as i64 % sectors as i64;
-        engine.meta().set_copy_corrupt(id, vol, true).unwrap();
+        let id = 1 + (k * 7919) % sectors;
+        let vol = vols[((id - 1) / VOLUME_SLOTS) as usize];
+        engine
+            .meta()
+            .set_copy_corrupt(id as i64, vol, true)
+            .unwrap();
     }
     engine.meta().checkpoint().unwrap();
     first
 }
+
+/// Slots of each synthetic volume: 4 TiB.
+const VOLUME_SLOTS: u64 = 1 << 20;
 
 /// Best wall time of `passes` runs of a command (its output discarded;
 /// it must succeed).

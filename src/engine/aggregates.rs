@@ -63,6 +63,9 @@ impl Engine {
     /// the calling thread; the sectors brought up to date.
     pub fn settle_aggregates(&self) -> Result<u64> {
         self.sync_volume_health()?;
+        if !self.meta.health_pass_due()? {
+            return Ok(0);
+        }
         let mut changed = 0;
         while let Some(step) = self.meta.health_pass_step(PASS_BATCH)? {
             changed += step.changed;

@@ -237,6 +237,12 @@ impl Meta {
         self.write(|tx| request_pass_in(tx, 0))
     }
 
+    /// Whether a background pass is due (a read: no write transaction
+    /// when none is).
+    pub fn health_pass_due(&self) -> Result<bool> {
+        self.read(pass_due_in)
+    }
+
     /// One step of the oldest background pass due: up to `batch` sectors
     /// brought up to date in one transaction, its cursor saved with them
     /// (a crash resumes it there). `None` when no pass is due.
