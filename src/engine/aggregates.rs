@@ -112,10 +112,20 @@ impl Engine {
         }
     }
 
-    /// The copies recorded corrupt, known again after a restart.
+    /// The copies recorded corrupt, known again after a restart, and
+    /// queued to be rewritten from a good copy again.
     pub(super) fn load_corrupt(&self) -> Result<()> {
-        let known = self.meta.corrupt_copies()?;
-        self.corrupt.lock().extend(known);
+        for (sector, volume) in self.meta.corrupt_copies()? {
+            self.corrupt.lock().insert((sector, volume));
+            if let Some(at) = self
+                .meta
+                .copies_of(sector)?
+                .into_iter()
+                .find(|c| c.volume_id == volume)
+            {
+                self.heal_later(&at);
+            }
+        }
         Ok(())
     }
 

@@ -449,6 +449,7 @@ fn help_completions_and_man_page() {
         "volume remove",
         "status",
         "check",
+        "contracts",
         "completions",
         "man",
     ];
