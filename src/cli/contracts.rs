@@ -30,21 +30,40 @@ fn aggregates_of(path: &Path) -> Result<BTreeMap<String, String>, String> {
         .collect())
 }
 
+/// The contracts to look at: with `unhealthy`, those the mount names as
+/// below 1 when it names them all; else every one listed.
+fn names(dir: &Path, unhealthy: bool) -> Result<Vec<String>, String> {
+    if unhealthy && let Ok(Some(list)) = xattr::get(dir, "user.sectorfs.unhealthy") {
+        let list: Vec<String> = String::from_utf8_lossy(&list)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if list.len() < sectorfs::fs::UNHEALTHY_NAMES {
+            return Ok(list);
+        }
+    }
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    entries
+        .map(|e| {
+            e.map(|e| e.file_name().to_string_lossy().into_owned())
+                .map_err(|e| format!("cannot list {}: {e}", dir.display()))
+        })
+        .collect()
+}
+
 pub fn contracts(mount: &Path, unhealthy: bool, json: bool) -> Result<(), String> {
     let dir = mount.join("contracts");
     // every contract healthy: nothing to list, without a look at each
     let all = aggregates_of(&dir)?;
     let mut rows = Vec::new();
     if !(unhealthy && all.get("health").map(String::as_str) == Some("1.0000")) {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let figures = match aggregates_of(&entry.path()) {
+        for name in names(&dir, unhealthy)? {
+            let path = dir.join(&name);
+            let figures = match aggregates_of(&path) {
                 Ok(f) => f,
                 // removed since the listing
-                Err(_) if !entry.path().exists() => continue,
+                Err(_) if !path.exists() => continue,
                 Err(e) => return Err(e),
             };
             let health: f64 = figures

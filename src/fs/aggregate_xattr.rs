@@ -9,6 +9,10 @@ use crate::figures::AGGREGATE;
 
 const PREFIX: &str = "user.sectorfs.";
 
+/// Names `user.sectorfs.unhealthy` gives at most: 500 of the longest
+/// names (128 bytes and a newline) fit an attribute's 64 KiB.
+pub const UNHEALTHY_NAMES: usize = 500;
+
 /// The aggregates of `node`, if it carries any.
 fn scope_of(node: Node) -> Option<Option<Scope>> {
     Some(match node {
@@ -32,6 +36,14 @@ impl SectorFs {
         let Some(wanted) = name.strip_prefix(PREFIX) else {
             return Ok(None);
         };
+        // `unhealthy` of /contracts, not listed: the names of the contracts
+        // whose health is below 1, worst first, one a line, at most
+        // UNHEALTHY_NAMES (`sectorfs contracts --unhealthy` reads all of
+        // them when there are that many)
+        if node == Node::ContractsDir && wanted == "unhealthy" {
+            let worst = self.engine.contracts_by_health(true, UNHEALTHY_NAMES)?;
+            return Ok(Some(worst.into_iter().map(|(n, _)| n + "\n").collect()));
+        }
         // `aggregates`, not listed: every figure at once, `name=value`
         // separated by spaces (one call per contract for `sectorfs
         // contracts`)

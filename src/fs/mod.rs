@@ -37,6 +37,7 @@ mod sector_file;
 mod staging;
 mod xattr;
 
+pub use aggregate_xattr::UNHEALTHY_NAMES;
 pub use attr::{Attr, Entry, Kind};
 pub use dir::DirEntry;
 pub use filesystem::{Caching, Opened, RenameFlags, SectorFs, SetAttr, Statfs};

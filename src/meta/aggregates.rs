@@ -611,43 +611,53 @@ pub(super) fn temps_expiring_in(c: &Connection, height: u64) -> Result<()> {
 }
 
 /// The entries of `contract` with index in `lo..hi`, just added (`sign` is
-/// one) or about to be deleted (minus one): one statement each for the
-/// contract's and `/contracts`' sums, whatever the number of entries.
+/// one) or about to be deleted (minus one), `whole` when they are all the
+/// contract has: one statement sums them for the contract and
+/// `/contracts`, whatever their number (one look at each entry and its
+/// sector, and per distinct sector whether other entries hold it).
 pub(super) fn contract_range_in(
     c: &Connection,
     contract: i64,
-    lo: i64,
-    hi: i64,
+    (lo, hi): (i64, i64),
+    whole: bool,
     sign: i64,
 ) -> Result<()> {
     #[cfg(feature = "bench")]
     if WITHOUT_CONTRACT_AGGREGATES.load(std::sync::atomic::Ordering::Relaxed) {
         return Ok(());
     }
-    let mut sums = c
-        .prepare_cached(&format!(
-            "SELECT count(*), 0, {SUMS} FROM contract_entries e JOIN sectors s \
-             ON s.id = e.sector_id WHERE e.contract_id = ?1 AND e.idx >= ?2 AND e.idx < ?3"
-        ))
-        .and_then(|mut s| s.query_row([contract, lo, hi], |r| Agg::row_at(r, 0)))
+    let n_sums: String = (0..6)
+        .map(|bit| format!("coalesce(sum(n * (h & {} > 0)), 0)", 1 << bit))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // per distinct sector of the range: its entries there, its condition,
+    // and whether the contract holds it nowhere else (`here`); of those,
+    // whether no other entry of any contract does
+    let sql = format!(
+        "SELECT coalesce(sum(n), 0), coalesce(sum(here), 0), coalesce(sum(CASE WHEN here \
+            THEN NOT EXISTS (SELECT 1 FROM contract_entries o WHERE o.sector_id = sid \
+            AND NOT (o.contract_id = ?1 AND o.idx >= ?2 AND o.idx < ?3)) ELSE 0 END), 0), \
+            {n_sums} \
+         FROM (SELECT e.sector_id AS sid, count(*) AS n, s.health AS h, \
+            CASE WHEN ?4 THEN 1 ELSE NOT EXISTS (SELECT 1 FROM contract_entries o \
+            WHERE o.sector_id = e.sector_id AND o.contract_id = ?1 \
+            AND (o.idx < ?2 OR o.idx >= ?3)) END AS here \
+            FROM contract_entries e JOIN sectors s ON s.id = e.sector_id \
+            WHERE e.contract_id = ?1 AND e.idx >= ?2 AND e.idx < ?3 GROUP BY e.sector_id)"
+    );
+    let (mut sums, in_contract, in_all) = c
+        .prepare_cached(&sql)
+        .and_then(|mut s| {
+            s.query_row(params![contract, lo, hi, whole], |r| {
+                let mut sums = Agg::row_at(r, 1)?;
+                sums.entries = r.get(0)?;
+                Ok((sums, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+        })
         .ctx("summing contract entries")?;
     if sums.entries == 0 {
         return Ok(());
     }
-    // distinct sectors of the range the contract holds nowhere else, and
-    // of those, the ones no other entry of any contract holds
-    let (in_contract, in_all): (i64, i64) = c
-        .prepare_cached(
-            "SELECT count(*), coalesce(sum(NOT EXISTS (SELECT 1 FROM contract_entries o \
-                WHERE o.sector_id = d.s AND NOT (o.contract_id = ?1 AND o.idx >= ?2 \
-                AND o.idx < ?3))), 0) \
-             FROM (SELECT DISTINCT sector_id AS s FROM contract_entries \
-                WHERE contract_id = ?1 AND idx >= ?2 AND idx < ?3) d \
-             WHERE NOT EXISTS (SELECT 1 FROM contract_entries o WHERE o.sector_id = d.s \
-                AND o.contract_id = ?1 AND (o.idx < ?2 OR o.idx >= ?3))",
-        )
-        .and_then(|mut s| s.query_row([contract, lo, hi], |r| Ok((r.get(0)?, r.get(1)?))))
-        .ctx("counting a contract's distinct sectors")?;
     let signed = |a: Agg| if sign < 0 { a.neg() } else { a };
     sums.sectors = in_contract;
     add_in(c, Scope::Contract(contract), signed(sums))?;
@@ -674,17 +684,17 @@ pub(super) fn oldest_check_in(c: &Connection, scope: Scope) -> Result<Option<i64
             ),
             h as i64,
         ),
+        // the index of copies by check time walked from the oldest to the
+        // first copy the scope holds (where the scope holds the oldest
+        // copies, at once)
         Scope::Volume(v) => (
-            format!("SELECT min({T}) FROM copies c WHERE c.volume_id = ?1"),
+            format!(
+                "SELECT (SELECT {T} FROM copies c WHERE c.volume_id = ?1 ORDER BY {T} LIMIT 1)"
+            ),
             v as i64,
         ),
-        // per volume, the index of copies by check time walked from its
-        // oldest to the first copy the scope holds
         Scope::Store | Scope::Ready(_) => (
-            format!(
-                "SELECT min((SELECT {T} FROM copies c WHERE c.volume_id = v.id \
-                 ORDER BY {T} LIMIT 1)) FROM volumes v WHERE ?1 = ?1"
-            ),
+            format!("SELECT (SELECT {T} FROM copies c WHERE ?1 = ?1 ORDER BY {T} LIMIT 1)"),
             0,
         ),
         Scope::Pins | Scope::Contracts | Scope::Temps => {
@@ -695,9 +705,9 @@ pub(super) fn oldest_check_in(c: &Connection, scope: Scope) -> Result<Option<i64
             };
             (
                 format!(
-                    "SELECT min((SELECT {T} FROM copies c WHERE c.volume_id = v.id \
-                     AND EXISTS (SELECT 1 FROM {table} x WHERE x.sector_id = c.sector_id) \
-                     ORDER BY {T} LIMIT 1)) FROM volumes v WHERE ?1 = ?1"
+                    "SELECT (SELECT {T} FROM copies c WHERE ?1 = ?1 AND EXISTS \
+                     (SELECT 1 FROM {table} x WHERE x.sector_id = c.sector_id) \
+                     ORDER BY {T} LIMIT 1)"
                 ),
                 0,
             )

@@ -134,7 +134,7 @@ impl Meta {
                 return Ok(None);
             }
             bump_revision(tx, id)?;
-            contract_range_in(tx, id, 0, end, -1)?;
+            contract_range_in(tx, id, (0, end), false, -1)?;
             let old: Vec<i64> = tx
                 .prepare_cached(
                     "DELETE FROM contract_entries WHERE contract_id = ?1 AND idx < ?2 \
@@ -324,7 +324,14 @@ fn apply_revision(
             .ctx("adding contract entries")?;
     }
     drop(insert);
-    contract_range_in(tx, contract, start, start + ids.len() as i64, 1)?;
+    // appended to an empty list, or a new list: the whole contract
+    contract_range_in(
+        tx,
+        contract,
+        (start, start + ids.len() as i64),
+        start == 0,
+        1,
+    )?;
     let freed = free_unreferenced(tx, &old)?;
     let mut touched = old;
     touched.extend_from_slice(ids);
@@ -398,7 +405,7 @@ fn contract_sector_ids(c: &Connection, contract: i64) -> Result<Vec<i64>> {
 
 /// Deletes every entry of `contract`, its aggregates following.
 fn delete_entries(c: &Connection, contract: i64) -> Result<()> {
-    contract_range_in(c, contract, 0, i64::MAX, -1)?;
+    contract_range_in(c, contract, (0, i64::MAX), true, -1)?;
     c.prepare_cached("DELETE FROM contract_entries WHERE contract_id = ?1")
         .and_then(|mut s| s.execute([contract]))
         .ctx("deleting contract entries")?;

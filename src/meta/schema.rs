@@ -190,7 +190,7 @@ const MIGRATIONS: &[&str] = &[
         cursor        INTEGER NOT NULL,
         requested_at  INTEGER NOT NULL
     );
-    CREATE INDEX copies_checked ON copies(volume_id, coalesce(checked_at, added_at));
+    CREATE INDEX copies_checked ON copies(coalesce(checked_at, added_at), volume_id);
     INSERT INTO settings (key, value) VALUES ('aggregates_rebuild', 1);
     "#,
 ];
