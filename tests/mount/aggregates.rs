@@ -180,7 +180,7 @@ fn a_volume_away_lowers_every_contracts_health_with_two_copies() {
 /// holding it (and only those) count it corrupt and lost, per entry.
 #[test]
 fn a_corrupt_sector_found_by_check_lowers_exactly_its_contracts() {
-    let m = Mount::start(&["--default-volume", "0"]);
+    let mut m = Mount::start(&["--default-volume", "0"]);
     let vol = add_volume(&m, "one.vol", 8);
     let s: Vec<Root> = (0..3).map(|i| m.put(&sector(9200 + i))).collect();
     write_contract(&m, "a", &[s[0], s[1], s[1]]);
@@ -220,6 +220,10 @@ fn a_corrupt_sector_found_by_check_lowers_exactly_its_contracts() {
     assert_eq!(figure(&m, "contracts", "corrupt"), "3");
     assert_eq!(unhealthy_listed(&m), ["a", "b"]);
     assert!(status.contains("2 contracts have entries"), "{status}");
+    // known after a restart too: the copy is still corrupt
+    m.remount();
+    assert_eq!(health(&m, "a").3, "2");
+    assert_eq!(health(&m, "c").0, "1.0000");
 }
 
 fn figure_of_sector(m: &Mount, root: &Root, name: &str) -> String {
