@@ -137,18 +137,25 @@ impl Meta {
         limit: usize,
     ) -> Result<Vec<(String, Agg)>> {
         self.read(|c| {
+            // the unhealthy ones from the aggregates' rows alone (no look
+            // at each contract), so /status stays cheap at any size
+            let from = if unhealthy_only {
+                "FROM aggregates a JOIN contracts c ON c.id = a.key \
+                 WHERE a.kind = 1 AND a.unhealthy > 0 AND ?1"
+            } else {
+                "FROM contracts c LEFT JOIN aggregates a ON a.kind = 1 AND a.key = c.id \
+                 WHERE NOT ?1"
+            };
             let mut stmt = c
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT c.name, coalesce(a.entries, 0), coalesce(a.sectors, 0), \
                         coalesce(a.unhealthy, 0), coalesce(a.unavailable, 0), \
                         coalesce(a.corrupt, 0), coalesce(a.lost, 0), coalesce(a.cold, 0), \
-                        coalesce(a.shared, 0) \
-                     FROM contracts c LEFT JOIN aggregates a ON a.kind = 1 AND a.key = c.id \
-                     WHERE NOT ?1 OR a.unhealthy > 0 \
+                        coalesce(a.shared, 0) {from} \
                      ORDER BY CASE WHEN a.entries > 0 \
                         THEN CAST(a.entries - a.unhealthy AS REAL) / a.entries ELSE 1 END, \
-                        c.name LIMIT ?2",
-                )
+                        c.name LIMIT ?2"
+                ))
                 .ctx("listing contracts by health")?;
             stmt.query_map(params![unhealthy_only, limit as i64], |r| {
                 Ok((r.get(0)?, Agg::row_at(r, 1)?))
