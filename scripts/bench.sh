@@ -6,7 +6,9 @@
 #   scripts/bench.sh engine     # only the named sections
 #
 # Sections: engine, mount, cache (the mount section's comparison with
-# passthrough_ll cache=always, alone), jobs, import, copies, volumes. Scale with BENCH_SECTORS / BENCH_IO_SECTORS
+# passthrough_ll cache=always, alone), jobs, import, copies, volumes, aggregates
+# (BENCH_AGG_SECTORS / BENCH_AGG_CONTRACTS / BENCH_AGG_ENTRIES /
+# BENCH_AGG_PASS_ENTRIES, benches/aggregates.rs). Scale with BENCH_SECTORS / BENCH_IO_SECTORS
 # (benches/engine.rs), BENCH_MOUNT_SECTORS / BENCH_MOUNT_WRITE_SECTORS /
 # BENCH_LIST_SECTORS / BENCH_MOUNT_PASSES (benches/mount.rs), BENCH_SHRINK_SECTORS /
 # BENCH_SHRINK_ROUNDS (benches/jobs.rs), BENCH_IMPORT_SECTORS / BENCH_IMPORT_CONTRACTS /
@@ -139,4 +141,11 @@ fi
 if want volumes; then
     section "volumes (benches/volumes.rs)"
     cargo bench --quiet --bench volumes
+fi
+
+# --- aggregates: df, /status, getfattr, sectorfs contracts, a revision's
+# cost and the background pass (issue 18)
+if want aggregates; then
+    section "aggregates (benches/aggregates.rs)"
+    cargo bench --quiet --bench aggregates
 fi

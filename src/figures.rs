@@ -10,7 +10,7 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::engine::{Capacity, CopyCensus, Engine, VolumeInfo, VolumeState};
+use crate::engine::{AggregateView, Capacity, CopyCensus, Engine, VolumeInfo, VolumeState};
 use crate::error::Result;
 use crate::volume::SECTOR_BYTES;
 
@@ -28,6 +28,10 @@ pub struct Totals {
     pub copies: CopyCensus,
     /// When the last metadata backup was written (unix seconds; 0: never).
     pub last_backup: i64,
+    /// The root's aggregates: every reference.
+    pub aggregates: AggregateView,
+    /// Contracts with an entry whose sector has fewer than min ready copies.
+    pub unhealthy_contracts: u64,
 }
 
 impl Totals {
@@ -35,7 +39,10 @@ impl Totals {
     /// copies, so it comes before the alerts are listed.
     pub fn of(engine: &Engine) -> Result<Totals> {
         let copies = engine.copy_census()?;
+        engine.contract_health_alert()?;
         Ok(Totals {
+            aggregates: engine.root_aggregate()?,
+            unhealthy_contracts: engine.unhealthy_contracts()?,
             sectors: copies.sectors,
             copies,
             height: engine.height()?,
@@ -216,6 +223,63 @@ pub const STORE: &[Figure] = &[
         value: |t| t.copies.sharing_a_device,
     },
     Figure {
+        key: "references",
+        metric: "references",
+        kind: Kind::Gauge,
+        means: "References of every kind: pins, contract entries and temp entries.",
+        value: |t| t.aggregates.agg.entries.max(0) as u64,
+    },
+    Figure {
+        key: "unhealthy_references",
+        metric: "references_unhealthy",
+        kind: Kind::Gauge,
+        means: "References whose sector has fewer than copies_min ready copies (health = 1 - \
+                this / references).",
+        value: |t| t.aggregates.agg.unhealthy.max(0) as u64,
+    },
+    Figure {
+        key: "unavailable_references",
+        metric: "references_unavailable",
+        kind: Kind::Gauge,
+        means: "References whose sector has a copy on a volume out of service.",
+        value: |t| t.aggregates.agg.unavailable.max(0) as u64,
+    },
+    Figure {
+        key: "corrupt_references",
+        metric: "references_corrupt",
+        kind: Kind::Gauge,
+        means: "References whose sector has a copy found corrupt.",
+        value: |t| t.aggregates.agg.corrupt.max(0) as u64,
+    },
+    Figure {
+        key: "lost_references",
+        metric: "references_lost",
+        kind: Kind::Gauge,
+        means: "References whose sector has no ready copy.",
+        value: |t| t.aggregates.agg.lost.max(0) as u64,
+    },
+    Figure {
+        key: "cold_references",
+        metric: "references_cold",
+        kind: Kind::Gauge,
+        means: "References whose sector has a copy in the cold tier.",
+        value: |t| t.aggregates.agg.cold.max(0) as u64,
+    },
+    Figure {
+        key: "unhealthy_contracts",
+        metric: "contracts_unhealthy",
+        kind: Kind::Gauge,
+        means: "Contracts whose health is below 1 (/status names the worst).",
+        value: |t| t.unhealthy_contracts,
+    },
+    Figure {
+        key: "aggregates_as_of",
+        metric: "aggregates_as_of_seconds",
+        kind: Kind::Gauge,
+        means: "When (Unix seconds) the aggregates were last exact.",
+        value: |t| t.aggregates.as_of.max(0) as u64,
+    },
+    Figure {
         key: "jobs_running",
         metric: "jobs_running",
         kind: Kind::Gauge,
@@ -335,16 +399,87 @@ pub const BY_COPIES: (&str, &str, &str) = (
     "Sectors by number of readable copies (label copies).",
 );
 
+/// One aggregate figure (issue 18): the extended attribute
+/// `user.sectorfs.<name>` of `/contracts/<id>`, `/contracts`,
+/// `/temp/<height>`, `/temp`, `/volumes/<id>` and the root, and a column of
+/// `sectorfs contracts`.
+pub struct AggregateFigure {
+    pub name: &'static str,
+    pub means: &'static str,
+    pub value: fn(&AggregateView) -> String,
+}
+
+/// The aggregate figures, in the order they are listed.
+pub const AGGREGATE: &[AggregateFigure] = &[
+    AggregateFigure {
+        name: "entries",
+        means: "Entries (contract or temp entries, pins, copies on a volume; the root: every \
+                reference).",
+        value: |v| v.agg.entries.to_string(),
+    },
+    AggregateFigure {
+        name: "sectors",
+        means: "Distinct sectors they name.",
+        value: |v| v.agg.sectors.to_string(),
+    },
+    AggregateFigure {
+        name: "bytes",
+        means: "Bytes of those sectors: sectors x 4 MiB.",
+        value: |v| (v.agg.sectors.max(0) as u64 * SECTOR_BYTES).to_string(),
+    },
+    AggregateFigure {
+        name: "health",
+        means: "Fraction of entries whose sector has at least copies_min ready copies (1 \
+                when there is none).",
+        value: |v| v.agg.health_text(),
+    },
+    AggregateFigure {
+        name: "unavailable",
+        means: "Entries whose sector has a copy on a volume out of service.",
+        value: |v| v.agg.unavailable.to_string(),
+    },
+    AggregateFigure {
+        name: "corrupt",
+        means: "Entries whose sector has a copy found corrupt.",
+        value: |v| v.agg.corrupt.to_string(),
+    },
+    AggregateFigure {
+        name: "lost",
+        means: "Entries whose sector has no ready copy: it cannot be read now.",
+        value: |v| v.agg.lost.to_string(),
+    },
+    AggregateFigure {
+        name: "cold",
+        means: "Entries whose sector has a copy in the cold tier (0 until the cold tier \
+                keeps copies).",
+        value: |v| v.agg.cold.to_string(),
+    },
+    AggregateFigure {
+        name: "oldest_check",
+        means: "Oldest time (Unix seconds) a copy of a sector in it was last verified \
+                (stored counts as verified); none when it holds no sector.",
+        value: |v| v.oldest_check.map_or("none".into(), |t| t.to_string()),
+    },
+    AggregateFigure {
+        name: "as_of",
+        means: "When (Unix seconds) the figures were last exact: now, unless a background \
+                pass after a volume changed state is under way.",
+        value: |v| v.as_of.to_string(),
+    },
+];
+
 /// `totals` in `/status.json`: every figure of [`STORE`] under its key,
 /// sectors by copies, and the placement policy.
 impl Serialize for Totals {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(STORE.len() + 2))?;
+        let mut map = s.serialize_map(Some(STORE.len() + 3))?;
         for f in STORE {
             map.serialize_entry(f.key, &(f.value)(self))?;
         }
         map.serialize_entry(BY_COPIES.0, &self.copies.by_copies)?;
         map.serialize_entry("placement", &self.placement)?;
+        let health: f64 = self.aggregates.agg.health_text().parse().unwrap_or(1.0);
+        map.serialize_entry("health", &health)?;
         map.end()
     }
 }

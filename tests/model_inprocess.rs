@@ -377,7 +377,12 @@ impl Driver for InProcess {
     }
 
     fn xattr(&self, path: &str, name: &str) -> io::Result<String> {
-        let ino = self.resolve(path)?;
+        // "": the root itself
+        let ino = if path.is_empty() {
+            ROOT
+        } else {
+            self.resolve(path)?
+        };
         let value = self.fs().getxattr(ino, OsStr::new(name)).map_err(refused)?;
         String::from_utf8(value).map_err(|_| io::Error::other(format!("{name} is not text")))
     }

@@ -3,6 +3,7 @@
 //! commands go through a running mount's own files (`online`), found by
 //! `--mount` or `$SECTORFS_MOUNT` (`mountpoint`).
 
+mod contracts;
 mod daemon;
 mod docs;
 mod import;
@@ -74,6 +75,18 @@ enum Command {
         /// Redraw every second, with a progress bar per running job
         #[arg(long)]
         watch: bool,
+    },
+    /// List contracts with their aggregates (entries, health, lost, ...),
+    /// worst health first
+    Contracts {
+        #[command(flatten)]
+        mount: MountArg,
+        /// Only contracts whose health is below 1
+        #[arg(long)]
+        unhealthy: bool,
+        /// Print a JSON array (for programs) instead of a table
+        #[arg(long)]
+        json: bool,
     },
     /// Verify stored sectors: online through a mount, or offline (plus the
     /// metadata) with --data-dir
@@ -167,6 +180,13 @@ pub fn main() -> i32 {
         Command::Status { mount, json, watch } => mount
             .resolve()
             .and_then(|m| online::status(&m, json, watch)),
+        Command::Contracts {
+            mount,
+            unhealthy,
+            json,
+        } => mount
+            .resolve()
+            .and_then(|m| contracts::contracts(&m, unhealthy, json)),
         Command::Check {
             mount,
             data_dir: Some(dir),

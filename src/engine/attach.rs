@@ -46,6 +46,7 @@ impl Engine {
         self.alerts.clear(&format!("volume-unavailable-{id}"));
         tracing::info!(volume = id, "volume {id} ({}) detached", v.path.display());
         self.space_changed();
+        self.aggregates_wake();
         self.request_repair(&format!("volume {id} was detached"));
         Ok(())
     }
@@ -147,6 +148,7 @@ impl Engine {
             path.display()
         );
         self.space_changed();
+        self.aggregates_wake();
         self.request_repair(&format!("volume {id} was attached again"));
         Ok(())
     }

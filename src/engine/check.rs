@@ -29,11 +29,16 @@ pub struct CheckReport {
     pub unreadable: Vec<Root>,
     /// The volume's file could not be opened at all.
     pub unavailable: Option<String>,
+    /// Aggregates that differed from a recount (then rebuilt).
+    pub aggregates: Vec<String>,
 }
 
 impl CheckReport {
     pub fn is_clean(&self) -> bool {
-        self.corrupt.is_empty() && self.unreadable.is_empty() && self.unavailable.is_none()
+        self.corrupt.is_empty()
+            && self.unreadable.is_empty()
+            && self.unavailable.is_none()
+            && self.aggregates.is_empty()
     }
 
     pub fn summary(&self) -> String {
@@ -53,6 +58,13 @@ impl CheckReport {
                 let more = if roots.len() > 20 { ", …" } else { "" };
                 s.push_str(&format!("; {what}: {}{more}", list.join(", ")));
             }
+        }
+        if !self.aggregates.is_empty() {
+            s.push_str(&format!(
+                "; {} differed from a recount and were rebuilt: {}",
+                crate::plural::count(self.aggregates.len() as u64, "aggregate"),
+                self.aggregates.join("; ")
+            ));
         }
         s
     }
@@ -115,7 +127,7 @@ impl Engine {
             volume: id,
         };
         let result = crew.guard("the check itself", || {
-            self.verify_volume(v, Some(control), |done, total| {
+            let mut report = self.verify_volume(v, Some(control), |done, total| {
                 let progress = Progress::new(done, total, started);
                 self.alerts.raise_with(
                     &key,
@@ -124,7 +136,10 @@ impl Engine {
                     serde_json::json!({"volume": id}),
                     Some(progress),
                 );
-            })
+            })?;
+            // what the check found corrupt is counted by now
+            report.aggregates = self.recount_aggregates()?;
+            Ok(report)
         });
         let secs = started.elapsed().as_secs_f64().max(1e-3);
         let (severity, message, data) = match result {
@@ -275,6 +290,11 @@ impl Engine {
             problems: self.meta.consistency_problems()?,
             ..OfflineReport::default()
         };
+        report.problems.extend(
+            self.recount_aggregates()?
+                .into_iter()
+                .map(|d| format!("{d} (rebuilt from the tables)")),
+        );
         let ids = match only {
             Some(id) => vec![self.volume(id)?.id],
             None => self.volume_ids(),

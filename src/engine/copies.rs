@@ -60,6 +60,7 @@ impl Engine {
         *self.copies.write() = setting;
         tracing::info!("copies set to min {min}, max {max}; a repair pass follows");
         self.repair_wake();
+        self.aggregates_wake();
         Ok(())
     }
 
@@ -271,8 +272,7 @@ impl Engine {
         }
     }
 
-    /// Sectors by readable copies, counted now (a count of the sectors
-    /// while each has its one copy, else one pass over the copies); raises
+    /// Sectors by readable copies, from the store-wide totals; raises
     /// or clears the alerts about sectors with too few copies or copies
     /// sharing a device.
     pub fn copy_census(&self) -> Result<CopyCensus> {
@@ -281,70 +281,21 @@ impl Engine {
         Ok(census)
     }
 
+    /// From the store-wide totals (kept by every change, no count of
+    /// the tables): exact as of the aggregates' `.as_of`.
     fn count_copies(&self) -> Result<CopyCensus> {
         let setting = self.copies_setting();
-        let volumes: BTreeMap<u32, Arc<Volume>> = self.volumes.read().clone();
-        // one copy each, all readable, nothing to repair: every sector has
-        // exactly its one copy, and a count of the sectors says it all
-        if (setting.min, setting.max) == (1, 1)
-            && volumes.values().all(|v| v.readable())
-            && self.corrupt.lock().is_empty()
-            && self.meta.repair_cursor()?.is_none()
-        {
-            let sectors = self.meta.count_sectors()?;
-            return Ok(CopyCensus {
-                sectors,
-                by_copies: [(1, sectors)].into_iter().filter(|(_, n)| *n > 0).collect(),
-                min: 1,
-                max: 1,
-                ..CopyCensus::default()
-            });
-        }
-        let readable: BTreeMap<u32, u64> = volumes
-            .values()
-            .filter(|v| v.readable())
-            .map(|v| (v.id, v.device()))
-            .collect();
-        let mut census = CopyCensus {
+        let (store, by_ready) = self.meta.store_totals()?;
+        let n = |v: i64| v.max(0) as u64;
+        Ok(CopyCensus {
+            sectors: n(store.sectors),
+            by_copies: by_ready.into_iter().map(|(k, v)| (k as u64, v)).collect(),
+            under_replicated: n(store.unhealthy - store.lost),
+            lost: n(store.lost),
+            sharing_a_device: n(store.shared),
             min: setting.min,
             max: setting.max,
-            ..CopyCensus::default()
-        };
-        let mut current: Option<i64> = None;
-        let mut devices: Vec<u64> = Vec::new();
-        let corrupt = self.corrupt.lock().clone();
-        let tally = |devices: &mut Vec<u64>, census: &mut CopyCensus| {
-            let n = devices.len() as u64;
-            census.sectors += 1;
-            *census.by_copies.entry(n).or_default() += 1;
-            if n == 0 {
-                census.lost += 1;
-            } else if n < setting.min as u64 {
-                census.under_replicated += 1;
-            }
-            devices.sort_unstable();
-            if devices.windows(2).any(|w| w[0] == w[1]) {
-                census.sharing_a_device += 1;
-            }
-            devices.clear();
-        };
-        self.meta.for_each_copy(|sector, volume| {
-            if current != Some(sector) {
-                if current.is_some() {
-                    tally(&mut devices, &mut census);
-                }
-                current = Some(sector);
-            }
-            if let Some(dev) = readable.get(&volume)
-                && !corrupt.contains(&(sector, volume))
-            {
-                devices.push(*dev);
-            }
-        })?;
-        if current.is_some() {
-            tally(&mut devices, &mut census);
-        }
-        Ok(census)
+        })
     }
 
     fn census_alerts(&self, c: &CopyCensus) {

@@ -76,6 +76,7 @@ impl Engine {
         v.set_file(file);
         self.alloc.lock().set_device(id, v.device());
         self.note_back_in_service(&v);
+        self.aggregates_wake();
         {
             // a job under way keeps its state (a volume being removed must
             // not take new sectors because its file came back); decided
@@ -139,31 +140,44 @@ impl Engine {
     /// Starts the health loop and, if asked, the scrub. Both end at
     /// [`shutdown`](Self::shutdown).
     pub fn start_background(self: &Arc<Self>, scrub: Option<ScrubOptions>) -> Result<()> {
-        let engine = self.clone();
-        let health = std::thread::Builder::new()
-            .name("volume-health".into())
-            .spawn(move || {
-                while engine.sleep_unless_stopping(HEALTH_INTERVAL) {
-                    engine.health_pass();
-                }
-            })
-            .map_err(|e| Error::io("cannot start the health thread", e))?;
-        self.jobs.threads.lock().push(health);
-        let engine = self.clone();
-        let repair = std::thread::Builder::new()
-            .name("repair".into())
-            .spawn(move || engine.repair_loop())
-            .map_err(|e| Error::io("cannot start the repair thread", e))?;
-        self.jobs.threads.lock().push(repair);
+        self.spawn_background("volume-health", |engine| {
+            while engine.sleep_unless_stopping(HEALTH_INTERVAL) {
+                engine.health_pass();
+            }
+        })?;
+        self.spawn_background("repair", |engine| engine.repair_loop())?;
+        self.spawn_background("aggregates", |engine| engine.aggregates_loop())?;
         if let Some(opts) = scrub {
-            let engine = self.clone();
-            let t = std::thread::Builder::new()
-                .name("scrub".into())
-                .spawn(move || engine.scrub_loop(opts))
-                .map_err(|e| Error::io("cannot start the scrub thread", e))?;
-            self.jobs.threads.lock().push(t);
+            self.spawn_background("scrub", move |engine| engine.scrub_loop(opts))?;
         }
         Ok(())
+    }
+
+    /// Runs `f` on a thread of its own named `name`, joined at shutdown.
+    fn spawn_background(
+        self: &Arc<Self>,
+        name: &str,
+        f: impl FnOnce(&Engine) + Send + 'static,
+    ) -> Result<()> {
+        let engine = self.clone();
+        let t = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || f(&engine))
+            .map_err(|e| Error::io(format!("cannot start the {name} thread"), e))?;
+        self.jobs.threads.lock().push(t);
+        Ok(())
+    }
+
+    /// Lowers the calling thread's priority to `nice` (threads it starts
+    /// inherit it); `what` names it in the log when that cannot be done.
+    pub(super) fn lower_priority(nice: libc::c_int, what: &str) {
+        // SAFETY: plain syscall on the calling thread (tid 0: this one).
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+            tracing::debug!(
+                "cannot lower the {what}'s priority: {}",
+                std::io::Error::last_os_error()
+            );
+        }
     }
 
     /// Sleeps up to `d`; false when the engine is stopping.

@@ -72,6 +72,9 @@ impl Engine {
             for c in &corrupt {
                 if let Ok(Some(s)) = self.meta.sector_by_id(c.sector_id) {
                     self.corrupt.lock().insert((s.id, s.volume_id));
+                    if let Err(e) = self.meta.set_copy_corrupt(s.id, s.volume_id, true) {
+                        tracing::error!("cannot record that sector {} is corrupt: {e}", s.root);
+                    }
                 }
             }
             let named = corrupt

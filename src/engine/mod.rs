@@ -1,6 +1,7 @@
 //! The storage engine: placement, references, jobs and alerts over the
 //! metadata (`meta`) and the volume files (`volume`). Knows nothing of FUSE.
 
+mod aggregates;
 mod alerts;
 mod alloc;
 mod attach;
@@ -54,8 +55,8 @@ pub use upload_limits::{MIN_UPLOAD_MEMORY, default_max_uploads, default_upload_m
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 
 pub use crate::meta::{
-    ContractEdit, ContractRow, CopiesSetting, Freed, Limits, MAX_TEMP_HEIGHT, RefCounts, Reference,
-    SectorInfo, SectorKey, SectorRow, check_temp_height,
+    Agg, AggregateView, ContractEdit, ContractRow, CopiesSetting, Freed, Limits, MAX_TEMP_HEIGHT,
+    RefCounts, Reference, Scope, SectorInfo, SectorKey, SectorRow, check_temp_height,
 };
 
 use crate::error::{IoContext, Result};
@@ -128,6 +129,7 @@ pub struct Engine {
     /// How many copies of each sector the store keeps.
     copies: RwLock<CopiesSetting>,
     repair: repair::Repair,
+    aggregates: aggregates::Aggregates,
     /// The memory and the number of sector files being written.
     uploads: upload_limits::UploadLimits,
     /// Named in every volume's sidecar.
@@ -177,11 +179,13 @@ impl Engine {
             corrupt: Mutex::new(Default::default()),
             copies: RwLock::new(copies),
             repair: Default::default(),
+            aggregates: Default::default(),
             uploads: upload_limits::UploadLimits::new(upload_memory, max_uploads),
             store_uuid,
             _lock: lock,
         };
         engine.load_volumes()?;
+        engine.load_corrupt()?;
         engine.finish_punches()?;
         engine.raise_import_alerts();
         // only on a first start: an operator who removed every volume
@@ -214,6 +218,7 @@ impl Engine {
         }
         engine.space_changed();
         engine.check_overcommit();
+        engine.sync_volume_health()?;
         Ok(engine)
     }
 

@@ -110,13 +110,7 @@ impl Engine {
     /// the requests it serves beside: readers come first, and a busy store
     /// still leaves it a share, so it never starves.
     pub(super) fn repair_loop(&self) {
-        // SAFETY: plain syscall on the calling thread (tid 0: this one).
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, REPAIR_NICE) } != 0 {
-            tracing::debug!(
-                "cannot lower the repair's priority: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+        Engine::lower_priority(REPAIR_NICE, "repair");
         while !self.health.stopping() {
             {
                 let mut woken = self.repair.woken.lock();

@@ -97,6 +97,7 @@ impl Engine {
     pub(crate) fn note_corrupt(&self, v: &Volume, s: &SectorRow) {
         bump(&v.stats.corrupt);
         self.corrupt.lock().insert((s.id, v.id));
+        self.record_corrupt(v, s);
         self.heal_later(s);
         self.sector_alert(
             "corrupt",
@@ -172,6 +173,7 @@ impl Engine {
     /// Takes a volume out of service: no file, no new sectors, an alert.
     pub(crate) fn mark_unavailable(&self, v: &Volume, reason: &str) {
         v.close_file();
+        self.aggregates_wake();
         tracing::error!(
             volume = v.id,
             "volume {} is now unavailable: {reason}",

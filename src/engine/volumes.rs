@@ -363,6 +363,10 @@ impl Engine {
         self.space_changed();
         self.check_overcommit();
         self.room_for_copies(&format!("volume {id} was added"));
+        // recorded in service at once (its pass has no copy to look at)
+        if let Err(e) = self.sync_volume_health() {
+            tracing::error!("cannot record volume {id}'s health for the aggregates: {e}");
+        }
         Ok(id)
     }
 

@@ -18,6 +18,7 @@
 //! - `fds.rs`: processes holding a file;
 //! - `mount.rs`: the session, signals, a clean unmount.
 
+mod aggregate_xattr;
 mod attr;
 mod contract_file;
 mod control;
@@ -36,6 +37,7 @@ mod sector_file;
 mod staging;
 mod xattr;
 
+pub use aggregate_xattr::UNHEALTHY_NAMES;
 pub use attr::{Attr, Entry, Kind};
 pub use dir::DirEntry;
 pub use filesystem::{Caching, Opened, RenameFlags, SectorFs, SetAttr, Statfs};

@@ -30,7 +30,13 @@ fn not_ours(name: &std::ffi::OsStr) -> Option<Error> {
 impl SectorFs {
     pub fn getxattr(&self, ino: u64, name: &std::ffi::OsStr) -> Result<Vec<u8>> {
         let missing = || Error::NoAttribute(format!("no attribute {name:?} here"));
-        let Ok(Node::Sector(id)) = node_of(ino) else {
+        let Ok(node) = node_of(ino) else {
+            return Err(not_ours(name).unwrap_or_else(missing));
+        };
+        if let Some(value) = self.aggregate_xattr(node, &name.to_string_lossy())? {
+            return Ok(value.into_bytes());
+        }
+        let Node::Sector(id) = node else {
             return Err(not_ours(name).unwrap_or_else(missing));
         };
         let gone = || Error::NotFound(format!("sector #{id} is no longer stored"));
@@ -68,6 +74,7 @@ impl SectorFs {
     pub fn listxattr(&self, ino: u64) -> Vec<u8> {
         match node_of(ino) {
             Ok(Node::Sector(_)) => XATTRS.iter().flat_map(|n| n.bytes().chain([0])).collect(),
+            Ok(node) => self.aggregate_xattr_names(node),
             _ => Vec::new(),
         }
     }

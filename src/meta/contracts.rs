@@ -4,6 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::aggregates::{Scope, contract_range_in, take_in};
 use super::db::Meta;
 use super::query::{RefChange, changed, free_unreferenced, lookup_in, next_id, root_of};
 use crate::error::{DbContext, Error, Result};
@@ -88,6 +89,7 @@ impl Meta {
                 delete_entries(tx, dst)?;
                 tx.execute("DELETE FROM contracts WHERE id = ?1", [dst])
                     .ctx("replacing a contract")?;
+                take_in(tx, Scope::Contract(dst))?;
             }
             tx.execute(
                 "UPDATE contracts SET name = ?1 WHERE id = ?2",
@@ -109,6 +111,7 @@ impl Meta {
             delete_entries(tx, id)?;
             tx.execute("DELETE FROM contracts WHERE id = ?1", [id])
                 .ctx("deleting a contract")?;
+            take_in(tx, Scope::Contract(id))?;
             changed(tx, old)
         })
     }
@@ -131,6 +134,7 @@ impl Meta {
                 return Ok(None);
             }
             bump_revision(tx, id)?;
+            contract_range_in(tx, id, (0, end), false, -1)?;
             let old: Vec<i64> = tx
                 .prepare_cached(
                     "DELETE FROM contract_entries WHERE contract_id = ?1 AND idx < ?2 \
@@ -159,6 +163,9 @@ impl Meta {
                 )
                 .and_then(|mut s| s.execute([id, revision]))
                 .ctx("removing a contract")?;
+            if n == 1 {
+                take_in(tx, Scope::Contract(id))?;
+            }
             Ok(n == 1)
         })
     }
@@ -316,6 +323,15 @@ fn apply_revision(
             .execute(params![contract, start + i as i64, id])
             .ctx("adding contract entries")?;
     }
+    drop(insert);
+    // appended to an empty list, or a new list: the whole contract
+    contract_range_in(
+        tx,
+        contract,
+        (start, start + ids.len() as i64),
+        start == 0,
+        1,
+    )?;
     let freed = free_unreferenced(tx, &old)?;
     let mut touched = old;
     touched.extend_from_slice(ids);
@@ -387,7 +403,9 @@ fn contract_sector_ids(c: &Connection, contract: i64) -> Result<Vec<i64>> {
         .ctx("reading a contract's sectors")
 }
 
+/// Deletes every entry of `contract`, its aggregates following.
 fn delete_entries(c: &Connection, contract: i64) -> Result<()> {
+    contract_range_in(c, contract, (0, i64::MAX), true, -1)?;
     c.prepare_cached("DELETE FROM contract_entries WHERE contract_id = ?1")
         .and_then(|mut s| s.execute([contract]))
         .ctx("deleting contract entries")?;

@@ -5,8 +5,10 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::aggregates::{copy_counted_in, references_dropped_in, restate_in};
 use super::contracts::contracts_of_in;
 use super::db::Meta;
+use super::health::request_pass_in;
 use super::query::{
     Freed, SectorRow, copies_in, free_unreferenced, lookup_copies_in, record_punch_in, slot_inside,
 };
@@ -82,6 +84,8 @@ impl Meta {
                     && slot_inside(tx, volume_id, slot)?;
                 if ok {
                     insert_copy_in(tx, id, volume_id, slot, added_at)?;
+                    copy_counted_in(tx, id, volume_id, true)?;
+                    restate_in(tx, id)?;
                 }
                 out.push(ok);
             }
@@ -128,6 +132,7 @@ impl Meta {
                 }));
             }
             let contracts = contracts_of_in(tx, id)?;
+            references_dropped_in(tx, id)?;
             for table in ["pins", "contract_entries", "temp_entries"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE sector_id = ?1"), [id])
                     .ctx("dropping a lost sector's references")?;
@@ -163,6 +168,8 @@ impl Meta {
                 )
                 .ctx("saving the copies setting")?;
             }
+            // every sector's condition is measured against min
+            request_pass_in(tx, 0)?;
             request_repair_in(tx)
         })
     }
@@ -258,10 +265,13 @@ impl Meta {
     }
 }
 
+/// Drops one copy of a sector that keeps others; its condition follows.
 fn delete_copy_in(c: &Connection, id: i64, volume_id: u32, slot: u64) -> Result<()> {
+    copy_counted_in(c, id, volume_id, false)?;
     c.prepare_cached("DELETE FROM copies WHERE sector_id = ?1 AND volume_id = ?2 AND slot = ?3")
         .and_then(|mut s| s.execute(params![id, volume_id, slot as i64]))
         .ctx("dropping a copy")?;
+    restate_in(c, id)?;
     record_punch_in(c, volume_id, slot)
 }
 

@@ -31,11 +31,13 @@ impl Meta {
         schema::migrate(&mut conn)?;
         // New database files hold the store's map: owner only.
         restrict_mode(path);
-        Ok(Meta {
+        let meta = Meta {
             path: path.to_path_buf(),
             writer: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
-        })
+        };
+        meta.rebuild_aggregates_if_asked()?;
+        Ok(meta)
     }
 
     /// Runs `f` in one IMMEDIATE transaction on the writer connection and

@@ -4,6 +4,7 @@
 
 use rusqlite::params;
 
+use super::aggregates::{copy_counted_in, restate_in, sector_added_in};
 use super::db::Meta;
 use super::pins::pin_in;
 use super::query::{copies_in, lookup_in, slot_inside};
@@ -62,6 +63,14 @@ impl Meta {
                     }
                 };
                 insert_copy_in(tx, id, volume_id, *slot, now)?;
+                // the aggregates follow in this transaction
+                match kind {
+                    Registered::New => sector_added_in(tx, id)?,
+                    _ => {
+                        copy_counted_in(tx, id, volume_id, true)?;
+                        restate_in(tx, id)?;
+                    }
+                }
                 pin_in(tx, id)?;
                 out.push(kind);
             }

@@ -3,6 +3,7 @@
 
 use rusqlite::Connection;
 
+use super::aggregates::temps_expiring_in;
 use super::db::Meta;
 use super::query::{RefChange, changed};
 use crate::error::{DbContext, Error, Result};
@@ -30,6 +31,7 @@ impl Meta {
                 [height as i64],
             )
             .ctx("setting the height")?;
+            temps_expiring_in(tx, height)?;
             tx.execute("DELETE FROM temp_dirs WHERE height <= ?1", [height as i64])
                 .ctx("dropping expired temp directories")?;
             let expired: Vec<i64> = {

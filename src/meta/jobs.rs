@@ -3,6 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::aggregates::moved_in;
 use super::db::Meta;
 use super::query::slot_inside;
 use crate::error::{DbContext, Result};
@@ -153,6 +154,7 @@ impl Meta {
                     ])
                     .ctx("re-pointing moved sectors")?;
                 if n == 1 {
+                    moved_in(tx, m.sector_id, m.from_volume, m.to_volume)?;
                     pending
                         .execute(params![m.from_volume, m.from_slot as i64])
                         .ctx("recording moved-from slots")?;
@@ -212,6 +214,9 @@ impl Meta {
                 "DELETE FROM pending_punches WHERE volume_id = ?1",
                 "DELETE FROM jobs WHERE volume_id = ?1",
                 "DELETE FROM volumes WHERE id = ?1",
+                "DELETE FROM volume_health WHERE volume_id = ?1",
+                "DELETE FROM health_passes WHERE volume_id = ?1",
+                "DELETE FROM aggregates WHERE kind = 3 AND key = ?1",
             ] {
                 tx.execute(sql, [volume_id]).ctx("deleting a volume")?;
             }

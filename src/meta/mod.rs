@@ -6,6 +6,7 @@
 //! holds, id numbering) is in `query.rs`, which imports no other module
 //! here, so the imports between these files never go round in a circle.
 
+mod aggregates;
 #[cfg(feature = "bench")]
 mod bench;
 mod check;
@@ -13,6 +14,7 @@ mod contracts;
 mod copies;
 mod db;
 mod found;
+mod health;
 mod height;
 mod import;
 mod jobs;
@@ -24,10 +26,14 @@ mod sectors;
 mod temp;
 mod volumes;
 
+#[cfg(feature = "bench")]
+pub use aggregates::WITHOUT_CONTRACT_AGGREGATES;
+pub use aggregates::{Agg, Scope};
 pub use contracts::{ContractEdit, ContractRow};
 pub use copies::{CopiesSetting, LostCopy};
 pub use db::Meta;
 pub use found::{ReferenceTotals, Registered};
+pub use health::{AggregateView, PassStep, VolumeHealth};
 pub use import::{Holders, ImportDb, ImportedSector};
 pub use jobs::{JobKind, JobRow, Move};
 pub use query::{Freed, RefChange, RefCounts, SectorInfo, SectorKey, SectorRow};

@@ -3,6 +3,7 @@
 
 use rusqlite::Connection;
 
+use super::aggregates::pin_counted_in;
 use super::db::Meta;
 use super::query::{RefChange, changed, lookup_in, ref_counts_in};
 use crate::error::{DbContext, Error, Result};
@@ -26,6 +27,7 @@ impl Meta {
                     crate::plural::count(refs.temp, "temp entry")
                 )));
             }
+            pin_counted_in(tx, sector.id, -1)?;
             changed(tx, vec![sector.id])
         })
     }
@@ -33,8 +35,12 @@ impl Meta {
 
 /// Pins a stored sector (a second pin is the same pin).
 pub(super) fn pin_in(c: &Connection, sector_id: i64) -> Result<()> {
-    c.prepare_cached("INSERT OR IGNORE INTO pins (sector_id) VALUES (?1)")
+    let added = c
+        .prepare_cached("INSERT OR IGNORE INTO pins (sector_id) VALUES (?1)")
         .and_then(|mut s| s.execute([sector_id]))
         .ctx("pinning a sector")?;
+    if added > 0 {
+        pin_counted_in(c, sector_id, 1)?;
+    }
     Ok(())
 }

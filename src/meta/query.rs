@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::aggregates::sector_removed_in;
 use crate::error::{DbContext, Result};
 use crate::merkle::Root;
 
@@ -252,6 +253,7 @@ pub(super) fn free_unreferenced(c: &Connection, candidates: &[i64]) -> Result<Ve
         if !seen.insert(id) || ref_counts_in(c, id)?.total() > 0 {
             continue;
         }
+        sector_removed_in(c, id)?;
         let copies: Vec<(u32, u64)> = c
             .prepare_cached("DELETE FROM copies WHERE sector_id = ?1 RETURNING volume_id, slot")
             .and_then(|mut s| {

@@ -177,6 +177,50 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs_new RENAME TO jobs;
     INSERT INTO settings (key, value) VALUES ('last_backup', 0);
     "#,
+    // 11: aggregates (issue 18). Each sector's condition (ready copies,
+    // health bits: see meta/aggregates.rs), what it is computed from (the
+    // volumes out of service and their devices, copies known corrupt),
+    // the aggregates themselves (kind, key: a contract, temp height,
+    // volume, or store-wide), the background passes that bring them up to
+    // date after a volume changes state, and an index of copies by the
+    // time they were last verified. `aggregates_rebuild` has the opening
+    // code fill them from the tables (it is Rust, shared with the check).
+    r#"
+    ALTER TABLE sectors ADD COLUMN ready INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sectors ADD COLUMN health INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE volume_health (
+        volume_id  INTEGER PRIMARY KEY,
+        out        INTEGER NOT NULL,
+        device     INTEGER
+    );
+    CREATE TABLE corrupt_copies (
+        sector_id  INTEGER NOT NULL,
+        volume_id  INTEGER NOT NULL,
+        PRIMARY KEY (sector_id, volume_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE aggregates (
+        kind         INTEGER NOT NULL,
+        key          INTEGER NOT NULL,
+        entries      INTEGER NOT NULL,
+        sectors      INTEGER NOT NULL,
+        unhealthy    INTEGER NOT NULL,
+        unavailable  INTEGER NOT NULL,
+        corrupt      INTEGER NOT NULL,
+        lost         INTEGER NOT NULL,
+        cold         INTEGER NOT NULL,
+        shared       INTEGER NOT NULL,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID;
+    -- volume_id 0: every sector (cursor: a sector id); else the copies of
+    -- that volume (cursor: a slot)
+    CREATE TABLE health_passes (
+        volume_id     INTEGER PRIMARY KEY,
+        cursor        INTEGER NOT NULL,
+        requested_at  INTEGER NOT NULL
+    );
+    CREATE INDEX copies_checked ON copies(coalesce(checked_at, added_at), volume_id);
+    INSERT INTO settings (key, value) VALUES ('aggregates_rebuild', 1);
+    "#,
 ];
 
 /// Runs the migrations not run yet. Foreign keys are off meanwhile (a

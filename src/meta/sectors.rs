@@ -3,6 +3,7 @@
 
 use rusqlite::{Connection, params};
 
+use super::aggregates::sector_added_in;
 use super::db::Meta;
 use super::pins::pin_in;
 use super::query::{
@@ -197,6 +198,7 @@ impl Meta {
             for (volume_id, slot) in kept {
                 insert_copy_in(tx, id, volume_id, slot, stored_at)?;
             }
+            sector_added_in(tx, id)?;
             add_reference_in(tx, id, reference)?;
             Ok(Inserted::New { id, gone })
         })

@@ -3,6 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::aggregates::temp_counted_in;
 use super::db::Meta;
 use super::height::height_in;
 use super::query::{RefChange, SectorRow, changed, lookup_in, root_of};
@@ -65,6 +66,7 @@ impl Meta {
                     "sector {root} has no temp entry at height {expiration}"
                 )));
             }
+            temp_counted_in(tx, sector.id, expiration, -1)?;
             // the directory stays, as it would on any file system
             tx.prepare_cached("INSERT OR IGNORE INTO temp_dirs (height) VALUES (?1)")
                 .and_then(|mut s| s.execute([expiration as i64]))
@@ -173,9 +175,15 @@ pub(super) fn check_expiration_in(c: &Connection, expiration: u64) -> Result<()>
 /// passes the rule.
 pub(super) fn add_temp_in(c: &Connection, expiration: u64, sector_id: i64) -> Result<()> {
     check_expiration_in(c, expiration)?;
-    c.prepare_cached("INSERT OR IGNORE INTO temp_entries (expiration, sector_id) VALUES (?1, ?2)")
+    let added = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO temp_entries (expiration, sector_id) VALUES (?1, ?2)",
+        )
         .and_then(|mut s| s.execute(params![expiration as i64, sector_id]))
         .ctx("adding a temp entry")?;
+    if added > 0 {
+        temp_counted_in(c, sector_id, expiration, 1)?;
+    }
     Ok(())
 }
 

@@ -450,6 +450,7 @@ fn help_completions_and_man_page() {
         "status",
         "check",
         "recover",
+        "contracts",
         "completions",
         "man",
     ];

@@ -1,5 +1,6 @@
 //! Integration tests through a real mount: std::fs and standard tools.
 
+mod aggregates;
 mod caching;
 mod cli;
 #[path = "../common/mod.rs"]

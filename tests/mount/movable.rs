@@ -62,7 +62,10 @@ fn a_detached_volume_fails_with_eio_and_attached_again_reads_back() {
         let e = read_uncached(&m.sector_path(r)).unwrap_err();
         assert_eq!(errno(&e), libc::EIO);
     }
-    assert!(alerts_text(&m).contains("no readable copy"));
+    // the aggregates' pass, woken by the detach, counts them
+    wait_for("the alert of sectors with no readable copy", 30, || {
+        alerts_text(&m).contains("no readable copy")
+    });
     let e = m.write("volumes/1/detach", "1\n").unwrap_err();
     assert_eq!(errno(&e), libc::EINVAL, "already detached");
     for bad in ["0", "yes", "11", "1 1"] {

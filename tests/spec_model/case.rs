@@ -360,7 +360,81 @@ impl<D: Driver> Case<D> {
         self.check_sectors(all_bytes)?;
         self.check_contracts()?;
         self.check_temp()?;
-        self.check_volumes()
+        self.check_volumes()?;
+        self.check_aggregates()
+    }
+
+    /// The aggregates (`user.sectorfs.*` of the root, `/contracts` and
+    /// each contract, `/temp` and each height, each volume) against a
+    /// recount of the model. Health figures while every sector keeps its
+    /// one copy (`/copies` 1 1): every entry healthy; with more, the repair
+    /// adds copies in the background and only the counts are exact.
+    fn check_aggregates(&self) -> Result<(), String> {
+        let model = &self.model;
+        let one_copy = model.copies == (1, 1);
+        let check = |path: &str, entries: usize, sectors: usize| -> Result<(), String> {
+            let get = |name: &str| {
+                self.d
+                    .xattr(path, &format!("user.sectorfs.{name}"))
+                    .map_err(|e| format!("getxattr {name} of /{path}: {e}"))
+            };
+            let mut got = vec![get("entries")?, get("sectors")?, get("bytes")?];
+            let mut want = vec![
+                entries.to_string(),
+                sectors.to_string(),
+                (sectors as u64 * SECTOR_SIZE as u64).to_string(),
+            ];
+            if one_copy {
+                for name in ["health", "unavailable", "corrupt", "lost", "cold"] {
+                    got.push(get(name)?);
+                }
+                want.extend(["1.0000", "0", "0", "0", "0"].map(String::from));
+            }
+            if got != want {
+                return Err(format!(
+                    "aggregates of /{path} (entries sectors bytes [health unavailable corrupt \
+                     lost cold]): {got:?}, a recount of the model {want:?}"
+                ));
+            }
+            Ok(())
+        };
+        let distinct =
+            |seeds: &mut dyn Iterator<Item = usize>| seeds.collect::<BTreeSet<_>>().len();
+        let contract_entries: usize = model.contracts.values().map(Vec::len).sum();
+        let pins = model.sectors.values().filter(|s| s.pin).count();
+        check(
+            "",
+            pins + contract_entries + model.temp.len(),
+            model.sectors.len(),
+        )?;
+        check(
+            "contracts",
+            contract_entries,
+            distinct(&mut model.contracts.values().flatten().copied()),
+        )?;
+        for (name, seeds) in &model.contracts {
+            check(
+                &format!("contracts/{name}"),
+                seeds.len(),
+                distinct(&mut seeds.iter().copied()),
+            )?;
+        }
+        check(
+            "temp",
+            model.temp.len(),
+            distinct(&mut model.temp.iter().map(|(_, s)| *s)),
+        )?;
+        for h in model.dirs() {
+            let n = model.temp.iter().filter(|(t, _)| *t == h).count();
+            check(&format!("temp/{h}"), n, n)?;
+        }
+        if one_copy {
+            for id in model.volumes.keys() {
+                let used = model.used(*id) as usize;
+                check(&format!("volumes/{id}"), used, used)?;
+            }
+        }
+        Ok(())
     }
 
     /// The listing; every pool sector's bytes, nlink, xattrs and slot, or

@@ -112,6 +112,7 @@ impl Engine {
     pub fn shutdown(&self) {
         self.health.stop();
         self.repair_wake();
+        self.aggregates_wake();
         for c in self.jobs.running.lock().values() {
             c.pause.store(true, Ordering::Relaxed);
         }
