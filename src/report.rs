@@ -80,6 +80,26 @@ pub fn status_text(engine: &Engine) -> Result<String> {
             k.sharing_a_device
         );
     }
+    if let Some(c) = &t.cold {
+        let _ = writeln!(
+            out,
+            "cold: {} ({} MiB, {} cold only), {} up, {} down, {} deleted, {}, {} due for the \
+             mover{}",
+            count(c.objects, "object"),
+            c.bytes >> 20,
+            c.cold_only,
+            c.uploads,
+            c.downloads,
+            c.deletes,
+            count(c.errors, "error"),
+            c.mover_pending,
+            if c.reachable {
+                ""
+            } else {
+                "; the store does not answer"
+            }
+        );
+    }
     for a in &s.alerts {
         let _ = write!(out, "{} {} {}", a.severity, a.id, a.message);
         if let Some(p) = &a.progress {
@@ -135,6 +155,16 @@ pub fn metrics(engine: &Engine) -> Result<String> {
         .collect();
     let (_, metric, means) = figures::BY_COPIES;
     gauge(metric, means, "gauge", &by_copies);
+    if let Some(cold) = &s.totals.cold {
+        for f in figures::COLD {
+            gauge(
+                f.metric,
+                f.means,
+                f.kind.as_str(),
+                &[(String::new(), (f.value)(cold))],
+            );
+        }
+    }
     let by_severity: Vec<(String, u64)> = [
         Severity::Info,
         Severity::Warning,
@@ -170,6 +200,19 @@ pub fn metrics(engine: &Engine) -> Result<String> {
         "gauge",
         &jobs,
     );
+    Ok(out)
+}
+
+/// `/tiers/cold/stats`: `key value` lines, every figure of
+/// [`figures::COLD`] (`enabled 0` alone without a cold tier).
+pub fn cold_stats(engine: &Engine) -> Result<String> {
+    let Some(cold) = engine.cold_stats()? else {
+        return Ok("enabled 0\n".into());
+    };
+    let mut out = String::from("enabled 1\n");
+    for f in figures::COLD {
+        let _ = writeln!(out, "{} {}", f.key, (f.value)(&cold));
+    }
     Ok(out)
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::builder::TypedValueParser;
 use sectorfs::engine::placement::POLICIES;
-use sectorfs::engine::{Engine, Options, Placement, ScrubOptions};
+use sectorfs::engine::{ColdOptions, ColdUrl, Engine, Options, Placement, ScrubOptions};
 use sectorfs::merkle::SECTOR_SIZE;
 
 #[derive(clap::Args)]
@@ -60,6 +60,26 @@ pub struct MountArgs {
     /// copies on other volumes (with /copies above 1), e.g. 10m
     #[arg(long, default_value = "10m")]
     pub repair_after: String,
+    /// A cold tier on S3-compatible object storage, s3://bucket/prefix
+    /// (endpoint, region and credentials from the AWS_* variables;
+    /// AWS_ALLOW_HTTP=true for a plain-HTTP endpoint)
+    #[arg(long, value_name = "URL")]
+    pub cold: Option<String>,
+    /// Sectors not read for this long go to the cold tier (e.g. 30d)
+    #[arg(
+        long,
+        default_value = "30d",
+        value_name = "DURATION",
+        requires = "cold"
+    )]
+    pub cold_after: String,
+    /// Keep the local copies of sectors that went to the cold tier
+    #[arg(long, requires = "cold")]
+    pub cold_keep_local: bool,
+    /// Reads (from the start) of a cold-only sector after which it gets a
+    /// local copy again (0: never)
+    #[arg(long, default_value_t = sectorfs::engine::DEFAULT_PROMOTE_AFTER, value_name = "N")]
+    pub promote_after: u32,
 }
 
 pub fn default_data_dir() -> Result<PathBuf, String> {
@@ -109,7 +129,18 @@ pub fn run(a: MountArgs) -> Result<(), String> {
     check_mountpoint(&a.mountpoint)?;
     let repair_after = sectorfs::parse::parse_duration(&a.repair_after)
         .map_err(|e| format!("--repair-after: {e}"))?;
+    let cold = match &a.cold {
+        Some(url) => Some(ColdOptions {
+            url: ColdUrl::parse(url).map_err(|e| e.to_string())?,
+            after: sectorfs::parse::parse_duration(&a.cold_after)
+                .map_err(|e| format!("--cold-after: {e}"))?,
+            keep_local: a.cold_keep_local,
+            promote_after: a.promote_after,
+        }),
+        None => None,
+    };
     let options = Options {
+        cold,
         repair_after,
         placement: a.placement,
         verify_reads: a.verify_reads,

@@ -287,6 +287,7 @@ impl Engine {
         // one copy each, all readable, nothing to repair: every sector has
         // exactly its one copy, and a count of the sectors says it all
         if (setting.min, setting.max) == (1, 1)
+            && !self.has_cold()
             && volumes.values().all(|v| v.readable())
             && self.corrupt.lock().is_empty()
             && self.meta.repair_cursor()?.is_none()
@@ -313,6 +314,7 @@ impl Engine {
         let mut current: Option<i64> = None;
         let mut devices: Vec<u64> = Vec::new();
         let corrupt = self.corrupt.lock().clone();
+        let cold = self.has_cold();
         let tally = |devices: &mut Vec<u64>, census: &mut CopyCensus| {
             let n = devices.len() as u64;
             census.sectors += 1;
@@ -339,6 +341,8 @@ impl Engine {
                 && !corrupt.contains(&(sector, volume))
             {
                 devices.push(*dev);
+            } else if volume == crate::meta::COLD_VOLUME && cold {
+                devices.push(u64::MAX);
             }
         })?;
         if current.is_some() {

@@ -158,6 +158,7 @@ impl Engine {
             .spawn(move || engine.repair_loop())
             .map_err(|e| Error::io("cannot start the repair thread", e))?;
         self.jobs.threads.lock().push(repair);
+        self.start_cold()?;
         if let Some(opts) = scrub {
             let engine = self.clone();
             let t = std::thread::Builder::new()

@@ -6,6 +6,7 @@ mod alloc;
 mod buffers;
 mod check;
 mod chunk_hasher;
+mod cold;
 mod copies;
 mod heal;
 mod health;
@@ -35,6 +36,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub use alerts::{Alert, Alerts, Progress, Severity};
 pub use check::{CheckReport, OfflineReport};
+pub use cold::{ColdOptions, ColdStats, ColdUrl, DEFAULT_PROMOTE_AFTER};
 pub use copies::CopyCensus;
 pub use health::ScrubOptions;
 pub use lock::DataDirLock;
@@ -47,8 +49,8 @@ pub use upload_limits::{MIN_UPLOAD_MEMORY, default_max_uploads, default_upload_m
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 
 pub use crate::meta::{
-    ContractEdit, ContractRow, CopiesSetting, Freed, MAX_TEMP_HEIGHT, RefCounts, Reference,
-    SectorInfo, SectorKey, SectorRow, check_temp_height,
+    COLD_VOLUME, ContractEdit, ContractRow, CopiesSetting, Freed, MAX_TEMP_HEIGHT, RefCounts,
+    Reference, SectorInfo, SectorKey, SectorRow, check_temp_height,
 };
 
 use crate::error::{IoContext, Result};
@@ -77,6 +79,8 @@ pub struct Options {
     /// How long a volume may be unavailable before its sectors get new
     /// copies elsewhere.
     pub repair_after: std::time::Duration,
+    /// The cold tier on an object store (`None`: none).
+    pub cold: Option<ColdOptions>,
 }
 
 /// The default of [`Options::repair_after`]: ten minutes.
@@ -92,6 +96,7 @@ impl Default for Options {
             max_uploads: None,
             storage: Arc::new(Disk),
             repair_after: DEFAULT_REPAIR_AFTER,
+            cold: None,
         }
     }
 }
@@ -123,6 +128,8 @@ pub struct Engine {
     repair: repair::Repair,
     /// The memory and the number of sector files being written.
     uploads: upload_limits::UploadLimits,
+    /// The cold tier, when the store has one.
+    cold: Option<cold::Cold>,
     _lock: DataDirLock,
 }
 
@@ -152,6 +159,11 @@ impl Engine {
         let lock = DataDirLock::acquire(data_dir)?;
         let meta = Meta::open(&data_dir.join("sectorfs.db"))?;
         let copies = meta.copies_setting()?;
+        // a store that cannot be used fails the mount, with the reason
+        let cold = match &options.cold {
+            Some(o) => Some(cold::Cold::open(o)?),
+            None => None,
+        };
         let engine = Engine {
             data_dir: data_dir.to_path_buf(),
             meta,
@@ -168,6 +180,7 @@ impl Engine {
             copies: RwLock::new(copies),
             repair: Default::default(),
             uploads: upload_limits::UploadLimits::new(upload_memory, max_uploads),
+            cold,
             _lock: lock,
         };
         engine.load_volumes()?;

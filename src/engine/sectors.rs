@@ -330,6 +330,23 @@ impl Engine {
                     failure.get_or_insert_with(|| corrupt_error(at));
                     continue;
                 }
+                if at.volume_id == crate::meta::COLD_VOLUME {
+                    // tried last: every local copy failed or there is none
+                    let read = self.read_cold(at, offset, buf);
+                    if !self.still_at(at)? {
+                        continue 'again;
+                    }
+                    match read {
+                        Ok(()) => {
+                            self.note_read(at.id);
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            continue;
+                        }
+                    }
+                }
                 let volume = self.volume(at.volume_id);
                 let read = match &volume {
                     Ok(v) => self.read_slot(v, at, offset, buf),
@@ -347,6 +364,7 @@ impl Engine {
                 };
                 match read {
                     SlotRead::Read => {
+                        self.note_read(at.id);
                         self.note_success(&volume);
                         bump(&volume.stats.reads);
                         volume

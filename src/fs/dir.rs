@@ -72,6 +72,9 @@ impl SectorFs {
                 Node::VolumeDir(id)
             }
             Node::VolumeDir(id) => Node::Volume(id, VolFile::from_name(name).ok_or_else(missing)?),
+            Node::TiersDir if name == "cold" => Node::ColdDir,
+            Node::ColdDir if name == "stats" => Node::ColdStats,
+            Node::TiersDir | Node::ColdDir => return Err(missing()),
             _ => {
                 return Err(Error::Invalid(format!(
                     "{} is not a directory",
@@ -214,6 +217,8 @@ impl SectorFs {
                     .map(|f| (f.name().to_string(), Node::Volume(id, *f)))
                     .collect()
             }
+            Node::TiersDir => vec![("cold".to_string(), Node::ColdDir)],
+            Node::ColdDir => vec![("stats".to_string(), Node::ColdStats)],
             _ => return Err(Error::Invalid(format!("{} is not a directory", dir.path()))),
         })
     }

@@ -101,10 +101,14 @@ pub enum Node {
     Pending(u64),
     /// A staging file, by its number.
     Staging(u64),
+    /// `/tiers`, `/tiers/cold` and `/tiers/cold/stats`.
+    TiersDir,
+    ColdDir,
+    ColdStats,
 }
 
 /// The fixed entries of the root directory.
-pub const ROOT_ENTRIES: [(&str, Node); 9] = [
+pub const ROOT_ENTRIES: [(&str, Node); 10] = [
     ("sectors", Node::SectorsDir),
     ("contracts", Node::ContractsDir),
     ("temp", Node::TempDir),
@@ -114,6 +118,7 @@ pub const ROOT_ENTRIES: [(&str, Node); 9] = [
     ("status", Node::Status),
     ("status.json", Node::StatusJson),
     ("metrics", Node::Metrics),
+    ("tiers", Node::TiersDir),
 ];
 
 impl Node {
@@ -130,6 +135,9 @@ impl Node {
             Node::StatusJson => 9,
             Node::Metrics => 10,
             Node::Copies => 11,
+            Node::TiersDir => 12,
+            Node::ColdDir => 13,
+            Node::ColdStats => 14,
             Node::VolumeDir(id) => VOLUME_BASE + id as u64 * 16,
             Node::Volume(id, f) => VOLUME_BASE + id as u64 * 16 + f.index(),
             Node::Sector(id) => TAG_SECTOR | (id as u64 & ID_MASK),
@@ -160,6 +168,9 @@ impl Node {
             9 => Node::StatusJson,
             10 => Node::Metrics,
             11 => Node::Copies,
+            12 => Node::TiersDir,
+            13 => Node::ColdDir,
+            14 => Node::ColdStats,
             n if n >= PENDING_BASE => Node::Pending(n - PENDING_BASE),
             n if n >= STAGING_BASE => Node::Staging(n - STAGING_BASE),
             n if n >= VOLUME_BASE => {
@@ -182,6 +193,8 @@ impl Node {
         match self {
             Node::Root => "/".into(),
             Node::VolumesAdd => "/volumes/add".into(),
+            Node::ColdDir => "/tiers/cold".into(),
+            Node::ColdStats => "/tiers/cold/stats".into(),
             Node::VolumeDir(id) => format!("/volumes/{id}"),
             Node::Volume(id, f) => format!("/volumes/{id}/{}", f.name()),
             Node::TempHeight(h) => format!("/temp/{h}"),
@@ -198,6 +211,7 @@ impl Node {
         match self {
             Node::TempHeight(_) => Node::TempDir,
             Node::VolumeDir(_) => Node::VolumesDir,
+            Node::ColdDir => Node::TiersDir,
             _ => Node::Root,
         }
     }
@@ -212,6 +226,8 @@ impl Node {
                 | Node::VolumesDir
                 | Node::VolumeDir(_)
                 | Node::TempHeight(_)
+                | Node::TiersDir
+                | Node::ColdDir
         )
     }
 }
@@ -238,9 +254,10 @@ mod tests {
         ];
         nodes.extend(ROOT_ENTRIES.iter().map(|(_, n)| *n));
         nodes.extend(VolFile::ALL.iter().map(|f| Node::Volume(3, *f)));
+        nodes.extend([Node::ColdDir, Node::ColdStats]);
         for n in nodes {
             assert_eq!(Node::from_ino(n.ino()), Some(n), "{n:?}");
         }
-        assert_eq!(Node::from_ino(12), None);
+        assert_eq!(Node::from_ino(15), None);
     }
 }

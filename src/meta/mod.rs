@@ -9,6 +9,7 @@
 #[cfg(feature = "bench")]
 mod bench;
 mod check;
+mod cold;
 mod contracts;
 mod copies;
 mod db;
@@ -23,6 +24,7 @@ mod sectors;
 mod temp;
 mod volumes;
 
+pub use cold::{COLD_VOLUME, ColdCounts};
 pub use contracts::{ContractEdit, ContractRow};
 pub use copies::{CopiesSetting, LostCopy};
 pub use db::Meta;
