@@ -68,9 +68,12 @@ impl Engine {
                     w
                 }
             };
+            // in short waits: a shutdown is seen at once
+            let until = Instant::now() + wait;
             let mut woken = cold.woken.lock();
-            if !*woken {
-                cold.wake.wait_for(&mut woken, wait);
+            while !*woken && !self.health.stopping() && Instant::now() < until {
+                cold.wake
+                    .wait_for(&mut woken, Duration::from_millis(100).min(wait));
             }
             *woken = false;
         }
