@@ -179,15 +179,45 @@ fn an_unreachable_store_fails_only_cold_reads() {
             "stopped" => s3.stop(),
             _ => s3.freeze(),
         }
+        // more cold reads waiting on the store than the mount has FUSE
+        // threads: reads of local sectors and writes go on beside them
+        let waiting: Vec<_> = (0..6u64)
+            .map(|i| {
+                let path = m.sector_path(&cold[(i % 2) as usize].0);
+                std::thread::spawn(move || {
+                    let f = std::fs::File::open(path).unwrap();
+                    // past the kernel's page cache: the daemon answers
+                    // SAFETY: plain syscall on an open fd.
+                    unsafe {
+                        libc::posix_fadvise(
+                            std::os::fd::AsRawFd::as_raw_fd(&f),
+                            0,
+                            0,
+                            libc::POSIX_FADV_DONTNEED,
+                        )
+                    };
+                    let mut buf = vec![0u8; 4096];
+                    f.read_exact_at(&mut buf, i * 65536 + 4096)
+                })
+            })
+            .collect();
         // written while the store is away: local, its upload waits
         let local = put_sectors(&m, if down == "stopped" { 30..31 } else { 31..32 });
+        assert_reads_back(&m, &local);
+        for w in waiting {
+            let e = w.join().unwrap().unwrap_err();
+            assert_eq!(
+                errno(&e),
+                libc::EIO,
+                "{down}: a cold-only read fails with EIO"
+            );
+        }
         let e = read_uncached(&m.sector_path(&cold[0].0)).unwrap_err();
         assert_eq!(
             errno(&e),
             libc::EIO,
             "{down}: a cold-only read fails with EIO"
         );
-        assert_reads_back(&m, &local);
         assert!(
             m.read("status").contains("does not answer"),
             "{down}: an alert says the store does not answer:\n{}",

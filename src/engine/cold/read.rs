@@ -14,6 +14,12 @@ use crate::merkle::{self, Root, SECTOR_SIZE};
 use crate::meta::COLD_VOLUME;
 
 impl Engine {
+    /// The sector stored under `root` has no copy but its object.
+    pub fn is_cold_only(&self, root: &Root) -> Result<bool> {
+        let copies = self.meta.lookup_copies(root)?;
+        Ok(!copies.is_empty() && copies.iter().all(|c| c.volume_id == COLD_VOLUME))
+    }
+
     /// Notes a read of sector `id`: when it was last read decides when it
     /// goes cold. Nothing without a cold tier.
     pub(crate) fn note_read(&self, id: i64) {
