@@ -216,6 +216,19 @@ pub fn cold_stats(engine: &Engine) -> Result<String> {
     Ok(out)
 }
 
+/// `/tiers/cache/stats`: `key value` lines (`enabled 0` alone without a
+/// cache tier).
+pub fn cache_stats(engine: &Engine) -> String {
+    let Some(c) = engine.cache_stats() else {
+        return "enabled 0\n".into();
+    };
+    format!(
+        "enabled 1\nslots {}\nentries {}\nhits {}\nmisses {}\ninserts {}\nevictions {}\n\
+         corrupt {}\n",
+        c.slots, c.entries, c.hits, c.misses, c.inserts, c.evictions, c.corrupt
+    )
+}
+
 /// `95s` → `~2m`; coarse on purpose, it is an estimate.
 pub fn human_duration(secs: f64) -> String {
     let s = secs.round() as u64;

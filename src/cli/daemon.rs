@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use clap::builder::TypedValueParser;
 use sectorfs::engine::placement::POLICIES;
-use sectorfs::engine::{ColdOptions, ColdUrl, Engine, Options, Placement, ScrubOptions};
+use sectorfs::engine::{
+    CacheOptions, ColdOptions, ColdUrl, Engine, Options, Placement, ScrubOptions,
+};
 use sectorfs::merkle::SECTOR_SIZE;
 
 #[derive(clap::Args)]
@@ -80,6 +82,10 @@ pub struct MountArgs {
     /// local copy again (0: never)
     #[arg(long, default_value_t = sectorfs::engine::DEFAULT_PROMOTE_AFTER, value_name = "N")]
     pub promote_after: u32,
+    /// A cache tier: one sparse file at PATH on a fast disk holding SIZE
+    /// (e.g. 64GiB) of the sectors read most recently
+    #[arg(long, num_args = 2, value_names = ["PATH", "SIZE"])]
+    pub cache: Option<Vec<String>>,
 }
 
 pub fn default_data_dir() -> Result<PathBuf, String> {
@@ -139,7 +145,15 @@ pub fn run(a: MountArgs) -> Result<(), String> {
         }),
         None => None,
     };
+    let cache = match a.cache.as_deref() {
+        Some([path, size]) => Some(CacheOptions {
+            path: PathBuf::from(path),
+            slots: sectorfs::parse::parse_size(size).map_err(|e| format!("--cache: {e}"))?,
+        }),
+        _ => None,
+    };
     let options = Options {
+        cache,
         cold,
         repair_after,
         placement: a.placement,

@@ -159,6 +159,14 @@ impl Engine {
             .map_err(|e| Error::io("cannot start the repair thread", e))?;
         self.jobs.threads.lock().push(repair);
         self.start_cold()?;
+        if self.cache.is_some() {
+            let engine = self.clone();
+            let t = std::thread::Builder::new()
+                .name("cache".into())
+                .spawn(move || engine.cache_loop())
+                .map_err(|e| Error::io("cannot start the cache thread", e))?;
+            self.jobs.threads.lock().push(t);
+        }
         if let Some(opts) = scrub {
             let engine = self.clone();
             let t = std::thread::Builder::new()

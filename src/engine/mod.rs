@@ -4,6 +4,7 @@
 mod alerts;
 mod alloc;
 mod buffers;
+mod cache;
 mod check;
 mod chunk_hasher;
 mod cold;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 pub use alerts::{Alert, Alerts, Progress, Severity};
+pub use cache::{CacheOptions, CacheStats};
 pub use check::{CheckReport, OfflineReport};
 pub use cold::{ColdOptions, ColdStats, ColdUrl, DEFAULT_PROMOTE_AFTER};
 pub use copies::CopyCensus;
@@ -81,6 +83,8 @@ pub struct Options {
     pub repair_after: std::time::Duration,
     /// The cold tier on an object store (`None`: none).
     pub cold: Option<ColdOptions>,
+    /// The cache tier on a fast disk (`None`: none).
+    pub cache: Option<CacheOptions>,
 }
 
 /// The default of [`Options::repair_after`]: ten minutes.
@@ -97,6 +101,7 @@ impl Default for Options {
             storage: Arc::new(Disk),
             repair_after: DEFAULT_REPAIR_AFTER,
             cold: None,
+            cache: None,
         }
     }
 }
@@ -130,6 +135,8 @@ pub struct Engine {
     uploads: upload_limits::UploadLimits,
     /// The cold tier, when the store has one.
     cold: Option<cold::Cold>,
+    /// The cache tier, when the mount has one.
+    cache: Option<cache::Cache>,
     _lock: DataDirLock,
 }
 
@@ -164,6 +171,10 @@ impl Engine {
             Some(o) => Some(cold::Cold::open(o)?),
             None => None,
         };
+        let cache = match &options.cache {
+            Some(o) => Some(cache::Cache::open(o)?),
+            None => None,
+        };
         let engine = Engine {
             data_dir: data_dir.to_path_buf(),
             meta,
@@ -181,6 +192,7 @@ impl Engine {
             repair: Default::default(),
             uploads: upload_limits::UploadLimits::new(upload_memory, max_uploads),
             cold,
+            cache,
             _lock: lock,
         };
         engine.load_volumes()?;

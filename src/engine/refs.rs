@@ -179,6 +179,9 @@ impl Engine {
             .iter()
             .partition(|f| f.volume_id == crate::meta::COLD_VOLUME);
         self.cold_freed(cold.iter().map(|f| f.root).collect());
+        for f in &freed {
+            self.cache_forget(&f.root);
+        }
         let slots: Vec<(u32, u64)> = local.iter().map(|f| (f.volume_id, f.slot)).collect();
         self.crash_point("free:recorded");
         self.punch_and_release(&slots);

@@ -96,7 +96,8 @@ impl SectorFs {
             | Node::TempDir
             | Node::VolumesDir
             | Node::TiersDir
-            | Node::ColdDir => dir(TTL_FIXED),
+            | Node::ColdDir
+            | Node::CacheDir => dir(TTL_FIXED),
             Node::VolumeDir(id) => {
                 e.volume(id)?;
                 dir(TTL_NONE)
@@ -151,7 +152,11 @@ impl SectorFs {
                     ..file(0o644, staged.len())
                 }
             }
-            Node::Status | Node::Metrics | Node::StatusJson | Node::ColdStats => {
+            Node::Status
+            | Node::Metrics
+            | Node::StatusJson
+            | Node::ColdStats
+            | Node::CacheStats => {
                 let perm = if node == Node::Status { 0o644 } else { 0o444 };
                 // generated on open; size 0 like /proc, read until EOF
                 file(perm, 0)

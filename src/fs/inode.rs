@@ -101,10 +101,13 @@ pub enum Node {
     Pending(u64),
     /// A staging file, by its number.
     Staging(u64),
-    /// `/tiers`, `/tiers/cold` and `/tiers/cold/stats`.
+    /// `/tiers`, `/tiers/cold`, `/tiers/cold/stats`, `/tiers/cache`,
+    /// `/tiers/cache/stats`.
     TiersDir,
     ColdDir,
     ColdStats,
+    CacheDir,
+    CacheStats,
 }
 
 /// The fixed entries of the root directory.
@@ -138,6 +141,8 @@ impl Node {
             Node::TiersDir => 12,
             Node::ColdDir => 13,
             Node::ColdStats => 14,
+            Node::CacheDir => 15,
+            Node::CacheStats => 16,
             Node::VolumeDir(id) => VOLUME_BASE + id as u64 * 16,
             Node::Volume(id, f) => VOLUME_BASE + id as u64 * 16 + f.index(),
             Node::Sector(id) => TAG_SECTOR | (id as u64 & ID_MASK),
@@ -171,6 +176,8 @@ impl Node {
             12 => Node::TiersDir,
             13 => Node::ColdDir,
             14 => Node::ColdStats,
+            15 => Node::CacheDir,
+            16 => Node::CacheStats,
             n if n >= PENDING_BASE => Node::Pending(n - PENDING_BASE),
             n if n >= STAGING_BASE => Node::Staging(n - STAGING_BASE),
             n if n >= VOLUME_BASE => {
@@ -195,6 +202,8 @@ impl Node {
             Node::VolumesAdd => "/volumes/add".into(),
             Node::ColdDir => "/tiers/cold".into(),
             Node::ColdStats => "/tiers/cold/stats".into(),
+            Node::CacheDir => "/tiers/cache".into(),
+            Node::CacheStats => "/tiers/cache/stats".into(),
             Node::VolumeDir(id) => format!("/volumes/{id}"),
             Node::Volume(id, f) => format!("/volumes/{id}/{}", f.name()),
             Node::TempHeight(h) => format!("/temp/{h}"),
@@ -211,7 +220,7 @@ impl Node {
         match self {
             Node::TempHeight(_) => Node::TempDir,
             Node::VolumeDir(_) => Node::VolumesDir,
-            Node::ColdDir => Node::TiersDir,
+            Node::ColdDir | Node::CacheDir => Node::TiersDir,
             _ => Node::Root,
         }
     }
@@ -228,6 +237,7 @@ impl Node {
                 | Node::TempHeight(_)
                 | Node::TiersDir
                 | Node::ColdDir
+                | Node::CacheDir
         )
     }
 }
@@ -254,10 +264,15 @@ mod tests {
         ];
         nodes.extend(ROOT_ENTRIES.iter().map(|(_, n)| *n));
         nodes.extend(VolFile::ALL.iter().map(|f| Node::Volume(3, *f)));
-        nodes.extend([Node::ColdDir, Node::ColdStats]);
+        nodes.extend([
+            Node::ColdDir,
+            Node::ColdStats,
+            Node::CacheDir,
+            Node::CacheStats,
+        ]);
         for n in nodes {
             assert_eq!(Node::from_ino(n.ino()), Some(n), "{n:?}");
         }
-        assert_eq!(Node::from_ino(15), None);
+        assert_eq!(Node::from_ino(17), None);
     }
 }

@@ -50,9 +50,11 @@ impl SectorFs {
                 .join(" "),
             Some("user.sectorfs.tier") => {
                 let local = copies.iter().any(|c| !cold(c));
+                let cached = self.engine.is_cached(&s.root);
                 match (local, copies.iter().any(cold)) {
                     (true, true) => "volume+cold",
                     (false, _) => "cold",
+                    (true, false) if cached => "cache+volume",
                     (true, false) => "volume",
                 }
                 .to_string()

@@ -349,3 +349,79 @@ fn a_bad_store_fails_the_mount_with_a_clear_error() {
         assert!(!stderr.contains("wrong-secret-value") && !stderr.contains(SECRET_KEY));
     }
 }
+
+fn cache_stat(m: &Mount, key: &str) -> u64 {
+    m.read("tiers/cache/stats")
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key} "))?.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /tiers/cache/stats"))
+}
+
+/// The cache tier: a sector read from a volume is copied into the cache
+/// file and then served from it (its volume slot overwritten under the
+/// mount, it still reads right); at capacity the least recently used goes;
+/// a corrupt cache entry is detected (as a volume copy is, with
+/// --verify-reads), dropped, and the read served from the volume.
+#[test]
+fn the_cache_serves_reads_evicts_at_capacity_and_bypasses_a_bad_entry() {
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache_file = cache_dir.path().join("cache.bin");
+    let cache_arg = cache_file.display().to_string();
+    let m = Mount::start(&["--cache", &cache_arg, "2", "--verify-reads"]);
+    let sectors = put_sectors(&m, 60..63);
+    let [(a, a_data), (b, b_data), (c, c_data)] = &sectors[..] else {
+        unreachable!()
+    };
+    assert_eq!(tier(&m, a), "volume");
+    assert!(read_uncached(&m.sector_path(a)).unwrap() == *a_data);
+    wait_for("the sector read to be cached", 30, || {
+        tier(&m, a) == "cache+volume"
+    });
+    assert_eq!(cache_stat(&m, "entries"), 1);
+
+    // its volume slot overwritten: the read is the cache's
+    let slot: u64 = xattr(&m.sector_path(a), "user.sectorfs.slot")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let volume = std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.data.join("volumes/default.vol"))
+        .unwrap();
+    volume
+        .write_all_at(&vec![0xA5; SECTOR], slot * SECTOR as u64)
+        .unwrap();
+    volume.sync_all().unwrap();
+    let hits = cache_stat(&m, "hits");
+    assert!(read_uncached(&m.sector_path(a)).unwrap() == *a_data);
+    assert!(cache_stat(&m, "hits") > hits, "served from the cache file");
+    assert!(m.read("volumes/1/stats").contains("corrupt 0"));
+
+    // two more read: the cache holds two, the least recently used goes
+    assert!(read_uncached(&m.sector_path(b)).unwrap() == *b_data);
+    wait_for("b to be cached", 30, || tier(&m, b) == "cache+volume");
+    assert!(read_uncached(&m.sector_path(c)).unwrap() == *c_data);
+    wait_for("c to be cached, a evicted", 30, || {
+        tier(&m, c) == "cache+volume" && tier(&m, a) == "volume"
+    });
+    assert_eq!(cache_stat(&m, "entries"), 2);
+    assert!(cache_stat(&m, "evictions") >= 1);
+
+    // the cache file damaged: the bad entries are found, dropped and
+    // bypassed
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cache_file)
+        .unwrap();
+    for s in 0..2u64 {
+        file.write_all_at(&[0x5A; 8192], s * SECTOR as u64 + 4096)
+            .unwrap();
+    }
+    assert!(read_uncached(&m.sector_path(b)).unwrap() == *b_data);
+    assert!(read_uncached(&m.sector_path(c)).unwrap() == *c_data);
+    assert!(
+        cache_stat(&m, "corrupt") >= 2,
+        "{}",
+        m.read("tiers/cache/stats")
+    );
+}
