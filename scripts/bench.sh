@@ -6,7 +6,8 @@
 #   scripts/bench.sh engine     # only the named sections
 #
 # Sections: engine, mount, cache (the mount section's comparison with
-# passthrough_ll cache=always, alone), jobs, import, copies. Scale with BENCH_SECTORS / BENCH_IO_SECTORS
+# passthrough_ll cache=always, alone), jobs, import, copies, tiers
+# (scripts/bench_tiers.sh: BENCH_TIER_SECTORS). Scale with BENCH_SECTORS / BENCH_IO_SECTORS
 # (benches/engine.rs), BENCH_MOUNT_SECTORS / BENCH_MOUNT_WRITE_SECTORS /
 # BENCH_LIST_SECTORS / BENCH_MOUNT_PASSES (benches/mount.rs), BENCH_SHRINK_SECTORS /
 # BENCH_SHRINK_ROUNDS (benches/jobs.rs), BENCH_IMPORT_SECTORS / BENCH_IMPORT_CONTRACTS /
@@ -132,4 +133,10 @@ fi
 if want import; then
     section "import (benches/import.rs)"
     cargo bench --quiet --bench import
+fi
+
+# --- tiers: cold reads, uploads and cache reads beside yardsticks (issue 17)
+if want tiers; then
+    section "tiers (scripts/bench_tiers.sh)"
+    scripts/bench_tiers.sh
 fi

@@ -96,7 +96,9 @@ impl ColdStore {
             .enable_all()
             .build()
             .map_err(|e| Error::io("cannot start the cold store's runtime", e))?;
-        let mut builder = AmazonS3Builder::from_env()
+        // path-style requests (what MinIO and RGW expect) unless
+        // AWS_VIRTUAL_HOSTED_STYLE_REQUEST says otherwise
+        let builder = AmazonS3Builder::from_env()
             .with_bucket_name(&url.bucket)
             // on top of the client settings from the environment
             // (AWS_ALLOW_HTTP, proxies), which with_client_options would drop
@@ -113,11 +115,6 @@ impl ColdStore {
                 retry_timeout: RETRY_TIMEOUT,
                 ..RetryConfig::default()
             });
-        // most S3-compatible stores on a host name of their own want
-        // path-style requests; AWS itself takes either
-        if std::env::var_os("AWS_VIRTUAL_HOSTED_STYLE_REQUEST").is_none() {
-            builder = builder.with_virtual_hosted_style_request(false);
-        }
         let store = builder
             .build()
             // the builder's messages name settings, never their values
@@ -289,7 +286,10 @@ fn to_store_error(e: object_store::Error) -> StoreError {
 /// says it.
 fn first_line(s: &str) -> &str {
     let line = s.lines().next().unwrap_or("");
-    &line[..line.len().min(400)]
+    match line.char_indices().nth(400) {
+        Some((end, _)) => &line[..end],
+        None => line,
+    }
 }
 
 #[cfg(test)]
