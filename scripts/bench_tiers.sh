@@ -80,7 +80,7 @@ read_all() { # O_DIRECT: the daemon answers every read
 for i in $(seq 1 "$N"); do
     head -c 4194304 /dev/urandom >"$W/blobs/$i"
 done
-mapfile -t ROOTS < <("$BIN" root "$W"/blobs/* | cut -c1-64)
+mapfile -t ROOTS < <(for i in $(seq 1 "$N"); do "$BIN" root "$W/blobs/$i"; done | cut -c1-64)
 mount_with --default-volume "$((N * 2))"
 for i in $(seq 1 "$N"); do
     cp "$W/blobs/$i" "$MNT/sectors/${ROOTS[$((i - 1))]}"

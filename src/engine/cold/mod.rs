@@ -26,6 +26,9 @@ use super::{Engine, Severity};
 use crate::error::Result;
 use crate::merkle::Root;
 
+/// Blocks of cold objects kept in memory (1 MiB each).
+const KEPT_BLOCKS: usize = 32;
+
 /// The default of [`ColdOptions::promote_after`].
 pub const DEFAULT_PROMOTE_AFTER: u32 = 3;
 
@@ -97,6 +100,8 @@ pub(super) struct Cold {
     counters: Counters,
     reachable: AtomicBool,
     flights: Mutex<HashMap<(Root, u64, u64), Arc<Flight>>>,
+    /// The blocks of cold objects fetched last (sector root, block).
+    blocks: Mutex<lru::LruCache<(Root, u64), bytes::Bytes>>,
     /// When sectors were read (unix seconds), not yet saved.
     read_at: Mutex<HashMap<i64, i64>>,
     /// Reads from the start of cold-only sectors, toward promotion.
@@ -132,6 +137,9 @@ impl Cold {
             counters: Counters::default(),
             reachable: AtomicBool::new(true),
             flights: Mutex::default(),
+            blocks: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(KEPT_BLOCKS).expect("not zero"),
+            )),
             read_at: Mutex::default(),
             cold_reads: Mutex::default(),
             promotions: Mutex::default(),

@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
 use crate::meta::COLD_VOLUME;
 
+/// Cold objects are fetched in aligned blocks of this many bytes.
+const BLOCK: u64 = 1 << 20;
+
 impl Engine {
     /// The sector stored under `root` has no copy but its object.
     pub fn is_cold_only(&self, root: &Root) -> Result<bool> {
@@ -37,14 +40,26 @@ impl Engine {
                 at.root
             )));
         };
-        let bytes = self.fetch(cold, &at.root, offset, offset + buf.len() as u64)?;
-        if bytes.len() != buf.len() {
-            return Err(self.cold_read_error(
-                &at.root,
-                &format!("the store answered {} of {} bytes", bytes.len(), buf.len()),
-            ));
+        // by aligned blocks, the last ones kept: the kernel asks in pieces
+        // of 128 KiB, and one request per piece would be bound by the
+        // store's round trip
+        let end = offset + buf.len() as u64;
+        let mut pos = offset;
+        while pos < end {
+            let block = pos / BLOCK;
+            let bytes = self.cold_block(cold, &at.root, block)?;
+            let from = (pos - block * BLOCK) as usize;
+            let take = (((block + 1) * BLOCK).min(end) - pos) as usize;
+            let Some(piece) = bytes.get(from..from + take) else {
+                return Err(self.cold_read_error(
+                    &at.root,
+                    &format!("the store answered {} bytes of block {block}", bytes.len()),
+                ));
+            };
+            let at_buf = (pos - offset) as usize;
+            buf[at_buf..at_buf + take].copy_from_slice(piece);
+            pos += take as u64;
         }
-        buf.copy_from_slice(&bytes);
         if offset == 0 && cold.options.promote_after > 0 {
             let mut counts = cold.cold_reads.lock();
             let n = counts.entry(at.id).or_default();
@@ -57,6 +72,18 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Block `block` of `root`'s object, from the blocks kept or fetched.
+    fn cold_block(&self, cold: &Cold, root: &Root, block: u64) -> Result<Bytes> {
+        if let Some(b) = cold.blocks.lock().get(&(*root, block)) {
+            return Ok(b.clone());
+        }
+        let start = block * BLOCK;
+        let end = (start + BLOCK).min(SECTOR_SIZE as u64);
+        let bytes = self.fetch(cold, root, start, end)?;
+        cold.blocks.lock().put((*root, block), bytes.clone());
+        Ok(bytes)
     }
 
     /// Bytes `start..end` of `root`'s object; a fetch of the same range
