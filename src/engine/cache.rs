@@ -123,6 +123,19 @@ impl Engine {
             return false;
         };
         let at = slot * SECTOR_BYTES;
+        if offset == 0 {
+            // the rest of the entry is on its way while this piece is read
+            // (the kernel asks in pieces of 128 KiB)
+            // SAFETY: plain syscall on an open fd.
+            unsafe {
+                libc::posix_fadvise(
+                    std::os::fd::AsRawFd::as_raw_fd(&cache.file),
+                    at as libc::off_t,
+                    SECTOR_BYTES as libc::off_t,
+                    libc::POSIX_FADV_WILLNEED,
+                )
+            };
+        }
         let read = if self.options.verify_reads {
             let mut whole = vec![0u8; SECTOR_SIZE];
             cache.file.read_exact_at(&mut whole, at).map(|()| {

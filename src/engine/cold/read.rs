@@ -79,11 +79,28 @@ impl Engine {
         if let Some(b) = cold.blocks.lock().get(&(*root, block)) {
             return Ok(b.clone());
         }
-        let start = block * BLOCK;
-        let end = (start + BLOCK).min(SECTOR_SIZE as u64);
-        let bytes = self.fetch(cold, root, start, end)?;
-        cold.blocks.lock().put((*root, block), bytes.clone());
-        Ok(bytes)
+        let fetch = |b: u64| {
+            let start = b * BLOCK;
+            let bytes = self.fetch(cold, root, start, (start + BLOCK).min(SECTOR_SIZE as u64))?;
+            cold.blocks.lock().put((*root, b), bytes.clone());
+            Ok(bytes)
+        };
+        if block != 0 {
+            return fetch(block);
+        }
+        // a read from the start reads on, as a rule: the other blocks are
+        // fetched beside the first (one round trip, not four in a row)
+        std::thread::scope(|s| {
+            let ahead: Vec<_> = (1..SECTOR_SIZE as u64 / BLOCK)
+                .map(|b| s.spawn(move || fetch(b)))
+                .collect();
+            let first = fetch(0);
+            for h in ahead {
+                // a block that failed is fetched again when it is read
+                let _ = h.join();
+            }
+            first
+        })
     }
 
     /// Bytes `start..end` of `root`'s object; a fetch of the same range
