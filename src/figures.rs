@@ -10,7 +10,9 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::engine::{AggregateView, Capacity, CopyCensus, Engine, VolumeInfo, VolumeState};
+use crate::engine::{
+    AggregateView, Capacity, ColdStats, CopyCensus, Engine, VolumeInfo, VolumeState,
+};
 use crate::error::Result;
 use crate::volume::SECTOR_BYTES;
 
@@ -32,6 +34,8 @@ pub struct Totals {
     pub aggregates: AggregateView,
     /// Contracts with an entry whose sector has fewer than min ready copies.
     pub unhealthy_contracts: u64,
+    /// The cold tier's figures, when there is one.
+    pub cold: Option<ColdStats>,
 }
 
 impl Totals {
@@ -51,6 +55,7 @@ impl Totals {
             lost_sectors: engine.lost_sectors(),
             jobs_running: engine.jobs_running() as u64,
             last_backup: engine.last_backup(),
+            cold: engine.cold_stats()?,
         })
     }
 
@@ -308,6 +313,122 @@ pub struct VolumeFigure {
     pub value: fn(&VolumeInfo) -> u64,
 }
 
+/// One figure of the cold tier (`/tiers/cold/stats`, `totals.cold` in
+/// `/status.json`, `/metrics`), shown only when the mount has `--cold`.
+pub struct ColdFigure {
+    pub key: &'static str,
+    pub metric: &'static str,
+    pub kind: Kind,
+    pub means: &'static str,
+    pub value: fn(&ColdStats) -> u64,
+}
+
+macro_rules! cold {
+    ($key:ident, $metric:literal, $kind:ident, $means:literal) => {
+        ColdFigure {
+            key: stringify!($key),
+            metric: $metric,
+            kind: Kind::$kind,
+            means: $means,
+            value: |c| c.$key as u64,
+        }
+    };
+}
+
+/// The cold tier's figures, in the order they are shown.
+pub const COLD: &[ColdFigure] = &[
+    cold!(
+        objects,
+        "cold_objects",
+        Gauge,
+        "Sectors with an object in the cold store."
+    ),
+    cold!(
+        bytes,
+        "cold_bytes",
+        Gauge,
+        "Bytes of the cold store's objects: objects x 4 MiB."
+    ),
+    cold!(
+        cold_only,
+        "cold_only_sectors",
+        Gauge,
+        "Sectors whose only copy is in the cold store."
+    ),
+    cold!(
+        uploads,
+        "cold_uploads_total",
+        Counter,
+        "Objects uploaded since the daemon started."
+    ),
+    cold!(
+        uploaded_bytes,
+        "cold_uploaded_bytes_total",
+        Counter,
+        "Bytes uploaded since the daemon started."
+    ),
+    cold!(
+        downloads,
+        "cold_downloads_total",
+        Counter,
+        "Ranges fetched from the cold store since the daemon started."
+    ),
+    cold!(
+        downloaded_bytes,
+        "cold_downloaded_bytes_total",
+        Counter,
+        "Bytes fetched from the cold store since the daemon started."
+    ),
+    cold!(
+        deletes,
+        "cold_deletes_total",
+        Counter,
+        "Objects of freed sectors deleted since the daemon started."
+    ),
+    cold!(
+        errors,
+        "cold_errors_total",
+        Counter,
+        "Requests to the cold store that failed since the daemon started."
+    ),
+    cold!(
+        promotions,
+        "cold_promotions_total",
+        Counter,
+        "Cold sectors given a local copy again (read --promote-after times)."
+    ),
+    cold!(
+        freed_local,
+        "cold_freed_local_total",
+        Counter,
+        "Local copies freed once their object was confirmed."
+    ),
+    cold!(
+        mover_pending,
+        "cold_mover_pending",
+        Gauge,
+        "Sectors found due for the cold tier at the start of the mover's current pass (0 once it is done)."
+    ),
+    cold!(
+        mover_passes,
+        "cold_mover_passes_total",
+        Counter,
+        "Passes of the mover completed since the daemon started."
+    ),
+    cold!(
+        orphans_deleted,
+        "cold_orphans_deleted_total",
+        Counter,
+        "Objects no sector holds (left by a crash) deleted by the reconcile pass."
+    ),
+    cold!(
+        reachable,
+        "cold_reachable",
+        Gauge,
+        "1 if the cold store answered the last request."
+    ),
+];
+
 /// The figures of each volume, in the order they are shown.
 pub const VOLUME: &[VolumeFigure] = &[
     VolumeFigure {
@@ -480,6 +601,13 @@ impl Serialize for Totals {
         map.serialize_entry("placement", &self.placement)?;
         let health: f64 = self.aggregates.agg.health_text().parse().unwrap_or(1.0);
         map.serialize_entry("health", &health)?;
+        if let Some(cold) = &self.cold {
+            let figures: serde_json::Map<String, serde_json::Value> = COLD
+                .iter()
+                .map(|f| (f.key.to_string(), (f.value)(cold).into()))
+                .collect();
+            map.serialize_entry("cold", &figures)?;
+        }
         map.end()
     }
 }

@@ -86,6 +86,26 @@ pub fn status_text(engine: &Engine) -> Result<String> {
             k.sharing_a_device
         );
     }
+    if let Some(c) = &t.cold {
+        let _ = writeln!(
+            out,
+            "cold: {} ({} MiB, {} cold only), {} up, {} down, {} deleted, {}, {} due for the \
+             mover{}",
+            count(c.objects, "object"),
+            c.bytes >> 20,
+            c.cold_only,
+            c.uploads,
+            c.downloads,
+            c.deletes,
+            count(c.errors, "error"),
+            c.mover_pending,
+            if c.reachable {
+                ""
+            } else {
+                "; the store does not answer"
+            }
+        );
+    }
     for a in &s.alerts {
         let _ = write!(out, "{} {} {}", a.severity, a.id, a.message);
         if let Some(p) = &a.progress {
@@ -141,6 +161,16 @@ pub fn metrics(engine: &Engine) -> Result<String> {
         .collect();
     let (_, metric, means) = figures::BY_COPIES;
     gauge(metric, means, "gauge", &by_copies);
+    if let Some(cold) = &s.totals.cold {
+        for f in figures::COLD {
+            gauge(
+                f.metric,
+                f.means,
+                f.kind.as_str(),
+                &[(String::new(), (f.value)(cold))],
+            );
+        }
+    }
     let by_severity: Vec<(String, u64)> = [
         Severity::Info,
         Severity::Warning,
@@ -177,6 +207,32 @@ pub fn metrics(engine: &Engine) -> Result<String> {
         &jobs,
     );
     Ok(out)
+}
+
+/// `/tiers/cold/stats`: `key value` lines, every figure of
+/// [`figures::COLD`] (`enabled 0` alone without a cold tier).
+pub fn cold_stats(engine: &Engine) -> Result<String> {
+    let Some(cold) = engine.cold_stats()? else {
+        return Ok("enabled 0\n".into());
+    };
+    let mut out = String::from("enabled 1\n");
+    for f in figures::COLD {
+        let _ = writeln!(out, "{} {}", f.key, (f.value)(&cold));
+    }
+    Ok(out)
+}
+
+/// `/tiers/cache/stats`: `key value` lines (`enabled 0` alone without a
+/// cache tier).
+pub fn cache_stats(engine: &Engine) -> String {
+    let Some(c) = engine.cache_stats() else {
+        return "enabled 0\n".into();
+    };
+    format!(
+        "enabled 1\nslots {}\nentries {}\nhits {}\nmisses {}\ninserts {}\nevictions {}\n\
+         corrupt {}\n",
+        c.slots, c.entries, c.hits, c.misses, c.inserts, c.evictions, c.corrupt
+    )
 }
 
 /// `95s` → `~2m`; coarse on purpose, it is an estimate.

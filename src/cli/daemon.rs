@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use clap::builder::TypedValueParser;
 use sectorfs::engine::placement::POLICIES;
-use sectorfs::engine::{Engine, Options, Placement, ScrubOptions};
+use sectorfs::engine::{
+    CacheOptions, ColdOptions, ColdUrl, Engine, Options, Placement, ScrubOptions,
+};
 use sectorfs::merkle::SECTOR_SIZE;
 
 #[derive(clap::Args)]
@@ -64,6 +66,30 @@ pub struct MountArgs {
     /// (also at a clean unmount; 0: only then)
     #[arg(long, default_value = "1h", value_name = "DURATION")]
     pub backup_interval: String,
+    /// A cold tier on S3-compatible object storage, s3://bucket/prefix
+    /// (endpoint, region and credentials from the AWS_* variables;
+    /// AWS_ALLOW_HTTP=true for a plain-HTTP endpoint)
+    #[arg(long, value_name = "URL")]
+    pub cold: Option<String>,
+    /// Sectors not read for this long go to the cold tier (e.g. 30d)
+    #[arg(
+        long,
+        default_value = "30d",
+        value_name = "DURATION",
+        requires = "cold"
+    )]
+    pub cold_after: String,
+    /// Keep the local copies of sectors that went to the cold tier
+    #[arg(long, requires = "cold")]
+    pub cold_keep_local: bool,
+    /// Reads (from the start) of a cold-only sector after which it gets a
+    /// local copy again (0: never)
+    #[arg(long, default_value_t = sectorfs::engine::DEFAULT_PROMOTE_AFTER, value_name = "N")]
+    pub promote_after: u32,
+    /// A cache tier: one sparse file at PATH on a fast disk holding SIZE
+    /// (e.g. 64GiB) of the sectors read most recently
+    #[arg(long, num_args = 2, value_names = ["PATH", "SIZE"])]
+    pub cache: Option<Vec<String>>,
 }
 
 pub fn default_data_dir() -> Result<PathBuf, String> {
@@ -115,7 +141,26 @@ pub fn run(a: MountArgs) -> Result<(), String> {
         .map_err(|e| format!("--repair-after: {e}"))?;
     let backup_interval = sectorfs::parse::parse_duration(&a.backup_interval)
         .map_err(|e| format!("--backup-interval: {e}"))?;
+    let cold = match &a.cold {
+        Some(url) => Some(ColdOptions {
+            url: ColdUrl::parse(url).map_err(|e| e.to_string())?,
+            after: sectorfs::parse::parse_duration(&a.cold_after)
+                .map_err(|e| format!("--cold-after: {e}"))?,
+            keep_local: a.cold_keep_local,
+            promote_after: a.promote_after,
+        }),
+        None => None,
+    };
+    let cache = match a.cache.as_deref() {
+        Some([path, size]) => Some(CacheOptions {
+            path: PathBuf::from(path),
+            slots: sectorfs::parse::parse_size(size).map_err(|e| format!("--cache: {e}"))?,
+        }),
+        _ => None,
+    };
     let options = Options {
+        cache,
+        cold,
         repair_after,
         placement: a.placement,
         verify_reads: a.verify_reads,

@@ -22,6 +22,12 @@ impl Engine {
             if Some((c.volume_id, c.slot)) == skip || self.is_corrupt_copy(&c) {
                 continue;
             }
+            if c.volume_id == crate::meta::COLD_VOLUME {
+                if self.read_cold_whole(&c, buf) {
+                    return Some(c);
+                }
+                continue;
+            }
             let Ok(volume) = self.volume(c.volume_id) else {
                 continue;
             };

@@ -147,6 +147,12 @@ impl Engine {
         })?;
         self.spawn_background("repair", |engine| engine.repair_loop())?;
         self.spawn_background("aggregates", |engine| engine.aggregates_loop())?;
+        if self.cold.is_some() {
+            self.spawn_background("cold-mover", |engine| engine.cold_loop())?;
+        }
+        if self.cache.is_some() {
+            self.spawn_background("cache", |engine| engine.cache_loop())?;
+        }
         if let Some(opts) = scrub {
             self.spawn_background("scrub", move |engine| engine.scrub_loop(opts))?;
         }

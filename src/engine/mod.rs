@@ -7,8 +7,10 @@ mod alloc;
 mod attach;
 mod backup;
 mod buffers;
+mod cache;
 mod check;
 mod chunk_hasher;
+mod cold;
 mod copies;
 mod heal;
 mod health;
@@ -41,7 +43,9 @@ use parking_lot::{Mutex, RwLock};
 
 pub use alerts::{Alert, Alerts, Progress, Severity};
 pub use backup::backup_path;
+pub use cache::{CacheOptions, CacheStats};
 pub use check::{CheckReport, OfflineReport};
+pub use cold::{ColdOptions, ColdStats, ColdUrl, DEFAULT_PROMOTE_AFTER};
 pub use copies::CopyCensus;
 pub use health::ScrubOptions;
 pub use lock::DataDirLock;
@@ -55,8 +59,9 @@ pub use upload_limits::{MIN_UPLOAD_MEMORY, default_max_uploads, default_upload_m
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
 
 pub use crate::meta::{
-    Agg, AggregateView, ContractEdit, ContractRow, CopiesSetting, Freed, Limits, MAX_TEMP_HEIGHT,
-    RefCounts, Reference, Scope, SectorInfo, SectorKey, SectorRow, check_temp_height,
+    Agg, AggregateView, COLD_VOLUME, ContractEdit, ContractRow, CopiesSetting, Freed, Limits,
+    MAX_TEMP_HEIGHT, RefCounts, Reference, Scope, SectorInfo, SectorKey, SectorRow,
+    check_temp_height,
 };
 
 use crate::error::{IoContext, Result};
@@ -85,6 +90,10 @@ pub struct Options {
     /// How long a volume may be unavailable before its sectors get new
     /// copies elsewhere.
     pub repair_after: std::time::Duration,
+    /// The cold tier on an object store (`None`: none).
+    pub cold: Option<ColdOptions>,
+    /// The cache tier on a fast disk (`None`: none).
+    pub cache: Option<CacheOptions>,
 }
 
 /// The default of [`Options::repair_after`]: ten minutes.
@@ -100,6 +109,8 @@ impl Default for Options {
             max_uploads: None,
             storage: Arc::new(Disk),
             repair_after: DEFAULT_REPAIR_AFTER,
+            cold: None,
+            cache: None,
         }
     }
 }
@@ -134,6 +145,10 @@ pub struct Engine {
     uploads: upload_limits::UploadLimits,
     /// Named in every volume's sidecar.
     store_uuid: String,
+    /// The cold tier, when the store has one.
+    cold: Option<cold::Cold>,
+    /// The cache tier, when the mount has one.
+    cache: Option<cache::Cache>,
     _lock: DataDirLock,
 }
 
@@ -164,6 +179,15 @@ impl Engine {
         let meta = Meta::open(&data_dir.join("sectorfs.db"))?;
         let copies = meta.copies_setting()?;
         let store_uuid = meta.store_uuid()?;
+        // a store that cannot be used fails the mount, with the reason
+        let cold = match &options.cold {
+            Some(o) => Some(cold::Cold::open(o)?),
+            None => None,
+        };
+        let cache = match &options.cache {
+            Some(o) => Some(cache::Cache::open(o)?),
+            None => None,
+        };
         let engine = Engine {
             data_dir: data_dir.to_path_buf(),
             meta,
@@ -182,6 +206,8 @@ impl Engine {
             aggregates: Default::default(),
             uploads: upload_limits::UploadLimits::new(upload_memory, max_uploads),
             store_uuid,
+            cold,
+            cache,
             _lock: lock,
         };
         engine.load_volumes()?;

@@ -5,7 +5,7 @@
 use super::{ContractEdit, ContractRow, Engine, Reference, SectorRow};
 use crate::error::{Error, Result};
 use crate::merkle::Root;
-use crate::meta::RefChange;
+use crate::meta::{Freed, RefChange};
 
 impl Engine {
     /// Drops a sector's pin (`rm /sectors/<root>`).
@@ -175,7 +175,14 @@ impl Engine {
         if let Some(listener) = self.free_listener.read().as_ref() {
             freed.iter().for_each(listener);
         }
-        let slots: Vec<(u32, u64)> = freed.iter().map(|f| (f.volume_id, f.slot)).collect();
+        let (cold, local): (Vec<&Freed>, Vec<&Freed>) = freed
+            .iter()
+            .partition(|f| f.volume_id == crate::meta::COLD_VOLUME);
+        self.cold_freed(cold.iter().map(|f| f.root).collect());
+        for f in &freed {
+            self.cache_forget(&f.root);
+        }
+        let slots: Vec<(u32, u64)> = local.iter().map(|f| (f.volume_id, f.slot)).collect();
         self.crash_point("free:recorded");
         self.punch_and_release(&slots);
         self.space_changed();

@@ -273,17 +273,27 @@ impl Engine {
                 .filter(|c| self.counts_toward_min(c))
                 .collect();
             let have = counted.len();
-            if copies.is_empty() || (min..=max).contains(&have) {
+            // a cold copy counts toward min but is never trimmed, nor
+            // makes local copies (kept with --cold-keep-local) too many
+            let local: Vec<&SectorRow> = counted
+                .iter()
+                .filter(|c| c.volume_id != crate::meta::COLD_VOLUME)
+                .copied()
+                .collect();
+            if copies.is_empty() || (have >= min && local.len() <= max) {
                 continue;
             }
-            if have > max {
+            if local.len() > max {
                 // the copies added last go first
-                for c in counted.iter().rev().take(have - max) {
+                for c in local.iter().rev().take(local.len() - max) {
                     if self.meta.drop_copy(id, c.volume_id, c.slot)? {
                         self.punch_and_release(&[(c.volume_id, c.slot)]);
                         done.dropped += 1;
                     }
                 }
+                continue;
+            }
+            if have >= min {
                 continue;
             }
             let holders: Vec<u32> = copies.iter().map(|c| c.volume_id).collect();
@@ -426,6 +436,9 @@ impl Engine {
     /// A copy that counts toward `min`: on a readable volume that is not
     /// being removed, and not found corrupt.
     pub(crate) fn counts_toward_min(&self, c: &SectorRow) -> bool {
+        if c.volume_id == crate::meta::COLD_VOLUME {
+            return self.has_cold();
+        }
         !self.is_corrupt_copy(c)
             && self
                 .volume(c.volume_id)

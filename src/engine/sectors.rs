@@ -324,11 +324,33 @@ impl Engine {
         let not_stored = || Error::NotFound(format!("sector {root} is not stored"));
         'again: for _ in 0..8 {
             let copies = self.read_order(self.meta.lookup_copies(root)?);
+            // stored (the content of a root never changes): the cache first
+            if !copies.is_empty() && self.read_cached(root, offset, buf) {
+                self.note_read(copies[0].id);
+                return Ok(());
+            }
             let mut failure = None;
             for at in &copies {
                 if self.is_corrupt_copy(at) {
                     failure.get_or_insert_with(|| corrupt_error(at));
                     continue;
+                }
+                if at.volume_id == crate::meta::COLD_VOLUME {
+                    // tried last: every local copy failed or there is none
+                    let read = self.read_cold(at, offset, buf);
+                    if !self.still_at(at)? {
+                        continue 'again;
+                    }
+                    match read {
+                        Ok(()) => {
+                            self.note_read(at.id);
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            continue;
+                        }
+                    }
                 }
                 let volume = self.volume(at.volume_id);
                 let read = match &volume {
@@ -347,6 +369,7 @@ impl Engine {
                 };
                 match read {
                     SlotRead::Read => {
+                        self.note_read(at.id);
                         self.note_success(&volume);
                         bump(&volume.stats.reads);
                         volume

@@ -94,7 +94,10 @@ impl SectorFs {
             | Node::SectorsDir
             | Node::ContractsDir
             | Node::TempDir
-            | Node::VolumesDir => dir(TTL_FIXED),
+            | Node::VolumesDir
+            | Node::TiersDir
+            | Node::ColdDir
+            | Node::CacheDir => dir(TTL_FIXED),
             Node::VolumeDir(id) => {
                 e.volume(id)?;
                 dir(TTL_NONE)
@@ -149,7 +152,11 @@ impl SectorFs {
                     ..file(0o644, staged.len())
                 }
             }
-            Node::Status | Node::Metrics | Node::StatusJson => {
+            Node::Status
+            | Node::Metrics
+            | Node::StatusJson
+            | Node::ColdStats
+            | Node::CacheStats => {
                 let perm = if node == Node::Status { 0o644 } else { 0o444 };
                 // generated on open; size 0 like /proc, read until EOF
                 file(perm, 0)

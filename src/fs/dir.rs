@@ -73,6 +73,11 @@ impl SectorFs {
                 Node::VolumeDir(id)
             }
             Node::VolumeDir(id) => Node::Volume(id, VolFile::from_name(name).ok_or_else(missing)?),
+            Node::TiersDir if name == "cold" => Node::ColdDir,
+            Node::ColdDir if name == "stats" => Node::ColdStats,
+            Node::TiersDir if name == "cache" => Node::CacheDir,
+            Node::CacheDir if name == "stats" => Node::CacheStats,
+            Node::TiersDir | Node::ColdDir | Node::CacheDir => return Err(missing()),
             _ => {
                 return Err(Error::Invalid(format!(
                     "{} is not a directory",
@@ -217,6 +222,12 @@ impl SectorFs {
                     .map(|f| (f.name().to_string(), Node::Volume(id, *f)))
                     .collect()
             }
+            Node::TiersDir => vec![
+                ("cache".to_string(), Node::CacheDir),
+                ("cold".to_string(), Node::ColdDir),
+            ],
+            Node::ColdDir => vec![("stats".to_string(), Node::ColdStats)],
+            Node::CacheDir => vec![("stats".to_string(), Node::CacheStats)],
             _ => return Err(Error::Invalid(format!("{} is not a directory", dir.path()))),
         })
     }

@@ -688,6 +688,35 @@ impl SectorFs {
         Ok(file)
     }
 
+    /// A read of a sector stored only in the cold store, as work to run on
+    /// a thread of its own: a read waiting on the store must not take a
+    /// FUSE thread that reads of local sectors need. `None`: any other
+    /// read (answered in place by [`read`](Self::read)).
+    pub fn cold_read(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+    ) -> Option<impl FnOnce() -> Result<Vec<u8>> + Send + 'static> {
+        if !self.engine.has_cold() {
+            return None;
+        }
+        let handle = self.handles.get(fh).ok()?;
+        let Handle::SectorRead(root) = &*handle else {
+            return None;
+        };
+        let end = (offset + size as u64).min(SECTOR_SIZE as u64);
+        if offset >= end || !self.engine.is_cold_only(root).unwrap_or(false) {
+            return None;
+        }
+        let (engine, root) = (self.engine.clone(), *root);
+        Some(move || {
+            let mut buf = vec![0u8; (end - offset) as usize];
+            engine.read_sector(&root, offset, &mut buf)?;
+            Ok(buf)
+        })
+    }
+
     /// Reads up to `size` bytes at `offset` and hands them to `reply`
     /// (sector bytes go through a buffer kept per thread: no allocation or
     /// page faults per read).

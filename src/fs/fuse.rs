@@ -360,6 +360,25 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        if let Some(work) = self.0.cold_read(fh.0, offset, size) {
+            let answer = move || match work() {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(refuse("read", &e)),
+            };
+            // no thread to be had: answered here, late rather than never
+            let answer = Arc::new(parking_lot::Mutex::new(Some(answer)));
+            let theirs = answer.clone();
+            let spawned = std::thread::Builder::new()
+                .name("cold-read".into())
+                .spawn(move || theirs.lock().take().map(|a| a()));
+            if let Err(e) = spawned {
+                tracing::warn!("cannot start a thread for a cold read, read in place: {e}");
+                if let Some(a) = answer.lock().take() {
+                    a()
+                }
+            }
+            return;
+        }
         // the reply is moved into the closure, which runs only on success
         let mut reply = Some(reply);
         let result = self.0.read(fh.0, offset, size, |data| {

@@ -18,6 +18,8 @@ pub fn content(engine: &Engine, node: Node) -> Result<Vec<u8>> {
         Node::Status => report::status_text(engine)?,
         Node::StatusJson => report::status_json(engine)?,
         Node::Metrics => report::metrics(engine)?,
+        Node::ColdStats => report::cold_stats(engine)?,
+        Node::CacheStats => report::cache_stats(engine),
         Node::Volume(id, f) => volume_file(engine, id, f)?,
         _ => return Err(Error::Invalid(format!("{node:?} is not a generated file"))),
     };

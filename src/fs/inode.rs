@@ -126,10 +126,17 @@ pub enum Node {
     Pending(u64),
     /// A staging file, by its number.
     Staging(u64),
+    /// `/tiers`, `/tiers/cold`, `/tiers/cold/stats`, `/tiers/cache`,
+    /// `/tiers/cache/stats`.
+    TiersDir,
+    ColdDir,
+    ColdStats,
+    CacheDir,
+    CacheStats,
 }
 
 /// The fixed entries of the root directory.
-pub const ROOT_ENTRIES: [(&str, Node); 9] = [
+pub const ROOT_ENTRIES: [(&str, Node); 10] = [
     ("sectors", Node::SectorsDir),
     ("contracts", Node::ContractsDir),
     ("temp", Node::TempDir),
@@ -139,6 +146,7 @@ pub const ROOT_ENTRIES: [(&str, Node); 9] = [
     ("status", Node::Status),
     ("status.json", Node::StatusJson),
     ("metrics", Node::Metrics),
+    ("tiers", Node::TiersDir),
 ];
 
 impl Node {
@@ -156,6 +164,11 @@ impl Node {
             Node::Metrics => 10,
             Node::Copies => 11,
             Node::VolumesAttach => 20,
+            Node::TiersDir => 12,
+            Node::ColdDir => 13,
+            Node::ColdStats => 14,
+            Node::CacheDir => 15,
+            Node::CacheStats => 16,
             Node::VolumeDir(id) => VOLUME_BASE + id as u64 * 16,
             Node::Volume(id, f) => VOLUME_BASE + id as u64 * 16 + f.index(),
             Node::Sector(id) => TAG_SECTOR | (id as u64 & ID_MASK),
@@ -187,6 +200,11 @@ impl Node {
             10 => Node::Metrics,
             11 => Node::Copies,
             20 => Node::VolumesAttach,
+            12 => Node::TiersDir,
+            13 => Node::ColdDir,
+            14 => Node::ColdStats,
+            15 => Node::CacheDir,
+            16 => Node::CacheStats,
             n if n >= PENDING_BASE => Node::Pending(n - PENDING_BASE),
             n if n >= STAGING_BASE => Node::Staging(n - STAGING_BASE),
             n if n >= VOLUME_BASE => {
@@ -210,6 +228,10 @@ impl Node {
             Node::Root => "/".into(),
             Node::VolumesAdd => "/volumes/add".into(),
             Node::VolumesAttach => "/volumes/attach".into(),
+            Node::ColdDir => "/tiers/cold".into(),
+            Node::ColdStats => "/tiers/cold/stats".into(),
+            Node::CacheDir => "/tiers/cache".into(),
+            Node::CacheStats => "/tiers/cache/stats".into(),
             Node::VolumeDir(id) => format!("/volumes/{id}"),
             Node::Volume(id, f) => format!("/volumes/{id}/{}", f.name()),
             Node::TempHeight(h) => format!("/temp/{h}"),
@@ -226,6 +248,7 @@ impl Node {
         match self {
             Node::TempHeight(_) => Node::TempDir,
             Node::VolumeDir(_) => Node::VolumesDir,
+            Node::ColdDir | Node::CacheDir => Node::TiersDir,
             _ => Node::Root,
         }
     }
@@ -240,6 +263,9 @@ impl Node {
                 | Node::VolumesDir
                 | Node::VolumeDir(_)
                 | Node::TempHeight(_)
+                | Node::TiersDir
+                | Node::ColdDir
+                | Node::CacheDir
         )
     }
 }
@@ -267,9 +293,15 @@ mod tests {
         ];
         nodes.extend(ROOT_ENTRIES.iter().map(|(_, n)| *n));
         nodes.extend(VolFile::ALL.iter().map(|f| Node::Volume(3, *f)));
+        nodes.extend([
+            Node::ColdDir,
+            Node::ColdStats,
+            Node::CacheDir,
+            Node::CacheStats,
+        ]);
         for n in nodes {
             assert_eq!(Node::from_ino(n.ino()), Some(n), "{n:?}");
         }
-        assert_eq!(Node::from_ino(12), None);
+        assert_eq!(Node::from_ino(17), None);
     }
 }

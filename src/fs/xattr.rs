@@ -3,15 +3,16 @@
 use super::dir::node_of;
 use super::filesystem::SectorFs;
 use super::inode::Node;
-use crate::engine::SectorKey;
+use crate::engine::{COLD_VOLUME, SectorKey, SectorRow};
 use crate::error::{Error, Result};
 
-const XATTRS: [&str; 5] = [
+const XATTRS: [&str; 6] = [
     "user.sectorfs.volume",
     "user.sectorfs.slot",
     "user.sectorfs.copies",
     "user.sectorfs.refs",
     "user.sectorfs.stored_at",
+    "user.sectorfs.tier",
 ];
 
 /// Names outside the `user.` namespace (SELinux labels, capabilities,
@@ -51,14 +52,32 @@ impl SectorFs {
         // the first readable copy first
         let copies = self.engine.sector_copies(id)?;
         let s = copies.first().ok_or_else(gone)?;
+        let cold = |c: &SectorRow| c.volume_id == COLD_VOLUME;
         let value = match name.to_str() {
+            // a sector only in the cold store has no volume nor slot
+            Some("user.sectorfs.volume") if cold(s) => "cold".to_string(),
+            Some("user.sectorfs.slot") if cold(s) => String::new(),
             Some("user.sectorfs.volume") => s.volume_id.to_string(),
             Some("user.sectorfs.slot") => s.slot.to_string(),
             Some("user.sectorfs.copies") => copies
                 .iter()
-                .map(|c| format!("{}:{}", c.volume_id, c.slot))
+                .map(|c| match cold(c) {
+                    true => "cold".to_string(),
+                    false => format!("{}:{}", c.volume_id, c.slot),
+                })
                 .collect::<Vec<_>>()
                 .join(" "),
+            Some("user.sectorfs.tier") => {
+                let local = copies.iter().any(|c| !cold(c));
+                let cached = self.engine.is_cached(&s.root);
+                match (local, copies.iter().any(cold)) {
+                    (true, true) => "volume+cold",
+                    (false, _) => "cold",
+                    (true, false) if cached => "cache+volume",
+                    (true, false) => "volume",
+                }
+                .to_string()
+            }
             // when it was first stored: its mtime may be set since
             Some("user.sectorfs.stored_at") => s.stored_at.to_string(),
             Some("user.sectorfs.refs") => {

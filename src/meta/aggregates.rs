@@ -92,7 +92,7 @@ pub struct Agg {
     pub corrupt: i64,
     /// ... no ready copy at all.
     pub lost: i64,
-    /// ... a cold copy (see [`cold_copies_in`]).
+    /// ... a cold copy (a copy on `COLD_VOLUME`).
     pub cold: i64,
     /// ... two ready copies on one device.
     pub shared: i64,
@@ -309,11 +309,9 @@ fn stored_condition(c: &Connection, id: i64) -> Result<Option<(i64, i64)>> {
         .ctx("reading a sector's condition")
 }
 
-/// Cold copies of sector `id`: none until the cold tier keeps copies; the
-/// one place `.cold` is decided (0 for every sector today).
-pub(super) fn cold_copies_in(_c: &Connection, _id: i64) -> Result<i64> {
-    Ok(0)
-}
+/// The volume id of a sector's object in the cold store: a copy on it is
+/// what makes a sector cold (no volume has id 0).
+pub const COLD_VOLUME: u32 = 0;
 
 /// A sector's condition computed from its copies now.
 fn computed_condition(c: &Connection, id: i64) -> Result<(i64, i64)> {
@@ -322,21 +320,25 @@ fn computed_condition(c: &Connection, id: i64) -> Result<(i64, i64)> {
         .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
         .ctx("reading the copies setting")?
         .unwrap_or(1);
-    let copies: Vec<(bool, bool, Option<i64>)> = c
+    let copies: Vec<(bool, bool, Option<i64>, u32)> = c
         .prepare_cached(
             "SELECT coalesce(h.out, 0), EXISTS (SELECT 1 FROM corrupt_copies k \
-                WHERE k.sector_id = c.sector_id AND k.volume_id = c.volume_id), h.device \
+                WHERE k.sector_id = c.sector_id AND k.volume_id = c.volume_id), h.device, \
+                c.volume_id \
              FROM copies c LEFT JOIN volume_health h ON h.volume_id = c.volume_id \
              WHERE c.sector_id = ?1",
         )
         .and_then(|mut s| {
-            s.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            s.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect()
         })
         .ctx("reading a sector's copies")?;
     let mut devices: Vec<i64> = Vec::new();
     let mut health = 0;
-    for (out, corrupt, device) in copies {
+    for (out, corrupt, device, volume) in copies {
+        if volume == COLD_VOLUME {
+            health |= COLD;
+        }
         if out {
             health |= UNAVAILABLE;
         }
@@ -353,9 +355,6 @@ fn computed_condition(c: &Connection, id: i64) -> Result<(i64, i64)> {
         }
     }
     let ready = devices.len() as i64;
-    if cold_copies_in(c, id)? > 0 {
-        health |= COLD;
-    }
     if ready < min {
         health |= UNDER;
     }

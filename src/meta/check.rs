@@ -76,7 +76,7 @@ impl Meta {
             let checks: [(&str, &str); 9] = [
                 (
                     "SELECT count(*) FROM copies c LEFT JOIN volumes v ON v.id = c.volume_id \
-                     WHERE v.id IS NULL",
+                     WHERE v.id IS NULL AND c.volume_id != 0",
                     "sector copies point at a volume that does not exist",
                 ),
                 (

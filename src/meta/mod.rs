@@ -10,6 +10,7 @@ mod aggregates;
 #[cfg(feature = "bench")]
 mod bench;
 mod check;
+mod cold;
 mod contracts;
 mod copies;
 mod db;
@@ -29,6 +30,7 @@ mod volumes;
 #[cfg(feature = "bench")]
 pub use aggregates::WITHOUT_CONTRACT_AGGREGATES;
 pub use aggregates::{Agg, Scope};
+pub use cold::{COLD_VOLUME, ColdCounts};
 pub use contracts::{ContractEdit, ContractRow};
 pub use copies::{CopiesSetting, LostCopy};
 pub use db::Meta;

@@ -267,7 +267,11 @@ pub(super) fn free_unreferenced(c: &Connection, candidates: &[i64]) -> Result<Ve
             .ctx("freeing a sector")?;
         let Some(root) = root else { continue };
         for (volume_id, slot) in copies {
-            record_punch_in(c, volume_id, slot)?;
+            // a cold copy has no slot: its object is deleted after the
+            // commit (a crash first leaves an orphan for the reconcile)
+            if volume_id != 0 {
+                record_punch_in(c, volume_id, slot)?;
+            }
             freed.push(Freed {
                 root,
                 sector_id: id,

@@ -221,6 +221,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX copies_checked ON copies(coalesce(checked_at, added_at), volume_id);
     INSERT INTO settings (key, value) VALUES ('aggregates_rebuild', 1);
     "#,
+    // 12: tiers. When a sector was last read (NULL: not since it was
+    // stored), saved in batches: what goes to the cold tier. A sector's
+    // object in the cold store is a `copies` row on volume 0 (no volume
+    // has that id), slot = the sector's id.
+    r#"
+    ALTER TABLE sectors ADD COLUMN read_at INTEGER;
+    "#,
 ];
 
 /// Runs the migrations not run yet. Foreign keys are off meanwhile (a

@@ -19,6 +19,8 @@ pub struct Mount {
     args: Vec<String>,
     /// Extra environment of the daemon; without `--data-dir` when set.
     env: Option<Vec<(String, String)>>,
+    /// Variables added to the daemon's environment (a cold store's).
+    daemon_env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -31,6 +33,16 @@ impl Mount {
     /// As [`start`](Self::start), after `setup` has prepared the (still
     /// unmounted) data dir, e.g. with the engine used offline.
     pub fn start_with(args: &[&str], setup: impl FnOnce(&Path)) -> Mount {
+        Mount::start_full(args, &[], setup)
+    }
+
+    /// As [`start`](Self::start), with `env` added to the daemon's
+    /// environment.
+    pub fn start_env_args(args: &[&str], env: &[(String, String)]) -> Mount {
+        Mount::start_full(args, env, |_| {})
+    }
+
+    fn start_full(args: &[&str], env: &[(String, String)], setup: impl FnOnce(&Path)) -> Mount {
         let dir = tempfile::tempdir().expect("temp dir");
         let mnt = dir.path().join("mnt");
         let data = dir.path().join("data");
@@ -42,6 +54,7 @@ impl Mount {
             data,
             args: args.iter().map(|s| s.to_string()).collect(),
             env: None,
+            daemon_env: env.to_vec(),
             child: None,
         };
         m.mount();
@@ -72,6 +85,7 @@ impl Mount {
             mnt,
             args: Vec::new(),
             env: Some(env),
+            daemon_env: Vec::new(),
             child: None,
         };
         m.mount();
@@ -162,6 +176,7 @@ impl Mount {
         }
         let child = cmd
             .args(&self.args)
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "sectorfs=debug,info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -203,6 +218,11 @@ impl Mount {
             let _ = child.wait();
         }
         lazy_unmount(&self.mnt);
+    }
+
+    /// The `mount` arguments of the next start.
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|s| s.to_string()).collect();
     }
 
     pub fn remount(&mut self) {

@@ -400,6 +400,7 @@ fn stat_xattrs_and_stable_inodes() {
             "user.sectorfs.refs",
             "user.sectorfs.slot",
             "user.sectorfs.stored_at",
+            "user.sectorfs.tier",
             "user.sectorfs.volume"
         ]
     );

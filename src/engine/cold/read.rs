@@ -1,0 +1,261 @@
+//! Reads of cold copies: the byte ranges asked for, one fetch of a range
+//! in flight at a time (readers of the same range wait for it), and
+//! promotion of a sector read often back to a local slot.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::store::StoreError;
+use super::{Cold, Flight, bump};
+use crate::engine::{Engine, SectorRow, now_secs};
+use crate::error::{Error, Result};
+use crate::merkle::{self, Root, SECTOR_SIZE};
+use crate::meta::COLD_VOLUME;
+
+/// Cold objects are fetched in aligned blocks of this many bytes.
+const BLOCK: u64 = 1 << 20;
+
+impl Engine {
+    /// The sector stored under `root` has no copy but its object.
+    pub fn is_cold_only(&self, root: &Root) -> Result<bool> {
+        let copies = self.meta.lookup_copies(root)?;
+        Ok(!copies.is_empty() && copies.iter().all(|c| c.volume_id == COLD_VOLUME))
+    }
+
+    /// Notes a read of sector `id`: when it was last read decides when it
+    /// goes cold. Nothing without a cold tier.
+    pub(crate) fn note_read(&self, id: i64) {
+        if let Some(cold) = &self.cold {
+            cold.read_at.lock().insert(id, now_secs());
+        }
+    }
+
+    /// Reads `buf.len()` bytes at `offset` of the cold copy `at`. A read
+    /// from the start of the sector counts toward its promotion.
+    pub(crate) fn read_cold(&self, at: &SectorRow, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let Some(cold) = &self.cold else {
+            return Err(Error::Unavailable(format!(
+                "sector {} is stored in a cold store only, and this mount has no --cold",
+                at.root
+            )));
+        };
+        // by aligned blocks, the last ones kept: the kernel asks in pieces
+        // of 128 KiB, and one request per piece would be bound by the
+        // store's round trip
+        let end = offset + buf.len() as u64;
+        let mut pos = offset;
+        while pos < end {
+            let block = pos / BLOCK;
+            let bytes = self.cold_block(cold, &at.root, block)?;
+            let from = (pos - block * BLOCK) as usize;
+            let take = (((block + 1) * BLOCK).min(end) - pos) as usize;
+            let Some(piece) = bytes.get(from..from + take) else {
+                return Err(self.cold_read_error(
+                    &at.root,
+                    &format!("the store answered {} bytes of block {block}", bytes.len()),
+                ));
+            };
+            let at_buf = (pos - offset) as usize;
+            buf[at_buf..at_buf + take].copy_from_slice(piece);
+            pos += take as u64;
+        }
+        if offset == 0 && cold.options.promote_after > 0 {
+            let mut counts = cold.cold_reads.lock();
+            let n = counts.entry(at.id).or_default();
+            *n += 1;
+            if *n >= cold.options.promote_after {
+                counts.remove(&at.id);
+                drop(counts);
+                cold.promotions.lock().push(at.id);
+                cold.wake();
+            }
+        }
+        Ok(())
+    }
+
+    /// Block `block` of `root`'s object, from the blocks kept or fetched.
+    fn cold_block(&self, cold: &Cold, root: &Root, block: u64) -> Result<Bytes> {
+        if let Some(b) = cold.blocks.lock().get(&(*root, block)) {
+            return Ok(b.clone());
+        }
+        let fetch = |b: u64| {
+            let start = b * BLOCK;
+            let bytes = self.fetch(cold, root, start, (start + BLOCK).min(SECTOR_SIZE as u64))?;
+            cold.blocks.lock().put((*root, b), bytes.clone());
+            Ok(bytes)
+        };
+        if block != 0 {
+            return fetch(block);
+        }
+        // a read from the start reads on, as a rule: the other blocks are
+        // fetched beside the first (one round trip, not four in a row)
+        std::thread::scope(|s| {
+            let ahead: Vec<_> = (1..SECTOR_SIZE as u64 / BLOCK)
+                .map(|b| s.spawn(move || fetch(b)))
+                .collect();
+            let first = fetch(0);
+            for h in ahead {
+                // a block that failed is fetched again when it is read
+                let _ = h.join();
+            }
+            first
+        })
+    }
+
+    /// Bytes `start..end` of `root`'s object; a fetch of the same range
+    /// already in flight is waited for rather than asked again.
+    fn fetch(&self, cold: &Cold, root: &Root, start: u64, end: u64) -> Result<Bytes> {
+        let key = (*root, start, end);
+        let (flight, leader) = {
+            let mut flights = cold.flights.lock();
+            match flights.get(&key) {
+                Some(f) => (f.clone(), false),
+                None => {
+                    let f = Arc::new(Flight::default());
+                    flights.insert(key, f.clone());
+                    (f, true)
+                }
+            }
+        };
+        let result = if leader {
+            let fetched = cold.store.get_range(root, start..end);
+            cold.flights.lock().remove(&key);
+            let shared = match &fetched {
+                Ok(b) => {
+                    bump(&cold.counters.downloads, 1);
+                    bump(&cold.counters.downloaded_bytes, b.len() as u64);
+                    self.cold_answered();
+                    Ok(b.clone())
+                }
+                Err(StoreError::NotFound) => {
+                    tracing::error!(
+                        "the object of sector {root} is missing from the cold store {}",
+                        cold.store.url()
+                    );
+                    bump(&cold.counters.errors, 1);
+                    Err("the object is missing from the cold store".to_string())
+                }
+                Err(e) => {
+                    self.cold_failed(&format!("reading sector {root}"), &e.to_string());
+                    Err(e.to_string())
+                }
+            };
+            *flight.done.lock() = Some(shared.clone());
+            flight.cv.notify_all();
+            shared
+        } else {
+            let mut done = flight.done.lock();
+            while done.is_none() {
+                flight.cv.wait(&mut done);
+            }
+            done.clone().expect("set before the wake")
+        };
+        result.map_err(|why| self.cold_read_error(root, &why))
+    }
+
+    fn cold_read_error(&self, root: &Root, why: &str) -> Error {
+        Error::io(
+            format!("reading sector {root} from the cold store failed: {why}"),
+            std::io::Error::from_raw_os_error(libc::EIO),
+        )
+    }
+
+    /// Reads the whole cold copy `at` into `buf` and checks it against its
+    /// root (a repair or a promotion copying from it).
+    pub(crate) fn read_cold_whole(&self, at: &SectorRow, buf: &mut [u8]) -> bool {
+        let Some(cold) = &self.cold else { return false };
+        match self.fetch(cold, &at.root, 0, SECTOR_SIZE as u64) {
+            Ok(b) if b.len() == buf.len() => {
+                buf.copy_from_slice(&b);
+                if merkle::sector_root(buf) == at.root {
+                    return true;
+                }
+                tracing::error!(
+                    "the object of sector {} in the cold store does not hash to its root",
+                    at.root
+                );
+                bump(&cold.counters.errors, 1);
+                false
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!("{e}");
+                false
+            }
+        }
+    }
+
+    /// Gives the cold-only sectors read often a local copy again (on the
+    /// cold worker); the object stays, so going cold again costs nothing.
+    pub(super) fn run_promotions(&self, cold: &Cold) {
+        let ids: Vec<i64> = std::mem::take(&mut *cold.promotions.lock());
+        for id in ids {
+            if !cold.promoting.lock().insert(id) {
+                continue;
+            }
+            match self.promote(id) {
+                Ok(true) => {
+                    bump(&cold.counters.promotions, 1);
+                    tracing::info!("sector #{id} was read often and has a local copy again");
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!("cannot bring sector #{id} back from the cold store: {e}"),
+            }
+            cold.promoting.lock().remove(&id);
+        }
+    }
+
+    /// One promotion: the object read whole and verified, written to a
+    /// local slot, and recorded as a copy. False when there was nothing to
+    /// do (freed, or a local copy there already).
+    fn promote(&self, id: i64) -> Result<bool> {
+        let copies = self.meta.copies_of(id)?;
+        let Some(cold_copy) = copies.iter().find(|c| c.volume_id == COLD_VOLUME) else {
+            return Ok(false);
+        };
+        if copies.iter().any(|c| c.volume_id != COLD_VOLUME) {
+            return Ok(false);
+        }
+        let mut data = vec![0u8; SECTOR_SIZE];
+        if !self.read_cold_whole(cold_copy, &mut data) {
+            return Err(Error::Unavailable(format!(
+                "the object of sector {} cannot be read whole",
+                cold_copy.root
+            )));
+        }
+        let epoch = self.truncations.snapshot();
+        let placed = self.write_copies(&data, 1, &[COLD_VOLUME], &mut Vec::new(), None)?;
+        let records: Vec<(i64, u32, u64)> =
+            placed.iter().map(|p| (id, p.volume.id, p.slot)).collect();
+        let intact = || {
+            self.truncations.none_since(epoch)
+                && placed
+                    .iter()
+                    .all(|p| p.volume.holds(&p.file) && p.volume.writable())
+        };
+        let added = match self.meta.add_copies(&records, now_secs(), &intact) {
+            Ok(added) => added,
+            Err(e) if e.commit_uncertain() => return Err(e),
+            Err(e) => {
+                for p in &placed {
+                    self.discard_slot(p.volume.id, p.slot);
+                }
+                return Err(e);
+            }
+        };
+        let mut any = false;
+        for (p, ok) in placed.iter().zip(added) {
+            if ok {
+                any = true;
+            } else {
+                self.discard_slot(p.volume.id, p.slot);
+            }
+        }
+        if any {
+            // read just now: it stays local for --cold-after
+            self.note_read(id);
+        }
+        Ok(any)
+    }
+}
