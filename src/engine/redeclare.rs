@@ -166,7 +166,7 @@ impl Engine {
             ),
             Ok(r) if r.stopped => (
                 Severity::Info,
-                format!("redeclaring volume {id}: cancelled; {}", r.summary()),
+                format!("redeclare of volume {id}: cancelled; {}", r.summary()),
                 super::alerts::data_of(r),
             ),
             Ok(r) => (

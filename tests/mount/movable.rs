@@ -227,3 +227,34 @@ fn a_redeclare_killed_resumes_at_the_next_mount() {
     }
     assert_eq!(m.used(1), n);
 }
+
+#[test]
+fn a_redeclare_cancelled_stops_and_a_new_one_finishes() {
+    let n = 160;
+    let (m, vol) = store_with_volume("big.vol", n);
+    let f = std::fs::OpenOptions::new().write(true).open(&vol).unwrap();
+    for i in 0..n {
+        f.write_all_at(&sector(2000 + i), i * SECTOR).unwrap();
+    }
+    f.sync_all().unwrap();
+    drop(f);
+    m.write("volumes/1/redeclare", "1\n").unwrap();
+    // hashing 640 MiB takes far longer than this write
+    m.write("volumes/1/redeclare", "cancel\n").unwrap();
+    let msg = job_done(&m);
+    assert!(msg.contains("cancelled"), "{msg}");
+    // what it registered before the cancel stays registered, nothing more
+    let found = m.used(1);
+    assert!(found < n, "{found} of {n} registered before the cancel");
+    let e = m.write("volumes/1/redeclare", "cancel\n").unwrap_err();
+    assert!(
+        [libc::EINVAL, libc::ENOENT].contains(&errno(&e)),
+        "a cancel with no redeclare running: {e}"
+    );
+    m.write("volumes/1/redeclare", "1\n").unwrap();
+    wait_for("the second redeclare to register every slot", 120, || {
+        m.used(1) == n
+    });
+    let r = sector_root(&sector(2000 + n - 1));
+    assert_eq!(m.refs(&r), "pin=1 contracts=0 temp=0");
+}
