@@ -199,3 +199,37 @@ fn a_rewrite_through_a_cached_name_adds_the_reference_it_was_opened_as() {
     std::fs::write(m.path(&format!("temp/9/{ra}")), &a).unwrap();
     assert_eq!(m.refs(&ra), "pin=1 contracts=0 temp=1");
 }
+
+/// A job frees a sector too: a forced removal drops a sector it cannot
+/// read right, and its cached name is gone by the time the job is done;
+/// the sectors it moved keep theirs.
+#[test]
+fn a_sector_dropped_by_a_forced_removal_is_gone_at_once() {
+    let m = Mount::start(&["--default-volume", "8", "--verify-reads"]);
+    let (bad, good) = (sector(5000), sector(5001));
+    let (rbad, rgood) = (m.put(&bad), m.put(&good));
+    let more = m.scratch().join("more.vol");
+    m.write("volumes/add", &format!("{} 8\n", more.display()))
+        .unwrap();
+    warm(&m, &format!("sectors/{rbad}"), &bad);
+    let ino_good = warm(&m, &format!("sectors/{rgood}"), &good);
+    // one byte of the bad sector flipped behind the store's back
+    let path = m.read("volumes/1/path");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path.trim())
+        .unwrap();
+    let at = slot(&m, &rbad) * sectorfs::merkle::SECTOR_SIZE as u64 + 4096;
+    let mut byte = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut byte, at).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[byte[0] ^ 0xff], at).unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+    m.write("volumes/1/remove", "force\n").unwrap();
+    super::harness::wait_for("the forced removal to end", 60, || {
+        !m.path("volumes/1").exists()
+    });
+    assert_gone(&m, &format!("sectors/{rbad}"), libc::ENOENT);
+    assert_eq!(warm(&m, &format!("sectors/{rgood}"), &good), ino_good);
+}
