@@ -571,8 +571,7 @@ pub const AGGREGATE: &[AggregateFigure] = &[
     },
     AggregateFigure {
         name: "cold",
-        means: "Entries whose sector has a copy in the cold tier (0 until the cold tier \
-                keeps copies).",
+        means: "Entries whose sector has a copy in the cold tier.",
         value: |v| v.agg.cold.to_string(),
     },
     AggregateFigure {
