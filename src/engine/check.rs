@@ -90,30 +90,13 @@ impl Engine {
         if v.state() == VolumeState::Unavailable {
             self.reopen_volume(id)?;
         }
-        let control = JobControl::new(VolumeState::Checking);
-        {
-            let mut running = self.jobs.running.lock();
-            if running.contains_key(&id) {
-                return Err(Error::Busy(format!(
-                    "volume {id} already has a job running; cancel it or wait for it to finish"
-                )));
-            }
-            running.insert(id, control.clone());
-        }
-        v.set_state_if_open(VolumeState::Checking);
-        let engine = self.clone();
-        let checked = v.clone();
-        let spawned = self.spawn_job(format!("check-volume-{id}"), move || {
-            engine.run_check(&checked, &control)
-        });
-        if let Err(e) = spawned {
-            // no check after all: the volume as it was
-            let mut running = self.jobs.running.lock();
-            self.back_in_business(&v);
-            running.remove(&id);
-            return Err(Error::io("cannot start a check thread", e));
-        }
-        Ok(())
+        self.start_reading_job(
+            &v,
+            "check",
+            || Ok(()),
+            || Ok(()),
+            |engine, v, control| engine.run_check(v, control),
+        )
     }
 
     fn run_check(&self, v: &Arc<Volume>, control: &JobControl) {

@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::jobs::JobControl;
-use super::{Engine, Progress, Severity, Volume, VolumeState, now_secs};
+use super::{Engine, Progress, Severity, Volume, now_secs};
 use crate::error::{Error, Result};
 use crate::merkle::Root;
 use crate::meta::Registered;
@@ -114,34 +114,16 @@ impl Engine {
         let v = self.volume(id)?;
         self.check_idle(id)?;
         v.file()?;
-        let control = JobControl::new(VolumeState::Checking);
-        {
-            let mut running = self.jobs.running.lock();
-            if running.contains_key(&id) {
-                return Err(Error::Busy(format!(
-                    "volume {id} already has a job running; cancel it or wait for it to finish"
-                )));
-            }
-            if !resuming {
-                self.meta.insert_redeclare_job(id, now_secs())?;
-            }
-            running.insert(id, control.clone());
-        }
-        v.set_state_if_open(VolumeState::Checking);
-        let engine = self.clone();
-        let job_volume = v.clone();
-        let spawned = self.spawn_job(format!("redeclare-volume-{id}"), move || {
-            engine.run_redeclare(&job_volume, &control)
-        });
-        if let Err(e) = spawned {
-            let mut running = self.jobs.running.lock();
-            self.back_in_business(&v);
-            running.remove(&id);
-            drop(running);
-            self.meta.delete_job(id)?;
-            return Err(Error::io("cannot start a redeclare thread", e));
-        }
-        Ok(())
+        self.start_reading_job(
+            &v,
+            "redeclare",
+            || match resuming {
+                true => Ok(()),
+                false => self.meta.insert_redeclare_job(id, now_secs()),
+            },
+            || self.meta.delete_job(id),
+            |engine, v, control| engine.run_redeclare(v, control),
+        )
     }
 
     fn run_redeclare(&self, v: &Arc<Volume>, control: &JobControl) {

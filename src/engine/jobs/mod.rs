@@ -231,6 +231,48 @@ impl Engine {
         Ok(())
     }
 
+    /// Starts a job that reads volume `v` in place (a check, a redeclare):
+    /// refused while another job runs on it; `record` runs once it is
+    /// known to be free (under the jobs' lock), then the volume is
+    /// `checking` and `run` goes on a thread of its own. If that thread
+    /// cannot start, the volume is as it was and `forget` undoes `record`.
+    pub(super) fn start_reading_job(
+        self: &Arc<Self>,
+        v: &Arc<Volume>,
+        what: &str,
+        record: impl FnOnce() -> Result<()>,
+        forget: impl FnOnce() -> Result<()>,
+        run: impl FnOnce(&Engine, &Arc<Volume>, &JobControl) + Send + 'static,
+    ) -> Result<()> {
+        let id = v.id;
+        let control = JobControl::new(VolumeState::Checking);
+        {
+            let mut running = self.jobs.running.lock();
+            if running.contains_key(&id) {
+                return Err(Error::Busy(format!(
+                    "volume {id} already has a job running; cancel it or wait for it to finish"
+                )));
+            }
+            record()?;
+            running.insert(id, control.clone());
+        }
+        v.set_state_if_open(VolumeState::Checking);
+        let engine = self.clone();
+        let job_volume = v.clone();
+        let spawned = self.spawn_job(format!("{what}-volume-{id}"), move || {
+            run(&engine, &job_volume, &control)
+        });
+        if let Err(e) = spawned {
+            let mut running = self.jobs.running.lock();
+            self.back_in_business(v);
+            running.remove(&id);
+            drop(running);
+            forget()?;
+            return Err(Error::io(format!("cannot start a {what} thread"), e));
+        }
+        Ok(())
+    }
+
     /// Runs `job` on a thread of its own, joined at shutdown.
     pub(super) fn spawn_job(
         &self,
