@@ -10,7 +10,7 @@
 //! background pass after a volume changed state) adds its difference to
 //! every aggregate that holds the sector. A leaf: imports no meta module.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -662,6 +662,86 @@ pub(super) fn contract_range_in(
     add_in(c, Scope::Contract(contract), signed(sums))?;
     sums.sectors = in_all;
     add_in(c, Scope::Contracts, signed(sums))
+}
+
+/// Contract `contract`'s list was just replaced (its new entries written,
+/// the old deleted): `new` holds each new entry's sector and condition, in
+/// order, and `old_held` each distinct sector of the old list with the
+/// contract entries holding it now. The contract's aggregate becomes the
+/// sum of `new` (its stored aggregate was the old list's, so the old list
+/// is not summed again) and `/contracts` follows; only sectors of one list
+/// and not the other can change `/contracts`' distinct count, and for the
+/// old ones `old_held` already says whether another contract holds them.
+pub(super) fn contract_replaced_in(
+    c: &Connection,
+    contract: i64,
+    new: &[(i64, i64)],
+    old_held: &[(i64, u64)],
+) -> Result<()> {
+    #[cfg(feature = "bench")]
+    if WITHOUT_CONTRACT_AGGREGATES.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    // per distinct new sector: its condition and its entries in the list
+    let mut per: HashMap<i64, (i64, i64)> = HashMap::with_capacity(new.len());
+    for &(id, health) in new {
+        per.entry(id).or_insert((health, 0)).1 += 1;
+    }
+    let sums = per.values().fold(Agg::default(), |a, &(health, n)| {
+        a.plus(Agg::of_sector(health, n, 1))
+    });
+    let old = get_in(c, Scope::Contract(contract))?;
+    add_in(c, Scope::Contract(contract), sums.minus(old))?;
+
+    // an old sector counted by `/contracts` through this contract alone
+    // leaves it unless the new list holds it too
+    let mut delta = sums.minus(old);
+    delta.sectors = 0;
+    let mut in_old = HashSet::with_capacity(old_held.len());
+    for &(id, held) in old_held {
+        in_old.insert(id);
+        if held == 0 {
+            delta.sectors -= 1;
+        }
+    }
+    // a new sector not in the old list joins it unless another contract
+    // holds it: probed one by one when few, in one statement when many
+    let added: Vec<i64> = per
+        .keys()
+        .copied()
+        .filter(|id| !in_old.contains(id))
+        .collect();
+    if added.len() * 2 < per.len() {
+        let mut probe = c
+            .prepare_cached(
+                "SELECT NOT EXISTS (SELECT 1 FROM contract_entries WHERE sector_id = ?1 \
+                 AND contract_id != ?2)",
+            )
+            .ctx("counting a revision's new sectors")?;
+        for id in added {
+            let alone: bool = probe
+                .query_row([id, contract], |r| r.get(0))
+                .ctx("counting a revision's new sectors")?;
+            delta.sectors += alone as i64;
+        }
+    } else {
+        // every new sector held by no other contract, less the old ones
+        // among them (already counted)
+        let alone: i64 = c
+            .prepare_cached(
+                "SELECT count(*) FROM (SELECT DISTINCT sector_id AS sid FROM contract_entries \
+                 WHERE contract_id = ?1) WHERE NOT EXISTS (SELECT 1 FROM contract_entries o \
+                 WHERE o.sector_id = sid AND o.contract_id != ?1)",
+            )
+            .and_then(|mut s| s.query_row([contract], |r| r.get(0)))
+            .ctx("counting a revision's new sectors")?;
+        let kept_alone = old_held
+            .iter()
+            .filter(|(id, held)| per.get(id).is_some_and(|&(_, n)| *held == n as u64))
+            .count() as i64;
+        delta.sectors += alone - kept_alone;
+    }
+    add_in(c, Scope::Contracts, delta)
 }
 
 /// The oldest time (Unix seconds) a copy of a sector in `scope` was last

@@ -4,9 +4,9 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::aggregates::{Scope, contract_range_in, take_in};
+use super::aggregates::{Scope, contract_range_in, contract_replaced_in, take_in};
 use super::db::Meta;
-use super::query::{RefChange, changed, free_unreferenced, lookup_in, next_id, root_of};
+use super::query::{RefChange, changed, free_unreferenced_counted, next_id, root_of};
 use crate::error::{DbContext, Error, Result};
 use crate::merkle::Root;
 
@@ -269,28 +269,37 @@ fn contract_of(r: &rusqlite::Row) -> rusqlite::Result<ContractRow> {
     })
 }
 
-/// The sector ids of `roots`, in order; refused, naming the first root
-/// that is not stored.
-fn stored_ids(tx: &Transaction, name: &str, roots: &[Root]) -> Result<Vec<i64>> {
+/// The sector ids of `roots` with their conditions, in order; refused,
+/// naming the first root that is not stored.
+fn stored_ids(tx: &Transaction, name: &str, roots: &[Root]) -> Result<Vec<(i64, i64)>> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT s.id, s.health FROM sectors s WHERE s.root = ?1 \
+             AND EXISTS (SELECT 1 FROM copies c WHERE c.sector_id = s.id)",
+        )
+        .ctx("looking up a sector")?;
     roots
         .iter()
         .map(|root| {
-            lookup_in(tx, root)?.map(|s| s.id).ok_or_else(|| {
-                Error::NotFound(format!(
-                    "contract {name} names sector {root}, which is not stored"
-                ))
-            })
+            stmt.query_row([&root.0[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .ctx("looking up a sector")?
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "contract {name} names sector {root}, which is not stored"
+                    ))
+                })
         })
         .collect()
 }
 
-/// Replaces or appends to `contract`'s list with the sectors `ids`, and
-/// frees what the old list alone held.
+/// Replaces or appends to `contract`'s list with the sectors `ids` (with
+/// their conditions), and frees what the old list alone held.
 fn apply_revision(
     tx: &Transaction,
     contract: i64,
     created: bool,
-    ids: &[i64],
+    ids: &[(i64, i64)],
     edit: ContractEdit,
 ) -> Result<RefChange> {
     if edit == ContractEdit::Replace && !created {
@@ -299,7 +308,9 @@ fn apply_revision(
     let (old, start) = match edit {
         ContractEdit::Replace => {
             let old = contract_sector_ids(tx, contract)?;
-            delete_entries(tx, contract)?;
+            tx.prepare_cached("DELETE FROM contract_entries WHERE contract_id = ?1")
+                .and_then(|mut s| s.execute([contract]))
+                .ctx("deleting contract entries")?;
             (old, 0)
         }
         ContractEdit::Append => {
@@ -318,23 +329,26 @@ fn apply_revision(
             "INSERT INTO contract_entries (contract_id, idx, sector_id) VALUES (?1, ?2, ?3)",
         )
         .ctx("adding contract entries")?;
-    for (i, id) in ids.iter().enumerate() {
+    for (i, (id, _)) in ids.iter().enumerate() {
         insert
             .execute(params![contract, start + i as i64, id])
             .ctx("adding contract entries")?;
     }
     drop(insert);
-    // appended to an empty list, or a new list: the whole contract
-    contract_range_in(
-        tx,
-        contract,
-        (start, start + ids.len() as i64),
-        start == 0,
-        1,
-    )?;
-    let freed = free_unreferenced(tx, &old)?;
+    let (freed, old_held) = free_unreferenced_counted(tx, &old)?;
+    match edit {
+        ContractEdit::Replace => contract_replaced_in(tx, contract, ids, &old_held)?,
+        // appended to an empty list: the whole contract
+        ContractEdit::Append => contract_range_in(
+            tx,
+            contract,
+            (start, start + ids.len() as i64),
+            start == 0,
+            1,
+        )?,
+    }
     let mut touched = old;
-    touched.extend_from_slice(ids);
+    touched.extend(ids.iter().map(|(id, _)| id));
     Ok(RefChange { touched, freed })
 }
 

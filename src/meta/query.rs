@@ -247,10 +247,30 @@ pub(super) fn changed(c: &Connection, touched: Vec<i64>) -> Result<RefChange> {
 /// copies, records their slots as pending a punch, and returns what was
 /// freed (one entry per copy).
 pub(super) fn free_unreferenced(c: &Connection, candidates: &[i64]) -> Result<Vec<Freed>> {
+    free_unreferenced_counted(c, candidates).map(|(freed, _)| freed)
+}
+
+/// Each distinct candidate of a free with the number of contract entries
+/// that hold it now.
+pub(super) type ContractHeld = Vec<(i64, u64)>;
+
+/// As [`free_unreferenced`], also giving each distinct candidate with the
+/// number of contract entries that hold it now (the counts it asked for
+/// anyway: a revision's aggregates use them).
+pub(super) fn free_unreferenced_counted(
+    c: &Connection,
+    candidates: &[i64],
+) -> Result<(Vec<Freed>, ContractHeld)> {
     let mut freed = Vec::new();
+    let mut held = Vec::new();
     let mut seen = HashSet::new();
     for &id in candidates {
-        if !seen.insert(id) || ref_counts_in(c, id)?.total() > 0 {
+        if !seen.insert(id) {
+            continue;
+        }
+        let refs = ref_counts_in(c, id)?;
+        held.push((id, refs.contracts));
+        if refs.total() > 0 {
             continue;
         }
         sector_removed_in(c, id)?;
@@ -280,7 +300,7 @@ pub(super) fn free_unreferenced(c: &Connection, candidates: &[i64]) -> Result<Ve
             });
         }
     }
-    Ok(freed)
+    Ok((freed, held))
 }
 
 /// The next id for a row of `table` (whose counter in `settings` is
