@@ -7,7 +7,7 @@
 //! copy for `/copies`. With `--verify-reads` its entries are checked as
 //! volume copies are, and a bad one is dropped and read from a volume.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,7 +57,11 @@ pub(super) struct Cache {
     /// Readers of the file hold it shared; a slot evicted is reused only
     /// after an exclusive moment, once no read of its old entry is left.
     io: RwLock<()>,
-    queue: Mutex<(Vec<Root>, HashSet<Root>)>,
+    /// First in, first out: entries take free slots in the order their
+    /// sectors were read, so sectors read in a row again are read in a row
+    /// from the file (the kernel's readahead then runs ahead of them, as it
+    /// does on a volume).
+    queue: Mutex<(VecDeque<Root>, HashSet<Root>)>,
     wake: Condvar,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -123,19 +127,6 @@ impl Engine {
             return false;
         };
         let at = slot * SECTOR_BYTES;
-        if offset == 0 {
-            // the rest of the entry is on its way while this piece is read
-            // (the kernel asks in pieces of 128 KiB)
-            // SAFETY: plain syscall on an open fd.
-            unsafe {
-                libc::posix_fadvise(
-                    std::os::fd::AsRawFd::as_raw_fd(&cache.file),
-                    at as libc::off_t,
-                    SECTOR_BYTES as libc::off_t,
-                    libc::POSIX_FADV_WILLNEED,
-                )
-            };
-        }
         let read = if self.options.verify_reads {
             let mut whole = vec![0u8; SECTOR_SIZE];
             cache.file.read_exact_at(&mut whole, at).map(|()| {
@@ -177,7 +168,7 @@ impl Engine {
         let Some(cache) = &self.cache else { return };
         let mut q = cache.queue.lock();
         if q.0.len() < QUEUE && q.1.insert(root) {
-            q.0.push(root);
+            q.0.push_back(root);
             cache.wake.notify_one();
         }
     }
@@ -225,7 +216,7 @@ impl Engine {
                         .wake
                         .wait_for(&mut q, std::time::Duration::from_millis(100));
                 }
-                q.0.pop()
+                q.0.pop_front()
             };
             let Some(root) = next else { continue };
             self.cache_in(cache, &root, &mut data);

@@ -688,6 +688,21 @@ impl SectorFs {
         Ok(file)
     }
 
+    /// A read of a cold sector's bytes that a block kept from an earlier
+    /// fetch holds: answered in place, with no thread, lookup or request.
+    pub fn cold_kept(&self, fh: u64, offset: u64, size: u32) -> Option<bytes::Bytes> {
+        if !self.engine.has_cold() {
+            return None;
+        }
+        let handle = self.handles.get(fh).ok()?;
+        let Handle::SectorRead(root) = &*handle else {
+            return None;
+        };
+        let end = (offset + size as u64).min(SECTOR_SIZE as u64);
+        self.engine
+            .cold_kept(root, offset, end.checked_sub(offset)?)
+    }
+
     /// A read of a sector stored only in the cold store, as work to run on
     /// a thread of its own: a read waiting on the store must not take a
     /// FUSE thread that reads of local sectors need. `None`: any other

@@ -360,6 +360,9 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        if let Some(kept) = self.0.cold_kept(fh.0, offset, size) {
+            return reply.data(&kept);
+        }
         if let Some(work) = self.0.cold_read(fh.0, offset, size) {
             let answer = move || match work() {
                 Ok(data) => reply.data(&data),

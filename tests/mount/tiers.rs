@@ -65,6 +65,27 @@ fn assert_reads_back(m: &Mount, sectors: &[(Root, Vec<u8>)]) {
     }
 }
 
+/// Ranges of a cold sector read before anything of it was fetched, each
+/// past the kernel's cache (ranges inside one block, and across blocks).
+fn assert_ranges_read_first(m: &Mount, (root, data): &(Root, Vec<u8>)) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(m.sector_path(root)).unwrap();
+    for (off, len) in [
+        (3 * SECTOR / 4 + 5, 1000usize),
+        (SECTOR / 4 - 77, SECTOR / 2),
+        (SECTOR / 4 + 9, 4096),
+    ] {
+        // SAFETY: plain syscall on an open fd.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, off as u64).unwrap();
+        assert!(
+            buf == data[off..off + len],
+            "sector {root}: bytes {off}+{len} read first wrong"
+        );
+    }
+}
+
 /// Sectors not read for --cold-after go to the store (one object each,
 /// keyed by root), their slots are freed, and they read back right whole
 /// and by ranges; a temp-only sector stays local. Read --promote-after
@@ -103,6 +124,10 @@ fn sectors_go_cold_read_back_and_come_back_when_read() {
     );
     // the object is the sector
     assert!(s3.get(&format!("host-a/{}", roots[0])) == sectors[0].1);
+    // read from the middle first, nothing of it fetched yet: a block of
+    // its own, then a range across blocks (not from the start: those count
+    // toward promotion)
+    assert_ranges_read_first(&m, &sectors[2]);
     assert_reads_back(&m, &sectors);
     assert_eq!(cold_stat(&m, "objects"), 3);
     assert_eq!(cold_stat(&m, "cold_only"), 3);
