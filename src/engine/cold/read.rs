@@ -1,6 +1,7 @@
-//! Reads of cold copies: the byte ranges asked for, one fetch of a range
-//! in flight at a time (readers of the same range wait for it), and
-//! promotion of a sector read often back to a local slot.
+//! Reads of cold copies: by blocks of 1 MiB (the whole object when read
+//! from the start), one fetch of a range in flight at a time (readers of
+//! the same range wait for it), the last blocks kept; and promotion of a
+//! sector read often back to a local slot.
 
 use std::sync::Arc;
 
