@@ -177,7 +177,7 @@ impl Engine {
             self.punch_and_release(&[(at.volume_id, at.slot)]);
         }
         self.corrupt.lock().remove(&(at.id, at.volume_id));
-        super::volumes::bump(&volume.stats.healed);
+        super::bump(&volume.stats.healed, 1);
         let message = format!(
             "the bad copy of sector {} in volume {} slot {} was rewritten from its copy in \
              volume {}",

@@ -376,6 +376,11 @@ pub fn now_unix() -> i64 {
     now_secs()
 }
 
+/// Adds `n` to a counter read by figures only (no order with other memory).
+pub(crate) fn bump(c: &std::sync::atomic::AtomicU64, n: u64) {
+    c.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Unix seconds now.
 pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now()

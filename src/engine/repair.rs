@@ -424,7 +424,7 @@ impl Engine {
             if ok {
                 done.added += 1;
                 if let Ok(v) = self.volume(*vol) {
-                    super::volumes::bump(&v.stats.writes);
+                    super::bump(&v.stats.writes, 1);
                 }
             } else {
                 self.discard_slot(*vol, *slot);

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use super::buffers;
+use super::bump;
 use super::copies::Placed;
-use super::volumes::bump;
 use super::workers::no_thread;
 use super::{Engine, Reference, SectorRow, check_temp_height, now_secs};
 use crate::error::{Error, Result};
@@ -146,7 +146,7 @@ impl Engine {
                 self.crash_point("write:committed");
                 let kept = |p: &Placed| !gone.contains(&(p.volume.id, p.slot));
                 for p in placed.iter().filter(|p| kept(p)) {
-                    bump(&p.volume.stats.writes);
+                    bump(&p.volume.stats.writes, 1);
                     self.note_success(&p.volume);
                 }
                 give_back(&kept);
@@ -371,7 +371,7 @@ impl Engine {
                     SlotRead::Read => {
                         self.note_read(at.id);
                         self.note_success(&volume);
-                        bump(&volume.stats.reads);
+                        bump(&volume.stats.reads, 1);
                         volume
                             .stats
                             .bytes_read

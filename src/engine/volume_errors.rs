@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::volumes::bump;
+use super::bump;
 use super::{Engine, SectorRow, Severity, Volume, VolumeState};
 use crate::error::Error;
 use crate::volume::is_shared_sync_error;
@@ -31,7 +31,7 @@ impl Engine {
     /// A client's read of sector `at` failed: counted, alerted, and one more
     /// error in a row.
     pub(crate) fn note_read_error(&self, volume: &Volume, at: &SectorRow, what: &str) {
-        bump(&volume.stats.read_errors);
+        bump(&volume.stats.read_errors, 1);
         self.note_io_error(volume, what);
         let errors = volume.stats.snapshot().read_errors;
         self.volume_warning(
@@ -49,7 +49,7 @@ impl Engine {
     /// in a row unless the file system is full or another writer's sync
     /// already counted it.
     pub(crate) fn note_write_error(&self, volume: &Volume, e: &Error) {
-        bump(&volume.stats.write_errors);
+        bump(&volume.stats.write_errors, 1);
         // A full file system is no failing device: the volume keeps serving
         // its sectors, and takes new ones again once there is room.
         let full = matches!(e.errno(), libc::ENOSPC | libc::EDQUOT);
@@ -95,7 +95,7 @@ impl Engine {
     /// Counts and alerts a sector whose data no longer matches its root; its
     /// reads fail with `EIO` from now on.
     pub(crate) fn note_corrupt(&self, v: &Volume, s: &SectorRow) {
-        bump(&v.stats.corrupt);
+        bump(&v.stats.corrupt, 1);
         self.corrupt.lock().insert((s.id, v.id));
         self.record_corrupt(v, s);
         self.heal_later(s);
@@ -109,7 +109,7 @@ impl Engine {
 
     /// A check could not read a sector: counted and alerted.
     pub(crate) fn note_unreadable(&self, v: &Volume, s: &SectorRow, why: &str) {
-        bump(&v.stats.read_errors);
+        bump(&v.stats.read_errors, 1);
         self.sector_alert("unreadable", v, s, &format!("cannot be read: {why}"));
     }
 
@@ -117,9 +117,9 @@ impl Engine {
     /// it, and keeps or drops the sector).
     pub(crate) fn note_unmovable(&self, v: &Volume, corrupt: bool) {
         if corrupt {
-            bump(&v.stats.corrupt);
+            bump(&v.stats.corrupt, 1);
         } else {
-            bump(&v.stats.read_errors);
+            bump(&v.stats.read_errors, 1);
         }
     }
 

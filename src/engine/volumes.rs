@@ -86,10 +86,6 @@ impl VolumeStats {
     }
 }
 
-pub(crate) fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
 #[derive(Debug)]
 pub struct Volume {
     pub id: u32,

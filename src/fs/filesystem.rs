@@ -36,6 +36,14 @@ pub enum Caching {
     Direct,
 }
 
+/// How [`SectorFs::cold_read`] answers a read.
+pub enum ColdRead<F> {
+    /// The bytes, from a block kept in memory.
+    Kept(bytes::Bytes),
+    /// Work that reads them through the store.
+    Fetch(F),
+}
+
 /// An open file: its handle number and how the kernel may cache it.
 #[derive(Debug, Clone, Copy)]
 pub struct Opened {
@@ -688,31 +696,18 @@ impl SectorFs {
         Ok(file)
     }
 
-    /// A read of a cold sector's bytes that a block kept from an earlier
-    /// fetch holds: answered in place, with no thread, lookup or request.
-    pub fn cold_kept(&self, fh: u64, offset: u64, size: u32) -> Option<bytes::Bytes> {
-        if !self.engine.has_cold() {
-            return None;
-        }
-        let handle = self.handles.get(fh).ok()?;
-        let Handle::SectorRead(root) = &*handle else {
-            return None;
-        };
-        let end = (offset + size as u64).min(SECTOR_SIZE as u64);
-        self.engine
-            .cold_kept(root, offset, end.checked_sub(offset)?)
-    }
-
-    /// A read of a sector stored only in the cold store, as work to run on
-    /// a thread of its own: a read waiting on the store must not take a
-    /// FUSE thread that reads of local sectors need. `None`: any other
+    /// A read of a sector with a cold copy that a block kept from an
+    /// earlier fetch holds (answered in place: no thread, lookup or
+    /// request), or of a sector stored only in the cold store, as work to
+    /// run on a thread of its own (a read waiting on the store must not take
+    /// a FUSE thread that reads of local sectors need). `None`: any other
     /// read (answered in place by [`read`](Self::read)).
     pub fn cold_read(
         &self,
         fh: u64,
         offset: u64,
         size: u32,
-    ) -> Option<impl FnOnce() -> Result<Vec<u8>> + Send + 'static> {
+    ) -> Option<ColdRead<impl FnOnce() -> Result<Vec<u8>> + Send + 'static>> {
         if !self.engine.has_cold() {
             return None;
         }
@@ -721,15 +716,21 @@ impl SectorFs {
             return None;
         };
         let end = (offset + size as u64).min(SECTOR_SIZE as u64);
-        if offset >= end || !self.engine.is_cold_only(root).unwrap_or(false) {
+        if offset >= end {
+            return None;
+        }
+        if let Some(kept) = self.engine.cold_kept(root, offset, end - offset) {
+            return Some(ColdRead::Kept(kept));
+        }
+        if !self.engine.is_cold_only(root).unwrap_or(false) {
             return None;
         }
         let (engine, root) = (self.engine.clone(), *root);
-        Some(move || {
+        Some(ColdRead::Fetch(move || {
             let mut buf = vec![0u8; (end - offset) as usize];
             engine.read_sector(&root, offset, &mut buf)?;
             Ok(buf)
-        })
+        }))
     }
 
     /// Reads up to `size` bytes at `offset` and hands them to `reply`

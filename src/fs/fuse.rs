@@ -14,7 +14,7 @@ use fuser::{
 use std::sync::Arc;
 
 use super::attr::{Attr, Entry, Kind};
-use super::filesystem::{self, Caching, SectorFs, SetAttr};
+use super::filesystem::{self, Caching, ColdRead, SectorFs, SetAttr};
 use super::invalidate::{self, Invalidator};
 use super::known::Name;
 use crate::engine::UPLOAD_CHUNK;
@@ -360,27 +360,28 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        if let Some(kept) = self.0.cold_kept(fh.0, offset, size) {
-            return reply.data(&kept);
-        }
-        if let Some(work) = self.0.cold_read(fh.0, offset, size) {
-            let answer = move || match work() {
-                Ok(data) => reply.data(&data),
-                Err(e) => reply.error(refuse("read", &e)),
-            };
-            // no thread to be had: answered here, late rather than never
-            let answer = Arc::new(parking_lot::Mutex::new(Some(answer)));
-            let theirs = answer.clone();
-            let spawned = std::thread::Builder::new()
-                .name("cold-read".into())
-                .spawn(move || theirs.lock().take().map(|a| a()));
-            if let Err(e) = spawned {
-                tracing::warn!("cannot start a thread for a cold read, read in place: {e}");
-                if let Some(a) = answer.lock().take() {
-                    a()
+        match self.0.cold_read(fh.0, offset, size) {
+            None => {}
+            Some(ColdRead::Kept(data)) => return reply.data(&data),
+            Some(ColdRead::Fetch(work)) => {
+                let answer = move || match work() {
+                    Ok(data) => reply.data(&data),
+                    Err(e) => reply.error(refuse("read", &e)),
+                };
+                // no thread to be had: answered here, late rather than never
+                let answer = Arc::new(parking_lot::Mutex::new(Some(answer)));
+                let theirs = answer.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("cold-read".into())
+                    .spawn(move || theirs.lock().take().map(|a| a()));
+                if let Err(e) = spawned {
+                    tracing::warn!("cannot start a thread for a cold read, read in place: {e}");
+                    if let Some(a) = answer.lock().take() {
+                        a()
+                    }
                 }
+                return;
             }
-            return;
         }
         // the reply is moved into the closure, which runs only on success
         let mut reply = Some(reply);

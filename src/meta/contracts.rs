@@ -83,14 +83,10 @@ impl Meta {
             if from == to {
                 return Ok(RefChange::default());
             }
-            let mut old = Vec::new();
-            if let Some(dst) = dst {
-                old = contract_sector_ids(tx, dst)?;
-                delete_entries(tx, dst)?;
-                tx.execute("DELETE FROM contracts WHERE id = ?1", [dst])
-                    .ctx("replacing a contract")?;
-                take_in(tx, Scope::Contract(dst))?;
-            }
+            let change = match dst {
+                Some(dst) => drop_contract(tx, dst)?,
+                None => RefChange::default(),
+            };
             tx.execute(
                 "UPDATE contracts SET name = ?1 WHERE id = ?2",
                 params![to, src],
@@ -98,7 +94,7 @@ impl Meta {
             .ctx("renaming a contract")?;
             // its list is unchanged: an open file of it (which follows it by
             // id) still empties it late, as a truncation at open would have
-            changed(tx, old)
+            Ok(change)
         })
     }
 
@@ -107,12 +103,7 @@ impl Meta {
         self.write(|tx| {
             let id = contract_id(tx, name)?
                 .ok_or_else(|| Error::NotFound(format!("contract {name} does not exist")))?;
-            let old = contract_sector_ids(tx, id)?;
-            delete_entries(tx, id)?;
-            tx.execute("DELETE FROM contracts WHERE id = ?1", [id])
-                .ctx("deleting a contract")?;
-            take_in(tx, Scope::Contract(id))?;
-            changed(tx, old)
+            drop_contract(tx, id)
         })
     }
 
@@ -302,28 +293,38 @@ fn apply_revision(
     ids: &[(i64, i64)],
     edit: ContractEdit,
 ) -> Result<RefChange> {
-    if edit == ContractEdit::Replace && !created {
-        bump_revision(tx, contract)?;
-    }
-    let (old, start) = match edit {
+    match edit {
         ContractEdit::Replace => {
+            if !created {
+                bump_revision(tx, contract)?;
+            }
             let old = contract_sector_ids(tx, contract)?;
-            tx.prepare_cached("DELETE FROM contract_entries WHERE contract_id = ?1")
-                .and_then(|mut s| s.execute([contract]))
-                .ctx("deleting contract entries")?;
-            (old, 0)
+            delete_entries(tx, contract)?;
+            insert_entries(tx, contract, 0, ids)?;
+            list_replaced(tx, contract, old, ids)
         }
         ContractEdit::Append => {
-            let next: i64 = tx
+            let start: i64 = tx
                 .prepare_cached(
                     "SELECT coalesce(max(idx) + 1, 0) FROM contract_entries \
                      WHERE contract_id = ?1",
                 )
                 .and_then(|mut s| s.query_row([contract], |r| r.get(0)))
                 .ctx("finding a contract's end")?;
-            (Vec::new(), next)
+            insert_entries(tx, contract, start, ids)?;
+            // appended to an empty list: the whole contract
+            let end = start + ids.len() as i64;
+            contract_range_in(tx, contract, (start, end), start == 0, 1)?;
+            Ok(RefChange {
+                touched: ids.iter().map(|(id, _)| *id).collect(),
+                freed: Vec::new(),
+            })
         }
-    };
+    }
+}
+
+/// Writes the sectors `ids` as `contract`'s entries from index `start`.
+fn insert_entries(tx: &Transaction, contract: i64, start: i64, ids: &[(i64, i64)]) -> Result<()> {
     let mut insert = tx
         .prepare_cached(
             "INSERT INTO contract_entries (contract_id, idx, sector_id) VALUES (?1, ?2, ?3)",
@@ -334,22 +335,35 @@ fn apply_revision(
             .execute(params![contract, start + i as i64, id])
             .ctx("adding contract entries")?;
     }
-    drop(insert);
+    Ok(())
+}
+
+/// `contract`'s entries were just replaced by `new` (sector ids with their
+/// conditions; none: its list dropped), `old` the distinct sectors it held
+/// before: frees what the old list alone held, and its aggregates and
+/// `/contracts`' follow.
+fn list_replaced(
+    tx: &Transaction,
+    contract: i64,
+    old: Vec<i64>,
+    new: &[(i64, i64)],
+) -> Result<RefChange> {
     let (freed, old_held) = free_unreferenced_counted(tx, &old)?;
-    match edit {
-        ContractEdit::Replace => contract_replaced_in(tx, contract, ids, &old_held)?,
-        // appended to an empty list: the whole contract
-        ContractEdit::Append => contract_range_in(
-            tx,
-            contract,
-            (start, start + ids.len() as i64),
-            start == 0,
-            1,
-        )?,
-    }
+    contract_replaced_in(tx, contract, new, &old_held)?;
     let mut touched = old;
-    touched.extend(ids.iter().map(|(id, _)| id));
+    touched.extend(new.iter().map(|(id, _)| id));
     Ok(RefChange { touched, freed })
+}
+
+/// Drops contract `id` with its list, freeing what the list alone held.
+fn drop_contract(tx: &Transaction, id: i64) -> Result<RefChange> {
+    let old = contract_sector_ids(tx, id)?;
+    delete_entries(tx, id)?;
+    let change = list_replaced(tx, id, old, &[])?;
+    tx.execute("DELETE FROM contracts WHERE id = ?1", [id])
+        .ctx("removing a contract")?;
+    take_in(tx, Scope::Contract(id))?;
+    Ok(change)
 }
 
 fn roots_of(c: &Connection, contract: i64) -> Result<Vec<Root>> {
@@ -417,9 +431,9 @@ fn contract_sector_ids(c: &Connection, contract: i64) -> Result<Vec<i64>> {
         .ctx("reading a contract's sectors")
 }
 
-/// Deletes every entry of `contract`, its aggregates following.
+/// Deletes every entry of `contract` (the caller brings its aggregates
+/// along: [`list_replaced`]).
 fn delete_entries(c: &Connection, contract: i64) -> Result<()> {
-    contract_range_in(c, contract, (0, i64::MAX), true, -1)?;
     c.prepare_cached("DELETE FROM contract_entries WHERE contract_id = ?1")
         .and_then(|mut s| s.execute([contract]))
         .ctx("deleting contract entries")?;

@@ -22,7 +22,7 @@ use serde::Serialize;
 use store::ColdStore;
 pub use store::ColdUrl;
 
-use super::{Engine, Severity};
+use super::{Engine, Severity, bump};
 use crate::error::Result;
 use crate::merkle::Root;
 
@@ -154,10 +154,6 @@ impl Cold {
         *self.woken.lock() = true;
         self.wake.notify_all();
     }
-}
-
-fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
 }
 
 impl Engine {
