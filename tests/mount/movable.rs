@@ -19,6 +19,16 @@ fn store_with_volume(name: &str, slots: u64) -> (Mount, PathBuf) {
     (m, vol)
 }
 
+/// Writes sectors `sector(seed + i)` into the first `n` slots of volume
+/// file `vol`, behind the store's back (what a redeclare then finds).
+fn fill_behind(vol: &std::path::Path, n: u64, seed: u64) {
+    let f = std::fs::OpenOptions::new().write(true).open(vol).unwrap();
+    for i in 0..n {
+        f.write_all_at(&sector(seed + i), i * SECTOR).unwrap();
+    }
+    f.sync_all().unwrap();
+}
+
 fn slot_of(m: &Mount, r: &Root) -> u64 {
     xattr(&m.sector_path(r), "user.sectorfs.slot")
         .unwrap()
@@ -203,12 +213,7 @@ fn redeclare_finds_registers_and_reports_lost() {
 fn a_redeclare_killed_resumes_at_the_next_mount() {
     let n = 96;
     let (mut m, vol) = store_with_volume("big.vol", n);
-    let f = std::fs::OpenOptions::new().write(true).open(&vol).unwrap();
-    for i in 0..n {
-        f.write_all_at(&sector(1000 + i), i * SECTOR).unwrap();
-    }
-    f.sync_all().unwrap();
-    drop(f);
+    fill_behind(&vol, n, 1000);
     m.write("volumes/1/redeclare", "1\n").unwrap();
     m.kill();
     m.mount();
@@ -232,12 +237,7 @@ fn a_redeclare_killed_resumes_at_the_next_mount() {
 fn a_redeclare_cancelled_stops_and_a_new_one_finishes() {
     let n = 160;
     let (m, vol) = store_with_volume("big.vol", n);
-    let f = std::fs::OpenOptions::new().write(true).open(&vol).unwrap();
-    for i in 0..n {
-        f.write_all_at(&sector(2000 + i), i * SECTOR).unwrap();
-    }
-    f.sync_all().unwrap();
-    drop(f);
+    fill_behind(&vol, n, 2000);
     m.write("volumes/1/redeclare", "1\n").unwrap();
     // hashing 640 MiB takes far longer than this write
     m.write("volumes/1/redeclare", "cancel\n").unwrap();

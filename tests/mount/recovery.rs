@@ -24,6 +24,16 @@ fn store(args: &[&str]) -> (Mount, PathBuf) {
     (m, vol)
 }
 
+/// `sectorfs recover --data-dir DATA VOLUME`, run to its end.
+fn recover(data: &std::path::Path, vol: &std::path::Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["recover", "--data-dir"])
+        .arg(data)
+        .arg(vol)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn backups_are_written_every_interval_and_at_unmount_and_failures_alert() {
     let (mut m, vol) = store(&["--backup-interval", "1s"]);
@@ -88,12 +98,7 @@ fn recover_rebuilds_a_store_whose_database_is_lost() {
     for name in ["sectorfs.db", "sectorfs.db-wal", "sectorfs.db-shm"] {
         let _ = std::fs::remove_file(m.data.join(name));
     }
-    let out = Command::new(BIN)
-        .args(["recover", "--data-dir"])
-        .arg(&m.data)
-        .arg(&vol)
-        .output()
-        .unwrap();
+    let out = recover(&m.data, &vol);
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
@@ -108,12 +113,7 @@ fn recover_rebuilds_a_store_whose_database_is_lost() {
     assert!(text.contains("contracts: c2"), "{text}");
     assert!(text.contains("2 contracts (3 entries)"), "{text}");
 
-    let again = Command::new(BIN)
-        .args(["recover", "--data-dir"])
-        .arg(&m.data)
-        .arg(&vol)
-        .output()
-        .unwrap();
+    let again = recover(&m.data, &vol);
     assert!(
         !again.status.success(),
         "a data dir with a database is refused"
