@@ -52,24 +52,38 @@ fn write_contract(m: &Mount, name: &str, roots: &[Root]) {
     std::fs::write(m.path(&format!("contracts/{name}")), text).unwrap();
 }
 
-/// `sectorfs contracts --unhealthy`: the names it lists, in order.
+/// `sectorfs contracts --unhealthy`: the names it lists, in order; its
+/// `--json` form lists the same, each with its health (below 1) and figures.
 fn unhealthy_listed(m: &Mount) -> Vec<String> {
-    let out = std::process::Command::new(BIN)
-        .args(["contracts", "--unhealthy", "--mount"])
-        .arg(&m.mnt)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    let run = |json: bool| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["contracts", "--unhealthy", "--mount"])
+            .arg(&m.mnt);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let names: Vec<String> = run(false)
         .lines()
         .skip(1)
         .map(|l| l.split_whitespace().next().unwrap().to_string())
-        .collect()
+        .collect();
+    let json: serde_json::Value = serde_json::from_str(&run(true)).unwrap();
+    let listed = json.as_array().expect("a list");
+    let json_names: Vec<&str> = listed.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(json_names, names, "--json lists what the table lists");
+    for c in listed {
+        assert!(c["health"].as_f64().unwrap() < 1.0, "{c}");
+        assert!(c["entries"].as_i64().unwrap() > 0, "{c}");
+    }
+    names
 }
 
 /// Volume one (two slots, filled first) holds s0 and s1; volume two s2
