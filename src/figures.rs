@@ -43,10 +43,10 @@ impl Totals {
     /// copies, so it comes before the alerts are listed.
     pub fn of(engine: &Engine) -> Result<Totals> {
         let copies = engine.copy_census()?;
-        engine.contract_health_alert()?;
+        let unhealthy_contracts = engine.contract_health_alert()?;
         Ok(Totals {
-            aggregates: engine.root_aggregate()?,
-            unhealthy_contracts: engine.unhealthy_contracts()?,
+            aggregates: engine.root_aggregate(true)?,
+            unhealthy_contracts,
             sectors: copies.sectors,
             copies,
             height: engine.height()?,
@@ -57,11 +57,6 @@ impl Totals {
             last_backup: engine.last_backup(),
             cold: engine.cold_stats()?,
         })
-    }
-
-    /// What `statfs` (and so `df`) reports, in 4 MiB blocks.
-    pub fn df(&self) -> Df {
-        Df::of(&self.capacity, self.sectors)
     }
 }
 

@@ -58,7 +58,7 @@ pub fn status_text(engine: &Engine) -> Result<String> {
     );
     // once there is one: when the metadata was last backed up
     if t.last_backup > 0 {
-        let ago = (crate::engine::now_unix() - t.last_backup).max(0) as f64;
+        let ago = (crate::engine::now_secs() - t.last_backup).max(0) as f64;
         let _ = write!(out, ", metadata backed up {} ago", human_duration(ago));
     }
     out.push('\n');

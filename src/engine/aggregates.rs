@@ -69,7 +69,7 @@ impl Engine {
         let mut changed = 0;
         while let Some(step) = self.meta.health_pass_step(PASS_BATCH)? {
             changed += step.changed;
-            if self.health.stopping() {
+            if !step.more || self.health.stopping() {
                 break;
             }
         }
@@ -155,18 +155,13 @@ impl Engine {
         self.meta.contracts_by_health(unhealthy_only, limit)
     }
 
-    /// How many contracts have a health below 1.
-    pub fn unhealthy_contracts(&self) -> Result<u64> {
-        self.meta.unhealthy_contracts()
-    }
-
     /// Raises (or clears) the alert naming the contracts whose health is
-    /// below 1: the worst few, and how many more.
-    pub fn contract_health_alert(&self) -> Result<()> {
+    /// below 1: the worst few, and how many more. Their number.
+    pub fn contract_health_alert(&self) -> Result<u64> {
         let count = self.meta.unhealthy_contracts()?;
         if count == 0 {
             self.alerts.clear("contracts-unhealthy");
-            return Ok(());
+            return Ok(0);
         }
         let worst = self.meta.contracts_by_health(true, ALERT_NAMES)?;
         let named: Vec<String> = worst
@@ -217,16 +212,17 @@ impl Engine {
                 })).collect::<Vec<_>>(),
             }),
         );
-        Ok(())
+        Ok(count)
     }
 
-    /// One scope's aggregates.
-    pub fn aggregate(&self, scope: Scope) -> Result<AggregateView> {
-        self.meta.aggregate(scope)
+    /// One scope's aggregates (`oldest_check` only `with_oldest_check`:
+    /// it costs a walk of the scope's entries).
+    pub fn aggregate(&self, scope: Scope, with_oldest_check: bool) -> Result<AggregateView> {
+        self.meta.aggregate(scope, with_oldest_check)
     }
 
     /// The root's aggregates (every reference).
-    pub fn root_aggregate(&self) -> Result<AggregateView> {
-        self.meta.root_aggregate()
+    pub fn root_aggregate(&self, with_oldest_check: bool) -> Result<AggregateView> {
+        self.meta.root_aggregate(with_oldest_check)
     }
 }

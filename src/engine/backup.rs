@@ -89,16 +89,10 @@ impl Engine {
         if interval.is_zero() {
             return Ok(());
         }
-        let engine = self.clone();
-        let t = std::thread::Builder::new()
-            .name("backup".into())
-            .spawn(move || {
-                while engine.sleep_unless_stopping(interval) {
-                    let _ = engine.backup_now();
-                }
-            })
-            .map_err(|e| Error::io("cannot start the backup thread", e))?;
-        self.jobs.threads.lock().push(t);
-        Ok(())
+        self.spawn_background("backup", move |engine| {
+            while engine.sleep_unless_stopping(interval) {
+                let _ = engine.backup_now();
+            }
+        })
     }
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 
-use super::Engine;
+use super::{Engine, bump};
 use crate::error::{IoContext, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
 use crate::volume::SECTOR_BYTES;
@@ -122,7 +122,7 @@ impl Engine {
         let _reading = cache.io.read();
         let Some(slot) = cache.index.lock().lru.get(root).copied() else {
             drop(_reading);
-            cache.misses.fetch_add(1, Ordering::Relaxed);
+            bump(&cache.misses, 1);
             self.cache_later(*root);
             return false;
         };
@@ -142,14 +142,14 @@ impl Engine {
         };
         match read {
             Ok(true) => {
-                cache.hits.fetch_add(1, Ordering::Relaxed);
+                bump(&cache.hits, 1);
                 true
             }
             Ok(false) => {
                 tracing::warn!(
                     "the cache entry of sector {root} is corrupt: dropped, read from a volume"
                 );
-                cache.corrupt.fetch_add(1, Ordering::Relaxed);
+                bump(&cache.corrupt, 1);
                 drop(_reading);
                 cache.drop_entry(root);
                 false
@@ -246,7 +246,7 @@ impl Engine {
                 Some(s) => s,
                 None => match index.lru.pop_lru() {
                     Some((_, s)) => {
-                        cache.evictions.fetch_add(1, Ordering::Relaxed);
+                        bump(&cache.evictions, 1);
                         s
                     }
                     None => return,
@@ -261,6 +261,6 @@ impl Engine {
             return;
         }
         cache.index.lock().lru.put(*root, slot);
-        cache.inserts.fetch_add(1, Ordering::Relaxed);
+        bump(&cache.inserts, 1);
     }
 }

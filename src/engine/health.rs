@@ -160,7 +160,7 @@ impl Engine {
     }
 
     /// Runs `f` on a thread of its own named `name`, joined at shutdown.
-    fn spawn_background(
+    pub(super) fn spawn_background(
         self: &Arc<Self>,
         name: &str,
         f: impl FnOnce(&Engine) + Send + 'static,

@@ -57,6 +57,7 @@ pub use status::Capacity;
 pub use upload::{CHUNK as UPLOAD_CHUNK, UNNAMED as UNNAMED_UPLOAD, Upload};
 pub use upload_limits::{MIN_UPLOAD_MEMORY, default_max_uploads, default_upload_memory};
 pub use volumes::{MAX_SLOTS, StatsSnapshot, Volume, VolumeInfo, VolumeState};
+pub use workers::spawn_or_run;
 
 pub use crate::meta::{
     Agg, AggregateView, COLD_VOLUME, ContractEdit, ContractRow, CopiesSetting, Freed, Limits,
@@ -369,11 +370,6 @@ pub(crate) fn test_engine(dir: &Path) -> Engine {
         ..Options::default()
     };
     Engine::open(dir, options).expect("open the engine")
-}
-
-/// Unix seconds now.
-pub fn now_unix() -> i64 {
-    now_secs()
 }
 
 /// Adds `n` to a counter read by figures only (no order with other memory).

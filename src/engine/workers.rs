@@ -139,6 +139,23 @@ pub(crate) fn no_thread(name: &str, e: &std::io::Error) {
     tracing::warn!("cannot start a {name} thread ({e}); its work is done on the calling thread");
 }
 
+/// Runs `work` on a thread of its own named `name`, or, when no thread can
+/// be started, on the calling thread: late rather than never.
+pub fn spawn_or_run(name: &str, work: impl FnOnce() + Send + 'static) {
+    // taken back if the thread cannot start
+    let job = std::sync::Arc::new(parking_lot::Mutex::new(Some(work)));
+    let theirs = job.clone();
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || theirs.lock().take().map(|w| w()));
+    if let Err(e) = spawned {
+        no_thread(name, &e);
+        if let Some(w) = job.lock().take() {
+            w()
+        }
+    }
+}
+
 /// A planned crash of the fault tests (`volume::faults`) is no worker's
 /// failure: it goes on unwinding, so nothing after it runs (no cleanup,
 /// no job row deleted), as after a real crash. Any other panic is handed

@@ -59,9 +59,10 @@ impl SectorFs {
         {
             return Err(Error::NotFound(format!("contract #{id} was removed")));
         }
+        let oldest = figures.iter().any(|f| f.name == "oldest_check");
         let view: AggregateView = match scope {
-            Some(scope) => self.engine.aggregate(scope)?,
-            None => self.engine.root_aggregate()?,
+            Some(scope) => self.engine.aggregate(scope, oldest)?,
+            None => self.engine.root_aggregate(oldest)?,
         };
         Ok(Some(match figures[..] {
             [one] if wanted != "aggregates" => (one.value)(&view),

@@ -881,16 +881,18 @@ impl SectorFs {
     }
 
     pub fn statfs(&self) -> Statfs {
-        let df = match crate::figures::Totals::of(&self.engine) {
-            Ok(totals) => totals.df(),
+        // the two figures df shows, not every total /status shows
+        let cap = self.engine.capacity();
+        let sectors = match self.engine.copy_census() {
+            Ok(census) => census.sectors,
             Err(e) => {
                 tracing::warn!(
                     "statfs: cannot count the stored sectors, using the used slots: {e}"
                 );
-                let cap = self.engine.capacity();
-                crate::figures::Df::of(&cap, cap.used_slots)
+                cap.used_slots
             }
         };
+        let df = crate::figures::Df::of(&cap, sectors);
         Statfs {
             blocks: df.blocks,
             free: df.free,

@@ -368,18 +368,7 @@ impl Filesystem for Fuse {
                     Ok(data) => reply.data(&data),
                     Err(e) => reply.error(refuse("read", &e)),
                 };
-                // no thread to be had: answered here, late rather than never
-                let answer = Arc::new(parking_lot::Mutex::new(Some(answer)));
-                let theirs = answer.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("cold-read".into())
-                    .spawn(move || theirs.lock().take().map(|a| a()));
-                if let Err(e) = spawned {
-                    tracing::warn!("cannot start a thread for a cold read, read in place: {e}");
-                    if let Some(a) = answer.lock().take() {
-                        a()
-                    }
-                }
+                crate::engine::spawn_or_run("cold-read", answer);
                 return;
             }
         }

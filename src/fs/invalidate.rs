@@ -138,27 +138,11 @@ impl Invalidator {
         if names.is_empty() || self.notifier.get().is_none() {
             return answer();
         }
-        // taken back if no thread can be started: then answered here
-        let job = Arc::new(Mutex::new(Some((names, answer))));
-        let theirs = job.clone();
         let this = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("answer".into())
-            .spawn(move || {
-                if let Some((names, answer)) = theirs.lock().take() {
-                    this.entries(&names);
-                    answer();
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(
-                "cannot start a thread to answer after dropping names, doing it here: {e}"
-            );
-            if let Some((names, answer)) = job.lock().take() {
-                self.entries(&names);
-                answer();
-            }
-        }
+        crate::engine::spawn_or_run("answer", move || {
+            this.entries(&names);
+            answer();
+        });
     }
 }
 

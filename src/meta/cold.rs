@@ -8,7 +8,6 @@ use rusqlite::params;
 
 use super::aggregates::{copy_counted_in, restate_in};
 use super::db::Meta;
-use super::query::root_of;
 use super::sectors::insert_copy_in;
 use crate::error::{DbContext, Result};
 use crate::merkle::Root;
@@ -131,16 +130,6 @@ impl Meta {
                 },
             )
             .ctx("counting cold copies")
-        })
-    }
-
-    /// The root of sector `id` (none: not stored).
-    pub fn root_of(&self, id: i64) -> Result<Option<Root>> {
-        self.read(|c| {
-            use rusqlite::OptionalExtension;
-            c.prepare_cached("SELECT root FROM sectors WHERE id = ?1")
-                .and_then(|mut s| s.query_row([id], |r| root_of(r, 0)).optional())
-                .ctx("looking up a sector")
         })
     }
 }

@@ -231,25 +231,6 @@ impl Meta {
         })
     }
 
-    /// Calls `f(sector_id, volume_id)` for every copy, a sector's copies
-    /// one after the other (a census of the copies: one pass, in the
-    /// order of an index, nothing held but the row at hand).
-    pub fn for_each_copy(&self, mut f: impl FnMut(i64, u32)) -> Result<()> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare("SELECT sector_id, volume_id FROM copies ORDER BY sector_id")
-                .ctx("counting copies")?;
-            let mut rows = stmt.query([]).ctx("counting copies")?;
-            while let Some(row) = rows.next().ctx("counting copies")? {
-                f(
-                    row.get(0).ctx("counting copies")?,
-                    row.get(1).ctx("counting copies")?,
-                );
-            }
-            Ok(())
-        })
-    }
-
     /// Sector ids after `after`, in order, `limit` at most (a repair pass).
     pub fn sector_ids_after(&self, after: i64, limit: usize) -> Result<Vec<i64>> {
         self.read(|c| {

@@ -37,8 +37,6 @@ pub struct VolumeHealth {
 /// A background pass under way: what is left of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PassStep {
-    /// Sectors looked at in this step.
-    pub sectors: u64,
     /// Sectors whose condition changed.
     pub changed: u64,
     /// Whether a pass is still due after this step.
@@ -78,23 +76,24 @@ impl Meta {
         })
     }
 
-    /// One scope's aggregates; `oldest_check` is looked up now (its cost
-    /// is the scope's entries for a contract or temp height, an index walk
-    /// per volume for the others).
-    pub fn aggregate(&self, scope: Scope) -> Result<AggregateView> {
+    /// One scope's aggregates; `oldest_check` only `with_oldest_check`,
+    /// looked up now (its cost is the scope's entries for a contract or
+    /// temp height, an index walk per volume for the others).
+    pub fn aggregate(&self, scope: Scope, with_oldest_check: bool) -> Result<AggregateView> {
         self.read(|c| {
             let tx = c.unchecked_transaction().ctx("reading aggregates")?;
             Ok(AggregateView {
                 agg: get_in(&tx, scope)?,
-                oldest_check: oldest_check_in(&tx, scope)?,
+                oldest_check: oldest_check_if(&tx, scope, with_oldest_check)?,
                 as_of: as_of_in(&tx)?,
             })
         })
     }
 
     /// The root's aggregates: every reference (pins, contract and temp
-    /// entries) over the store's sectors.
-    pub fn root_aggregate(&self) -> Result<AggregateView> {
+    /// entries) over the store's sectors (`oldest_check` as for
+    /// [`aggregate`](Self::aggregate)).
+    pub fn root_aggregate(&self, with_oldest_check: bool) -> Result<AggregateView> {
         self.read(|c| {
             let tx = c.unchecked_transaction().ctx("reading aggregates")?;
             let mut agg = get_in(&tx, Scope::Pins)?
@@ -103,7 +102,7 @@ impl Meta {
             agg.sectors = get_in(&tx, Scope::Store)?.sectors;
             Ok(AggregateView {
                 agg,
-                oldest_check: oldest_check_in(&tx, Scope::Store)?,
+                oldest_check: oldest_check_if(&tx, Scope::Store, with_oldest_check)?,
                 as_of: as_of_in(&tx)?,
             })
         })
@@ -238,12 +237,6 @@ impl Meta {
         })
     }
 
-    /// Asks for a background pass over every sector (the copies setting
-    /// changed).
-    pub fn request_health_pass(&self) -> Result<()> {
-        self.write(|tx| request_pass_in(tx, 0))
-    }
-
     /// Whether a background pass is due (a read: no write transaction
     /// when none is).
     pub fn health_pass_due(&self) -> Result<bool> {
@@ -307,11 +300,7 @@ impl Meta {
                     r.get(0)
                 })
                 .ctx("finding a health pass")?;
-            Ok(Some(PassStep {
-                sectors: ids.len() as u64,
-                changed,
-                more,
-            }))
+            Ok(Some(PassStep { changed, more }))
         })
     }
 
@@ -394,6 +383,15 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The oldest check of `scope` when `wanted` (none otherwise: not asked).
+fn oldest_check_if(c: &Connection, scope: Scope, wanted: bool) -> Result<Option<i64>> {
+    if wanted {
+        oldest_check_in(c, scope)
+    } else {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
@@ -484,9 +482,10 @@ mod tests {
         drain(&meta);
         exact(&meta, "min 2");
         let c1 = meta
-            .aggregate(Scope::Contract(
-                meta.contract_by_name("c1").unwrap().unwrap().id,
-            ))
+            .aggregate(
+                Scope::Contract(meta.contract_by_name("c1").unwrap().unwrap().id),
+                false,
+            )
             .unwrap();
         assert!(c1.agg.unhealthy > 0, "{c1:?}");
         meta.set_copies_setting(CopiesSetting { min: 1, max: 1 })
@@ -515,12 +514,15 @@ mod tests {
             !meta.sync_volume_health(&vh(true)).unwrap(),
             "nothing changed"
         );
-        let store = meta.aggregate(Scope::Store).unwrap().agg;
+        let store = meta.aggregate(Scope::Store, false).unwrap().agg;
         assert!(store.unavailable > 0 && store.lost > 0, "{store:?}");
         meta.sync_volume_health(&vh(false)).unwrap();
         drain(&meta);
         exact(&meta, "volume b back");
-        assert_eq!(meta.aggregate(Scope::Store).unwrap().agg.unhealthy, 0);
+        assert_eq!(
+            meta.aggregate(Scope::Store, false).unwrap().agg.unhealthy,
+            0
+        );
         // a corrupt copy: exactly the contracts holding sector 4 (c1)
         let s4 = meta.lookup(&root(4)).unwrap().unwrap();
         meta.set_copy_corrupt(s4.id, s4.volume_id, true).unwrap();
