@@ -9,8 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::slots::SlotMap;
-use super::{Engine, Severity, Volume, VolumeState};
+use super::{Engine, SectorRow, Severity, Volume, VolumeState};
 use crate::error::{Error, Result};
 use crate::merkle::Root;
 use crate::volume::VolumeFile;
@@ -28,7 +27,7 @@ impl Engine {
         let written = index.and_then(|index| {
             let s = Sidecar {
                 index: Some(index),
-                ..self.sidecar_of(&v, slots)
+                ..self.sidecar_of(&v.uuid, slots)
             };
             sidecar::write(&v.path, &s).map_err(|e| {
                 Error::io(
@@ -54,17 +53,27 @@ impl Engine {
     /// Every copy on the volume: slot and root.
     fn index_of(&self, id: u32) -> Result<Vec<IndexEntry>> {
         let mut out = Vec::new();
+        self.each_copy_on(id, |s| {
+            out.push(IndexEntry {
+                slot: s.slot,
+                root: s.root.to_string(),
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with every copy on volume `id`, by slot, read a page at a
+    /// time.
+    pub(super) fn each_copy_on(&self, id: u32, mut f: impl FnMut(&SectorRow)) -> Result<()> {
         let mut from = 0;
         loop {
             let page = self.meta.sectors_in_volume(id, from, 4096)?;
-            let Some(last) = page.last() else { break };
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
             from = last.slot + 1;
-            out.extend(page.iter().map(|s| IndexEntry {
-                slot: s.slot,
-                root: s.root.to_string(),
-            }));
+            page.iter().for_each(&mut f);
         }
-        Ok(out)
     }
 
     /// `echo <path> > /volumes/attach`: this store's detached volume back
@@ -200,15 +209,8 @@ impl Engine {
             )
         })?;
         let id = self.meta.insert_volume(&uuid, path, slots)?;
-        let v = Arc::new(Volume::new(id, uuid, path.to_path_buf(), Some(file), false));
-        v.identified.store(true, Ordering::Relaxed);
-        {
-            let mut alloc = self.alloc.lock();
-            alloc.add_volume(id, SlotMap::new(slots), false);
-            alloc.set_device(id, v.device());
-            alloc.set_limits(id, Default::default(), path);
-        }
-        self.volumes.write().insert(id, v.clone());
+        // not placeable until its sectors are registered
+        let v = self.register_volume(id, uuid, path, file, slots, false);
         let report = self.reconcile(&v, expected.as_ref(), None, false, |_, _| {})?;
         ours.index = None;
         if let Err(e) = sidecar::write(path, &ours) {

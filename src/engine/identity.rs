@@ -22,10 +22,10 @@ impl Engine {
         &self.store_uuid
     }
 
-    /// The sidecar this store writes for `v`.
-    pub(crate) fn sidecar_of(&self, v: &Volume, slots: u64) -> Sidecar {
+    /// The sidecar this store writes for the volume with uuid `uuid`.
+    pub(crate) fn sidecar_of(&self, uuid: &str, slots: u64) -> Sidecar {
         Sidecar {
-            volume_uuid: v.uuid.clone(),
+            volume_uuid: uuid.to_string(),
             store_uuid: self.store_uuid.clone(),
             slots,
             index: None,
@@ -56,7 +56,7 @@ impl Engine {
                 found: Some(s.volume_uuid),
             }),
             Ok(None) if !v.identified.load(Ordering::Relaxed) => {
-                match sidecar::write(&v.path, &self.sidecar_of(v, slots)) {
+                match sidecar::write(&v.path, &self.sidecar_of(&v.uuid, slots)) {
                     Ok(()) => {
                         tracing::info!(volume = v.id, "wrote the sidecar {}", path.display());
                         self.note_sidecar_written(v);
@@ -126,7 +126,7 @@ impl Engine {
 
     /// Rewrites a volume's sidecar (its slot count changed).
     pub(crate) fn rewrite_sidecar(&self, v: &Volume, slots: u64) {
-        if let Err(e) = sidecar::write(&v.path, &self.sidecar_of(v, slots)) {
+        if let Err(e) = sidecar::write(&v.path, &self.sidecar_of(&v.uuid, slots)) {
             tracing::warn!(
                 volume = v.id,
                 "cannot rewrite the sidecar of {}: {e}",

@@ -197,13 +197,9 @@ impl Engine {
         };
         let (slots, _) = self.alloc.lock().usage(id).unwrap_or((0, 0));
         let mut known: HashMap<u64, (i64, Root)> = HashMap::new();
-        let mut from = 0;
-        loop {
-            let page = self.meta.sectors_in_volume(id, from, 4096)?;
-            let Some(last) = page.last() else { break };
-            from = last.slot + 1;
-            known.extend(page.iter().map(|s| (s.slot, (s.id, s.root))));
-        }
+        self.each_copy_on(id, |s| {
+            known.insert(s.slot, (s.id, s.root));
+        })?;
         let file = std::fs::File::open(&v.path).map_err(|e| {
             Error::io(
                 format!("cannot open {} to redeclare it", v.path.display()),

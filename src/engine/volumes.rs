@@ -281,6 +281,29 @@ impl Engine {
             .collect()
     }
 
+    /// A volume just recorded (id `id`, file `file` open) put in service:
+    /// placeable if `writable`, with no limits yet.
+    pub(super) fn register_volume(
+        &self,
+        id: u32,
+        uuid: String,
+        path: &Path,
+        file: VolumeFile,
+        slots: u64,
+        writable: bool,
+    ) -> Arc<Volume> {
+        let volume = Arc::new(Volume::new(id, uuid, path.to_path_buf(), Some(file), false));
+        volume.identified.store(true, Ordering::Relaxed);
+        {
+            let mut alloc = self.alloc.lock();
+            alloc.add_volume(id, SlotMap::new(slots), writable);
+            alloc.set_device(id, volume.device());
+            alloc.set_limits(id, Default::default(), path);
+        }
+        self.volumes.write().insert(id, volume.clone());
+        volume
+    }
+
     /// Creates a sparse volume file at `path` of `slots` slots and makes it
     /// writable at once. The path must be absolute, must not exist (nor be a
     /// symlink), and its directory must exist.
@@ -318,12 +341,7 @@ impl Engine {
             _ => Error::io(format!("cannot create volume file {}", path.display()), e),
         })?;
         let uuid = uuid::Uuid::new_v4().to_string();
-        let sidecar = crate::volume::sidecar::Sidecar {
-            volume_uuid: uuid.clone(),
-            store_uuid: self.store_uuid.clone(),
-            slots,
-            index: None,
-        };
+        let sidecar = self.sidecar_of(&uuid, slots);
         let recorded = crate::volume::sidecar::write(path, &sidecar)
             .map_err(|e| {
                 Error::io(
@@ -346,15 +364,7 @@ impl Engine {
                 return Err(e);
             }
         };
-        let volume = Arc::new(Volume::new(id, uuid, path.to_path_buf(), Some(file), false));
-        volume.identified.store(true, Ordering::Relaxed);
-        {
-            let mut alloc = self.alloc.lock();
-            alloc.add_volume(id, SlotMap::new(slots), true);
-            alloc.set_device(id, volume.device());
-            alloc.set_limits(id, Default::default(), path);
-        }
-        self.volumes.write().insert(id, volume);
+        self.register_volume(id, uuid, path, file, slots, true);
         tracing::info!(volume = id, slots, "added volume {}", path.display());
         self.space_changed();
         self.check_overcommit();
