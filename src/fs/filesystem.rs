@@ -485,7 +485,10 @@ impl SectorFs {
                     .sector_info(SectorKey::Id(id))?
                     .ok_or_else(|| Error::NotFound("the sector is no longer stored".into()))?;
                 if !write {
-                    (Handle::SectorRead(s.root), Caching::KeepCache)
+                    // in doubt, cold: its reads look again
+                    let cold = self.engine.has_cold()
+                        && self.engine.is_cold_only(&s.root).unwrap_or(true);
+                    (Handle::SectorRead(s.root, cold), Caching::KeepCache)
                 } else if flags & libc::O_TRUNC == 0 {
                     return Err(Error::NotPermitted(format!(
                         "sector {} is stored and cannot be modified; open it with O_TRUNC to \
@@ -712,7 +715,7 @@ impl SectorFs {
             return None;
         }
         let handle = self.handles.get(fh).ok()?;
-        let Handle::SectorRead(root) = &*handle else {
+        let Handle::SectorRead(root, cold) = &*handle else {
             return None;
         };
         let end = (offset + size as u64).min(SECTOR_SIZE as u64);
@@ -722,7 +725,9 @@ impl SectorFs {
         if let Some(kept) = self.engine.cold_kept(root, offset, end - offset) {
             return Some(ColdRead::Kept(kept));
         }
-        if !self.engine.is_cold_only(root).unwrap_or(false) {
+        // a sector local when opened is read in place without a look-up;
+        // a cold one may have been promoted since
+        if !*cold || !self.engine.is_cold_only(root).unwrap_or(false) {
             return None;
         }
         let (engine, root) = (self.engine.clone(), *root);
@@ -759,7 +764,7 @@ impl SectorFs {
             Handle::SectorWrite(_) => Err(Error::BadHandle(
                 "a sector being written cannot be read until it is stored".into(),
             )),
-            Handle::SectorRead(root) => {
+            Handle::SectorRead(root, _) => {
                 let end = (offset + size as u64).min(SECTOR_SIZE as u64);
                 if offset >= end {
                     return Ok(reply(&[]));
@@ -805,7 +810,7 @@ impl SectorFs {
                 }
                 return written;
             }
-            Handle::Snapshot(_) | Handle::SectorRead(_) => {
+            Handle::Snapshot(_) | Handle::SectorRead(..) => {
                 return Err(Error::BadHandle("the file is open for reading only".into()));
             }
         }
@@ -836,7 +841,7 @@ impl SectorFs {
                 }
                 flushed
             }
-            Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),
+            Handle::Snapshot(_) | Handle::SectorRead(..) => Ok(()),
         }
     }
 
@@ -876,7 +881,7 @@ impl SectorFs {
             }
             // each complete line took effect when it was written; a
             // partial one waits for the rest or the close
-            Handle::Control(_) | Handle::Snapshot(_) | Handle::SectorRead(_) => Ok(()),
+            Handle::Control(_) | Handle::Snapshot(_) | Handle::SectorRead(..) => Ok(()),
         }
     }
 

@@ -16,8 +16,10 @@ use crate::merkle::Root;
 pub enum Handle {
     /// Generated content, fixed when the file was opened.
     Snapshot(Vec<u8>),
-    /// A stored sector open for reading.
-    SectorRead(Root),
+    /// A stored sector open for reading, and whether it had no copy but a
+    /// cold one when opened (only such a sector's reads look for the cold
+    /// store: one that goes cold while open is one not being read).
+    SectorRead(Root, bool),
     /// A sector being written; stored at the first deciding flush (or, a
     /// staging file, at its rename: it outlives the handle).
     SectorWrite(Arc<Mutex<SectorFile>>),
