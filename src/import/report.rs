@@ -114,17 +114,12 @@ impl Report {
     /// durably (a temporary file renamed into place).
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join(REPORT_NAME);
-        let tmp = dir.join(format!("{REPORT_NAME}.tmp"));
         let text = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Invalid(format!("cannot write the import report: {e}")))?;
-        (|| {
-            let mut f = std::fs::File::create(&tmp)?;
+        crate::volume::sidecar::replace_file(&path, |f| {
             f.write_all(&text)?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(dir)?.sync_all()
-        })()
+            f.write_all(b"\n")
+        })
         .io_ctx(|| format!("cannot write the import report {}", path.display()))
     }
 
