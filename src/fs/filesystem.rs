@@ -486,8 +486,8 @@ impl SectorFs {
                     .ok_or_else(|| Error::NotFound("the sector is no longer stored".into()))?;
                 if !write {
                     // in doubt, cold: its reads look again
-                    let cold = self.engine.has_cold()
-                        && self.engine.is_cold_only(&s.root).unwrap_or(true);
+                    let cold =
+                        self.engine.has_cold() && self.engine.is_cold_only(&s.root).unwrap_or(true);
                     (Handle::SectorRead(s.root, cold), Caching::KeepCache)
                 } else if flags & libc::O_TRUNC == 0 {
                     return Err(Error::NotPermitted(format!(
