@@ -106,6 +106,7 @@ fn fopen(caching: Caching) -> FopenFlags {
     match caching {
         Caching::KeepCache => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
         Caching::Direct => FopenFlags::FOPEN_DIRECT_IO,
+        Caching::Uncached => FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH,
     }
 }
 
@@ -161,6 +162,16 @@ impl Filesystem for Fuse {
         {
             tracing::debug!("the kernel lacks {missing:?}: listings without attributes");
         }
+        // files the kernel does not cache can still be mapped
+        let mappable = config
+            .add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP)
+            .is_ok();
+        if !mappable {
+            tracing::debug!(
+                "the kernel cannot map uncached files: cold sectors read through its cache"
+            );
+        }
+        self.0.set_cold_uncached(mappable);
         Ok(())
     }
 

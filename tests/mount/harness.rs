@@ -471,6 +471,34 @@ pub fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
 }
 
 /// Reads a file past the kernel's page cache: the daemon serves it.
+/// The whole file read through a private read-only mapping.
+pub fn read_mapped(path: &Path) -> Vec<u8> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    // SAFETY: a read-only mapping of an open file, copied out and unmapped
+    // before the file is closed.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            f.as_raw_fd(),
+            0,
+        );
+        assert!(
+            p != libc::MAP_FAILED,
+            "{} cannot be mapped: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        let bytes = std::slice::from_raw_parts(p as *const u8, len).to_vec();
+        libc::munmap(p, len);
+        bytes
+    }
+}
+
 pub fn read_uncached(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     use std::os::fd::AsRawFd;

@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::process::Command;
 
 use super::harness::{
-    BIN, Mount, errno, noise_sector, offline_check, read_uncached, wait_for, xattr,
+    BIN, Mount, errno, noise_sector, offline_check, read_mapped, read_uncached, wait_for, xattr,
 };
 use super::s3::{BUCKET, S3Server, SECRET_KEY};
 use sectorfs::merkle::Root;
@@ -48,6 +48,10 @@ fn assert_reads_back(m: &Mount, sectors: &[(Root, Vec<u8>)]) {
     for (root, data) in sectors {
         let got = read_uncached(&m.sector_path(root)).unwrap();
         assert!(got == *data, "sector {root} reads wrong bytes whole");
+        assert!(
+            read_mapped(&m.sector_path(root)) == *data,
+            "sector {root} reads wrong bytes mapped"
+        );
         // ranges: the start, across the middle, an odd piece at the end
         let f = std::fs::File::open(m.sector_path(root)).unwrap();
         for (off, len) in [
@@ -94,8 +98,10 @@ fn assert_ranges_read_first(m: &Mount, (root, data): &(Root, Vec<u8>)) {
 fn sectors_go_cold_read_back_and_come_back_when_read() {
     let s3 = S3Server::start();
     let url = cold_url("host-a");
+    // no promotion while the reads are checked: each read from the start
+    // reaches the mount (cold sectors are not kept in the kernel's cache)
     let mut m = Mount::start_env_args(
-        &["--cold", &url, "--cold-after", "1s", "--promote-after", "2"],
+        &["--cold", &url, "--cold-after", "1s", "--promote-after", "0"],
         &s3.env(),
     );
     let sectors = put_sectors(&m, 0..3);
@@ -128,6 +134,16 @@ fn sectors_go_cold_read_back_and_come_back_when_read() {
     // its own, then a range across blocks (not from the start: those count
     // toward promotion)
     assert_ranges_read_first(&m, &sectors[2]);
+    // readers of a sector nothing of which was fetched yet, all at once:
+    // one download, each answered as its bytes come
+    let (root, data) = &sectors[0];
+    let downloads = cold_stat(&m, "downloads");
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| assert!(read_uncached(&m.sector_path(root)).unwrap() == *data));
+        }
+    });
+    assert_eq!(cold_stat(&m, "downloads"), downloads + 1, "one download");
     assert_reads_back(&m, &sectors);
     assert_eq!(cold_stat(&m, "objects"), 3);
     assert_eq!(cold_stat(&m, "cold_only"), 3);

@@ -7,6 +7,7 @@
 //! freed sectors, the reconcile pass); `read.rs` reads of cold copies
 //! (ranges, one fetch of a range in flight, promotion).
 
+mod download;
 mod mover;
 mod read;
 mod store;
@@ -28,6 +29,9 @@ use crate::merkle::Root;
 
 /// Blocks of cold objects kept in memory (1 MiB each).
 const KEPT_BLOCKS: usize = 32;
+
+/// Cold objects are fetched and kept in aligned blocks of this many bytes.
+const BLOCK: u64 = 1 << 20;
 
 /// The default of [`ColdOptions::promote_after`].
 pub const DEFAULT_PROMOTE_AFTER: u32 = 3;
@@ -97,11 +101,12 @@ struct Flight {
 pub(super) struct Cold {
     store: ColdStore,
     options: ColdOptions,
-    counters: Counters,
     reachable: AtomicBool,
+    /// Fetches of one block in flight, by (root, start, end).
     flights: Mutex<HashMap<(Root, u64, u64), Arc<Flight>>>,
-    /// The blocks of cold objects fetched last (sector root, block).
-    blocks: Mutex<lru::LruCache<(Root, u64), bytes::Bytes>>,
+    /// The blocks fetched last, the whole downloads in flight, the
+    /// counters: shared with the downloads' tasks.
+    shelf: download::Shelf,
     /// When sectors were read (unix seconds), not yet saved.
     read_at: Mutex<HashMap<i64, i64>>,
     /// Reads from the start of cold-only sectors, toward promotion.
@@ -134,12 +139,16 @@ impl Cold {
         Ok(Cold {
             store,
             options: options.clone(),
-            counters: Counters::default(),
             reachable: AtomicBool::new(true),
             flights: Mutex::default(),
-            blocks: Mutex::new(lru::LruCache::new(
-                std::num::NonZeroUsize::new(KEPT_BLOCKS).expect("not zero"),
-            )),
+            shelf: download::Shelf {
+                kept: Arc::new(Mutex::new(lru::LruCache::new(
+                    std::num::NonZeroUsize::new(KEPT_BLOCKS).expect("not zero"),
+                ))),
+                spare: Arc::default(),
+                downloads: Arc::default(),
+                counters: Arc::default(),
+            },
             read_at: Mutex::default(),
             cold_reads: Mutex::default(),
             promotions: Mutex::default(),
@@ -168,7 +177,7 @@ impl Engine {
             return Ok(None);
         };
         let counts = self.meta.cold_counts()?;
-        let c = &cold.counters;
+        let c = &cold.shelf.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Ok(Some(ColdStats {
             objects: counts.objects,
@@ -211,8 +220,14 @@ impl Engine {
     /// not answer, an alert says so.
     fn cold_failed(&self, what: &str, why: &str) {
         let Some(cold) = &self.cold else { return };
-        bump(&cold.counters.errors, 1);
+        bump(&cold.shelf.counters.errors, 1);
         tracing::warn!("cold store {}: {what} failed: {why}", cold.store.url());
+        self.cold_unreachable(what, why);
+    }
+
+    /// The store did not answer (a failure counted already): the alert.
+    fn cold_unreachable(&self, what: &str, why: &str) {
+        let Some(cold) = &self.cold else { return };
         if cold.reachable.swap(false, Ordering::Relaxed) {
             tracing::error!(
                 "the cold store {} does not answer: reads of sectors stored only there fail, \

@@ -106,7 +106,7 @@ impl Engine {
             }
             match cold.store.delete(&root) {
                 Ok(()) => {
-                    bump(&cold.counters.deletes, 1);
+                    bump(&cold.shelf.counters.deletes, 1);
                     self.cold_answered();
                 }
                 Err(e) => {
@@ -139,7 +139,7 @@ impl Engine {
             deleted += 1;
         }
         if deleted > 0 {
-            bump(&cold.counters.orphans_deleted, deleted);
+            bump(&cold.shelf.counters.orphans_deleted, deleted);
             tracing::info!(
                 "the cold store's prefix is reconciled: {} no sector holds deleted",
                 crate::plural::count(deleted, "object")
@@ -161,7 +161,8 @@ impl Engine {
                 .meta
                 .cold_candidates(cutoff, after, drop_local, keep, BATCH)?;
             if first {
-                cold.counters
+                cold.shelf
+                    .counters
                     .mover_pending
                     .store(ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 first = false;
@@ -175,10 +176,11 @@ impl Engine {
             }
             after = last;
         }
-        cold.counters
+        cold.shelf
+            .counters
             .mover_pending
             .store(0, std::sync::atomic::Ordering::Relaxed);
-        bump(&cold.counters.mover_passes, 1);
+        bump(&cold.shelf.counters.mover_passes, 1);
         Ok(())
     }
 
@@ -233,7 +235,7 @@ impl Engine {
         {
             if self.meta.drop_copy(id, c.volume_id, c.slot)? {
                 self.punch_and_release(&[(c.volume_id, c.slot)]);
-                bump(&cold.counters.freed_local, 1);
+                bump(&cold.shelf.counters.freed_local, 1);
             }
         }
         self.space_changed();
@@ -249,8 +251,8 @@ impl Engine {
         };
         match cold.store.put_new(root, data) {
             Ok(()) => {
-                bump(&cold.counters.uploads, 1);
-                bump(&cold.counters.uploaded_bytes, len);
+                bump(&cold.shelf.counters.uploads, 1);
+                bump(&cold.shelf.counters.uploaded_bytes, len);
             }
             // an upload cut short by a crash, or a sector stored again:
             // the same root, the same bytes
@@ -263,7 +265,7 @@ impl Engine {
                 Ok(())
             }
             Ok(n) => {
-                bump(&cold.counters.errors, 1);
+                bump(&cold.shelf.counters.errors, 1);
                 Err(Error::Corrupt(format!(
                     "the object of sector {root} in the cold store has {n} bytes, not \
                      {SECTOR_BYTES}: it is not recorded; delete it and it is uploaded again"

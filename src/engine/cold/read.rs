@@ -1,21 +1,19 @@
-//! Reads of cold copies: by blocks of 1 MiB (the whole object when read
-//! from the start), one fetch of a range in flight at a time (readers of
-//! the same range wait for it), the last blocks kept; and promotion of a
-//! sector read often back to a local slot.
+//! Reads of cold copies: by blocks of 1 MiB (the whole object streamed
+//! when read from the start, see `download.rs`), one fetch of a range in
+//! flight at a time (readers of the same range wait for it), the last
+//! blocks kept; and promotion of a sector read often back to a local slot.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::download::{self, Download};
 use super::store::StoreError;
-use super::{Cold, Flight, bump};
+use super::{BLOCK, Cold, Flight, bump};
 use crate::engine::{Engine, SectorRow, now_secs};
 use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
 use crate::meta::COLD_VOLUME;
-
-/// Cold objects are fetched in aligned blocks of this many bytes.
-const BLOCK: u64 = 1 << 20;
 
 impl Engine {
     /// The sector stored under `root` has no copy but its object.
@@ -25,17 +23,22 @@ impl Engine {
     }
 
     /// Bytes `offset..offset + len` of `root`'s object when one block kept
-    /// from an earlier fetch holds them all: answered without the database
-    /// or the store (the content of a root never changes). Reads from the
-    /// start are left to [`read_sector`](Self::read_sector), which counts
-    /// them toward promotion.
+    /// from an earlier fetch, or come already in a download in flight,
+    /// holds them all: answered without the database or the store (the
+    /// content of a root never changes). Reads from the start are left to
+    /// [`read_sector`](Self::read_sector), which counts them toward
+    /// promotion.
     pub fn cold_kept(&self, root: &Root, offset: u64, len: u64) -> Option<Bytes> {
         let cold = self.cold.as_ref()?;
         if offset == 0 || len == 0 || offset / BLOCK != (offset + len - 1) / BLOCK {
             return None;
         }
         let block = offset / BLOCK;
-        let bytes = cold.blocks.lock().get(&(*root, block)).cloned()?;
+        let kept = cold.shelf.kept.lock().get(&(*root, block)).cloned();
+        let Some(bytes) = kept else {
+            let downloading = cold.shelf.downloads.lock().get(root).cloned();
+            return downloading?.came(offset, len as usize);
+        };
         let from = (offset - block * BLOCK) as usize;
         let to = from + len as usize;
         (to <= bytes.len()).then(|| bytes.slice(from..to))
@@ -58,26 +61,7 @@ impl Engine {
                 at.root
             )));
         };
-        // by aligned blocks, the last ones kept: the kernel asks in pieces
-        // of 128 KiB, and one request per piece would be bound by the
-        // store's round trip
-        let end = offset + buf.len() as u64;
-        let mut pos = offset;
-        while pos < end {
-            let block = pos / BLOCK;
-            let bytes = self.cold_block(cold, &at.root, block)?;
-            let from = (pos - block * BLOCK) as usize;
-            let take = (((block + 1) * BLOCK).min(end) - pos) as usize;
-            let Some(piece) = bytes.get(from..from + take) else {
-                return Err(self.cold_read_error(
-                    &at.root,
-                    &format!("the store answered {} bytes of block {block}", bytes.len()),
-                ));
-            };
-            let at_buf = (pos - offset) as usize;
-            buf[at_buf..at_buf + take].copy_from_slice(piece);
-            pos += take as u64;
-        }
+        self.cold_bytes(cold, &at.root, offset, buf)?;
         if offset == 0 && cold.options.promote_after > 0 {
             let mut counts = cold.cold_reads.lock();
             let n = counts.entry(at.id).or_default();
@@ -92,37 +76,93 @@ impl Engine {
         Ok(())
     }
 
-    /// Block `block` of `root`'s object, from the blocks kept or fetched.
-    fn cold_block(&self, cold: &Cold, root: &Root, block: u64) -> Result<Bytes> {
-        if let Some(b) = cold.blocks.lock().get(&(*root, block)) {
-            return Ok(b.clone());
+    /// Fills `buf` with the bytes at `offset` of `root`'s object, by
+    /// aligned blocks (the kernel asks in pieces of 128 KiB to 1 MiB, and
+    /// one request per piece would be bound by the store's round trip).
+    fn cold_bytes(&self, cold: &Cold, root: &Root, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let end = offset + buf.len() as u64;
+        let mut pos = offset;
+        while pos < end {
+            let take = ((pos / BLOCK + 1) * BLOCK).min(end) - pos;
+            let at_buf = (pos - offset) as usize;
+            let n = self.cold_piece(cold, root, pos, &mut buf[at_buf..at_buf + take as usize])?;
+            if n < take as usize {
+                return Err(self.cold_read_error(
+                    root,
+                    &format!("the object ends at byte {}", pos + n as u64),
+                ));
+            }
+            pos += take;
         }
-        let sector = SECTOR_SIZE as u64;
+        Ok(())
+    }
+
+    /// Fills `out` with the bytes at `pos` (within one block) of `root`'s
+    /// object: from a block kept, the download in flight, or fetched. The
+    /// count of bytes the object has there.
+    fn cold_piece(&self, cold: &Cold, root: &Root, pos: u64, out: &mut [u8]) -> Result<usize> {
+        let block = pos / BLOCK;
+        let from = (pos % BLOCK) as usize;
+        let copy = |bytes: &Bytes, out: &mut [u8]| {
+            let n = bytes.len().saturating_sub(from).min(out.len());
+            out[..n].copy_from_slice(&bytes[from..from + n]);
+            n
+        };
+        let kept = || cold.shelf.kept.lock().get(&(*root, block)).cloned();
+        if let Some(bytes) = kept() {
+            return Ok(copy(&bytes, out));
+        }
         // a read from the start reads on, as a rule: the whole object in one
         // request (as fast as a plain GET of it; four ranges side by side
-        // were half as fast), its blocks kept for the reads after it. A
-        // read elsewhere joins that request while it is in flight.
-        let whole_in_flight = || cold.flights.lock().contains_key(&(*root, 0, sector));
-        if block != 0 && !whole_in_flight() {
-            let start = block * BLOCK;
-            let bytes = self.fetch(cold, root, start, (start + BLOCK).min(sector))?;
-            cold.blocks.lock().put((*root, block), bytes.clone());
-            return Ok(bytes);
-        }
-        let whole = self.fetch(cold, root, 0, sector)?;
-        let len = whole.len() as u64;
-        let piece = |b: u64| {
-            whole.slice((b * BLOCK).min(len) as usize..((b + 1) * BLOCK).min(len) as usize)
+        // were half as fast), each read answered as its bytes come. A read
+        // elsewhere waits for that download while it is in flight.
+        let downloading = cold.shelf.downloads.lock().get(root).cloned();
+        let download = match downloading {
+            Some(d) => d,
+            // a download ends after its blocks were kept
+            None => match kept() {
+                Some(bytes) => return Ok(copy(&bytes, out)),
+                None if block == 0 => download::download(&cold.store, &cold.shelf, root),
+                None => {
+                    let start = block * BLOCK;
+                    let end = (start + BLOCK).min(SECTOR_SIZE as u64);
+                    let bytes = self.fetch(cold, root, start, end)?;
+                    cold.shelf.kept.lock().put((*root, block), bytes.clone());
+                    return Ok(copy(&bytes, out));
+                }
+            },
         };
-        let mut blocks = cold.blocks.lock();
-        for b in 0..sector / BLOCK {
-            // a block a short object does not fill is not kept: its read
-            // reports the object short
-            if (b + 1) * BLOCK <= len {
-                blocks.put((*root, b), piece(b));
+        self.downloaded(&download, root, pos, out)
+    }
+
+    /// Fills `out` from the download of `root`, waiting for its bytes.
+    fn downloaded(
+        &self,
+        download: &Download,
+        root: &Root,
+        pos: u64,
+        out: &mut [u8],
+    ) -> Result<usize> {
+        match download.read(pos, out) {
+            Ok(n) => {
+                self.cold_answered();
+                Ok(n)
+            }
+            Err(StoreError::NotFound) => {
+                Err(self.cold_read_error(root, "the object is missing from the cold store"))
+            }
+            Err(e) => {
+                // counted and logged by the download; one alert for it
+                let why = e.to_string();
+                if !download
+                    .reported
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    self.cold_unreachable(&format!("reading sector {root}"), &why);
+                }
+                Err(self.cold_read_error(root, &why))
             }
         }
-        Ok(piece(block))
     }
 
     /// Bytes `start..end` of `root`'s object; a fetch of the same range
@@ -145,8 +185,8 @@ impl Engine {
             cold.flights.lock().remove(&key);
             let shared = match &fetched {
                 Ok(b) => {
-                    bump(&cold.counters.downloads, 1);
-                    bump(&cold.counters.downloaded_bytes, b.len() as u64);
+                    bump(&cold.shelf.counters.downloads, 1);
+                    bump(&cold.shelf.counters.downloaded_bytes, b.len() as u64);
                     self.cold_answered();
                     Ok(b.clone())
                 }
@@ -155,7 +195,7 @@ impl Engine {
                         "the object of sector {root} is missing from the cold store {}",
                         cold.store.url()
                     );
-                    bump(&cold.counters.errors, 1);
+                    bump(&cold.shelf.counters.errors, 1);
                     Err("the object is missing from the cold store".to_string())
                 }
                 Err(e) => {
@@ -187,25 +227,19 @@ impl Engine {
     /// root (a repair or a promotion copying from it).
     pub(crate) fn read_cold_whole(&self, at: &SectorRow, buf: &mut [u8]) -> bool {
         let Some(cold) = &self.cold else { return false };
-        match self.fetch(cold, &at.root, 0, SECTOR_SIZE as u64) {
-            Ok(b) if b.len() == buf.len() => {
-                buf.copy_from_slice(&b);
-                if merkle::sector_root(buf) == at.root {
-                    return true;
-                }
-                tracing::error!(
-                    "the object of sector {} in the cold store does not hash to its root",
-                    at.root
-                );
-                bump(&cold.counters.errors, 1);
-                false
-            }
-            Ok(_) => false,
-            Err(e) => {
-                tracing::warn!("{e}");
-                false
-            }
+        if let Err(e) = self.cold_bytes(cold, &at.root, 0, buf) {
+            tracing::warn!("{e}");
+            return false;
         }
+        if merkle::sector_root(buf) == at.root {
+            return true;
+        }
+        tracing::error!(
+            "the object of sector {} in the cold store does not hash to its root",
+            at.root
+        );
+        bump(&cold.shelf.counters.errors, 1);
+        false
     }
 
     /// Gives the cold-only sectors read often a local copy again (on the
@@ -218,7 +252,7 @@ impl Engine {
             }
             match self.promote(id) {
                 Ok(true) => {
-                    bump(&cold.counters.promotions, 1);
+                    bump(&cold.shelf.counters.promotions, 1);
                     tracing::info!("sector #{id} was read often and has a local copy again");
                 }
                 Ok(false) => {}

@@ -11,7 +11,8 @@ use futures_util::StreamExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+    ClientConfigKey, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig,
 };
 
 use crate::error::{Error, Result};
@@ -64,7 +65,7 @@ pub struct ColdStore {
 }
 
 /// What a request to the store found.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum StoreError {
     /// No object under that name.
     NotFound,
@@ -85,6 +86,12 @@ impl std::fmt::Display for StoreError {
 }
 
 pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
+/// Where a streamed object goes: its bytes as they come, then the outcome.
+pub trait Sink: Send + 'static {
+    fn take(&mut self, chunk: Bytes);
+    fn finish(&mut self, outcome: StoreResult<()>);
+}
 
 impl ColdStore {
     /// A client for `url`, endpoint, region and credentials from the
@@ -215,6 +222,28 @@ impl ColdStore {
         self.request(async move { store.get_range(&path, range).await })
     }
 
+    /// Streams bytes `range` of the object of `root` into `sink`; returns
+    /// at once (the request runs on the runtime, cut off at the hard limit).
+    pub fn stream_range(&self, root: &Root, range: Range<u64>, mut sink: impl Sink) {
+        let store = self.store.clone();
+        let path = self.path_of(root);
+        self.runtime.spawn(async move {
+            let streamed = async {
+                let options = GetOptions::new().with_range(Some(range));
+                let mut chunks = store.get_opts(&path, options).await?.into_stream();
+                while let Some(chunk) = chunks.next().await {
+                    sink.take(chunk?);
+                }
+                Ok::<(), object_store::Error>(())
+            };
+            let outcome = match tokio::time::timeout(HARD_LIMIT, streamed).await {
+                Ok(streamed) => streamed.map_err(to_store_error),
+                Err(_) => Err(StoreError::Failed(no_answer())),
+            };
+            sink.finish(outcome);
+        });
+    }
+
     /// Deletes the object of `root` (none there: done).
     pub fn delete(&self, root: &Root) -> StoreResult<()> {
         let store = self.store.clone();
@@ -268,8 +297,12 @@ impl ColdStore {
     ) -> std::result::Result<T, String> {
         self.runtime
             .block_on(async move { tokio::time::timeout(HARD_LIMIT, f).await })
-            .map_err(|_| format!("no answer within {} s", HARD_LIMIT.as_secs()))
+            .map_err(|_| no_answer())
     }
+}
+
+fn no_answer() -> String {
+    format!("no answer within {} s", HARD_LIMIT.as_secs())
 }
 
 fn to_store_error(e: object_store::Error) -> StoreError {

@@ -1,0 +1,337 @@
+//! Whole objects streamed from the cold store: a read is answered as soon
+//! as its bytes have come, not the whole object, so the kernel's reads of
+//! a cold sector overlap the rest of its transfer; each 1 MiB block is
+//! kept once full.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use parking_lot::{Condvar, Mutex};
+
+use super::store::{ColdStore, Sink, StoreError};
+use super::{BLOCK, Counters, bump};
+use crate::merkle::{Root, SECTOR_SIZE};
+
+/// The blocks of cold objects fetched last, by (sector root, block).
+pub(super) type KeptBlocks = Arc<Mutex<lru::LruCache<(Root, u64), Bytes>>>;
+
+/// Blocks no longer kept, to fill again: memory already mapped, so a
+/// download does not fault in a fresh megabyte per block.
+pub(super) type Spare = Arc<Mutex<Vec<BytesMut>>>;
+
+/// The downloads in flight, by root: one per object at a time.
+pub(super) type Downloads = Arc<Mutex<HashMap<Root, Arc<Download>>>>;
+
+/// One whole object being downloaded.
+#[derive(Default)]
+pub(super) struct Download {
+    got: Mutex<Got>,
+    came: Condvar,
+    /// A reader has reported its failure already (one alert per failure).
+    pub(super) reported: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct Got {
+    /// The full blocks, in order.
+    blocks: Vec<Bytes>,
+    /// The block being filled.
+    filling: BytesMut,
+    /// The download ended, well or not.
+    end: Option<Result<(), StoreError>>,
+}
+
+impl Got {
+    /// Bytes come so far.
+    fn came(&self) -> u64 {
+        self.blocks.len() as u64 * BLOCK + self.filling.len() as u64
+    }
+
+    /// Bytes `pos..pos + len` (within one block) when they have come.
+    fn range(&self, pos: u64, len: usize) -> Option<&[u8]> {
+        let b = (pos / BLOCK) as usize;
+        let from = (pos % BLOCK) as usize;
+        let block: &[u8] = match self.blocks.get(b) {
+            Some(block) => block,
+            None if b == self.blocks.len() => &self.filling,
+            None => return None,
+        };
+        block.get(from..from + len)
+    }
+}
+
+impl Download {
+    /// Fills `out` with the bytes at `pos` (within one block), waiting
+    /// for them; the count of bytes the object had there.
+    pub(super) fn read(&self, pos: u64, out: &mut [u8]) -> Result<usize, StoreError> {
+        let mut got = self.got.lock();
+        let want = pos + out.len() as u64;
+        while got.came() < want && got.end.is_none() {
+            self.came.wait(&mut got);
+        }
+        if let Some(Err(e)) = &got.end {
+            return Err(e.clone());
+        }
+        // past the end of a short object: what there is
+        let n = (got.came().saturating_sub(pos) as usize).min(out.len());
+        if let Some(bytes) = got.range(pos, n) {
+            out[..n].copy_from_slice(bytes);
+        }
+        Ok(n)
+    }
+
+    /// Bytes `pos..pos + len` (within one block) when they have come
+    /// already: a full block's without a copy.
+    pub(super) fn came(&self, pos: u64, len: usize) -> Option<Bytes> {
+        let got = self.got.lock();
+        let b = (pos / BLOCK) as usize;
+        let from = (pos % BLOCK) as usize;
+        match got.blocks.get(b) {
+            Some(block) => (from + len <= block.len()).then(|| block.slice(from..from + len)),
+            None => got.range(pos, len).map(Bytes::copy_from_slice),
+        }
+    }
+
+    fn end(&self, end: Result<(), StoreError>) {
+        self.got.lock().end.get_or_insert(end);
+        self.came.notify_all();
+    }
+}
+
+/// What a download needs of the cold tier, shared with the runtime's task.
+pub(super) struct Shelf {
+    pub(super) kept: KeptBlocks,
+    pub(super) spare: Spare,
+    pub(super) downloads: Downloads,
+    pub(super) counters: Arc<Counters>,
+}
+
+/// The download of `root`'s object: the one in flight, or one started now.
+pub(super) fn download(store: &ColdStore, shelf: &Shelf, root: &Root) -> Arc<Download> {
+    let download = {
+        let mut downloads = shelf.downloads.lock();
+        if let Some(d) = downloads.get(root) {
+            return d.clone();
+        }
+        let d = Arc::new(Download::default());
+        downloads.insert(*root, d.clone());
+        d
+    };
+    let filler = Filler {
+        root: *root,
+        download: download.clone(),
+        kept: shelf.kept.clone(),
+        spare: shelf.spare.clone(),
+        downloads: shelf.downloads.clone(),
+        counters: shelf.counters.clone(),
+        url: store.url().to_string(),
+        total: 0,
+        ended: false,
+    };
+    store.stream_range(root, 0..SECTOR_SIZE as u64, filler);
+    download
+}
+
+/// Spare blocks kept at most.
+const SPARE_BLOCKS: usize = 8;
+
+/// An empty block to fill.
+fn fresh(spare: &Spare) -> BytesMut {
+    spare
+        .lock()
+        .pop()
+        .unwrap_or_else(|| BytesMut::with_capacity(BLOCK as usize))
+}
+
+/// Cuts the stream of a download into blocks and publishes them.
+pub(super) struct Filler {
+    root: Root,
+    download: Arc<Download>,
+    kept: KeptBlocks,
+    spare: Spare,
+    downloads: Downloads,
+    counters: Arc<Counters>,
+    url: String,
+    total: u64,
+    ended: bool,
+}
+
+impl Sink for Filler {
+    fn take(&mut self, mut chunk: Bytes) {
+        self.total += chunk.len() as u64;
+        let mut got = self.download.got.lock();
+        while chunk.has_remaining() {
+            if got.filling.capacity() == 0 {
+                got.filling = fresh(&self.spare);
+            }
+            let n = (BLOCK as usize - got.filling.len()).min(chunk.len());
+            got.filling.extend_from_slice(&chunk[..n]);
+            chunk.advance(n);
+            if got.filling.len() == BLOCK as usize {
+                let block = std::mem::take(&mut got.filling).freeze();
+                self.keep(got.blocks.len() as u64, block.clone());
+                got.blocks.push(block);
+            }
+        }
+        drop(got);
+        self.download.came.notify_all();
+    }
+
+    fn finish(&mut self, outcome: Result<(), StoreError>) {
+        self.ended = true;
+        match &outcome {
+            Ok(()) => {
+                bump(&self.counters.downloads, 1);
+                bump(&self.counters.downloaded_bytes, self.total);
+            }
+            Err(StoreError::NotFound) => {
+                tracing::error!(
+                    "the object of sector {} is missing from the cold store {}",
+                    self.root,
+                    self.url
+                );
+                bump(&self.counters.errors, 1);
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cold store {}: reading sector {} failed: {e}",
+                    self.url,
+                    self.root
+                );
+                bump(&self.counters.errors, 1);
+            }
+        }
+        self.download.end(outcome);
+        // after its blocks were kept: a reader that finds no download in
+        // flight finds them kept
+        let mut downloads = self.downloads.lock();
+        if downloads
+            .get(&self.root)
+            .is_some_and(|d| Arc::ptr_eq(d, &self.download))
+        {
+            downloads.remove(&self.root);
+        }
+    }
+}
+
+impl Filler {
+    /// Keeps block `b`; a block it pushes out is filled again when no
+    /// reader holds it any more.
+    fn keep(&self, b: u64, block: Bytes) {
+        let evicted = self.kept.lock().push((self.root, b), block);
+        if let Some((_, old)) = evicted
+            && let Ok(mut old) = old.try_into_mut()
+        {
+            let mut spare = self.spare.lock();
+            if spare.len() < SPARE_BLOCKS {
+                old.clear();
+                spare.push(old);
+            }
+        }
+    }
+}
+
+impl Drop for Filler {
+    // a download dropped unfinished (the runtime shutting down) leaves
+    // no reader waiting
+    fn drop(&mut self) {
+        if !self.ended {
+            self.finish(Err(StoreError::Failed("the download was stopped".into())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filler(download: &Arc<Download>, kept: &KeptBlocks) -> Filler {
+        let root = Root([7; 32]);
+        let downloads: Downloads = Arc::default();
+        downloads.lock().insert(root, download.clone());
+        Filler {
+            root,
+            download: download.clone(),
+            kept: kept.clone(),
+            spare: Arc::default(),
+            downloads,
+            counters: Arc::default(),
+            url: "s3://test/".into(),
+            total: 0,
+            ended: false,
+        }
+    }
+
+    fn kept() -> KeptBlocks {
+        Arc::new(Mutex::new(lru::LruCache::new(
+            std::num::NonZeroUsize::new(8).unwrap(),
+        )))
+    }
+
+    /// Readers waiting on ranges (across the block being filled, in a later
+    /// block) are answered right as the bytes come in odd-sized chunks; the
+    /// full blocks are kept; an object short of a sector reads short.
+    #[test]
+    fn readers_get_their_bytes_as_they_come() {
+        let data: Vec<u8> = (0..SECTOR_SIZE + BLOCK as usize / 2)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        let short = 2 * BLOCK as usize + 12_345;
+        let download = Arc::new(Download::default());
+        let kept = kept();
+        let mut f = filler(&download, &kept);
+        std::thread::scope(|s| {
+            let readers: Vec<_> = [(0u64, 4096usize), (BLOCK - 100, 100), (BLOCK + 77, 70_000)]
+                .into_iter()
+                .map(|(pos, len)| {
+                    let d = download.clone();
+                    s.spawn(move || {
+                        let mut out = vec![0u8; len];
+                        (pos, d.read(pos, &mut out).unwrap(), out)
+                    })
+                })
+                .collect();
+            for chunk in data[..short].chunks(70_001) {
+                f.take(Bytes::copy_from_slice(chunk));
+            }
+            f.finish(Ok(()));
+            for r in readers {
+                let (pos, n, out) = r.join().unwrap();
+                assert_eq!(n, out.len());
+                assert!(
+                    out == data[pos as usize..pos as usize + n],
+                    "bytes at {pos}"
+                );
+            }
+        });
+        let mut out = vec![0u8; 100_000];
+        let pos = 2 * BLOCK;
+        assert_eq!(download.read(pos, &mut out).unwrap(), 12_345, "short");
+        assert!(out[..12_345] == data[pos as usize..short]);
+        assert_eq!(download.read(3 * BLOCK, &mut out).unwrap(), 0);
+        assert_eq!(kept.lock().len(), 2, "the full blocks are kept");
+        assert!(download.came(BLOCK + 5, 10).unwrap() == data[BLOCK as usize + 5..][..10]);
+    }
+
+    /// A failed or dropped download answers its readers with the failure.
+    #[test]
+    fn failures_reach_every_reader() {
+        for dropped in [false, true] {
+            let download = Arc::new(Download::default());
+            let mut f = filler(&download, &kept());
+            f.take(Bytes::from(vec![1u8; 1000]));
+            let waiting = {
+                let d = download.clone();
+                std::thread::spawn(move || d.read(500, &mut [0u8; 1000]))
+            };
+            if dropped {
+                drop(f);
+            } else {
+                f.finish(Err(StoreError::Failed("gone".into())));
+            }
+            assert!(waiting.join().unwrap().is_err());
+            assert_eq!(download.read(0, &mut [0u8; 10]).ok(), None);
+        }
+    }
+}
