@@ -746,9 +746,10 @@ impl SectorFs {
         if let Some(kept) = self.engine.cold_kept(root, offset, end - offset) {
             return Some(ColdRead::Kept(kept));
         }
-        // a sector local when opened is read in place without a look-up;
-        // a cold one may have been promoted since
-        if !*cold || !self.engine.is_cold_only(root).unwrap_or(false) {
+        // a sector local when opened is read in place; a cold one on a
+        // thread, without a look-up (promoted since, its new local copy is
+        // read first there)
+        if !*cold {
             return None;
         }
         let (engine, root) = (self.engine.clone(), *root);
