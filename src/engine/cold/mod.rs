@@ -5,7 +5,8 @@
 //! `store.rs` is the only code that knows `object_store` and tokio;
 //! `mover.rs` the cold worker thread (uploads, deleting the objects of
 //! freed sectors, the reconcile pass); `read.rs` reads of cold copies
-//! (ranges, one fetch of a range in flight, promotion).
+//! (ranges, one fetch of a range in flight, promotion); `download.rs`
+//! whole objects streamed, each read answered as its bytes come.
 
 mod download;
 mod mover;
