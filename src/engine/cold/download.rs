@@ -13,16 +13,6 @@ use super::store::{ColdStore, Sink, StoreError};
 use super::{BLOCK, Counters, bump};
 use crate::merkle::{Root, SECTOR_SIZE};
 
-/// The blocks of cold objects fetched last, by (sector root, block).
-pub(super) type KeptBlocks = Arc<Mutex<lru::LruCache<(Root, u64), Bytes>>>;
-
-/// Blocks no longer kept, to fill again: memory already mapped, so a
-/// download does not fault in a fresh megabyte per block.
-pub(super) type Spare = Arc<Mutex<Vec<BytesMut>>>;
-
-/// The downloads in flight, by root: one per object at a time.
-pub(super) type Downloads = Arc<Mutex<HashMap<Root, Arc<Download>>>>;
-
 /// One whole object being downloaded.
 #[derive(Default)]
 pub(super) struct Download {
@@ -104,14 +94,40 @@ impl Download {
 
 /// What a download needs of the cold tier, shared with the runtime's task.
 pub(super) struct Shelf {
-    pub(super) kept: KeptBlocks,
-    pub(super) spare: Spare,
-    pub(super) downloads: Downloads,
-    pub(super) counters: Arc<Counters>,
+    /// The blocks of cold objects fetched last, by (sector root, block).
+    pub(super) kept: Mutex<lru::LruCache<(Root, u64), Bytes>>,
+    /// Blocks no longer kept, to fill again: memory already mapped, so a
+    /// download does not fault in a fresh megabyte per block.
+    spare: Mutex<Vec<BytesMut>>,
+    /// The downloads in flight, by root: one per object at a time.
+    pub(super) downloads: Mutex<HashMap<Root, Arc<Download>>>,
+    pub(super) counters: Counters,
+}
+
+impl Shelf {
+    /// Keeping `blocks` blocks at most.
+    pub(super) fn new(blocks: usize) -> Shelf {
+        Shelf {
+            kept: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(blocks).expect("not zero"),
+            )),
+            spare: Mutex::default(),
+            downloads: Mutex::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// An empty block to fill.
+    fn fresh(&self) -> BytesMut {
+        self.spare
+            .lock()
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(BLOCK as usize))
+    }
 }
 
 /// The download of `root`'s object: the one in flight, or one started now.
-pub(super) fn download(store: &ColdStore, shelf: &Shelf, root: &Root) -> Arc<Download> {
+pub(super) fn download(store: &ColdStore, shelf: &Arc<Shelf>, root: &Root) -> Arc<Download> {
     let download = {
         let mut downloads = shelf.downloads.lock();
         if let Some(d) = downloads.get(root) {
@@ -124,10 +140,7 @@ pub(super) fn download(store: &ColdStore, shelf: &Shelf, root: &Root) -> Arc<Dow
     let filler = Filler {
         root: *root,
         download: download.clone(),
-        kept: shelf.kept.clone(),
-        spare: shelf.spare.clone(),
-        downloads: shelf.downloads.clone(),
-        counters: shelf.counters.clone(),
+        shelf: shelf.clone(),
         url: store.url().to_string(),
         total: 0,
         ended: false,
@@ -139,22 +152,11 @@ pub(super) fn download(store: &ColdStore, shelf: &Shelf, root: &Root) -> Arc<Dow
 /// Spare blocks kept at most.
 const SPARE_BLOCKS: usize = 8;
 
-/// An empty block to fill.
-fn fresh(spare: &Spare) -> BytesMut {
-    spare
-        .lock()
-        .pop()
-        .unwrap_or_else(|| BytesMut::with_capacity(BLOCK as usize))
-}
-
 /// Cuts the stream of a download into blocks and publishes them.
 pub(super) struct Filler {
     root: Root,
     download: Arc<Download>,
-    kept: KeptBlocks,
-    spare: Spare,
-    downloads: Downloads,
-    counters: Arc<Counters>,
+    shelf: Arc<Shelf>,
     url: String,
     total: u64,
     ended: bool,
@@ -166,7 +168,7 @@ impl Sink for Filler {
         let mut got = self.download.got.lock();
         while chunk.has_remaining() {
             if got.filling.capacity() == 0 {
-                got.filling = fresh(&self.spare);
+                got.filling = self.shelf.fresh();
             }
             let n = (BLOCK as usize - got.filling.len()).min(chunk.len());
             got.filling.extend_from_slice(&chunk[..n]);
@@ -185,8 +187,8 @@ impl Sink for Filler {
         self.ended = true;
         match &outcome {
             Ok(()) => {
-                bump(&self.counters.downloads, 1);
-                bump(&self.counters.downloaded_bytes, self.total);
+                bump(&self.shelf.counters.downloads, 1);
+                bump(&self.shelf.counters.downloaded_bytes, self.total);
             }
             Err(StoreError::NotFound) => {
                 tracing::error!(
@@ -194,7 +196,7 @@ impl Sink for Filler {
                     self.root,
                     self.url
                 );
-                bump(&self.counters.errors, 1);
+                bump(&self.shelf.counters.errors, 1);
             }
             Err(e) => {
                 tracing::warn!(
@@ -202,13 +204,13 @@ impl Sink for Filler {
                     self.url,
                     self.root
                 );
-                bump(&self.counters.errors, 1);
+                bump(&self.shelf.counters.errors, 1);
             }
         }
         self.download.end(outcome);
         // after its blocks were kept: a reader that finds no download in
         // flight finds them kept
-        let mut downloads = self.downloads.lock();
+        let mut downloads = self.shelf.downloads.lock();
         if downloads
             .get(&self.root)
             .is_some_and(|d| Arc::ptr_eq(d, &self.download))
@@ -222,11 +224,11 @@ impl Filler {
     /// Keeps block `b`; a block it pushes out is filled again when no
     /// reader holds it any more.
     fn keep(&self, b: u64, block: Bytes) {
-        let evicted = self.kept.lock().push((self.root, b), block);
+        let evicted = self.shelf.kept.lock().push((self.root, b), block);
         if let Some((_, old)) = evicted
             && let Ok(mut old) = old.try_into_mut()
         {
-            let mut spare = self.spare.lock();
+            let mut spare = self.shelf.spare.lock();
             if spare.len() < SPARE_BLOCKS {
                 old.clear();
                 spare.push(old);
@@ -249,27 +251,17 @@ impl Drop for Filler {
 mod tests {
     use super::*;
 
-    fn filler(download: &Arc<Download>, kept: &KeptBlocks) -> Filler {
+    fn filler(download: &Arc<Download>, shelf: &Arc<Shelf>) -> Filler {
         let root = Root([7; 32]);
-        let downloads: Downloads = Arc::default();
-        downloads.lock().insert(root, download.clone());
+        shelf.downloads.lock().insert(root, download.clone());
         Filler {
             root,
             download: download.clone(),
-            kept: kept.clone(),
-            spare: Arc::default(),
-            downloads,
-            counters: Arc::default(),
+            shelf: shelf.clone(),
             url: "s3://test/".into(),
             total: 0,
             ended: false,
         }
-    }
-
-    fn kept() -> KeptBlocks {
-        Arc::new(Mutex::new(lru::LruCache::new(
-            std::num::NonZeroUsize::new(8).unwrap(),
-        )))
     }
 
     /// Readers waiting on ranges (across the block being filled, in a later
@@ -282,8 +274,8 @@ mod tests {
             .collect();
         let short = 2 * BLOCK as usize + 12_345;
         let download = Arc::new(Download::default());
-        let kept = kept();
-        let mut f = filler(&download, &kept);
+        let shelf = Arc::new(Shelf::new(8));
+        let mut f = filler(&download, &shelf);
         std::thread::scope(|s| {
             let readers: Vec<_> = [(0u64, 4096usize), (BLOCK - 100, 100), (BLOCK + 77, 70_000)]
                 .into_iter()
@@ -313,7 +305,7 @@ mod tests {
         assert_eq!(download.read(pos, &mut out).unwrap(), 12_345, "short");
         assert!(out[..12_345] == data[pos as usize..short]);
         assert_eq!(download.read(3 * BLOCK, &mut out).unwrap(), 0);
-        assert_eq!(kept.lock().len(), 2, "the full blocks are kept");
+        assert_eq!(shelf.kept.lock().len(), 2, "the full blocks are kept");
         assert!(download.came(BLOCK + 5, 10).unwrap() == data[BLOCK as usize + 5..][..10]);
     }
 
@@ -323,7 +315,7 @@ mod tests {
     fn failures_reach_every_reader() {
         for dropped in [false, true] {
             let download = Arc::new(Download::default());
-            let mut f = filler(&download, &kept());
+            let mut f = filler(&download, &Arc::new(Shelf::new(8)));
             f.take(Bytes::from(vec![1u8; 1000]));
             let waiting = {
                 let d = download.clone();

@@ -107,7 +107,7 @@ pub(super) struct Cold {
     flights: Mutex<HashMap<(Root, u64, u64), Arc<Flight>>>,
     /// The blocks fetched last, the whole downloads in flight, the
     /// counters: shared with the downloads' tasks.
-    shelf: download::Shelf,
+    shelf: Arc<download::Shelf>,
     /// When sectors were read (unix seconds), not yet saved.
     read_at: Mutex<HashMap<i64, i64>>,
     /// Reads from the start of cold-only sectors, toward promotion.
@@ -142,14 +142,7 @@ impl Cold {
             options: options.clone(),
             reachable: AtomicBool::new(true),
             flights: Mutex::default(),
-            shelf: download::Shelf {
-                kept: Arc::new(Mutex::new(lru::LruCache::new(
-                    std::num::NonZeroUsize::new(KEPT_BLOCKS).expect("not zero"),
-                ))),
-                spare: Arc::default(),
-                downloads: Arc::default(),
-                counters: Arc::default(),
-            },
+            shelf: Arc::new(download::Shelf::new(KEPT_BLOCKS)),
             read_at: Mutex::default(),
             cold_reads: Mutex::default(),
             promotions: Mutex::default(),
