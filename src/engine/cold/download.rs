@@ -1,14 +1,15 @@
 //! Whole objects streamed from the cold store: a read is answered as soon
 //! as its bytes have come, not the whole object, so the kernel's reads of
 //! a cold sector overlap the rest of its transfer; each 1 MiB block is
-//! kept once full.
+//! kept once full. The bytes stay in the pieces they came in (`pieces.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
+use super::pieces::Pieces;
 use super::store::{ColdStore, Sink, StoreError};
 use super::{BLOCK, Counters, bump};
 use crate::merkle::{Root, SECTOR_SIZE};
@@ -25,9 +26,9 @@ pub(super) struct Download {
 #[derive(Default)]
 struct Got {
     /// The full blocks, in order.
-    blocks: Vec<Bytes>,
+    blocks: Vec<Arc<Pieces>>,
     /// The block being filled.
-    filling: BytesMut,
+    filling: Pieces,
     /// The download ended, well or not.
     end: Option<Result<(), StoreError>>,
 }
@@ -35,19 +36,17 @@ struct Got {
 impl Got {
     /// Bytes come so far.
     fn came(&self) -> u64 {
-        self.blocks.len() as u64 * BLOCK + self.filling.len() as u64
+        self.blocks.len() as u64 * BLOCK + self.filling.len()
     }
 
-    /// Bytes `pos..pos + len` (within one block) when they have come.
-    fn range(&self, pos: u64, len: usize) -> Option<&[u8]> {
+    /// The block holding byte `pos`, when any of it has come.
+    fn block(&self, pos: u64) -> Option<&Pieces> {
         let b = (pos / BLOCK) as usize;
-        let from = (pos % BLOCK) as usize;
-        let block: &[u8] = match self.blocks.get(b) {
-            Some(block) => block,
-            None if b == self.blocks.len() => &self.filling,
-            None => return None,
-        };
-        block.get(from..from + len)
+        match self.blocks.get(b) {
+            Some(block) => Some(block),
+            None if b == self.blocks.len() => Some(&self.filling),
+            None => None,
+        }
     }
 }
 
@@ -66,24 +65,17 @@ impl Download {
         {
             return Err(e.clone());
         }
-        // past the end of a short object: what there is
-        let n = (got.came().saturating_sub(pos) as usize).min(out.len());
-        if let Some(bytes) = got.range(pos, n) {
-            out[..n].copy_from_slice(bytes);
-        }
-        Ok(n)
+        // past the end of a short object: what there is; copied without
+        // the lock, which the download needs for each piece
+        let block = got.block(pos).cloned();
+        drop(got);
+        Ok(block.map_or(0, |block| block.copy_to(pos % BLOCK, out)))
     }
 
     /// Bytes `pos..pos + len` (within one block) when they have come
-    /// already: a full block's without a copy.
+    /// already.
     pub(super) fn came(&self, pos: u64, len: usize) -> Option<Bytes> {
-        let got = self.got.lock();
-        let b = (pos / BLOCK) as usize;
-        let from = (pos % BLOCK) as usize;
-        match got.blocks.get(b) {
-            Some(block) => (from + len <= block.len()).then(|| block.slice(from..from + len)),
-            None => got.range(pos, len).map(Bytes::copy_from_slice),
-        }
+        self.got.lock().block(pos)?.get(pos % BLOCK, len)
     }
 
     fn end(&self, end: Result<(), StoreError>) {
@@ -95,10 +87,7 @@ impl Download {
 /// What a download needs of the cold tier, shared with the runtime's task.
 pub(super) struct Shelf {
     /// The blocks of cold objects fetched last, by (sector root, block).
-    pub(super) kept: Mutex<lru::LruCache<(Root, u64), Bytes>>,
-    /// Blocks no longer kept, to fill again: memory already mapped, so a
-    /// download does not fault in a fresh megabyte per block.
-    spare: Mutex<Vec<BytesMut>>,
+    pub(super) kept: Mutex<lru::LruCache<(Root, u64), Arc<Pieces>>>,
     /// The downloads in flight, by root: one per object at a time.
     pub(super) downloads: Mutex<HashMap<Root, Arc<Download>>>,
     pub(super) counters: Counters,
@@ -111,18 +100,9 @@ impl Shelf {
             kept: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(blocks).expect("not zero"),
             )),
-            spare: Mutex::default(),
             downloads: Mutex::default(),
             counters: Counters::default(),
         }
-    }
-
-    /// An empty block to fill.
-    fn fresh(&self) -> BytesMut {
-        self.spare
-            .lock()
-            .pop()
-            .unwrap_or_else(|| BytesMut::with_capacity(BLOCK as usize))
     }
 }
 
@@ -149,9 +129,6 @@ pub(super) fn download(store: &ColdStore, shelf: &Arc<Shelf>, root: &Root) -> Ar
     download
 }
 
-/// Spare blocks kept at most.
-const SPARE_BLOCKS: usize = 8;
-
 /// Cuts the stream of a download into blocks and publishes them.
 pub(super) struct Filler {
     root: Root,
@@ -166,16 +143,13 @@ impl Sink for Filler {
     fn take(&mut self, mut chunk: Bytes) {
         self.total += chunk.len() as u64;
         let mut got = self.download.got.lock();
-        while chunk.has_remaining() {
-            if got.filling.capacity() == 0 {
-                got.filling = self.shelf.fresh();
-            }
-            let n = (BLOCK as usize - got.filling.len()).min(chunk.len());
-            got.filling.extend_from_slice(&chunk[..n]);
-            chunk.advance(n);
-            if got.filling.len() == BLOCK as usize {
-                let block = std::mem::take(&mut got.filling).freeze();
-                self.keep(got.blocks.len() as u64, block.clone());
+        while !chunk.is_empty() {
+            let n = (BLOCK - got.filling.len()).min(chunk.len() as u64);
+            got.filling.push(chunk.split_to(n as usize));
+            if got.filling.len() == BLOCK {
+                let block = Arc::new(std::mem::take(&mut got.filling));
+                let b = got.blocks.len() as u64;
+                self.shelf.kept.lock().put((self.root, b), block.clone());
                 got.blocks.push(block);
             }
         }
@@ -216,23 +190,6 @@ impl Sink for Filler {
             .is_some_and(|d| Arc::ptr_eq(d, &self.download))
         {
             downloads.remove(&self.root);
-        }
-    }
-}
-
-impl Filler {
-    /// Keeps block `b`; a block it pushes out is filled again when no
-    /// reader holds it any more.
-    fn keep(&self, b: u64, block: Bytes) {
-        let evicted = self.shelf.kept.lock().push((self.root, b), block);
-        if let Some((_, old)) = evicted
-            && let Ok(mut old) = old.try_into_mut()
-        {
-            let mut spare = self.shelf.spare.lock();
-            if spare.len() < SPARE_BLOCKS {
-                old.clear();
-                spare.push(old);
-            }
         }
     }
 }

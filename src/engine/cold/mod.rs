@@ -6,10 +6,12 @@
 //! `mover.rs` the cold worker thread (uploads, deleting the objects of
 //! freed sectors, the reconcile pass); `read.rs` reads of cold copies
 //! (ranges, one fetch of a range in flight, promotion); `download.rs`
-//! whole objects streamed, each read answered as its bytes come.
+//! whole objects streamed, each read answered as its bytes come;
+//! `pieces.rs` bytes kept in the pieces they came in.
 
 mod download;
 mod mover;
+mod pieces;
 mod read;
 mod store;
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::download::{self, Download};
+use super::pieces::Pieces;
 use super::store::StoreError;
 use super::{BLOCK, Cold, Flight, bump};
 use crate::engine::{Engine, SectorRow, now_secs};
@@ -35,13 +36,11 @@ impl Engine {
         }
         let block = offset / BLOCK;
         let kept = cold.shelf.kept.lock().get(&(*root, block)).cloned();
-        let Some(bytes) = kept else {
+        let Some(kept) = kept else {
             let downloading = cold.shelf.downloads.lock().get(root).cloned();
             return downloading?.came(offset, len as usize);
         };
-        let from = (offset - block * BLOCK) as usize;
-        let to = from + len as usize;
-        (to <= bytes.len()).then(|| bytes.slice(from..to))
+        kept.get(offset - block * BLOCK, len as usize)
     }
 
     /// Notes a read of sector `id`: when it was last read decides when it
@@ -102,15 +101,10 @@ impl Engine {
     /// count of bytes the object has there.
     fn cold_piece(&self, cold: &Cold, root: &Root, pos: u64, out: &mut [u8]) -> Result<usize> {
         let block = pos / BLOCK;
-        let from = (pos % BLOCK) as usize;
-        let copy = |bytes: &Bytes, out: &mut [u8]| {
-            let n = bytes.len().saturating_sub(from).min(out.len());
-            out[..n].copy_from_slice(&bytes[from..from + n]);
-            n
-        };
+        let from = pos % BLOCK;
         let kept = || cold.shelf.kept.lock().get(&(*root, block)).cloned();
-        if let Some(bytes) = kept() {
-            return Ok(copy(&bytes, out));
+        if let Some(kept) = kept() {
+            return Ok(kept.copy_to(from, out));
         }
         // a read from the start reads on, as a rule: the whole object in one
         // request (as fast as a plain GET of it; four ranges side by side
@@ -121,14 +115,14 @@ impl Engine {
             Some(d) => d,
             // a download ends after its blocks were kept
             None => match kept() {
-                Some(bytes) => return Ok(copy(&bytes, out)),
+                Some(kept) => return Ok(kept.copy_to(from, out)),
                 None if block == 0 => download::download(&cold.store, &cold.shelf, root),
                 None => {
                     let start = block * BLOCK;
                     let end = (start + BLOCK).min(SECTOR_SIZE as u64);
-                    let bytes = self.fetch(cold, root, start, end)?;
-                    cold.shelf.kept.lock().put((*root, block), bytes.clone());
-                    return Ok(copy(&bytes, out));
+                    let fetched = Arc::new(Pieces::whole(self.fetch(cold, root, start, end)?));
+                    cold.shelf.kept.lock().put((*root, block), fetched.clone());
+                    return Ok(fetched.copy_to(from, out));
                 }
             },
         };
