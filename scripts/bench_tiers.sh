@@ -6,7 +6,9 @@
 #                by one reader (cat of every file), beside a direct GET of
 #                the same objects by one client (curl, one connection) from
 #                the same server; three rounds of each, taken in turns, the
-#                median of each side
+#                median of each side. For scale, the same GET piped through
+#                cat (one more copy of the bytes, as any relay makes) is
+#                printed beside the direct GET too
 #   upload       the mover's upload rate, beside a direct PUT of the same
 #                bytes (curl, one connection)
 #   cache read   sectors read from the cache tier, beside the same sectors
@@ -130,25 +132,33 @@ unmount
 # mount keeps blocks of, so each read goes to the store
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 mount_with --cold "s3://$BUCKET/cold" --cold-after 1h --promote-after 0
-gets=() colds=()
+gets=() colds=() pipes=()
 for _ in 1 2 3; do
     t0=$(now)
     for r in "${ROOTS[@]}"; do echo "url = \"$AWS_ENDPOINT/$BUCKET/cold/$r\""; echo "output = /dev/null"; done |
         s3curl -K -
     t1=$(now)
     gets+=("$(echo "$t1 - $t0" | bc)")
+    t0=$(now)
+    for r in "${ROOTS[@]}"; do echo "url = \"$AWS_ENDPOINT/$BUCKET/cold/$r\""; done |
+        s3curl -K - | cat >/dev/null
+    t1=$(now)
+    pipes+=("$(echo "$t1 - $t0" | bc)")
     evict_sectors
     t0=$(now); (cd "$MNT/sectors" && cat "${ROOTS[@]}" >/dev/null); t1=$(now)
     colds+=("$(echo "$t1 - $t0" | bc)")
 done
 get_s=$(median "${gets[@]}")
 cold_s=$(median "${colds[@]}")
+pipe_s=$(median "${pipes[@]}")
 unmount
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
 printf '%-44s %10s %10s %8s\n' "tiers ($N sectors of 4 MiB)" "MiB/s" "yardstick" "ratio"
 printf '%-44s %10s %10s %8s\n' "cold read via mount (cat) / direct GET (curl)" \
     "$(mibs "$N" "$cold_s")" "$(mibs "$N" "$get_s")" "$(ratio "$cold_s" "$get_s")"
+printf '%-44s %10s %10s %8s\n' "  for scale: GET piped through cat / GET" \
+    "$(mibs "$N" "$pipe_s")" "$(mibs "$N" "$get_s")" "$(ratio "$pipe_s" "$get_s")"
 printf '%-44s %10s %10s %8s\n' "mover upload / direct PUT (curl)" \
     "$(mibs "$N" "$upload_s")" "$(mibs "$N" "$put_s")" "$(ratio "$upload_s" "$put_s")"
 printf '%-44s %10s %10s %8s\n' "cache read / volume read (same disk)" \
