@@ -1,7 +1,10 @@
-//! Whole objects streamed from the cold store: a read is answered as soon
-//! as its bytes have come, not the whole object, so the kernel's reads of
-//! a cold sector overlap the rest of its transfer; each 1 MiB block is
-//! kept once full. The bytes stay in the pieces they came in (`pieces.rs`).
+//! Cold objects streamed from the store: the whole object for a read from
+//! its start, one 1 MiB block for a read elsewhere. A read is answered as
+//! soon as its bytes have come, not the whole download, so the kernel's
+//! reads of a cold sector overlap the rest of its transfer; each block is
+//! kept once full. One download of the same range is in flight at a time:
+//! readers of it wait for it. The bytes stay in the pieces they came in
+//! (`pieces.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,9 +17,11 @@ use super::store::{ColdStore, Sink, StoreError};
 use super::{BLOCK, Counters, bump};
 use crate::merkle::{Root, SECTOR_SIZE};
 
-/// One whole object being downloaded.
+/// A download in flight: blocks `first..` of one object.
 #[derive(Default)]
 pub(super) struct Download {
+    /// Its first block.
+    first: u64,
     got: Mutex<Got>,
     came: Condvar,
     /// A reader has reported its failure already (one alert per failure).
@@ -25,7 +30,7 @@ pub(super) struct Download {
 
 #[derive(Default)]
 struct Got {
-    /// The full blocks, in order.
+    /// The full blocks, in order from the first.
     blocks: Vec<Arc<Pieces>>,
     /// The block being filled.
     filling: Pieces,
@@ -34,12 +39,13 @@ struct Got {
 }
 
 impl Got {
-    /// Bytes come so far.
+    /// Bytes come so far (from the first block).
     fn came(&self) -> u64 {
         self.blocks.len() as u64 * BLOCK + self.filling.len()
     }
 
-    /// The block holding byte `pos`, when any of it has come.
+    /// The block holding byte `pos` (from the first block), when any of it
+    /// has come.
     fn block(&self, pos: u64) -> Option<&Pieces> {
         let b = (pos / BLOCK) as usize;
         match self.blocks.get(b) {
@@ -51,9 +57,11 @@ impl Got {
 }
 
 impl Download {
-    /// Fills `out` with the bytes at `pos` (within one block), waiting
-    /// for them; the count of bytes the object had there.
+    /// Fills `out` with the bytes at `pos` of the object (within one block
+    /// of this download), waiting for them; the count of bytes the object
+    /// had there.
     pub(super) fn read(&self, pos: u64, out: &mut [u8]) -> Result<usize, StoreError> {
+        let pos = pos - self.first * BLOCK;
         let mut got = self.got.lock();
         let want = pos + out.len() as u64;
         while got.came() < want && got.end.is_none() {
@@ -72,9 +80,10 @@ impl Download {
         Ok(block.map_or(0, |block| block.copy_to(pos % BLOCK, out)))
     }
 
-    /// Bytes `pos..pos + len` (within one block) when they have come
-    /// already.
+    /// Bytes `pos..pos + len` of the object (within one block of this
+    /// download) when they have come already.
     pub(super) fn came(&self, pos: u64, len: usize) -> Option<Bytes> {
+        let pos = pos - self.first * BLOCK;
         self.got.lock().block(pos)?.get(pos % BLOCK, len)
     }
 
@@ -88,8 +97,8 @@ impl Download {
 pub(super) struct Shelf {
     /// The blocks of cold objects fetched last, by (sector root, block).
     pub(super) kept: Mutex<lru::LruCache<(Root, u64), Arc<Pieces>>>,
-    /// The downloads in flight, by root: one per object at a time.
-    pub(super) downloads: Mutex<HashMap<Root, Arc<Download>>>,
+    /// The downloads in flight, by (sector root, first block).
+    pub(super) downloads: Mutex<HashMap<(Root, u64), Arc<Download>>>,
     pub(super) counters: Counters,
 }
 
@@ -104,17 +113,36 @@ impl Shelf {
             counters: Counters::default(),
         }
     }
+
+    /// The download in flight that holds block `block` of `root`'s object:
+    /// the whole object's, or that block's.
+    pub(super) fn downloading(&self, root: &Root, block: u64) -> Option<Arc<Download>> {
+        let downloads = self.downloads.lock();
+        downloads
+            .get(&(*root, 0))
+            .or_else(|| downloads.get(&(*root, block)))
+            .cloned()
+    }
 }
 
-/// The download of `root`'s object: the one in flight, or one started now.
-pub(super) fn download(store: &ColdStore, shelf: &Arc<Shelf>, root: &Root) -> Arc<Download> {
+/// The download of `root`'s object from block `first` (to its end from the
+/// start, else that block): the one in flight, or one started now.
+pub(super) fn download(
+    store: &ColdStore,
+    shelf: &Arc<Shelf>,
+    root: &Root,
+    first: u64,
+) -> Arc<Download> {
     let download = {
         let mut downloads = shelf.downloads.lock();
-        if let Some(d) = downloads.get(root) {
+        if let Some(d) = downloads.get(&(*root, first)) {
             return d.clone();
         }
-        let d = Arc::new(Download::default());
-        downloads.insert(*root, d.clone());
+        let d = Arc::new(Download {
+            first,
+            ..Download::default()
+        });
+        downloads.insert((*root, first), d.clone());
         d
     };
     let filler = Filler {
@@ -125,7 +153,11 @@ pub(super) fn download(store: &ColdStore, shelf: &Arc<Shelf>, root: &Root) -> Ar
         total: 0,
         ended: false,
     };
-    store.stream_range(root, 0..SECTOR_SIZE as u64, filler);
+    let end = match first {
+        0 => SECTOR_SIZE as u64,
+        _ => ((first + 1) * BLOCK).min(SECTOR_SIZE as u64),
+    };
+    store.stream_range(root, first * BLOCK..end, filler);
     download
 }
 
@@ -148,7 +180,7 @@ impl Sink for Filler {
             got.filling.push(chunk.split_to(n as usize));
             if got.filling.len() == BLOCK {
                 let block = Arc::new(std::mem::take(&mut got.filling));
-                let b = got.blocks.len() as u64;
+                let b = self.download.first + got.blocks.len() as u64;
                 self.shelf.kept.lock().put((self.root, b), block.clone());
                 got.blocks.push(block);
             }
@@ -184,12 +216,13 @@ impl Sink for Filler {
         self.download.end(outcome);
         // after its blocks were kept: a reader that finds no download in
         // flight finds them kept
+        let key = (self.root, self.download.first);
         let mut downloads = self.shelf.downloads.lock();
         if downloads
-            .get(&self.root)
+            .get(&key)
             .is_some_and(|d| Arc::ptr_eq(d, &self.download))
         {
-            downloads.remove(&self.root);
+            downloads.remove(&key);
         }
     }
 }
@@ -210,7 +243,10 @@ mod tests {
 
     fn filler(download: &Arc<Download>, shelf: &Arc<Shelf>) -> Filler {
         let root = Root([7; 32]);
-        shelf.downloads.lock().insert(root, download.clone());
+        shelf
+            .downloads
+            .lock()
+            .insert((root, download.first), download.clone());
         Filler {
             root,
             download: download.clone(),
@@ -264,6 +300,43 @@ mod tests {
         assert_eq!(download.read(3 * BLOCK, &mut out).unwrap(), 0);
         assert_eq!(shelf.kept.lock().len(), 2, "the full blocks are kept");
         assert!(download.came(BLOCK + 5, 10).unwrap() == data[BLOCK as usize + 5..][..10]);
+    }
+
+    /// A download of one block away from the start reads by the object's
+    /// offsets, keeps its block under its number, is found by readers of
+    /// that block (as a whole object's download is by readers of any), and
+    /// leaves the downloads in flight when done.
+    #[test]
+    fn a_block_download_reads_and_keeps_by_the_objects_offsets() {
+        let root = Root([7; 32]);
+        let data: Vec<u8> = (0..BLOCK as usize).map(|i| (i % 253) as u8).collect();
+        let shelf = Arc::new(Shelf::new(8));
+        let download = Arc::new(Download {
+            first: 2,
+            ..Download::default()
+        });
+        let mut f = filler(&download, &shelf);
+        assert!(shelf.downloading(&root, 2).is_some());
+        assert!(shelf.downloading(&root, 1).is_none());
+        for chunk in data.chunks(300_000) {
+            f.take(Bytes::copy_from_slice(chunk));
+        }
+        let mut out = vec![0u8; 1000];
+        assert_eq!(download.read(2 * BLOCK + 5, &mut out).unwrap(), 1000);
+        assert!(out == data[5..1005]);
+        assert!(download.came(3 * BLOCK - 10, 10).unwrap() == data[data.len() - 10..]);
+        f.finish(Ok(()));
+        assert!(shelf.downloading(&root, 2).is_none(), "done");
+        let kept = shelf.kept.lock().get(&(root, 2)).cloned().unwrap();
+        assert_eq!(kept.len(), BLOCK);
+
+        let whole = Arc::new(Download::default());
+        let _f = filler(&whole, &shelf);
+        let found = shelf.downloading(&root, 3).unwrap();
+        assert!(
+            Arc::ptr_eq(&found, &whole),
+            "the whole object's holds every block"
+        );
     }
 
     /// A failed or dropped download answers the readers of bytes that had

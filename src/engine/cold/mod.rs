@@ -94,20 +94,11 @@ pub struct ColdStats {
     pub reachable: bool,
 }
 
-/// One fetch of a range in flight; readers of the same range wait for it.
-#[derive(Default)]
-struct Flight {
-    done: Mutex<Option<std::result::Result<bytes::Bytes, String>>>,
-    cv: Condvar,
-}
-
 pub(super) struct Cold {
     store: ColdStore,
     options: ColdOptions,
     reachable: AtomicBool,
-    /// Fetches of one block in flight, by (root, start, end).
-    flights: Mutex<HashMap<(Root, u64, u64), Arc<Flight>>>,
-    /// The blocks fetched last, the whole downloads in flight, the
+    /// The blocks fetched last, the downloads in flight, the
     /// counters: shared with the downloads' tasks.
     shelf: Arc<download::Shelf>,
     /// When sectors were read (unix seconds), not yet saved.
@@ -143,7 +134,6 @@ impl Cold {
             store,
             options: options.clone(),
             reachable: AtomicBool::new(true),
-            flights: Mutex::default(),
             shelf: Arc::new(download::Shelf::new(KEPT_BLOCKS)),
             read_at: Mutex::default(),
             cold_reads: Mutex::default(),

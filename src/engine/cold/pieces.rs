@@ -13,13 +13,6 @@ pub(super) struct Pieces {
 }
 
 impl Pieces {
-    /// One piece.
-    pub(super) fn whole(bytes: Bytes) -> Pieces {
-        let mut p = Pieces::default();
-        p.push(bytes);
-        p
-    }
-
     pub(super) fn push(&mut self, bytes: Bytes) {
         if !bytes.is_empty() {
             let len = bytes.len() as u64;

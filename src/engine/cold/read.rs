@@ -1,16 +1,12 @@
 //! Reads of cold copies: by blocks of 1 MiB (the whole object streamed
-//! when read from the start, see `download.rs`), one fetch of a range in
-//! flight at a time (readers of the same range wait for it), the last
-//! blocks kept; and promotion of a sector read often back to a local slot.
-
-use std::sync::Arc;
+//! when read from the start, see `download.rs`), the last blocks kept;
+//! and promotion of a sector read often back to a local slot.
 
 use bytes::Bytes;
 
 use super::download::{self, Download};
-use super::pieces::Pieces;
 use super::store::StoreError;
-use super::{BLOCK, Cold, Flight, bump};
+use super::{BLOCK, Cold, bump};
 use crate::engine::{Engine, SectorRow, now_secs};
 use crate::error::{Error, Result};
 use crate::merkle::{self, Root, SECTOR_SIZE};
@@ -37,8 +33,10 @@ impl Engine {
         let block = offset / BLOCK;
         let kept = cold.shelf.kept.lock().get(&(*root, block)).cloned();
         let Some(kept) = kept else {
-            let downloading = cold.shelf.downloads.lock().get(root).cloned();
-            return downloading?.came(offset, len as usize);
+            return cold
+                .shelf
+                .downloading(root, block)?
+                .came(offset, len as usize);
         };
         kept.get(offset - block * BLOCK, len as usize)
     }
@@ -109,21 +107,14 @@ impl Engine {
         // a read from the start reads on, as a rule: the whole object in one
         // request (as fast as a plain GET of it; four ranges side by side
         // were half as fast), each read answered as its bytes come. A read
-        // elsewhere waits for that download while it is in flight.
-        let downloading = cold.shelf.downloads.lock().get(root).cloned();
-        let download = match downloading {
+        // elsewhere waits for a download in flight that holds its block, or
+        // downloads that block.
+        let download = match cold.shelf.downloading(root, block) {
             Some(d) => d,
             // a download ends after its blocks were kept
             None => match kept() {
                 Some(kept) => return Ok(kept.copy_to(from, out)),
-                None if block == 0 => download::download(&cold.store, &cold.shelf, root),
-                None => {
-                    let start = block * BLOCK;
-                    let end = (start + BLOCK).min(SECTOR_SIZE as u64);
-                    let fetched = Arc::new(Pieces::whole(self.fetch(cold, root, start, end)?));
-                    cold.shelf.kept.lock().put((*root, block), fetched.clone());
-                    return Ok(fetched.copy_to(from, out));
-                }
+                None => download::download(&cold.store, &cold.shelf, root, block),
             },
         };
         self.downloaded(&download, root, pos, out)
@@ -157,57 +148,6 @@ impl Engine {
                 Err(self.cold_read_error(root, &why))
             }
         }
-    }
-
-    /// Bytes `start..end` of `root`'s object; a fetch of the same range
-    /// already in flight is waited for rather than asked again.
-    fn fetch(&self, cold: &Cold, root: &Root, start: u64, end: u64) -> Result<Bytes> {
-        let key = (*root, start, end);
-        let (flight, leader) = {
-            let mut flights = cold.flights.lock();
-            match flights.get(&key) {
-                Some(f) => (f.clone(), false),
-                None => {
-                    let f = Arc::new(Flight::default());
-                    flights.insert(key, f.clone());
-                    (f, true)
-                }
-            }
-        };
-        let result = if leader {
-            let fetched = cold.store.get_range(root, start..end);
-            cold.flights.lock().remove(&key);
-            let shared = match &fetched {
-                Ok(b) => {
-                    bump(&cold.shelf.counters.downloads, 1);
-                    bump(&cold.shelf.counters.downloaded_bytes, b.len() as u64);
-                    self.cold_answered();
-                    Ok(b.clone())
-                }
-                Err(StoreError::NotFound) => {
-                    tracing::error!(
-                        "the object of sector {root} is missing from the cold store {}",
-                        cold.store.url()
-                    );
-                    bump(&cold.shelf.counters.errors, 1);
-                    Err("the object is missing from the cold store".to_string())
-                }
-                Err(e) => {
-                    self.cold_failed(&format!("reading sector {root}"), &e.to_string());
-                    Err(e.to_string())
-                }
-            };
-            *flight.done.lock() = Some(shared.clone());
-            flight.cv.notify_all();
-            shared
-        } else {
-            let mut done = flight.done.lock();
-            while done.is_none() {
-                flight.cv.wait(&mut done);
-            }
-            done.clone().expect("set before the wake")
-        };
-        result.map_err(|why| self.cold_read_error(root, &why))
     }
 
     fn cold_read_error(&self, root: &Root, why: &str) -> Error {

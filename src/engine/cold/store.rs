@@ -215,13 +215,6 @@ impl ColdStore {
         self.request(async move { store.head(&path).await.map(|m| m.size) })
     }
 
-    /// Bytes `range` of the object of `root`.
-    pub fn get_range(&self, root: &Root, range: Range<u64>) -> StoreResult<Bytes> {
-        let store = self.store.clone();
-        let path = self.path_of(root);
-        self.request(async move { store.get_range(&path, range).await })
-    }
-
     /// Streams bytes `range` of the object of `root` into `sink`; returns
     /// at once (the request runs on the runtime, cut off at the hard limit).
     pub fn stream_range(&self, root: &Root, range: Range<u64>, mut sink: impl Sink) {
