@@ -73,7 +73,7 @@ impl Meta {
             if integrity != "ok" {
                 problems.push(format!("the database file is damaged: {integrity}"));
             }
-            let checks: [(&str, &str); 9] = [
+            let checks: [(&str, &str); 10] = [
                 (
                     "SELECT count(*) FROM copies c LEFT JOIN volumes v ON v.id = c.volume_id \
                      WHERE v.id IS NULL AND c.volume_id != 0",
@@ -120,6 +120,14 @@ impl Meta {
                      NOT EXISTS (SELECT 1 FROM contract_entries e WHERE e.sector_id = s.id) AND \
                      NOT EXISTS (SELECT 1 FROM temp_entries t WHERE t.sector_id = s.id)",
                     "stored sectors have no reference left (their slots leak)",
+                ),
+                (
+                    "SELECT count(*) FROM cold_totals t WHERE \
+                     t.objects != (SELECT count(*) FROM copies WHERE volume_id = 0) OR \
+                     t.cold_only != (SELECT count(*) FROM copies c WHERE c.volume_id = 0 \
+                     AND NOT EXISTS (SELECT 1 FROM copies l \
+                     WHERE l.sector_id = c.sector_id AND l.volume_id != 0))",
+                    "counts of the cold tier differ from its copies",
                 ),
             ];
             for (sql, what) in checks {

@@ -114,13 +114,12 @@ impl Meta {
     }
 
     /// How many sectors have an object in the cold store, and how many
-    /// have nothing else.
+    /// have nothing else: kept up to date by triggers on `copies`
+    /// (migration 13), so a read of /status does not count them.
     pub fn cold_counts(&self) -> Result<ColdCounts> {
         self.read(|c| {
             c.query_row(
-                "SELECT count(*), coalesce(sum(NOT EXISTS (SELECT 1 FROM copies l \
-                     WHERE l.sector_id = c.sector_id AND l.volume_id != 0)), 0) \
-                 FROM copies c WHERE c.volume_id = 0",
+                "SELECT objects, cold_only FROM cold_totals WHERE id = 0",
                 [],
                 |r| {
                     Ok(ColdCounts {
