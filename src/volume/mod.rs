@@ -48,7 +48,6 @@ impl std::fmt::Display for SharedSyncError {
 
 impl std::error::Error for SharedSyncError {}
 
-/// `e` is a [`SharedSyncError`].
 /// Bytes an unprivileged writer may still use on the file system holding
 /// `path` (a volume file grows into them as it fills: it is sparse).
 pub fn fs_free_bytes(path: &Path) -> io::Result<u64> {
@@ -56,6 +55,7 @@ pub fn fs_free_bytes(path: &Path) -> io::Result<u64> {
     Ok((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
 }
 
+/// `e` is a [`SharedSyncError`].
 pub fn is_shared_sync_error(e: &io::Error) -> bool {
     e.get_ref()
         .is_some_and(|inner| inner.is::<SharedSyncError>())
