@@ -132,16 +132,17 @@ unmount
 # mount keeps blocks of, so each read goes to the store
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 mount_with --cold "s3://$BUCKET/cold" --cold-after 1h --promote-after 0
+cold_urls() { # a curl config of every object, each URL followed by "$@"
+    for r in "${ROOTS[@]}"; do echo "url = \"$AWS_ENDPOINT/$BUCKET/cold/$r\""; printf '%s\n' "$@"; done
+}
 gets=() colds=() pipes=()
 for _ in 1 2 3; do
     t0=$(now)
-    for r in "${ROOTS[@]}"; do echo "url = \"$AWS_ENDPOINT/$BUCKET/cold/$r\""; echo "output = /dev/null"; done |
-        s3curl -K -
+    cold_urls "output = /dev/null" | s3curl -K -
     t1=$(now)
     gets+=("$(echo "$t1 - $t0" | bc)")
     t0=$(now)
-    for r in "${ROOTS[@]}"; do echo "url = \"$AWS_ENDPOINT/$BUCKET/cold/$r\""; done |
-        s3curl -K - | cat >/dev/null
+    cold_urls | s3curl -K - | cat >/dev/null
     t1=$(now)
     pipes+=("$(echo "$t1 - $t0" | bc)")
     evict_sectors

@@ -5,9 +5,10 @@
 //! `store.rs` is the only code that knows `object_store` and tokio;
 //! `mover.rs` the cold worker thread (uploads, deleting the objects of
 //! freed sectors, the reconcile pass); `read.rs` reads of cold copies
-//! (ranges, one fetch of a range in flight, promotion); `download.rs`
-//! whole objects streamed, each read answered as its bytes come;
-//! `pieces.rs` bytes kept in the pieces they came in.
+//! (by blocks, the last ones kept; promotion); `download.rs` objects
+//! streamed (the whole one, or a block), one download of a range in
+//! flight, each read answered as its bytes come; `pieces.rs` bytes kept
+//! in the pieces they came in.
 
 mod download;
 mod mover;

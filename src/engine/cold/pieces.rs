@@ -41,13 +41,8 @@ impl Pieces {
             return Some(piece.slice(from..from + len));
         }
         let mut out = BytesMut::with_capacity(len);
-        for (start, piece) in &self.parts[i..] {
-            let from = (pos + out.len() as u64 - start) as usize;
-            let take = (piece.len() - from).min(len - out.len());
-            out.extend_from_slice(&piece[from..from + take]);
-            if out.len() == len {
-                break;
-            }
+        for slice in self.slices(pos, len) {
+            out.extend_from_slice(slice);
         }
         Some(out.freeze())
     }
@@ -56,20 +51,30 @@ impl Pieces {
     /// count.
     pub(super) fn copy_to(&self, pos: u64, out: &mut [u8]) -> usize {
         let n = (self.len.saturating_sub(pos) as usize).min(out.len());
-        if n == 0 {
-            return 0;
-        }
         let mut done = 0;
-        for (start, piece) in &self.parts[self.part_at(pos)..] {
-            if done == n {
-                break;
-            }
-            let from = (pos + done as u64 - start) as usize;
-            let take = (piece.len() - from).min(n - done);
-            out[done..done + take].copy_from_slice(&piece[from..from + take]);
-            done += take;
+        for slice in self.slices(pos, n) {
+            out[done..done + slice.len()].copy_from_slice(slice);
+            done += slice.len();
         }
         n
+    }
+
+    /// The pieces' bytes `pos..pos + n` (all there), in order.
+    fn slices(&self, pos: u64, n: usize) -> impl Iterator<Item = &[u8]> {
+        let first = if n == 0 {
+            self.parts.len()
+        } else {
+            self.part_at(pos)
+        };
+        let end = pos + n as u64;
+        self.parts[first..]
+            .iter()
+            .take_while(move |(start, _)| *start < end)
+            .map(move |(start, piece)| {
+                let from = pos.saturating_sub(*start) as usize;
+                let to = ((end - start) as usize).min(piece.len());
+                &piece[from..to]
+            })
     }
 
     /// The index of the piece holding byte `pos` (< len).
