@@ -3,12 +3,14 @@
 # measured in the same run on the same machine.
 #
 #   cold read    whole sectors read through the mount from the cold store
-#                by one reader (cat of every file), beside a direct GET of
-#                the same objects by one client (curl, one connection) from
-#                the same server; three rounds of each, taken in turns, the
-#                median of each side. For scale, the same GET piped through
-#                cat (one more copy of the bytes, as any relay makes) is
-#                printed beside the direct GET too
+#                by one reader (cat of every file, in the directory's
+#                listing order, as cp -r or tar read it: the mount reads
+#                ahead), beside a direct GET of the same objects by one
+#                client (curl, one connection) from the same server; three
+#                rounds of each, taken in turns, the median of each side.
+#                For scale: the mount's reader in a shuffled order (no
+#                read-ahead), and the same GET piped through cat (one more
+#                copy of the bytes, as any relay makes)
 #   upload       the mover's upload rate, beside a direct PUT of the same
 #                bytes (curl, one connection)
 #   cache read   sectors read from the cache tier, beside the same sectors
@@ -18,8 +20,7 @@
 # installed when missing) on loopback ports. BENCH_TIER_SECTORS sectors
 # (default 64). Reads past every cache of the mount: the cache and volume
 # reads use O_DIRECT (as root the host's page cache is dropped before
-# each), and the kernel's cache of the sector files is emptied before each
-# cold pass. The server's own files are left as they are for both sides of
+# each), and each cold pass runs on a fresh mount. The server's own files are left as they are for both sides of
 # the cold read (dropping them before one side only would slow that side).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,11 +69,6 @@ done
 now() { date +%s.%N; }
 mibs() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n * 4 / s }'; }
 drop_caches() { [[ $(id -u) == 0 ]] && sync && echo 1 >/proc/sys/vm/drop_caches || true; }
-evict_sectors() { # POSIX_FADV_DONTNEED on each sector file
-    for r in "${ROOTS[@]}"; do
-        dd if="$MNT/sectors/$r" iflag=nocache count=0 status=none
-    done
-}
 stat_of() { awk -v k="$1" '$1 == k { print $2 }' "$MNT/tiers/$2/stats"; }
 mount_with() {
     "$BIN" mount "$MNT" --data-dir "$W/data" "$@" 2>>"$W/daemon.log" &
@@ -128,36 +124,51 @@ for _ in $(seq 1 600); do [[ $(stat_of cold_only cold) == "$N" ]] && break; slee
 unmount
 
 # cold reads through the mount beside a direct GET of the same objects, in
-# turns (the server's speed drifts); a round reads more sectors than the
-# mount keeps blocks of, so each read goes to the store
+# turns (the server's speed drifts). The mount's reader goes through the
+# files in the directory's listing order (`ls -U`: the order they were
+# stored, as cp -r or tar read them), so the mount reads ahead; for scale,
+# also in a shuffled order, where it cannot. Each pass on a fresh mount: no
+# block is kept from the pass before, and no file is in the kernel's cache.
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-mount_with --cold "s3://$BUCKET/cold" --cold-after 1h --promote-after 0
 cold_urls() { # a curl config of every object, each URL followed by "$@"
     for r in "${ROOTS[@]}"; do echo "url = \"$AWS_ENDPOINT/$BUCKET/cold/$r\""; printf '%s\n' "$@"; done
 }
-gets=() colds=() pipes=()
+cold_mount() { mount_with --cold "s3://$BUCKET/cold" --cold-after 1h --promote-after 0; }
+cold_pass() { # seconds to cat the files named through a fresh mount
+    cold_mount
+    local t0 t1
+    t0=$(now); (cd "$MNT/sectors" && cat "$@" >/dev/null); t1=$(now)
+    unmount
+    echo "$t1 - $t0" | bc
+}
+cold_mount
+mapfile -t LISTED < <(ls -U "$MNT/sectors")
+unmount
+mapfile -t SHUFFLED < <(printf '%s\n' "${ROOTS[@]}" | shuf)
+gets=() colds=() shuffles=() pipes=()
 for _ in 1 2 3; do
     t0=$(now)
     cold_urls "output = /dev/null" | s3curl -K -
     t1=$(now)
     gets+=("$(echo "$t1 - $t0" | bc)")
+    colds+=("$(cold_pass "${LISTED[@]}")")
+    shuffles+=("$(cold_pass "${SHUFFLED[@]}")")
     t0=$(now)
     cold_urls | s3curl -K - | cat >/dev/null
     t1=$(now)
     pipes+=("$(echo "$t1 - $t0" | bc)")
-    evict_sectors
-    t0=$(now); (cd "$MNT/sectors" && cat "${ROOTS[@]}" >/dev/null); t1=$(now)
-    colds+=("$(echo "$t1 - $t0" | bc)")
 done
 get_s=$(median "${gets[@]}")
 cold_s=$(median "${colds[@]}")
+shuffle_s=$(median "${shuffles[@]}")
 pipe_s=$(median "${pipes[@]}")
-unmount
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
 printf '%-44s %10s %10s %8s\n' "tiers ($N sectors of 4 MiB)" "MiB/s" "yardstick" "ratio"
 printf '%-44s %10s %10s %8s\n' "cold read via mount (cat) / direct GET (curl)" \
     "$(mibs "$N" "$cold_s")" "$(mibs "$N" "$get_s")" "$(ratio "$cold_s" "$get_s")"
+printf '%-44s %10s %10s %8s\n' "  for scale: shuffled order (no read-ahead)" \
+    "$(mibs "$N" "$shuffle_s")" "$(mibs "$N" "$get_s")" "$(ratio "$shuffle_s" "$get_s")"
 printf '%-44s %10s %10s %8s\n' "  for scale: GET piped through cat / GET" \
     "$(mibs "$N" "$pipe_s")" "$(mibs "$N" "$get_s")" "$(ratio "$pipe_s" "$get_s")"
 printf '%-44s %10s %10s %8s\n' "mover upload / direct PUT (curl)" \

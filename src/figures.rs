@@ -375,6 +375,12 @@ pub const COLD: &[ColdFigure] = &[
         "Bytes fetched from the cold store since the daemon started."
     ),
     cold!(
+        read_ahead,
+        "cold_read_ahead_total",
+        Counter,
+        "Downloads started ahead of a reader going through /sectors in listing order (--cold-read-ahead)."
+    ),
+    cold!(
         deletes,
         "cold_deletes_total",
         Counter,

@@ -86,6 +86,16 @@ pub struct MountArgs {
     /// local copy again (0: never)
     #[arg(long, default_value_t = sectorfs::engine::DEFAULT_PROMOTE_AFTER, value_name = "N")]
     pub promote_after: u32,
+    /// Cold-only sectors downloaded ahead of a reader going through
+    /// /sectors in listing order (cp -r, tar, find), at most 4 (0: none)
+    #[arg(
+        long,
+        default_value_t = sectorfs::engine::DEFAULT_READ_AHEAD,
+        value_name = "N",
+        requires = "cold",
+        value_parser = clap::value_parser!(u32).range(0..=4)
+    )]
+    pub cold_read_ahead: u32,
     /// A cache tier: one sparse file at PATH on a fast disk holding SIZE
     /// (e.g. 64GiB) of the sectors read most recently
     #[arg(long, num_args = 2, value_names = ["PATH", "SIZE"])]
@@ -148,6 +158,7 @@ pub fn run(a: MountArgs) -> Result<(), String> {
                 .map_err(|e| format!("--cold-after: {e}"))?,
             keep_local: a.cold_keep_local,
             promote_after: a.promote_after,
+            read_ahead: a.cold_read_ahead,
         }),
         None => None,
     };

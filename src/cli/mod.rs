@@ -40,7 +40,8 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Mount the store and serve it in the foreground until SIGINT/SIGTERM
-    Mount(daemon::MountArgs),
+    // boxed: its options make it far larger than the other commands
+    Mount(Box<daemon::MountArgs>),
     /// Print the Merkle root of each 4 MiB file, like b2sum
     Root {
         /// Files of exactly 4 MiB (4194304 bytes)
@@ -169,7 +170,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     logging::init();
     let result = match cli.command {
-        Command::Mount(args) => daemon::run(args),
+        Command::Mount(args) => daemon::run(*args),
         Command::Root { files } => offline::root(&files),
         Command::Put { files, mount, temp } => {
             mount.resolve().and_then(|m| online::put(&m, &files, temp))

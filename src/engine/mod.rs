@@ -45,7 +45,7 @@ pub use alerts::{Alert, Alerts, Progress, Severity};
 pub use backup::backup_path;
 pub use cache::{CacheOptions, CacheStats};
 pub use check::{CheckReport, OfflineReport};
-pub use cold::{ColdOptions, ColdStats, ColdUrl, DEFAULT_PROMOTE_AFTER};
+pub use cold::{ColdOptions, ColdStats, ColdUrl, DEFAULT_PROMOTE_AFTER, DEFAULT_READ_AHEAD};
 pub use copies::CopyCensus;
 pub use health::ScrubOptions;
 pub use lock::DataDirLock;

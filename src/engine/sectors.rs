@@ -312,6 +312,19 @@ impl Engine {
     /// and a failed or wrong read is not held against the copy or its
     /// volume.
     pub fn read_sector(&self, root: &Root, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.read_sector_by(root, offset, buf, None)
+    }
+
+    /// [`read_sector`](Self::read_sector) for `reader` (the thread that
+    /// asked, as the kernel names it): a reader going through the listing
+    /// in order gets the next cold sectors read ahead.
+    pub fn read_sector_by(
+        &self,
+        root: &Root,
+        offset: u64,
+        buf: &mut [u8],
+        reader: Option<u32>,
+    ) -> Result<()> {
         if offset
             .checked_add(buf.len() as u64)
             .is_none_or(|end| end > SECTOR_BYTES)
@@ -337,7 +350,7 @@ impl Engine {
                 }
                 if at.volume_id == crate::meta::COLD_VOLUME {
                     // tried last: every local copy failed or there is none
-                    let read = self.read_cold(at, offset, buf);
+                    let read = self.read_cold(at, offset, buf, reader);
                     if !self.still_at(at)? {
                         continue 'again;
                     }

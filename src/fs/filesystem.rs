@@ -725,12 +725,14 @@ impl SectorFs {
     /// request), or of a sector stored only in the cold store, as work to
     /// run on a thread of its own (a read waiting on the store must not take
     /// a FUSE thread that reads of local sectors need). `None`: any other
-    /// read (answered in place by [`read`](Self::read)).
+    /// read (answered in place by [`read`](Self::read)). `pid`: the thread
+    /// that asked, told apart from other readers for read-ahead.
     pub fn cold_read(
         &self,
         fh: u64,
         offset: u64,
         size: u32,
+        pid: u32,
     ) -> Option<ColdRead<impl FnOnce() -> Result<Vec<u8>> + Send + 'static>> {
         if !self.engine.has_cold() {
             return None;
@@ -755,7 +757,7 @@ impl SectorFs {
         let (engine, root) = (self.engine.clone(), *root);
         Some(ColdRead::Fetch(move || {
             let mut buf = vec![0u8; (end - offset) as usize];
-            engine.read_sector(&root, offset, &mut buf)?;
+            engine.read_sector_by(&root, offset, &mut buf, Some(pid))?;
             Ok(buf)
         }))
     }

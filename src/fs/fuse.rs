@@ -362,7 +362,7 @@ impl Filesystem for Fuse {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -371,7 +371,7 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.0.cold_read(fh.0, offset, size) {
+        match self.0.cold_read(fh.0, offset, size, req.pid()) {
             None => {}
             Some(ColdRead::Kept(data)) => return reply.data(&data),
             Some(ColdRead::Fetch(work)) => {

@@ -8,11 +8,15 @@ use rusqlite::params;
 
 use super::aggregates::{copy_counted_in, restate_in};
 use super::db::Meta;
+use super::query::root_of;
 use super::sectors::insert_copy_in;
 use crate::error::{DbContext, Result};
 use crate::merkle::Root;
 
 pub use super::aggregates::COLD_VOLUME;
+
+/// Objects [`Meta::cold_only_after`] looks through at most.
+const AHEAD_SCAN: i64 = 64;
 
 /// What the cold tier holds, as recorded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -94,6 +98,34 @@ impl Meta {
         })
     }
 
+    /// Up to `limit` sectors after id `after`, in listing order (by id),
+    /// stored in the cold store only: the ones a reader going through
+    /// `/sectors` reads next from the store. Looks at the next
+    /// [`AHEAD_SCAN`] objects only (with keep-local, most have local
+    /// copies too).
+    pub fn cold_only_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, Root)>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT s.id, s.root FROM \
+                     (SELECT sector_id FROM copies WHERE volume_id = 0 AND slot > ?1 \
+                      ORDER BY slot LIMIT ?2) o \
+                     JOIN sectors s ON s.id = o.sector_id \
+                     WHERE NOT EXISTS (SELECT 1 FROM copies l \
+                                       WHERE l.sector_id = s.id AND l.volume_id != 0) \
+                     ORDER BY s.id LIMIT ?3",
+                )
+                .ctx("finding the next cold sectors")?;
+            let rows = stmt
+                .query_map(params![after, AHEAD_SCAN, limit as i64], |r| {
+                    Ok((r.get(0)?, root_of(r, 1)?))
+                })
+                .ctx("finding the next cold sectors")?;
+            rows.collect::<rusqlite::Result<_>>()
+                .ctx("finding the next cold sectors")
+        })
+    }
+
     /// Saves when sectors were last read (id, unix seconds).
     pub fn save_read_times(&self, reads: &[(i64, i64)]) -> Result<()> {
         if reads.is_empty() {
@@ -130,5 +162,48 @@ impl Meta {
             )
             .ctx("counting cold copies")
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Reference;
+
+    fn root(n: u8) -> Root {
+        Root([n; 32])
+    }
+
+    /// The next cold-only sectors in listing order: sectors with a local
+    /// copy (kept or never cold) are passed over, the limit holds.
+    #[test]
+    fn cold_only_after_lists_the_next_cold_only_sectors_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open(&dir.path().join("db")).unwrap();
+        let v = meta.insert_volume("a", &dir.path().join("a"), 100).unwrap();
+        let yes = |_: u32| true;
+        let mut ids = Vec::new();
+        for n in 0..6u8 {
+            meta.insert_sector(&root(n), &[(v, n as u64)], 1, Reference::Pin, &yes)
+                .unwrap();
+            ids.push(meta.lookup(&root(n)).unwrap().unwrap().id);
+        }
+        // 1, 2, 4 and 5 go cold; 2 keeps its local copy; 3 never goes
+        for n in [1, 2, 4, 5] {
+            assert!(meta.add_cold_copy(ids[n], 1).unwrap());
+        }
+        for n in [1, 4, 5] {
+            assert!(meta.drop_copy(ids[n], v, n as u64).unwrap());
+        }
+        let after = |n: usize, limit| {
+            let got = meta.cold_only_after(ids[n], limit).unwrap();
+            got.iter()
+                .map(|(id, r)| (ids.iter().position(|i| i == id).unwrap(), *r))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(after(0, 1), vec![(1, root(1))]);
+        assert_eq!(after(1, 1), vec![(4, root(4))], "2 has a local copy");
+        assert_eq!(after(1, 5), vec![(4, root(4)), (5, root(5))]);
+        assert_eq!(after(5, 1), vec![]);
     }
 }

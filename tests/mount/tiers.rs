@@ -171,6 +171,72 @@ fn sectors_go_cold_read_back_and_come_back_when_read() {
     offline_check(&m, "after promotion");
 }
 
+/// `cp -r` of /sectors reads cold sectors in listing order: from the
+/// second on, the next two are downloaded ahead, each object once; reads
+/// in another order, or with --cold-read-ahead 0, fetch nothing ahead.
+#[test]
+fn a_reader_in_listing_order_gets_the_next_sectors_read_ahead() {
+    let s3 = S3Server::start();
+    let url = cold_url("ahead");
+    let ahead = |n: &'static str| {
+        [
+            "--cold",
+            url.as_str(),
+            "--cold-after",
+            "1h",
+            "--promote-after",
+            "0",
+            "--cold-read-ahead",
+            n,
+        ]
+    };
+    let mut m = Mount::start_env_args(
+        &["--cold", &url, "--cold-after", "1s", "--promote-after", "0"],
+        &s3.env(),
+    );
+    let sectors = put_sectors(&m, 20..26);
+    wait_for("the sectors to go cold and their slots freed", 60, || {
+        sectors.iter().all(|(r, _)| tier(&m, r) == "cold") && m.used(1) == 0
+    });
+    m.set_args(&ahead("2"));
+    m.remount();
+    let copy = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(m.path("sectors"))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "cp -r of /sectors");
+    for (root, data) in &sectors {
+        let got = std::fs::read(copy.path().join("sectors").join(root.to_string())).unwrap();
+        assert!(got == *data, "sector {root} copied wrong");
+    }
+    // the first two read on demand, the other four ahead; no object twice
+    assert_eq!(cold_stat(&m, "read_ahead"), 4);
+    assert_eq!(cold_stat(&m, "downloads"), 6);
+    assert!(
+        m.read("metrics")
+            .contains("sectorfs_cold_read_ahead_total 4")
+    );
+
+    // backwards: no sector is the one after the last
+    m.remount();
+    for (root, data) in sectors.iter().rev() {
+        assert!(read_uncached(&m.sector_path(root)).unwrap() == *data);
+    }
+    assert_eq!(cold_stat(&m, "read_ahead"), 0);
+    assert_eq!(cold_stat(&m, "downloads"), 6);
+
+    m.set_args(&ahead("0"));
+    m.remount();
+    for (root, data) in &sectors {
+        assert!(read_uncached(&m.sector_path(root)).unwrap() == *data);
+    }
+    assert_eq!(cold_stat(&m, "read_ahead"), 0);
+    assert_eq!(cold_stat(&m, "downloads"), 6);
+}
+
 /// With --cold-keep-local a sector is in both places; the object of a
 /// sector whose last reference goes is deleted, kept or cold alike.
 #[test]
@@ -215,9 +281,10 @@ fn an_unreachable_store_fails_only_cold_reads() {
     wait_for("the sectors to go cold", 60, || {
         all_cold.iter().all(|(r, _)| tier(&m, r) == "cold")
     });
-    // two sectors per round, not read before it (the mount keeps the
-    // last blocks read in memory)
-    for (down, cold) in [("stopped", &all_cold[..2]), ("frozen", &all_cold[2..])] {
+    // two sectors per round, not read before it: the mount keeps the
+    // last blocks read in memory, and downloads the sectors listed after
+    // those read in listing order, so round two reads the first two
+    for (down, cold) in [("stopped", &all_cold[2..]), ("frozen", &all_cold[..2])] {
         match down {
             "stopped" => s3.stop(),
             _ => s3.freeze(),

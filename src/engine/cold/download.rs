@@ -114,6 +114,12 @@ impl Shelf {
         }
     }
 
+    /// The whole object of `root` is being downloaded, or its first block
+    /// is kept (what a read-ahead would fetch again).
+    pub(super) fn holds_whole(&self, root: &Root) -> bool {
+        self.downloads.lock().contains_key(&(*root, 0)) || self.kept.lock().contains(&(*root, 0))
+    }
+
     /// The download in flight that holds block `block` of `root`'s object:
     /// the whole object's, or that block's.
     pub(super) fn downloading(&self, root: &Root, block: u64) -> Option<Arc<Download>> {

@@ -5,11 +5,13 @@
 //! `store.rs` is the only code that knows `object_store` and tokio;
 //! `mover.rs` the cold worker thread (uploads, deleting the objects of
 //! freed sectors, the reconcile pass); `read.rs` reads of cold copies
-//! (by blocks, the last ones kept; promotion); `download.rs` objects
+//! (by blocks, the last ones kept; promotion); `ahead.rs` read-ahead
+//! across sectors read in listing order; `download.rs` objects
 //! streamed (the whole one, or a block), one download of a range in
 //! flight, each read answered as its bytes come; `pieces.rs` bytes kept
 //! in the pieces they came in.
 
+mod ahead;
 mod download;
 mod mover;
 mod pieces;
@@ -40,6 +42,11 @@ const BLOCK: u64 = 1 << 20;
 /// The default of [`ColdOptions::promote_after`].
 pub const DEFAULT_PROMOTE_AFTER: u32 = 3;
 
+/// The default of [`ColdOptions::read_ahead`]: two, so the wait for the
+/// next but one overlaps the transfer of the next as well (measured with
+/// `scripts/bench.sh tiers`: one ahead, 0.87x a direct GET; two, 1.0x).
+pub const DEFAULT_READ_AHEAD: u32 = 2;
+
 /// How the cold tier is set up (`mount --cold` and its companions).
 #[derive(Debug, Clone)]
 pub struct ColdOptions {
@@ -52,6 +59,9 @@ pub struct ColdOptions {
     /// Reads (from the start of the sector) of a cold-only sector after
     /// which it gets a local copy again (0: never).
     pub promote_after: u32,
+    /// Cold-only sectors downloaded ahead of a reader going through the
+    /// listing in order (0: none).
+    pub read_ahead: u32,
 }
 
 /// Counters of the cold tier since start.
@@ -61,6 +71,7 @@ pub(super) struct Counters {
     uploaded_bytes: AtomicU64,
     downloads: AtomicU64,
     downloaded_bytes: AtomicU64,
+    read_ahead: AtomicU64,
     deletes: AtomicU64,
     errors: AtomicU64,
     promotions: AtomicU64,
@@ -83,6 +94,8 @@ pub struct ColdStats {
     pub uploaded_bytes: u64,
     pub downloads: u64,
     pub downloaded_bytes: u64,
+    /// Downloads started ahead of a reader going through the listing.
+    pub read_ahead: u64,
     pub deletes: u64,
     pub errors: u64,
     pub promotions: u64,
@@ -106,6 +119,8 @@ pub(super) struct Cold {
     read_at: Mutex<HashMap<i64, i64>>,
     /// Reads from the start of cold-only sectors, toward promotion.
     cold_reads: Mutex<HashMap<i64, u32>>,
+    /// The sectors readers going through the listing read next.
+    trails: ahead::Trails,
     /// Roots of freed sectors whose objects are still to delete.
     deletes: Mutex<Vec<Root>>,
     /// Sectors to promote, and those being promoted.
@@ -138,6 +153,7 @@ impl Cold {
             shelf: Arc::new(download::Shelf::new(KEPT_BLOCKS)),
             read_at: Mutex::default(),
             cold_reads: Mutex::default(),
+            trails: ahead::Trails::default(),
             promotions: Mutex::default(),
             deletes: Mutex::default(),
             promoting: Mutex::default(),
@@ -174,6 +190,7 @@ impl Engine {
             uploaded_bytes: get(&c.uploaded_bytes),
             downloads: get(&c.downloads),
             downloaded_bytes: get(&c.downloaded_bytes),
+            read_ahead: get(&c.read_ahead),
             deletes: get(&c.deletes),
             errors: get(&c.errors),
             promotions: get(&c.promotions),

@@ -49,15 +49,25 @@ impl Engine {
         }
     }
 
-    /// Reads `buf.len()` bytes at `offset` of the cold copy `at`. A read
-    /// from the start of the sector counts toward its promotion.
-    pub(crate) fn read_cold(&self, at: &SectorRow, offset: u64, buf: &mut [u8]) -> Result<()> {
+    /// Reads `buf.len()` bytes at `offset` of the cold copy `at` for
+    /// `reader`. A read from the start of the sector counts toward its
+    /// promotion, and may start downloads ahead of the reader.
+    pub(crate) fn read_cold(
+        &self,
+        at: &SectorRow,
+        offset: u64,
+        buf: &mut [u8],
+        reader: Option<u32>,
+    ) -> Result<()> {
         let Some(cold) = &self.cold else {
             return Err(Error::Unavailable(format!(
                 "sector {} is stored in a cold store only, and this mount has no --cold",
                 at.root
             )));
         };
+        if let (0, Some(reader)) = (offset, reader) {
+            self.read_ahead(cold, at, reader);
+        }
         self.cold_bytes(cold, &at.root, offset, buf)?;
         if offset == 0 && cold.options.promote_after > 0 {
             let mut counts = cold.cold_reads.lock();
