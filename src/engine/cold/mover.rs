@@ -5,7 +5,8 @@
 //! moves the sectors not read for `--cold-after`.
 //!
 //! A move: the sector read from a good local copy (verified against its
-//! root), uploaded create-only under its root (an object there already is
+//! root, on a helper thread while the sector before uploads: reading
+//! changes nothing), uploaded create-only under its root (an object there already is
 //! ours from an upload a crash cut short: the same bytes), confirmed with
 //! a HEAD, recorded as a copy, and only then are local copies freed
 //! (unless `--cold-keep-local`). A crash between any two steps leaves the
@@ -23,6 +24,16 @@ use crate::error::{Error, Result};
 use crate::merkle::SECTOR_SIZE;
 use crate::meta::COLD_VOLUME;
 use crate::volume::SECTOR_BYTES;
+
+/// Where a move of a sector starts.
+enum ToMove {
+    /// Not stored any more, or no good local copy: nothing to move.
+    Gone,
+    /// Its object is recorded: only local copies to free.
+    Uploaded,
+    /// Its verified bytes, to upload.
+    Upload(crate::merkle::Root, Bytes),
+}
 
 /// Sectors looked at per query of the mover.
 const BATCH: usize = 32;
@@ -168,11 +179,8 @@ impl Engine {
                 first = false;
             }
             let Some(&last) = ids.last() else { break };
-            for id in ids {
-                if self.health.stopping() {
-                    return Ok(());
-                }
-                self.move_cold(cold, id, keep)?;
+            if !self.move_batch(cold, &ids, keep)? {
+                return Ok(());
             }
             after = last;
         }
@@ -184,38 +192,76 @@ impl Engine {
         Ok(())
     }
 
-    /// Moves one sector: upload, confirm, record, then free local copies.
-    fn move_cold(&self, cold: &Cold, id: i64, keep: u32) -> Result<()> {
+    /// Moves the sectors `ids`, in order, each read and verified while the
+    /// one before uploads; false when the daemon stops meanwhile.
+    fn move_batch(&self, cold: &Cold, ids: &[i64], keep: u32) -> Result<bool> {
+        std::thread::scope(|s| {
+            let read = |id| s.spawn(move || self.read_to_move(id));
+            let mut next = ids.first().map(|&id| read(id));
+            for (i, &id) in ids.iter().enumerate() {
+                let ready = next
+                    .take()
+                    .expect("read before")
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+                if self.health.stopping() {
+                    return Ok(false);
+                }
+                next = ids.get(i + 1).map(|&id| read(id));
+                self.move_cold(cold, id, ready, keep)?;
+            }
+            Ok(true)
+        })
+    }
+
+    /// What a move of sector `id` starts from: its bytes read from a good
+    /// local copy and verified against its root, when it has no object
+    /// yet.
+    fn read_to_move(&self, id: i64) -> Result<ToMove> {
         let copies = self.meta.copies_of(id)?;
         let Some(first) = copies.first() else {
-            return Ok(());
+            return Ok(ToMove::Gone);
         };
-        let root = first.root;
-        if !copies.iter().any(|c| c.volume_id == COLD_VOLUME) {
-            let local: Vec<SectorRow> = copies
-                .iter()
-                .filter(|c| c.volume_id != COLD_VOLUME)
-                .copied()
-                .collect();
-            let mut data = vec![0u8; SECTOR_SIZE];
-            // verified against the root: only good bytes go cold
-            if self.read_good_copy(&local, None, &mut data).is_none() {
-                tracing::warn!("sector {root} has no good local copy to upload; it stays local");
-                return Ok(());
-            }
-            match self.upload(cold, &root, Bytes::from(data)) {
-                Ok(()) => {}
-                // not this sector's to fix now: the others go on
-                Err(Error::Corrupt(why)) => {
-                    tracing::error!("{why}");
+        if copies.iter().any(|c| c.volume_id == COLD_VOLUME) {
+            return Ok(ToMove::Uploaded);
+        }
+        let local: Vec<SectorRow> = copies
+            .iter()
+            .filter(|c| c.volume_id != COLD_VOLUME)
+            .copied()
+            .collect();
+        let mut data = vec![0u8; SECTOR_SIZE];
+        // verified against the root: only good bytes go cold
+        if self.read_good_copy(&local, None, &mut data).is_none() {
+            tracing::warn!(
+                "sector {} has no good local copy to upload; it stays local",
+                first.root
+            );
+            return Ok(ToMove::Gone);
+        }
+        Ok(ToMove::Upload(first.root, Bytes::from(data)))
+    }
+
+    /// Moves one sector: upload, confirm, record, then free local copies.
+    fn move_cold(&self, cold: &Cold, id: i64, ready: ToMove, keep: u32) -> Result<()> {
+        match ready {
+            ToMove::Gone => return Ok(()),
+            ToMove::Uploaded => {}
+            ToMove::Upload(root, data) => {
+                match self.upload(cold, &root, data) {
+                    Ok(()) => {}
+                    // not this sector's to fix now: the others go on
+                    Err(Error::Corrupt(why)) => {
+                        tracing::error!("{why}");
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
+                if !self.meta.add_cold_copy(id, now_secs())? {
+                    // freed meanwhile: its object goes unless stored again
+                    cold.deletes.lock().push(root);
                     return Ok(());
                 }
-                Err(e) => return Err(e),
-            }
-            if !self.meta.add_cold_copy(id, now_secs())? {
-                // freed meanwhile: its object goes unless stored again
-                cold.deletes.lock().push(root);
-                return Ok(());
             }
         }
         if cold.options.keep_local {
