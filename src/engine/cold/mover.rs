@@ -6,10 +6,10 @@
 //!
 //! A move: the sector read from a good local copy (verified against its
 //! root, on a helper thread while the sector before uploads: reading
-//! changes nothing), uploaded create-only under its root (an object there already is
-//! ours from an upload a crash cut short: the same bytes), confirmed with
-//! a HEAD, recorded as a copy, and only then are local copies freed
-//! (unless `--cold-keep-local`). A crash between any two steps leaves the
+//! changes nothing), uploaded create-only under its root (an object there
+//! already is ours from an upload a crash cut short: the same bytes),
+//! confirmed with a HEAD, recorded as a copy, and only then are local
+//! copies freed (unless `--cold-keep-local`). A crash between any two steps leaves the
 //! sector with its local copy, and at worst an object no row names, which
 //! the next upload of the sector adopts or the reconcile deletes.
 
