@@ -9,9 +9,10 @@
 //! changes nothing), uploaded create-only under its root (an object there
 //! already is ours from an upload a crash cut short: the same bytes),
 //! confirmed with a HEAD, recorded as a copy, and only then are local
-//! copies freed (unless `--cold-keep-local`). A crash between any two steps leaves the
-//! sector with its local copy, and at worst an object no row names, which
-//! the next upload of the sector adopts or the reconcile deletes.
+//! copies freed (unless `--cold-keep-local`). A crash between any two
+//! steps leaves the sector with its local copy, and at worst an object no
+//! row names, which the next upload of the sector adopts or the reconcile
+//! deletes.
 
 use std::time::{Duration, Instant};
 
