@@ -8,9 +8,11 @@
 #                ahead), beside a direct GET of the same objects by one
 #                client (curl, one connection) from the same server; three
 #                rounds of each, taken in turns, the median of each side.
-#                For scale: the mount's reader in a shuffled order (no
-#                read-ahead), and the same GET piped through cat (one more
-#                copy of the bytes, as any relay makes)
+#                For scale: the mount's reader in a shuffled order (read
+#                ahead only where two neighbours happen to be in order), the
+#                same GET piped through cat (one more copy of the bytes, as
+#                any relay makes), and the same GETs on 3 connections (as
+#                many as the mount has in flight reading 2 ahead)
 #   upload       the mover's upload rate, beside a direct PUT of the same
 #                bytes (curl, one connection)
 #   cache read   sectors read from the cache tier, beside the same sectors
@@ -23,6 +25,8 @@
 # each), and each cold pass runs on a fresh mount. The server's own files are left as they are for both sides of
 # the cold read (dropping them before one side only would slow that side).
 set -euo pipefail
+# a failing command inside $(...) fails the script too
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 N=${BENCH_TIER_SECTORS:-64}
@@ -127,48 +131,62 @@ unmount
 # turns (the server's speed drifts). The mount's reader goes through the
 # files in the directory's listing order (`ls -U`: the order they were
 # stored, as cp -r or tar read them), so the mount reads ahead; for scale,
-# also in a shuffled order, where it cannot. Each pass on a fresh mount: no
-# block is kept from the pass before, and no file is in the kernel's cache.
+# also in a shuffled order, where it mostly cannot. Each pass on a fresh
+# mount: no block is kept from the pass before, nor any file in the
+# kernel's cache.
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 cold_urls() { # a curl config of every object, each URL followed by "$@"
     for r in "${ROOTS[@]}"; do echo "url = \"$AWS_ENDPOINT/$BUCKET/cold/$r\""; printf '%s\n' "$@"; done
 }
 cold_mount() { mount_with --cold "s3://$BUCKET/cold" --cold-after 1h --promote-after 0; }
-cold_pass() { # seconds to cat the files named through a fresh mount
+cold_pass() { # seconds to cat the files named after $1 through a fresh
+    # mount; the count of sectors it read ahead goes to $W/ahead.$1
+    local kind=$1 t0 t1
+    shift
     cold_mount
-    local t0 t1
     t0=$(now); (cd "$MNT/sectors" && cat "$@" >/dev/null); t1=$(now)
+    stat_of read_ahead cold >"$W/ahead.$kind"
     unmount
     echo "$t1 - $t0" | bc
 }
 cold_mount
 mapfile -t LISTED < <(ls -U "$MNT/sectors")
 unmount
+[[ ${#LISTED[@]} == "$N" ]] || { echo "the mount lists ${#LISTED[@]} sectors, not $N" >&2; exit 1; }
 mapfile -t SHUFFLED < <(printf '%s\n' "${ROOTS[@]}" | shuf)
-gets=() colds=() shuffles=() pipes=()
+gets=() colds=() shuffles=() pipes=() parallels=()
 for _ in 1 2 3; do
     t0=$(now)
     cold_urls "output = /dev/null" | s3curl -K -
     t1=$(now)
     gets+=("$(echo "$t1 - $t0" | bc)")
-    colds+=("$(cold_pass "${LISTED[@]}")")
-    shuffles+=("$(cold_pass "${SHUFFLED[@]}")")
+    colds+=("$(cold_pass listed "${LISTED[@]}")")
+    shuffles+=("$(cold_pass shuffled "${SHUFFLED[@]}")")
     t0=$(now)
     cold_urls | s3curl -K - | cat >/dev/null
     t1=$(now)
     pipes+=("$(echo "$t1 - $t0" | bc)")
+    t0=$(now)
+    cold_urls "output = /dev/null" | s3curl --parallel --parallel-max 3 -K -
+    t1=$(now)
+    parallels+=("$(echo "$t1 - $t0" | bc)")
 done
 get_s=$(median "${gets[@]}")
 cold_s=$(median "${colds[@]}")
 shuffle_s=$(median "${shuffles[@]}")
 pipe_s=$(median "${pipes[@]}")
+parallel_s=$(median "${parallels[@]}")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
 printf '%-44s %10s %10s %8s\n' "tiers ($N sectors of 4 MiB)" "MiB/s" "yardstick" "ratio"
 printf '%-44s %10s %10s %8s\n' "cold read via mount (cat) / direct GET (curl)" \
     "$(mibs "$N" "$cold_s")" "$(mibs "$N" "$get_s")" "$(ratio "$cold_s" "$get_s")"
-printf '%-44s %10s %10s %8s\n' "  for scale: shuffled order (no read-ahead)" \
+printf '%-44s %10s %10s %8s\n' "  (sectors read ahead: $(cat "$W/ahead.listed") of $N)" "" "" ""
+printf '%-44s %10s %10s %8s\n' "  for scale: shuffled order" \
     "$(mibs "$N" "$shuffle_s")" "$(mibs "$N" "$get_s")" "$(ratio "$shuffle_s" "$get_s")"
+printf '%-44s %10s %10s %8s\n' "  (sectors read ahead: $(cat "$W/ahead.shuffled") of $N)" "" "" ""
+printf '%-44s %10s %10s %8s\n' "  for scale: GET, 3 connections / GET" \
+    "$(mibs "$N" "$parallel_s")" "$(mibs "$N" "$get_s")" "$(ratio "$parallel_s" "$get_s")"
 printf '%-44s %10s %10s %8s\n' "  for scale: GET piped through cat / GET" \
     "$(mibs "$N" "$pipe_s")" "$(mibs "$N" "$get_s")" "$(ratio "$pipe_s" "$get_s")"
 printf '%-44s %10s %10s %8s\n' "mover upload / direct PUT (curl)" \

@@ -87,7 +87,7 @@ pub struct MountArgs {
     #[arg(long, default_value_t = sectorfs::engine::DEFAULT_PROMOTE_AFTER, value_name = "N")]
     pub promote_after: u32,
     /// Cold-only sectors downloaded ahead of a reader going through
-    /// /sectors in listing order (cp -r, tar, find), at most 4 (0: none)
+    /// /sectors in listing order (cp -r, tar), at most 4 (0: none)
     #[arg(
         long,
         default_value_t = sectorfs::engine::DEFAULT_READ_AHEAD,

@@ -757,7 +757,9 @@ impl SectorFs {
         let (engine, root) = (self.engine.clone(), *root);
         Some(ColdRead::Fetch(move || {
             let mut buf = vec![0u8; (end - offset) as usize];
-            engine.read_sector_by(&root, offset, &mut buf, Some(pid))?;
+            // 0: a reader the kernel cannot name (another pid namespace)
+            let reader = Some(pid).filter(|&p| p != 0);
+            engine.read_sector_by(&root, offset, &mut buf, reader)?;
             Ok(buf)
         }))
     }

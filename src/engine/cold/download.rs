@@ -132,12 +132,14 @@ impl Shelf {
 }
 
 /// The download of `root`'s object from block `first` (to its end from the
-/// start, else that block): the one in flight, or one started now.
+/// start, else that block): the one in flight, or one started now (`ahead`:
+/// for a reader that has not asked yet; its failure is no reader's).
 pub(super) fn download(
     store: &ColdStore,
     shelf: &Arc<Shelf>,
     root: &Root,
     first: u64,
+    ahead: bool,
 ) -> Arc<Download> {
     let download = {
         let mut downloads = shelf.downloads.lock();
@@ -158,6 +160,7 @@ pub(super) fn download(
         url: store.url().to_string(),
         total: 0,
         ended: false,
+        ahead,
     };
     let end = match first {
         0 => SECTOR_SIZE as u64,
@@ -175,6 +178,8 @@ pub(super) struct Filler {
     url: String,
     total: u64,
     ended: bool,
+    /// Started ahead of any read.
+    ahead: bool,
 }
 
 impl Sink for Filler {
@@ -201,6 +206,16 @@ impl Sink for Filler {
             Ok(()) => {
                 bump(&self.shelf.counters.downloads, 1);
                 bump(&self.shelf.counters.downloaded_bytes, self.total);
+            }
+            // counted, but said by the reader that asks for it, if any (a
+            // sector freed since it was listed has no object any more)
+            Err(e) if self.ahead => {
+                tracing::debug!(
+                    "cold store {}: reading sector {} ahead failed: {e}",
+                    self.url,
+                    self.root
+                );
+                bump(&self.shelf.counters.errors, 1);
             }
             Err(StoreError::NotFound) => {
                 tracing::error!(
@@ -260,6 +275,7 @@ mod tests {
             url: "s3://test/".into(),
             total: 0,
             ended: false,
+            ahead: false,
         }
     }
 

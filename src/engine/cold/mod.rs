@@ -120,8 +120,8 @@ pub(super) struct Cold {
     read_at: Mutex<HashMap<i64, i64>>,
     /// Reads from the start of cold-only sectors, toward promotion.
     cold_reads: Mutex<HashMap<i64, u32>>,
-    /// The sectors readers going through the listing read next.
-    trails: ahead::Trails,
+    /// The readers going through the listing, and what was read ahead.
+    ahead: ahead::ReadAhead,
     /// Roots of freed sectors whose objects are still to delete.
     deletes: Mutex<Vec<Root>>,
     /// Sectors to promote, and those being promoted.
@@ -154,7 +154,7 @@ impl Cold {
             shelf: Arc::new(download::Shelf::new(KEPT_BLOCKS)),
             read_at: Mutex::default(),
             cold_reads: Mutex::default(),
-            trails: ahead::Trails::default(),
+            ahead: ahead::ReadAhead::default(),
             promotions: Mutex::default(),
             deletes: Mutex::default(),
             promoting: Mutex::default(),

@@ -209,6 +209,8 @@ impl Engine {
                     return Ok(false);
                 }
                 next = ids.get(i + 1).map(|&id| read(id));
+                // on failure the next one's bytes are dropped: the pass
+                // starts again from its first sector after a wait
                 self.move_cold(cold, id, ready, keep)?;
             }
             Ok(true)

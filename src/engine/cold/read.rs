@@ -124,7 +124,7 @@ impl Engine {
             // a download ends after its blocks were kept
             None => match kept() {
                 Some(kept) => return Ok(kept.copy_to(from, out)),
-                None => download::download(&cold.store, &cold.shelf, root, block),
+                None => download::download(&cold.store, &cold.shelf, root, block, false),
             },
         };
         self.downloaded(&download, root, pos, out)
