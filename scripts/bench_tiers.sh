@@ -71,11 +71,17 @@ for _ in $(seq 1 300); do
 done
 
 now() { date +%s.%N; }
+seconds() { # how long "$@" takes
+    local t0 t1
+    t0=$(now); "$@"; t1=$(now)
+    echo "$t1 - $t0" | bc
+}
 mibs() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n * 4 / s }'; }
 drop_caches() { [[ $(id -u) == 0 ]] && sync && echo 1 >/proc/sys/vm/drop_caches || true; }
 stat_of() { awk -v k="$1" '$1 == k { print $2 }' "$MNT/tiers/$2/stats"; }
 mount_with() {
-    "$BIN" mount "$MNT" --data-dir "$W/data" "$@" 2>>"$W/daemon.log" &
+    # its output not on ours: a mount started inside $(...) leaves it
+    "$BIN" mount "$MNT" --data-dir "$W/data" "$@" >>"$W/daemon.log" 2>&1 &
     for _ in $(seq 1 200); do [[ -e $MNT/status ]] && return; sleep 0.05; done
     echo "the mount did not come up:" >&2; tail "$W/daemon.log" >&2; exit 1
 }
@@ -100,30 +106,28 @@ done
 
 # cache read beside a volume read, the cache file on the volume's disk
 drop_caches
-t0=$(now); read_all; t1=$(now)
-volume_s=$(echo "$t1 - $t0" | bc)
+volume_s=$(seconds read_all)
 unmount
 mount_with --cache "$W/cache.bin" "$N"
 read_all
 for _ in $(seq 1 600); do [[ $(stat_of entries cache) == "$N" ]] && break; sleep 0.05; done
 drop_caches
-t0=$(now); read_all; t1=$(now)
-cache_s=$(echo "$t1 - $t0" | bc)
+cache_s=$(seconds read_all)
 unmount
 
 # the mover's uploads beside a direct PUT of the same bytes
-t0=$(now)
-for i in $(seq 1 "$N"); do
-    echo "upload-file = \"$W/blobs/$i\""
-    echo "url = \"$AWS_ENDPOINT/$BUCKET/direct/${ROOTS[$((i - 1))]}\""
-done | s3curl -K - -o /dev/null
-t1=$(now)
-put_s=$(echo "$t1 - $t0" | bc)
-t0=$(now)
-mount_with --cold "s3://$BUCKET/cold" --cold-after 0s --promote-after 0
-for _ in $(seq 1 6000); do [[ $(stat_of uploads cold) == "$N" ]] && break; sleep 0.02; done
-t1=$(now)
-upload_s=$(echo "$t1 - $t0" | bc)
+put_all() {
+    for i in $(seq 1 "$N"); do
+        echo "upload-file = \"$W/blobs/$i\""
+        echo "url = \"$AWS_ENDPOINT/$BUCKET/direct/${ROOTS[$((i - 1))]}\""
+    done | s3curl -K - -o /dev/null
+}
+move_all() { # from the mount's start to the mover's last upload
+    mount_with --cold "s3://$BUCKET/cold" --cold-after 0s --promote-after 0
+    for _ in $(seq 1 6000); do [[ $(stat_of uploads cold) == "$N" ]] && break; sleep 0.02; done
+}
+put_s=$(seconds put_all)
+upload_s=$(seconds move_all)
 for _ in $(seq 1 600); do [[ $(stat_of cold_only cold) == "$N" ]] && break; sleep 0.05; done
 unmount
 
@@ -138,16 +142,20 @@ median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int(
 cold_urls() { # a curl config of every object, each URL followed by "$@"
     for r in "${ROOTS[@]}"; do echo "url = \"$AWS_ENDPOINT/$BUCKET/cold/$r\""; printf '%s\n' "$@"; done
 }
+get_one() { cold_urls "output = /dev/null" | s3curl -K -; }
+get_piped() { cold_urls | s3curl -K - | cat >/dev/null; }
+get_three() { cold_urls "output = /dev/null" | s3curl --parallel --parallel-max 3 -K -; }
 cold_mount() { mount_with --cold "s3://$BUCKET/cold" --cold-after 1h --promote-after 0; }
+cat_sectors() { (cd "$MNT/sectors" && cat "$@" >/dev/null); }
 cold_pass() { # seconds to cat the files named after $1 through a fresh
     # mount; the count of sectors it read ahead goes to $W/ahead.$1
-    local kind=$1 t0 t1
+    local kind=$1 s
     shift
     cold_mount
-    t0=$(now); (cd "$MNT/sectors" && cat "$@" >/dev/null); t1=$(now)
+    s=$(seconds cat_sectors "$@")
     stat_of read_ahead cold >"$W/ahead.$kind"
     unmount
-    echo "$t1 - $t0" | bc
+    echo "$s"
 }
 cold_mount
 mapfile -t LISTED < <(ls -U "$MNT/sectors")
@@ -156,20 +164,11 @@ unmount
 mapfile -t SHUFFLED < <(printf '%s\n' "${ROOTS[@]}" | shuf)
 gets=() colds=() shuffles=() pipes=() parallels=()
 for _ in 1 2 3; do
-    t0=$(now)
-    cold_urls "output = /dev/null" | s3curl -K -
-    t1=$(now)
-    gets+=("$(echo "$t1 - $t0" | bc)")
+    gets+=("$(seconds get_one)")
     colds+=("$(cold_pass listed "${LISTED[@]}")")
     shuffles+=("$(cold_pass shuffled "${SHUFFLED[@]}")")
-    t0=$(now)
-    cold_urls | s3curl -K - | cat >/dev/null
-    t1=$(now)
-    pipes+=("$(echo "$t1 - $t0" | bc)")
-    t0=$(now)
-    cold_urls "output = /dev/null" | s3curl --parallel --parallel-max 3 -K -
-    t1=$(now)
-    parallels+=("$(echo "$t1 - $t0" | bc)")
+    pipes+=("$(seconds get_piped)")
+    parallels+=("$(seconds get_three)")
 done
 get_s=$(median "${gets[@]}")
 cold_s=$(median "${colds[@]}")
@@ -178,18 +177,15 @@ pipe_s=$(median "${pipes[@]}")
 parallel_s=$(median "${parallels[@]}")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
+row() { # a label, then seconds beside the yardstick's seconds
+    printf '%-44s %10s %10s %8s\n' "$1" "$(mibs "$N" "$2")" "$(mibs "$N" "$3")" "$(ratio "$2" "$3")"
+}
 printf '%-44s %10s %10s %8s\n' "tiers ($N sectors of 4 MiB)" "MiB/s" "yardstick" "ratio"
-printf '%-44s %10s %10s %8s\n' "cold read via mount (cat) / direct GET (curl)" \
-    "$(mibs "$N" "$cold_s")" "$(mibs "$N" "$get_s")" "$(ratio "$cold_s" "$get_s")"
-printf '%-44s %10s %10s %8s\n' "  (sectors read ahead: $(cat "$W/ahead.listed") of $N)" "" "" ""
-printf '%-44s %10s %10s %8s\n' "  for scale: shuffled order" \
-    "$(mibs "$N" "$shuffle_s")" "$(mibs "$N" "$get_s")" "$(ratio "$shuffle_s" "$get_s")"
-printf '%-44s %10s %10s %8s\n' "  (sectors read ahead: $(cat "$W/ahead.shuffled") of $N)" "" "" ""
-printf '%-44s %10s %10s %8s\n' "  for scale: GET, 3 connections / GET" \
-    "$(mibs "$N" "$parallel_s")" "$(mibs "$N" "$get_s")" "$(ratio "$parallel_s" "$get_s")"
-printf '%-44s %10s %10s %8s\n' "  for scale: GET piped through cat / GET" \
-    "$(mibs "$N" "$pipe_s")" "$(mibs "$N" "$get_s")" "$(ratio "$pipe_s" "$get_s")"
-printf '%-44s %10s %10s %8s\n' "mover upload / direct PUT (curl)" \
-    "$(mibs "$N" "$upload_s")" "$(mibs "$N" "$put_s")" "$(ratio "$upload_s" "$put_s")"
-printf '%-44s %10s %10s %8s\n' "cache read / volume read (same disk)" \
-    "$(mibs "$N" "$cache_s")" "$(mibs "$N" "$volume_s")" "$(ratio "$cache_s" "$volume_s")"
+row "cold read via mount (cat) / direct GET (curl)" "$cold_s" "$get_s"
+echo "  (sectors read ahead: $(cat "$W/ahead.listed") of $N)"
+row "  for scale: shuffled order" "$shuffle_s" "$get_s"
+echo "  (sectors read ahead: $(cat "$W/ahead.shuffled") of $N)"
+row "  for scale: GET, 3 connections / GET" "$parallel_s" "$get_s"
+row "  for scale: GET piped through cat / GET" "$pipe_s" "$get_s"
+row "mover upload / direct PUT (curl)" "$upload_s" "$put_s"
+row "cache read / volume read (same disk)" "$cache_s" "$volume_s"

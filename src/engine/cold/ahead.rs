@@ -77,22 +77,26 @@ impl Engine {
         if let Some((id, _)) = next.first() {
             cold.ahead.trails.lock().put(reader, *id);
         }
-        if !follows || !cold.reachable.load(Ordering::Relaxed) {
-            return;
+        if follows && cold.reachable.load(Ordering::Relaxed) {
+            self.start_ahead(cold, next.iter().map(|(_, root)| root));
         }
+    }
+
+    /// Starts downloading the objects of `roots` not held already, while
+    /// fewer than [`UNREAD`] read ahead are waiting for their reader.
+    fn start_ahead<'a>(&self, cold: &Cold, roots: impl Iterator<Item = &'a Root>) {
         let mut unread = cold.ahead.unread.lock();
-        for (_, root) in &next {
-            if cold.shelf.holds_whole(root) {
-                continue;
-            }
-            // those pushed out of the kept blocks are read ahead no more
-            unread.retain(|r| cold.shelf.holds_whole(r));
+        // those pushed out of the kept blocks are read ahead no more
+        unread.retain(|r| cold.shelf.holds_whole(r));
+        for root in roots {
             if unread.len() >= UNREAD {
                 return;
             }
-            download(&cold.store, &cold.shelf, root, 0, true);
-            unread.push(*root);
-            bump(&cold.shelf.counters.read_ahead, 1);
+            if !cold.shelf.holds_whole(root) {
+                download(&cold.store, &cold.shelf, root, 0, true);
+                unread.push(*root);
+                bump(&cold.shelf.counters.read_ahead, 1);
+            }
         }
     }
 }

@@ -114,6 +114,11 @@ impl Shelf {
         }
     }
 
+    /// Block `block` of `root`'s object, when kept (a use: kept longer).
+    pub(super) fn kept_block(&self, root: &Root, block: u64) -> Option<Arc<Pieces>> {
+        self.kept.lock().get(&(*root, block)).cloned()
+    }
+
     /// The whole object of `root` is being downloaded, or its first block
     /// is kept (what a read-ahead would fetch again).
     pub(super) fn holds_whole(&self, root: &Root) -> bool {
@@ -349,7 +354,7 @@ mod tests {
         assert!(download.came(3 * BLOCK - 10, 10).unwrap() == data[data.len() - 10..]);
         f.finish(Ok(()));
         assert!(shelf.downloading(&root, 2).is_none(), "done");
-        let kept = shelf.kept.lock().get(&(root, 2)).cloned().unwrap();
+        let kept = shelf.kept_block(&root, 2).unwrap();
         assert_eq!(kept.len(), BLOCK);
 
         let whole = Arc::new(Download::default());

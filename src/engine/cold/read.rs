@@ -31,8 +31,7 @@ impl Engine {
             return None;
         }
         let block = offset / BLOCK;
-        let kept = cold.shelf.kept.lock().get(&(*root, block)).cloned();
-        let Some(kept) = kept else {
+        let Some(kept) = cold.shelf.kept_block(root, block) else {
             return cold
                 .shelf
                 .downloading(root, block)?
@@ -110,7 +109,7 @@ impl Engine {
     fn cold_piece(&self, cold: &Cold, root: &Root, pos: u64, out: &mut [u8]) -> Result<usize> {
         let block = pos / BLOCK;
         let from = pos % BLOCK;
-        let kept = || cold.shelf.kept.lock().get(&(*root, block)).cloned();
+        let kept = || cold.shelf.kept_block(root, block);
         if let Some(kept) = kept() {
             return Ok(kept.copy_to(from, out));
         }
